@@ -1,0 +1,15 @@
+//! Palisade's vocabulary: the small types every other crate speaks.
+//!
+//! No I/O and no async here. See `ARCHITECTURE.md` at the repository root for the data flow.
+
+pub mod allowlist;
+pub mod decision;
+pub mod event;
+pub mod net;
+pub mod time;
+
+pub use allowlist::{Allowlist, AllowlistError};
+pub use decision::{Decision, Origin};
+pub use event::Event;
+pub use net::{aggregate, canonical_ip, parse_ip_bytes, target_of};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp};
