@@ -1,0 +1,236 @@
+//! Palisade's configuration: one TOML file.
+//!
+//! Every section is read on its own, so one run of [`Config::parse`] reports a problem in each
+//! broken section, plus every semantic problem (unknown filter, duplicate jail, missing
+//! responder…), each with file, line, column, what is wrong and what is allowed.
+//! Unknown keys are errors. Durations are written `30s`, `10m`, `1h`, `1d`, `1w` (or whole
+//! seconds as an integer); a ban time may be `"forever"`.
+
+#![warn(missing_docs)]
+
+mod schema;
+
+pub use schema::*;
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line (0 when not tied to a place).
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
+    }
+}
+
+/// A configuration that cannot be used: every problem found.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps byte offsets to lines and columns.
+pub(crate) struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Locator<'a> {
+    pub(crate) fn at(&self, offset: usize, message: impl Into<String>) -> Problem {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Problem {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn span<T>(&self, s: &Spanned<T>, message: impl Into<String>) -> Problem {
+        self.at(s.span().start, message)
+    }
+
+    pub(crate) fn nowhere(&self, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+        }
+    }
+}
+
+fn de_section<T: DeserializeOwned>(
+    v: &Spanned<DeValue<'_>>,
+    loc: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(v.clone())) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let off = e.span().map_or(v.span().start, |s| s.start);
+            problems.push(loc.at(off, e.message().trim().to_string()));
+            None
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file. `known_filters` are the filter names that
+    /// exist (built-ins); a jail may also name a fail2ban filter file with `filter_file`.
+    pub fn load(path: &Path, known_filters: &[&str]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::parse(&text, path, known_filters)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages and to resolve
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path, known_filters: &[&str]) -> Result<Config, ConfigError> {
+        let loc = Locator { file: path, text };
+        let mut problems = Vec::new();
+        let root = match DeTable::parse(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let off = e.span().map_or(0, |s| s.start);
+                return Err(ConfigError {
+                    problems: vec![loc.at(off, e.message().trim().to_string())],
+                });
+            }
+        };
+        let mut cfg = Config {
+            path: path.to_path_buf(),
+            ..Default::default()
+        };
+        for (key, value) in root.get_ref().iter() {
+            let k: &str = key.get_ref();
+            match k {
+                "general" => {
+                    if let Some(v) = de_section(value, &loc, &mut problems) {
+                        cfg.general = v;
+                    }
+                }
+                "store" => {
+                    if let Some(v) = de_section(value, &loc, &mut problems) {
+                        cfg.store = v;
+                    }
+                }
+                "defaults" => {
+                    if let Some(v) = de_section(value, &loc, &mut problems) {
+                        cfg.defaults = v;
+                    }
+                }
+                "escalation" => cfg.escalation = de_section(value, &loc, &mut problems),
+                "recidive" => cfg.recidive = de_section(value, &loc, &mut problems),
+                "allowlist" => {
+                    if let Some(v) = de_section(value, &loc, &mut problems) {
+                        cfg.allowlist = v;
+                    }
+                }
+                "responder" | "jail" => {
+                    let DeValue::Array(items) = value.get_ref() else {
+                        problems.push(loc.span(
+                            key,
+                            format!("`{k}` must be an array of tables: write [[{k}]]"),
+                        ));
+                        continue;
+                    };
+                    for item in items.iter() {
+                        if k == "jail" {
+                            if let Some(j) = de_section(item, &loc, &mut problems) {
+                                cfg.jails.push(j);
+                            }
+                        } else if let Some(r) = de_section(item, &loc, &mut problems) {
+                            cfg.responders.push(r);
+                        }
+                    }
+                }
+                other => problems.push(loc.span(
+                    key,
+                    format!(
+                        "unknown section `{other}`, expected one of: {}",
+                        SECTIONS.join(", ")
+                    ),
+                )),
+            }
+        }
+        schema::validate(&mut cfg, &loc, known_filters, &mut problems);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            problems.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Resolves a path from the configuration relative to the configuration file's folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
+        }
+    }
+}
+
+/// Parses a duration: `"10m"`, `"1h30m"`, `"1w"`, or an integer number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"10m\", \"1h\", \"1d\", \"1w\"")
+    })
+}

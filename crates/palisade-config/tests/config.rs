@@ -1,0 +1,169 @@
+use palisade_config::Config;
+use std::path::Path;
+
+const FILTERS: &[&str] = &[
+    "sshd",
+    "nginx_access",
+    "apache_access",
+    "nginx_error",
+    "apache_error",
+    "kernel_fw",
+];
+
+fn parse(text: &str) -> Result<Config, palisade_config::ConfigError> {
+    Config::parse(text, Path::new("test.toml"), FILTERS)
+}
+
+#[test]
+fn shipped_example_is_valid() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/palisade.toml");
+    let cfg = Config::load(&p, FILTERS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.jails.len(), 4);
+    assert_eq!(cfg.jails[0].name.get_ref(), "sshd");
+    assert_eq!(cfg.defaults.find_time.0.as_secs(), 600);
+    assert_eq!(cfg.jails[1].find_time.unwrap().0.as_secs(), 60);
+    assert_eq!(cfg.allowlist.parsed.len(), 2);
+    assert!(cfg.recidive.as_ref().unwrap().enabled);
+}
+
+#[test]
+fn reports_every_problem_with_line_and_allowed_values() {
+    let text = r#"
+[general]
+dry_run = "yes"
+
+[defaults]
+find_time = "10 parsecs"
+
+[bogus]
+x = 1
+
+[[jail]]
+name = "a"
+filter = "sshd"
+files = ["/var/log/auth.log"]
+colour = "red"
+
+[[jail]]
+name = "b"
+filter = "nope"
+files = ["/x"]
+responders = ["missing"]
+
+[[jail]]
+name = "b"
+filter = "sshd"
+"#;
+    let err = parse(text).unwrap_err();
+    let all: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    let joined = all.join("\n");
+    eprintln!("{joined}");
+    assert!(
+        joined.contains("test.toml:3:11:") && joined.contains("invalid type"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("test.toml:6:13:") && joined.contains("invalid duration"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("test.toml:8:2: unknown section `bogus`, expected one of: general"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("test.toml:15:1: unknown field `colour`, expected one of"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("unknown filter \"nope\"; built-in filters: sshd"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("no responder named \"missing\""),
+        "{joined}"
+    );
+    assert!(joined.contains("jail \"b\" is defined twice"), "{joined}");
+    assert!(joined.contains("give exactly one source"), "{joined}");
+    assert!(err.problems.len() >= 8, "{joined}");
+}
+
+#[test]
+fn syntax_error_has_location() {
+    let err = parse("[general\n").unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].line, 1);
+}
+
+#[test]
+fn durations_and_forever() {
+    let cfg = parse(
+        r#"
+[defaults]
+find_time = 90
+ban_time = "forever"
+[[jail]]
+name = "s"
+filter = "sshd"
+stdin = true
+ban_time = "1w"
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.defaults.find_time.0.as_secs(), 90);
+    assert_eq!(cfg.defaults.ban_time.0, None);
+    assert_eq!(cfg.jails[0].ban_time.unwrap().0.unwrap().as_secs(), 604800);
+}
+
+#[test]
+fn command_responder_is_checked() {
+    let err = parse(
+        r#"
+[[responder]]
+name = "c"
+type = "command"
+ban = ["sh", "-c", "iptables -A INPUT -s {ip} -j DROP"]
+unban = ["/sbin/x", "{host}"]
+table = "t"
+
+[[responder]]
+name = "d"
+type = "teleport"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must be an absolute path"), "{err}");
+    assert!(err.contains("unknown placeholder {host}"), "{err}");
+    assert!(err.contains("`table` is only for type nftables"), "{err}");
+    assert!(err.contains("unknown responder type \"teleport\""), "{err}");
+}
+
+#[test]
+fn allowlist_entries_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("allow.txt");
+    std::fs::write(&f, "192.0.2.0/24\n# comment\nnot-an-ip\n").unwrap();
+    let text = format!(
+        "[allowlist]\naddresses = [\"10.0.0.0/8\", \"300.1.1.1\"]\nfiles = [{:?}]\n",
+        f.display().to_string()
+    );
+    let err = parse(&text).unwrap_err();
+    let s = err.to_string();
+    assert!(s.contains("\"300.1.1.1\" is not an IP address"), "{s}");
+    assert!(s.contains("allow.txt:3:1: \"not-an-ip\""), "{s}");
+    std::fs::write(&f, "192.0.2.0/24\n").unwrap();
+    let text = format!(
+        "[allowlist]\naddresses = [\"10.0.0.0/8\"]\nfiles = [{:?}]\n",
+        f.display().to_string()
+    );
+    assert_eq!(parse(&text).unwrap().allowlist.parsed.len(), 2);
+}
+
+#[test]
+fn redacts_store_password() {
+    let err = parse("[store]\nurl = \"mysql://root:hunter2@db/x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("root:***@db"), "{err}");
+}
