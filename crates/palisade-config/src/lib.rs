@@ -208,7 +208,7 @@ impl Config {
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            problems.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+            problems.sort_by_key(|p| (p.line, p.col));
             Err(ConfigError { problems })
         }
     }

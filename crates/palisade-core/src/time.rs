@@ -29,12 +29,12 @@ impl Timestamp {
     }
 
     /// This instant moved by `d` (saturating).
-    pub fn add(self, d: std::time::Duration) -> Self {
+    pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(self.0.saturating_add(d.as_micros().min(i64::MAX as u128) as i64))
     }
 
     /// This instant moved back by `d` (saturating).
-    pub fn sub(self, d: std::time::Duration) -> Self {
+    pub fn minus(self, d: std::time::Duration) -> Self {
         Timestamp(self.0.saturating_sub(d.as_micros().min(i64::MAX as u128) as i64))
     }
 
@@ -129,8 +129,8 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
-        assert_eq!(t.add(std::time::Duration::from_secs(5)).secs(), 15);
+        assert_eq!(t.plus(std::time::Duration::from_secs(5)).secs(), 15);
         assert_eq!(t.since(Timestamp::from_secs(20)), std::time::Duration::ZERO);
-        assert_eq!(Timestamp(i64::MAX).add(std::time::Duration::from_secs(1)).0, i64::MAX);
+        assert_eq!(Timestamp(i64::MAX).plus(std::time::Duration::from_secs(1)).0, i64::MAX);
     }
 }

@@ -78,6 +78,13 @@ impl Detector {
         }
     }
 
+    /// Changes thresholds in place (reload), keeping the tickets.
+    pub fn set_params(&mut self, max_retry: u32, find_time: std::time::Duration, max_keys: usize) {
+        self.max_retry = max_retry.max(1);
+        self.find_time_us = find_time.as_micros().min(i64::MAX as u128) as i64;
+        self.max_keys = max_keys.max(16);
+    }
+
     /// Counts one failure of `key` at `time`; returns a detection when the threshold is hit.
     pub fn observe(&mut self, key: IpNet, time: Timestamp) -> Option<Detection> {
         self.stats.failures += 1;

@@ -140,6 +140,40 @@ impl Engine {
         }
     }
 
+    /// Applies a new configuration (reload) without losing state: bans in force, escalation
+    /// memory and the counting state of jails that keep their name all survive. Bans the new
+    /// allowlist covers are lifted (pushed to `out`).
+    pub fn reconfigure(&mut self, cfg: EngineConfig, out: &mut Vec<Action>) {
+        let mut old: HashMap<Arc<str>, Detector> = self
+            .cfg
+            .jails
+            .iter()
+            .map(|j| j.name.clone())
+            .zip(std::mem::take(&mut self.detectors))
+            .collect();
+        self.detectors = cfg
+            .jails
+            .iter()
+            .map(|j| match old.remove(&j.name) {
+                Some(mut d) => {
+                    d.set_params(j.max_retry, j.find_time, j.max_keys);
+                    d
+                }
+                None => Detector::new(j.max_retry, j.find_time, j.max_keys),
+            })
+            .collect();
+        match (&cfg.recidive, self.recidive.as_mut()) {
+            (Some(r), Some(d)) => d.set_params(r.max_retry, r.find_time, 1_000_000),
+            (Some(r), None) => {
+                self.recidive = Some(Detector::new(r.max_retry, r.find_time, 1_000_000))
+            }
+            (None, _) => self.recidive = None,
+        }
+        let allow = cfg.allowlist.clone();
+        self.cfg = cfg;
+        self.set_allowlist(allow, out);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
@@ -231,7 +265,7 @@ impl Engine {
             origin: Origin::Jail,
             reason,
             created: det.time,
-            expires: duration.map(|d| det.time.add(d)),
+            expires: duration.map(|d| det.time.plus(d)),
             simulated: self.cfg.dry_run || p.dry_run,
             level,
         };
@@ -261,7 +295,7 @@ impl Engine {
         m.count = m.count.saturating_add(1);
         m.last = at;
         if self.memory.len() > MAX_MEMORY {
-            let cut = at.sub(Duration::from_secs(7 * 86400));
+            let cut = at.minus(Duration::from_secs(7 * 86400));
             self.memory.retain(|_, m| m.last > cut);
         }
         for det in &mut self.detectors {
@@ -293,7 +327,7 @@ impl Engine {
                     fmt_duration(p.find_time)
                 ),
                 created: at,
-                expires: p.ban_time.map(|b| at.add(b)),
+                expires: p.ban_time.map(|b| at.plus(b)),
                 simulated: simulated || self.cfg.dry_run,
                 level: 0,
             };
@@ -321,7 +355,7 @@ impl Engine {
             origin: Origin::Manual,
             reason: reason.to_string(),
             created: now,
-            expires: duration.map(|d| now.add(d)),
+            expires: duration.map(|d| now.plus(d)),
             simulated: self.cfg.dry_run,
             level: 0,
         };
@@ -615,5 +649,63 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(600)), "10m");
         assert_eq!(fmt_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(fmt_duration(Duration::from_secs(604800)), "1w");
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn reconfigure_keeps_state() {
+        let j = JailParams {
+            name: "sshd".into(),
+            max_retry: 3,
+            find_time: Duration::from_secs(600),
+            ban_time: Some(Duration::from_secs(60)),
+            escalation: None,
+            v6_prefix: 64,
+            max_keys: 100,
+            dry_run: false,
+        };
+        let mut e = Engine::new(EngineConfig {
+            jails: vec![j.clone()],
+            ..Default::default()
+        });
+        let ev = |ip: &str, t: i64| Event {
+            time: Timestamp::from_secs(t),
+            ip: ip.parse().unwrap(),
+            filter: "sshd".into(),
+            rule: "r".into(),
+            failure: true,
+            user: None,
+            fields: vec![],
+            evidence: "".into(),
+        };
+        let mut out = vec![];
+        e.observe(0, &ev("1.1.1.1", 0), &mut out);
+        e.observe(0, &ev("1.1.1.1", 1), &mut out);
+        for t in 0..3 {
+            e.observe(0, &ev("2.2.2.2", t), &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        let mut other = j.clone();
+        other.name = "web".into();
+        e.reconfigure(
+            EngineConfig {
+                jails: vec![other, j],
+                allowlist: Allowlist::new(["2.2.2.0/24".parse().unwrap()]),
+                ..Default::default()
+            },
+            &mut out,
+        );
+        // The allowlist now covers 2.2.2.2: its ban is lifted.
+        assert!(
+            matches!(&out[1], Action::Unban(d, UnbanReason::Manual) if d.target.to_string() == "2.2.2.2/32")
+        );
+        // sshd is now jail 1 and kept its count of 2 for 1.1.1.1: one more failure bans.
+        out.clear();
+        e.observe(1, &ev("1.1.1.1", 2), &mut out);
+        assert_eq!(out.len(), 1);
     }
 }

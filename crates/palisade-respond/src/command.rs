@@ -248,7 +248,9 @@ mod tests {
     fn validation() {
         assert!(t(&[]).is_err());
         assert!(t(&["echo", "{ip}"]).unwrap_err().contains("absolute"));
-        assert!(t(&["/bin/echo", "{host}"]).unwrap_err().contains("unknown placeholder"));
+        assert!(t(&["/bin/echo", "{host}"])
+            .unwrap_err()
+            .contains("unknown placeholder"));
         assert!(t(&["/bin/echo", "{ip"]).unwrap_err().contains("unclosed"));
         assert!(t(&["/bin/echo", "ip}"]).unwrap_err().contains("unbalanced"));
         assert!(t(&["/bin/{jail}"]).is_err());
@@ -257,9 +259,27 @@ mod tests {
 
     #[test]
     fn render() {
-        let tpl = t(&["/bin/echo", "--src={ip}", "{cidr}", "{jail}", "{duration}", "{family}"]).unwrap();
+        let tpl = t(&[
+            "/bin/echo",
+            "--src={ip}",
+            "{cidr}",
+            "{jail}",
+            "{duration}",
+            "{family}",
+        ])
+        .unwrap();
         let v = tpl.render(&dec("1.2.3.4/32"), Timestamp::from_secs(1100));
-        assert_eq!(v, ["/bin/echo", "--src=1.2.3.4", "1.2.3.4/32", "sshd", "500", "inet"]);
+        assert_eq!(
+            v,
+            [
+                "/bin/echo",
+                "--src=1.2.3.4",
+                "1.2.3.4/32",
+                "sshd",
+                "500",
+                "inet"
+            ]
+        );
         let v = tpl.render(&dec("2001:db8::/64"), Timestamp::from_secs(1000));
         assert_eq!(v[1], "--src=2001:db8::");
         assert_eq!(v[5], "inet6");
@@ -274,7 +294,11 @@ mod tests {
         let marker = dir.path().join("pwned");
         let out = dir.path().join("out");
         // A jail name full of shell syntax is passed as one literal argument.
-        let tpl = t(&["/usr/bin/touch", &format!("{}/{{jail}}", dir.path().display())]).unwrap();
+        let tpl = t(&[
+            "/usr/bin/touch",
+            &format!("{}/{{jail}}", dir.path().display()),
+        ])
+        .unwrap();
         let mut d = dec("1.2.3.4/32");
         d.jail = format!("x; touch {}", marker.display());
         let mut r = CommandResponder::new("c", tpl, None, Duration::from_secs(5));
@@ -283,7 +307,8 @@ mod tests {
         assert!(!marker.exists());
         let tpl = t(&["/usr/bin/touch", &format!("{}", out.display())]).unwrap();
         let mut r = CommandResponder::new("c", tpl.clone(), Some(tpl), Duration::from_secs(5));
-        r.apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000)).unwrap();
+        r.apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000))
+            .unwrap();
         assert!(out.exists());
         std::fs::remove_file(&out).unwrap();
         r.revoke(&[dec("1.2.3.4/32")]).unwrap();
@@ -298,7 +323,9 @@ mod tests {
             None,
             Duration::from_secs(5),
         );
-        let e = r.apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000)).unwrap_err();
+        let e = r
+            .apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000))
+            .unwrap_err();
         assert!(e.to_string().contains("/bin/false"));
         let mut r = CommandResponder::new(
             "c",
@@ -306,7 +333,9 @@ mod tests {
             None,
             Duration::from_millis(100),
         );
-        let e = r.apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000)).unwrap_err();
+        let e = r
+            .apply(&[dec("1.2.3.4/32")], Timestamp::from_secs(1000))
+            .unwrap_err();
         assert!(e.to_string().contains("timeout"));
         let mut r = CommandResponder::new(
             "c",

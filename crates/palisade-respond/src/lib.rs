@@ -61,3 +61,13 @@ pub trait Responder: Send {
         false
     }
 }
+
+pub mod firewall_util;
+pub mod ipset;
+pub mod nft;
+pub mod ufw;
+
+pub use firewall_util::FirewallStatus;
+pub use ipset::{IpsetConfig, IpsetResponder};
+pub use nft::{NftConfig, NftResponder, Protocol};
+pub use ufw::{UfwConfig, UfwResponder};

@@ -73,14 +73,16 @@ mod tests {
             level: 0,
         };
         let mut r = LogResponder::new("log");
-        r.apply(&[d.clone(), d.clone()], Timestamp::from_secs(1)).unwrap();
+        r.apply(&[d.clone(), d.clone()], Timestamp::from_secs(1))
+            .unwrap();
         assert_eq!(r.held(), ["1.2.3.4/32"]);
-        r.revoke(&[d.clone()]).unwrap();
-        r.revoke(&[d.clone()]).unwrap();
+        r.revoke(std::slice::from_ref(&d)).unwrap();
+        r.revoke(std::slice::from_ref(&d)).unwrap();
         assert!(r.held().is_empty());
         let mut d2 = d.clone();
         d2.target = "5.6.7.8/32".parse().unwrap();
-        r.apply(&[d.clone()], Timestamp::from_secs(1)).unwrap();
+        r.apply(std::slice::from_ref(&d), Timestamp::from_secs(1))
+            .unwrap();
         r.reconcile(&[d2], Timestamp::from_secs(1)).unwrap();
         assert_eq!(r.held(), ["5.6.7.8/32"]);
     }

@@ -1,0 +1,692 @@
+//! Web server filters: `nginx_access`/`apache_access` (common and combined log formats),
+//! `nginx_error` and `apache_error`.
+//!
+//! The client address is taken from the position the server writes it (the first field of
+//! an access line, the `client:` / `[client …]` field of an error line), never from request
+//! text, user names or user agents, which the client controls.
+
+use crate::builtin::{Base, BuiltinOptions, Mode};
+use crate::scan::{self, strip_prefix};
+use crate::time::TimeParser;
+use crate::{Filter, LineCtx, Outcome};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use memchr::memmem;
+use palisade_core::Event;
+use std::sync::Arc;
+
+/// Rule names of the access-log filters, in rule-index order (also their priority: a line
+/// that fits several rules is reported under the first).
+pub const ACCESS_RULES: &[&str] = &[
+    "probe",
+    "scanner_path",
+    "http_auth",
+    "bad_bot",
+    "bad_request",
+    "not_found",
+];
+const PROBE: usize = 0;
+const SCANNER_PATH: usize = 1;
+const HTTP_AUTH: usize = 2;
+const BAD_BOT: usize = 3;
+const BAD_REQUEST: usize = 4;
+const NOT_FOUND: usize = 5;
+
+const F_PATH: usize = 0;
+const F_STATUS: usize = 1;
+const F_METHOD: usize = 2;
+
+/// Traversal, injection and exploit fragments in a request line (ASCII case-insensitive).
+const PROBES: &[&str] = &[
+    "../",
+    "..\\",
+    "..%2f",
+    "..%5c",
+    "%2e%2e",
+    ".%2e/",
+    "/etc/passwd",
+    "/etc/shadow",
+    "%2fetc%2fpasswd",
+    "/proc/self/environ",
+    "<script",
+    "%3cscript",
+    "' or '",
+    "'+or+'",
+    "%27",
+    "union select",
+    "union+select",
+    "union%20select",
+    "union all select",
+    "information_schema",
+    "xp_cmdshell",
+    "call_user_func",
+    "invokefunction",
+    ";wget",
+    ";curl",
+    "|wget",
+    "wget+http",
+    "wget%20http",
+    "curl+http",
+    "/bin/sh",
+    "/bin/bash",
+    "cmd.exe",
+    "${jndi:",
+    "%24%7bjndi",
+    "php://",
+    "base64_decode(",
+    "allow_url_include",
+    "auto_prepend_file",
+    "<?php",
+    "%3c%3fphp",
+    "() {",
+    "%00",
+];
+
+/// Paths that only scanners request, whatever the answer (secrets, VCS metadata, exploits).
+const SCANNER_HARD: &[&str] = &[
+    "/.env",
+    "/.git/",
+    "/.gitconfig",
+    "/.svn/",
+    "/.hg/",
+    "/.bzr/",
+    "/.aws/",
+    "/.ssh/",
+    "/.ds_store",
+    "/.htpasswd",
+    "/.htaccess",
+    "/.vscode/",
+    "/.idea/",
+    "/.docker",
+    "/.npmrc",
+    "/.bash_history",
+    "/.kube/",
+    "/.terraform",
+    "/boaform/",
+    "/phpinfo",
+    "/info.php",
+    "/backup.",
+    "/db.sql",
+    "/dump.sql",
+    "/database.sql",
+    "/backup.sql",
+    ".sql.gz",
+    ".sql.zip",
+    ".php.bak",
+    ".php~",
+    ".php.save",
+    ".php.old",
+    "/config.php.bak",
+    "/wp-config.php.",
+    "/web.config",
+    "/vendor/phpunit",
+    "/hnap1",
+    "/gponform",
+    "/setup.cgi",
+    "/shell?",
+];
+
+/// Paths of real applications that scanners probe: only suspicious when the server does not
+/// serve them (status 4xx), so a host that runs WordPress or webmail is safe.
+const SCANNER_SOFT: &[&str] = &[
+    "wp-login.php",
+    "xmlrpc.php",
+    "/wp-admin",
+    "/wp-includes",
+    "/wp-content",
+    "/wp-signup",
+    "/wordpress/",
+    "/phpmyadmin",
+    "/pma/",
+    "/pma20",
+    "/myadmin",
+    "/mysqladmin",
+    "/sqladmin",
+    "/dbadmin",
+    "/adminer",
+    "/cgi-bin/",
+    "/roundcube",
+    "/webmail",
+    "/mail/",
+    "/server-status",
+    "/server-info",
+    "/manager/html",
+    "/owa/",
+    "/autodiscover/",
+    "/actuator/",
+    "/solr/",
+];
+
+/// User agents of e-mail harvesters, spam bots and attack tools (ASCII case-insensitive
+/// substrings). General HTTP clients (curl, python-requests, Go-http-client) and search
+/// engine crawlers are deliberately absent.
+const BAD_BOTS: &[&str] = &[
+    "emailcollector",
+    "webemailextrac",
+    "atomic_email_hunter",
+    "contactbot",
+    "datacha0s",
+    "emailsiphon",
+    "emailwolf",
+    "email extractor",
+    "extractorpro",
+    "webbandit",
+    "cherrypicker",
+    "zmeu",
+    "morfeus",
+    "jorgee",
+    "sqlmap",
+    "nikto",
+    "masscan",
+    "zgrab",
+    "nmap scripting engine",
+    "gobuster",
+    "fuzz faster u fool",
+    "ffuf",
+    "dirbuster",
+    "feroxbuster",
+    "wfuzz",
+    "wpscan",
+    "nuclei",
+    "acunetix",
+    "netsparker",
+    "openvas",
+    "w3af",
+    "havij",
+    "whatweb",
+];
+
+/// Attack fragments in a user agent (shellshock, log4shell, XSS).
+const UA_PROBES: &[&str] = &["() {", "${jndi:", "%24%7bjndi", "<script", "union select"];
+
+/// Files browsers request on their own; a 404 for them is not an event.
+const BROWSER_404: &[&[u8]] = &[
+    b"/favicon.ico",
+    b"/favicon.png",
+    b"/favicon.svg",
+    b"/robots.txt",
+    b"/sitemap.xml",
+    b"/ads.txt",
+    b"/app-ads.txt",
+    b"/humans.txt",
+    b"/browserconfig.xml",
+    b"/site.webmanifest",
+    b"/manifest.json",
+];
+
+fn ac(patterns: &[&str]) -> AhoCorasick {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns)
+        .expect("static patterns compile")
+}
+
+/// The first `"…"` field at the start of `b` (which must start with `"`): its inside and the
+/// rest after the closing quote. A quote escaped with a backslash (apache) does not close it.
+fn quoted(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let inner = strip_prefix(b, b"\"")?;
+    let mut from = 0;
+    loop {
+        let i = from + memchr::memchr(b'"', &inner[from..])?;
+        let backslashes = inner[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some((&inner[..i], &inner[i + 1..]));
+        }
+        from = i + 1;
+    }
+}
+
+/// `nginx_access` / `apache_access`.
+pub struct Access {
+    base: Base,
+    aggressive: bool,
+    time: TimeParser,
+    req_ac: AhoCorasick,
+    n_probe: usize,
+    n_hard: usize,
+    ua_ac: AhoCorasick,
+}
+
+impl Access {
+    /// A new access-log filter called `name`.
+    pub fn new(name: &str, opts: &BuiltinOptions) -> Self {
+        let req: Vec<&str> = PROBES
+            .iter()
+            .chain(SCANNER_HARD)
+            .chain(SCANNER_SOFT)
+            .copied()
+            .collect();
+        let ua: Vec<&str> = BAD_BOTS.iter().chain(UA_PROBES).copied().collect();
+        Access {
+            base: Base::new(name, ACCESS_RULES, &["path", "status", "method"]),
+            aggressive: opts.mode == Mode::Aggressive,
+            time: TimeParser::new(opts.tz.clone()),
+            req_ac: ac(&req),
+            n_probe: PROBES.len(),
+            n_hard: PROBES.len() + SCANNER_HARD.len(),
+            ua_ac: ac(&ua),
+        }
+    }
+}
+
+/// The fields of one access line that the rules look at.
+struct AccessLine<'a> {
+    client: &'a [u8],
+    user: &'a [u8],
+    time: &'a [u8],
+    req: &'a [u8],
+    status: u32,
+    status_b: &'a [u8],
+    ua: &'a [u8],
+}
+
+fn split_access(line: &[u8]) -> Option<AccessLine<'_>> {
+    let sp = memchr::memchr(b' ', line)?;
+    let client = &line[..sp];
+    let q1 = sp + memchr::memchr(b'"', &line[sp..])?;
+    let head = &line[sp + 1..q1];
+    // `IDENT USER [TIME] `: the time is the last bracketed field before the request.
+    let lb = memchr::memrchr(b'[', head)?;
+    let time = &head[lb + 1..];
+    let (_, after_ident) = scan::split_first_token(head);
+    let s = head.len() - after_ident.len();
+    let user = if lb < s {
+        &b""[..]
+    } else {
+        let u = &head[s..lb];
+        u.strip_suffix(b" ").unwrap_or(u)
+    };
+    let (req, rest) = quoted(&line[q1..])?;
+    let rest = strip_prefix(rest, b" ")?;
+    let status_b = rest.get(..3)?;
+    let status = scan::digits_n(status_b, 3)?;
+    let rest = &rest[3..];
+    // ` SIZE "REFERER" "UA"` (combined) or nothing more (common).
+    let mut ua: &[u8] = &[];
+    if let Some(r) = strip_prefix(rest, b" ") {
+        let (_, r) = scan::split_first_token(r);
+        if let Some((_, r)) = quoted(r) {
+            if let Some(r) = strip_prefix(r, b" ") {
+                if let Some((u, _)) = quoted(r) {
+                    ua = u;
+                }
+            }
+        }
+    }
+    Some(AccessLine {
+        client,
+        user,
+        time,
+        req,
+        status,
+        status_b,
+        ua,
+    })
+}
+
+fn browser_404(path: &[u8]) -> bool {
+    let p = match memchr::memchr(b'?', path) {
+        Some(i) => &path[..i],
+        None => path,
+    };
+    if BROWSER_404.iter().any(|b| scan::eq_ignore_case(p, b)) {
+        return true;
+    }
+    let lower_starts =
+        |pre: &[u8]| p.len() >= pre.len() && scan::eq_ignore_case(&p[..pre.len()], pre);
+    (lower_starts(b"/apple-touch-icon")
+        && p.len() >= 4
+        && scan::eq_ignore_case(&p[p.len() - 4..], b".png"))
+        || lower_starts(b"/.well-known/")
+}
+
+impl Filter for Access {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    fn rules(&self) -> &[Arc<str>] {
+        &self.base.rules
+    }
+
+    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
+        // Files written on (or copied through) Windows keep a CR before the LF.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(l) = split_access(line) else {
+            return Outcome::Missed;
+        };
+        let (method, after) = scan::split_first_token(l.req);
+        let (path, _) = scan::split_first_token(after);
+        let garbage = l.req == b"-"
+            || l.req.first() == Some(&0x16)
+            || l.req.starts_with(b"\\x")
+            || after.is_empty()
+            || !method.iter().all(u8::is_ascii_uppercase);
+        let mut rule = None;
+        for m in self.req_ac.find_iter(l.req) {
+            let id = m.pattern().as_usize();
+            if id < self.n_probe {
+                rule = Some(PROBE);
+                break;
+            }
+            // Soft paths (real applications) only count when the server did not serve them.
+            if id < self.n_hard || l.status >= 400 {
+                rule = Some(SCANNER_PATH);
+            }
+        }
+        if rule.is_none()
+            && (l.status == 401 || (l.status == 403 && l.user != b"-" && !l.user.is_empty()))
+        {
+            rule = Some(HTTP_AUTH);
+        }
+        if rule.is_none() && !l.ua.is_empty() {
+            if let Some(m) = self.ua_ac.find(l.ua) {
+                rule = Some(if m.pattern().as_usize() < BAD_BOTS.len() {
+                    BAD_BOT
+                } else {
+                    PROBE
+                });
+            }
+        }
+        if rule.is_none()
+            && (l.status == 400
+                || l.status == 444
+                || (l.status == 408 && self.aggressive)
+                || (garbage && l.status >= 400))
+        {
+            rule = Some(BAD_REQUEST);
+        }
+        if rule.is_none() && l.status == 404 && !browser_404(path) {
+            rule = Some(NOT_FOUND);
+        }
+        let Some(rule) = rule else {
+            return Outcome::Missed;
+        };
+        let Some(ip) = scan::ip(l.client) else {
+            return Outcome::Ignored;
+        };
+        let time = self
+            .time
+            .parse_clf(l.time)
+            .map(|t| t.0)
+            .or(ctx.source_time)
+            .unwrap_or(ctx.now);
+        let user = (rule == HTTP_AUTH && l.user != b"-").then_some(l.user);
+        let path_field = if garbage { l.req } else { path };
+        out.push(self.base.event(
+            line,
+            time,
+            ip,
+            rule,
+            true,
+            user,
+            &[
+                (F_PATH, path_field),
+                (F_STATUS, l.status_b),
+                (F_METHOD, if garbage { &b"-"[..] } else { method }),
+            ],
+        ));
+        Outcome::Matched
+    }
+}
+
+/// Rule names of `nginx_error`.
+pub const NGINX_ERROR_RULES: &[&str] = &[
+    "auth_failure",
+    "user_not_found",
+    "auth_missing",
+    "limit_req",
+];
+
+/// `nginx_error`: basic-auth failures and `limit_req` rejections.
+pub struct NginxError {
+    base: Base,
+    aggressive: bool,
+    time: TimeParser,
+}
+
+impl NginxError {
+    /// A new `nginx_error` filter.
+    pub fn new(opts: &BuiltinOptions) -> Self {
+        NginxError {
+            base: Base::new("nginx_error", NGINX_ERROR_RULES, &[]),
+            aggressive: opts.mode == Mode::Aggressive,
+            time: TimeParser::new(opts.tz.clone()),
+        }
+    }
+}
+
+/// The address after the first `, client: ` in `b`.
+fn nginx_client(b: &[u8]) -> Option<&[u8]> {
+    let p = memmem::find(b, b", client: ")?;
+    let t = &b[p + 10..];
+    let end = memchr::memchr2(b',', b' ', t).unwrap_or(t.len());
+    Some(&t[..end])
+}
+
+impl Filter for NginxError {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    fn rules(&self) -> &[Arc<str>] {
+        &self.base.rules
+    }
+
+    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
+        // Files written on (or copied through) Windows keep a CR before the LF.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID MSG`
+        if line.len() < 24 || line[4] != b'/' || line[19] != b' ' || line[20] != b'[' {
+            return Outcome::Missed;
+        }
+        let Some(rb) = memchr::memchr(b']', &line[20..]) else {
+            return Outcome::Missed;
+        };
+        let rest = &line[20 + rb + 1..];
+        let Some(rest) = strip_prefix(rest, b" ") else {
+            return Outcome::Missed;
+        };
+        let Some(c) = memmem::find(rest, b": ") else {
+            return Outcome::Missed;
+        };
+        let mut msg = &rest[c + 2..];
+        if msg.first() == Some(&b'*') {
+            let (_, m) = scan::split_first_token(msg);
+            msg = m;
+        }
+        let (rule, host, user): (usize, Option<&[u8]>, Option<&[u8]>) =
+            if let Some(r) = strip_prefix(msg, b"user \"") {
+                // The user name is not escaped and request text follows the client field, so
+                // the fixed wording must occur exactly once or the line is ambiguous.
+                const MISMATCH: &[u8] = b"\": password mismatch, client: ";
+                const NOTFOUND: &[u8] = b"\" was not found in \"";
+                if let Some(p) = memmem::find(r, MISMATCH) {
+                    if memmem::find_iter(r, MISMATCH).nth(1).is_some() {
+                        return Outcome::Ignored;
+                    }
+                    (0, nginx_client(&r[p + 1..]), Some(&r[..p]))
+                } else if let Some(p) = memmem::find(r, NOTFOUND) {
+                    if memmem::find_iter(r, NOTFOUND).nth(1).is_some() {
+                        return Outcome::Ignored;
+                    }
+                    (1, nginx_client(&r[p..]), Some(&r[..p]))
+                } else {
+                    return Outcome::Missed;
+                }
+            } else if let Some(r) = strip_prefix(
+                msg,
+                b"no user/password was provided for basic authentication",
+            ) {
+                if !self.aggressive {
+                    return Outcome::Missed;
+                }
+                (2, nginx_client(r), None)
+            } else if let Some(r) = strip_prefix(msg, b"limiting requests, excess: ") {
+                (3, nginx_client(r), None)
+            } else {
+                return Outcome::Missed;
+            };
+        let Some(ip) = host.and_then(scan::ip) else {
+            return Outcome::Ignored;
+        };
+        let time = self
+            .time
+            .parse_rfc3339(line)
+            .map(|t| t.0)
+            .or(ctx.source_time)
+            .unwrap_or(ctx.now);
+        out.push(self.base.event(line, time, ip, rule, true, user, &[]));
+        Outcome::Matched
+    }
+}
+
+/// Rule names of `apache_error`.
+pub const APACHE_ERROR_RULES: &[&str] = &[
+    "auth_failure",
+    "user_not_found",
+    "denied",
+    "invalid_uri",
+    "modsecurity",
+    "dir_forbidden",
+];
+
+/// `apache_error`: basic-auth failures, access denials, invalid URIs, ModSecurity blocks.
+pub struct ApacheError {
+    base: Base,
+    aggressive: bool,
+    time: TimeParser,
+}
+
+impl ApacheError {
+    /// A new `apache_error` filter.
+    pub fn new(opts: &BuiltinOptions) -> Self {
+        ApacheError {
+            base: Base::new("apache_error", APACHE_ERROR_RULES, &[]),
+            aggressive: opts.mode == Mode::Aggressive,
+            time: TimeParser::new(opts.tz.clone()),
+        }
+    }
+}
+
+/// `1.2.3.4:5678`, `[2001:db8::1]:5678`, `1.2.3.4`, `2001:db8::1` → the address bytes.
+fn strip_client_port(c: &[u8]) -> &[u8] {
+    if let Some(r) = strip_prefix(c, b"[") {
+        return match memchr::memchr(b']', r) {
+            Some(i) => &r[..i],
+            None => r,
+        };
+    }
+    // One colon: IPv4 with port. More: bare IPv6.
+    let colons = memchr::memchr_iter(b':', c).count();
+    if colons == 1 {
+        let i = memchr::memchr(b':', c).unwrap_or(c.len());
+        &c[..i]
+    } else {
+        c
+    }
+}
+
+impl Filter for ApacheError {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    fn rules(&self) -> &[Arc<str>] {
+        &self.base.rules
+    }
+
+    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
+        // Files written on (or copied through) Windows keep a CR before the LF.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() != Some(&b'[') {
+            return Outcome::Missed;
+        }
+        // Walk the leading `[…] ` fields: time, [module:]level, pid, client. Everything the
+        // client controls comes after them.
+        let mut rest = line;
+        let mut client: Option<&[u8]> = None;
+        let mut fields = 0;
+        while let Some(r) = strip_prefix(rest, b"[") {
+            fields += 1;
+            if fields > 6 {
+                break;
+            }
+            let Some(i) = (if r.starts_with(b"client [") {
+                // `[client [v6]:port]`: the field ends at the second `]`.
+                memchr::memchr(b']', &r[8..])
+                    .and_then(|j| memchr::memchr(b']', &r[8 + j + 1..]).map(|k| 8 + j + 1 + k))
+            } else {
+                memchr::memchr(b']', r)
+            }) else {
+                return Outcome::Missed;
+            };
+            if let Some(c) = strip_prefix(&r[..i], b"client ") {
+                client = Some(strip_client_port(c));
+            }
+            rest = strip_prefix(&r[i + 1..], b" ").unwrap_or(&r[i + 1..]);
+            if client.is_some() {
+                break;
+            }
+        }
+        let Some(client) = client else {
+            return Outcome::Missed;
+        };
+        // ModSecurity 2 repeats the client field: `[client a:p] [client a] ModSecurity: …`.
+        let mut msg = rest;
+        while let Some(r) = strip_prefix(msg, b"[client ") {
+            match memchr::memchr(b']', r) {
+                Some(i) => msg = strip_prefix(&r[i + 1..], b" ").unwrap_or(&r[i + 1..]),
+                None => break,
+            }
+        }
+        // `AH01617: ` style codes.
+        let (code, body) = match memmem::find(&msg[..msg.len().min(10)], b": ") {
+            Some(i) if msg.starts_with(b"AH") => (&msg[..i], &msg[i + 2..]),
+            _ => (&b""[..], msg),
+        };
+        let mut user = None;
+        let rule = if code == b"AH01617"
+            || memmem::find(body, b": authentication failure for ").is_some()
+        {
+            if let Some(u) = strip_prefix(body, b"user ") {
+                user = memmem::find(u, b": authentication failure").map(|i| &u[..i]);
+            }
+            0
+        } else if code == b"AH01618"
+            || (body.starts_with(b"user ") && memmem::find(body, b" not found").is_some())
+        {
+            if let Some(u) = strip_prefix(body, b"user ") {
+                user = memmem::find(u, b" not found").map(|i| &u[..i]);
+            }
+            1
+        } else if body.starts_with(b"client denied by server configuration")
+            || code == b"AH01797"
+            || code == b"AH01630"
+        {
+            2
+        } else if code == b"AH10244" || body.starts_with(b"invalid URI path") {
+            3
+        } else if body.starts_with(b"ModSecurity: Access denied") {
+            4
+        } else if self.aggressive
+            && (body.starts_with(b"Directory index forbidden by rule") || code == b"AH01276")
+        {
+            5
+        } else {
+            return Outcome::Missed;
+        };
+        let Some(ip) = scan::ip(client) else {
+            return Outcome::Ignored;
+        };
+        let time = self
+            .time
+            .parse_apache_error(&line[1..])
+            .map(|t| t.0)
+            .or(ctx.source_time)
+            .unwrap_or(ctx.now);
+        out.push(self.base.event(line, time, ip, rule, true, user, &[]));
+        Outcome::Matched
+    }
+}

@@ -1,0 +1,152 @@
+//! Building runtime parts from a validated [`Config`]: filters, responders, engine settings.
+//! Everything fallible happens here, before any thread starts, so a bad configuration never
+//! leaves a half-started daemon.
+
+use palisade_config::{Config, JailSection, ResponderSection};
+use palisade_core::Allowlist;
+use palisade_detect::{EngineConfig, Escalation, JailParams, RecidiveParams};
+use palisade_filter::{BuiltinOptions, Filter, Mode};
+use palisade_respond::{CommandResponder, CommandTemplate, LogResponder, Responder};
+use std::time::Duration;
+
+/// Something that could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A jail's filter could not be built.
+    #[error("jail {jail:?}: {message}")]
+    Filter {
+        /// Jail name.
+        jail: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A responder could not be built.
+    #[error("responder {name:?}: {message}")]
+    Responder {
+        /// Responder name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The time zone is unknown.
+    #[error("[general] timezone {0:?}: {1}")]
+    TimeZone(String, String),
+}
+
+/// The time zone for timestamps without one.
+pub fn time_zone(cfg: &Config) -> Result<jiff::tz::TimeZone, BuildError> {
+    if cfg.general.timezone == "system" {
+        return Ok(jiff::tz::TimeZone::system());
+    }
+    jiff::tz::TimeZone::get(&cfg.general.timezone)
+        .map_err(|e| BuildError::TimeZone(cfg.general.timezone.clone(), e.to_string()))
+}
+
+/// Builds a jail's filter.
+pub fn build_filter(
+    cfg: &Config,
+    jail: &JailSection,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Box<dyn Filter>, BuildError> {
+    let name = jail.name.get_ref().clone();
+    if let Some(f) = &jail.filter {
+        let mode = match jail.options.get("mode").map(String::as_str) {
+            Some("aggressive") => Mode::Aggressive,
+            _ => Mode::Normal,
+        };
+        let opts = BuiltinOptions {
+            mode,
+            tz: tz.clone(),
+        };
+        return palisade_filter::build_builtin(f.get_ref(), &opts).map_err(|e| {
+            BuildError::Filter {
+                jail: name,
+                message: e.to_string(),
+            }
+        });
+    }
+    let file = jail
+        .filter_file
+        .as_ref()
+        .map(|f| cfg.resolve(f.get_ref()))
+        .unwrap_or_default();
+    Err(BuildError::Filter {
+        jail: name,
+        message: format!(
+            "fail2ban filter files ({}) are not supported by this build yet",
+            file.display()
+        ),
+    })
+}
+
+/// Builds one responder from its section.
+pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, BuildError> {
+    let name = r.name.get_ref().clone();
+    let err = |message: String| BuildError::Responder {
+        name: name.clone(),
+        message,
+    };
+    match r.kind.get_ref().as_str() {
+        "log" => Ok(Box::new(LogResponder::new(name.clone()))),
+        "command" => {
+            let ban = CommandTemplate::new(r.ban.clone().unwrap_or_default()).map_err(&err)?;
+            let unban = r
+                .unban
+                .clone()
+                .map(CommandTemplate::new)
+                .transpose()
+                .map_err(&err)?;
+            let timeout = r.timeout.map_or(Duration::from_secs(30), |t| t.0);
+            Ok(Box::new(CommandResponder::new(
+                name.clone(),
+                ban,
+                unban,
+                timeout,
+            )))
+        }
+        other => Err(err(format!("type {other} is not available in this build"))),
+    }
+}
+
+/// Detection settings for the enabled jails (in configuration order).
+pub fn build_engine_config(cfg: &Config) -> EngineConfig {
+    let d = &cfg.defaults;
+    let escalation = cfg
+        .escalation
+        .as_ref()
+        .filter(|e| e.enabled)
+        .map(|e| Escalation {
+            factor: e.factor,
+            max: e.max.0,
+            window: e.window.0,
+        });
+    let jails = cfg
+        .jails
+        .iter()
+        .filter(|j| j.enabled)
+        .map(|j| JailParams {
+            name: j.name.get_ref().as_str().into(),
+            max_retry: j.max_retry.unwrap_or(d.max_retry),
+            find_time: j.find_time.unwrap_or(d.find_time).0,
+            ban_time: j.ban_time.unwrap_or(d.ban_time).0,
+            escalation: escalation.clone(),
+            v6_prefix: j.ipv6_prefix.unwrap_or(d.ipv6_prefix),
+            max_keys: j.max_keys.unwrap_or(d.max_keys),
+            dry_run: j.dry_run,
+        })
+        .collect();
+    EngineConfig {
+        jails,
+        recidive: cfg
+            .recidive
+            .as_ref()
+            .filter(|r| r.enabled)
+            .map(|r| RecidiveParams {
+                max_retry: r.max_retry,
+                find_time: r.find_time.0,
+                ban_time: r.ban_time.0,
+            }),
+        allowlist: Allowlist::new(cfg.allowlist.parsed.iter().copied()),
+        dry_run: cfg.general.dry_run,
+    }
+}

@@ -1,0 +1,992 @@
+//! The long-running daemon (`palisade run`).
+//!
+//! ```text
+//! source threads ──(bounded, batches of events)──▶ engine thread ──▶ responder thread
+//!   (filters inline)                                  │  ▲                 (ban lands first)
+//!                                                     │  └── control socket thread
+//!                                                     └──▶ store writer thread (batched)
+//! ```
+
+use crate::build::{build_engine_config, build_filter, build_responder, time_zone, BuildError};
+use crate::control::{self, Request, Response};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use ipnet::IpNet;
+use palisade_config::Config;
+use palisade_core::{Allowlist, Clock, Decision, Event, Origin, Timestamp};
+use palisade_detect::{Action, Engine, UnbanReason};
+use palisade_filter::{Filter, LineCtx, Outcome};
+use palisade_respond::Responder;
+use palisade_source::{LineMeta, LineSink, SourceOptions, SourceSpec};
+use palisade_store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Events per batch sent from a source thread to the engine.
+const BATCH: usize = 256;
+/// Event batches buffered between sources and the engine (back-pressure beyond).
+const EVENT_QUEUE: usize = 256;
+/// Messages buffered towards the store writer (events beyond are dropped and counted).
+const STORE_QUEUE: usize = 1024;
+
+/// Start-up failure. Nothing keeps running when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A part could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] palisade_store::StoreError),
+    /// The control socket or state folder could not be set up.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being set up.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A responder failed to reconcile at start.
+    #[error("responder {0}: reconcile failed: {1}")]
+    Reconcile(String, String),
+}
+
+/// Options of a daemon run beyond the configuration file.
+pub struct DaemonOptions {
+    /// Read file history when no offset is saved (default: start at the end).
+    pub from_start: bool,
+    /// Keep following files (false: read to the end, then stop; for batch runs and tests).
+    pub follow: bool,
+    /// Wall clock (expiry, year inference).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            from_start: false,
+            follow: true,
+            clock: Arc::new(palisade_core::SystemClock),
+        }
+    }
+}
+
+/// Counters shared by all threads (status, metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Lines read by all sources.
+    pub lines: AtomicU64,
+    /// Events produced by filters.
+    pub events: AtomicU64,
+    /// Events not stored because the store writer was behind.
+    pub events_dropped: AtomicU64,
+    /// Decisions taken.
+    pub decisions: AtomicU64,
+    /// Responder failures.
+    pub responder_errors: AtomicU64,
+    /// Store failures.
+    pub store_errors: AtomicU64,
+    /// Source failures.
+    pub source_errors: AtomicU64,
+}
+
+impl Stats {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "lines": self.lines.load(Relaxed),
+            "events": self.events.load(Relaxed),
+            "events_dropped": self.events_dropped.load(Relaxed),
+            "decisions": self.decisions.load(Relaxed),
+            "responder_errors": self.responder_errors.load(Relaxed),
+            "store_errors": self.store_errors.load(Relaxed),
+            "source_errors": self.source_errors.load(Relaxed),
+        })
+    }
+}
+
+enum EngineMsg {
+    Events(Vec<(u16, Event)>),
+    Control(Request, Sender<Response>),
+    Reconfigure(
+        Box<palisade_detect::EngineConfig>,
+        Box<ResponderSet>,
+        Vec<String>,
+    ),
+    Stop,
+}
+
+enum RespMsg {
+    Apply(Vec<Decision>),
+    Revoke(Vec<Decision>, UnbanReason),
+    Reconcile(Vec<Decision>),
+    Replace(Box<ResponderSet>),
+    Stop,
+}
+
+enum StoreMsg {
+    Events(String, Vec<Event>),
+    Decision(Decision),
+    Revoke(IpNet),
+    Stop,
+}
+
+/// The responders and which jail uses which.
+pub struct ResponderSet {
+    responders: Vec<Box<dyn Responder>>,
+    routes: HashMap<String, Vec<usize>>,
+    default: Vec<usize>,
+}
+
+impl ResponderSet {
+    /// Builds every responder the configuration uses.
+    pub fn build(cfg: &Config) -> Result<Self, BuildError> {
+        let mut names: Vec<String> = Vec::new();
+        let idx = |n: &str, names: &mut Vec<String>| match names.iter().position(|x| x == n) {
+            Some(i) => i,
+            None => {
+                names.push(n.to_string());
+                names.len() - 1
+            }
+        };
+        let mut routes = HashMap::new();
+        for j in cfg.jails.iter().filter(|j| j.enabled) {
+            let v = cfg
+                .jail_responders(j)
+                .iter()
+                .map(|n| idx(n, &mut names))
+                .collect();
+            routes.insert(j.name.get_ref().clone(), v);
+        }
+        let default = cfg
+            .defaults
+            .responders
+            .iter()
+            .map(|n| idx(n, &mut names))
+            .collect();
+        let mut responders = Vec::new();
+        for n in &names {
+            let sec = cfg.responder(n).ok_or_else(|| BuildError::Responder {
+                name: n.clone(),
+                message: "not declared".into(),
+            })?;
+            responders.push(build_responder(&sec)?);
+        }
+        Ok(ResponderSet {
+            responders,
+            routes,
+            default,
+        })
+    }
+
+    fn targets(&self, d: &Decision) -> &[usize] {
+        self.routes.get(&d.jail).unwrap_or(&self.default)
+    }
+
+    fn apply(&mut self, ds: &[Decision], now: Timestamp, stats: &Stats) {
+        let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
+        for d in ds.iter().filter(|d| !d.simulated && d.active_at(now)) {
+            for &i in self.targets(d) {
+                per[i].push(d.clone());
+            }
+        }
+        for (i, batch) in per.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.responders[i].apply(&batch, now) {
+                stats.responder_errors.fetch_add(1, Relaxed);
+                tracing::error!(responder = self.responders[i].name(), error = %e, "apply failed");
+            }
+        }
+    }
+
+    fn revoke(&mut self, ds: &[Decision], reason: UnbanReason, stats: &Stats) {
+        let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
+        for d in ds.iter().filter(|d| !d.simulated) {
+            for &i in self.targets(d) {
+                if reason == UnbanReason::Expired && self.responders[i].expires_natively() {
+                    continue;
+                }
+                per[i].push(d.clone());
+            }
+        }
+        for (i, batch) in per.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.responders[i].revoke(&batch) {
+                stats.responder_errors.fetch_add(1, Relaxed);
+                tracing::error!(responder = self.responders[i].name(), error = %e, "revoke failed");
+            }
+        }
+    }
+
+    fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<(), DaemonError> {
+        for (i, r) in self.responders.iter_mut().enumerate() {
+            let mine: Vec<Decision> = active
+                .iter()
+                .filter(|d| !d.simulated && d.active_at(now))
+                .filter(|d| {
+                    self.routes
+                        .get(&d.jail)
+                        .unwrap_or(&self.default)
+                        .contains(&i)
+                })
+                .cloned()
+                .collect();
+            r.reconcile(&mine, now)
+                .map_err(|e| DaemonError::Reconcile(r.name().to_string(), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Lines feed jails' filters inline; matched events are batched to the engine.
+struct SourceSink {
+    filters: Vec<(u16, Box<dyn Filter>)>,
+    clock: Arc<dyn Clock>,
+    scratch: Vec<Event>,
+    batch: Vec<(u16, Event)>,
+    tx: Sender<EngineMsg>,
+    stats: Arc<Stats>,
+    lines: u64,
+    now: Timestamp,
+}
+
+impl SourceSink {
+    fn flush(&mut self) {
+        self.stats.lines.fetch_add(self.lines, Relaxed);
+        self.lines = 0;
+        if !self.batch.is_empty() {
+            let b = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.stats.events.fetch_add(b.len() as u64, Relaxed);
+            let _ = self.tx.send(EngineMsg::Events(b));
+        }
+    }
+}
+
+impl LineSink for SourceSink {
+    fn line(&mut self, line: &[u8], meta: &LineMeta<'_>) {
+        self.lines += 1;
+        if self.lines & 0xfff == 0 {
+            self.now = self.clock.now();
+        }
+        let ctx = LineCtx {
+            now: self.now,
+            source_time: meta.time,
+        };
+        for (jail, f) in self.filters.iter_mut() {
+            if f.process(line, &ctx, &mut self.scratch) == Outcome::Matched {
+                for e in self.scratch.drain(..) {
+                    self.batch.push((*jail, e));
+                }
+            }
+            self.scratch.clear();
+        }
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn idle(&mut self) {
+        self.now = self.clock.now();
+        self.flush();
+    }
+}
+
+struct SourceGroup {
+    spec: SourceSpec,
+    jails: Vec<usize>,
+    key: String,
+}
+
+fn source_groups(cfg: &Config) -> Vec<SourceGroup> {
+    let mut groups: Vec<SourceGroup> = Vec::new();
+    for (i, j) in cfg.jails.iter().filter(|j| j.enabled).enumerate() {
+        let (spec, key) = if j.stdin {
+            (SourceSpec::Stdin, "stdin".to_string())
+        } else if let Some(m) = &j.journal {
+            (
+                SourceSpec::Journald { matches: m.clone() },
+                format!("journald {}", m.join(" ")),
+            )
+        } else {
+            let patterns: Vec<String> = j
+                .files
+                .iter()
+                .map(|f| cfg.resolve(f).to_string_lossy().into_owned())
+                .collect();
+            let key = format!("files {}", patterns.join(" "));
+            (SourceSpec::Files { patterns }, key)
+        };
+        match groups.iter_mut().find(|g| g.key == key) {
+            Some(g) => g.jails.push(i),
+            None => groups.push(SourceGroup {
+                spec,
+                jails: vec![i],
+                key,
+            }),
+        }
+    }
+    groups
+}
+
+/// A stable, file-name-safe id for a source (its state sub-folder).
+fn state_key(key: &str) -> String {
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in key.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let kind: String = key.split(' ').next().unwrap_or("src").into();
+    format!("{kind}-{h:016x}")
+}
+
+/// A running daemon.
+pub struct Daemon {
+    stats: Arc<Stats>,
+    engine_tx: Sender<EngineMsg>,
+    engine: Option<JoinHandle<()>>,
+    responder: Option<JoinHandle<()>>,
+    store: Option<JoinHandle<()>>,
+    control: Option<JoinHandle<()>>,
+    sources: Vec<JoinHandle<()>>,
+    sources_stop: Arc<AtomicBool>,
+    control_stop: Arc<AtomicBool>,
+    socket: PathBuf,
+    opts_from_start: bool,
+    follow: bool,
+    clock: Arc<dyn Clock>,
+    source_errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Builds everything, reconciles responders from the store, then starts the threads.
+    /// On error nothing is left running.
+    pub fn start(cfg: Config, opts: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let tz = time_zone(&cfg)?;
+        let engine_cfg = build_engine_config(&cfg);
+        // Build filters first (pure), so a bad filter fails before any I/O.
+        let groups = source_groups(&cfg);
+        let enabled: Vec<_> = cfg.jails.iter().filter(|j| j.enabled).collect();
+        let mut filters: Vec<Vec<(u16, Box<dyn Filter>)>> = Vec::new();
+        for g in &groups {
+            let mut v = Vec::new();
+            for &i in &g.jails {
+                v.push((i as u16, build_filter(&cfg, enabled[i], &tz)?));
+            }
+            filters.push(v);
+        }
+        let mut responders = ResponderSet::build(&cfg)?;
+        let state_dir = PathBuf::from(&cfg.general.state_dir);
+        std::fs::create_dir_all(&state_dir).map_err(|source| DaemonError::Io {
+            what: "state folder",
+            path: state_dir.clone(),
+            source,
+        })?;
+        let mut store = palisade_store::open(&cfg.store.url)?;
+        let now = opts.clock.now();
+        store.expire_decisions(now)?;
+        let active = store.active_decisions(now)?;
+        responders.reconcile(&active, now)?;
+        let socket = PathBuf::from(&cfg.general.socket);
+        let listener = bind_socket(&socket)?;
+
+        let stats = Arc::new(Stats::default());
+        let mut engine = Engine::new(engine_cfg);
+        let memory_since = now.minus(Duration::from_secs(7 * 86400));
+        let mut memory = Vec::new();
+        for d in &active {
+            if let Ok(n) = store.ban_count(&d.target, memory_since) {
+                memory.push((d.target, n, d.created));
+            }
+        }
+        tracing::info!(
+            active = active.len(),
+            jails = enabled.len(),
+            "restored bans in force"
+        );
+        engine.restore(active, memory);
+
+        let (engine_tx, engine_rx) = bounded::<EngineMsg>(EVENT_QUEUE);
+        let (resp_tx, resp_rx) = bounded::<RespMsg>(4096);
+        let (store_tx, store_rx) = bounded::<StoreMsg>(STORE_QUEUE);
+        let jail_names: Vec<String> = enabled.iter().map(|j| j.name.get_ref().clone()).collect();
+
+        let responder = {
+            let stats = stats.clone();
+            let clock = opts.clock.clone();
+            std::thread::Builder::new()
+                .name("responder".into())
+                .spawn(move || responder_loop(responders, resp_rx, clock, stats))
+                .expect("spawn responder thread")
+        };
+        let store_h = {
+            let stats = stats.clone();
+            let clock = opts.clock.clone();
+            std::thread::Builder::new()
+                .name("store".into())
+                .spawn(move || store_loop(store, store_rx, clock, stats))
+                .expect("spawn store thread")
+        };
+        let engine_h = {
+            let stats = stats.clone();
+            let clock = opts.clock.clone();
+            std::thread::Builder::new()
+                .name("engine".into())
+                .spawn(move || {
+                    engine_loop(
+                        engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats,
+                    )
+                })
+                .expect("spawn engine thread")
+        };
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let control = {
+            let tx = engine_tx.clone();
+            let stop = control_stop.clone();
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || control_loop(listener, tx, stop))
+                .expect("spawn control thread")
+        };
+        let mut d = Daemon {
+            stats,
+            engine_tx,
+            engine: Some(engine_h),
+            responder: Some(responder),
+            store: Some(store_h),
+            control: Some(control),
+            sources: Vec::new(),
+            sources_stop: Arc::new(AtomicBool::new(false)),
+            control_stop,
+            socket,
+            opts_from_start: opts.from_start,
+            follow: opts.follow,
+            clock: opts.clock,
+            source_errors: Default::default(),
+        };
+        d.start_sources(&cfg, groups, filters);
+        Ok(d)
+    }
+
+    fn start_sources(
+        &mut self,
+        cfg: &Config,
+        groups: Vec<SourceGroup>,
+        filters: Vec<Vec<(u16, Box<dyn Filter>)>>,
+    ) {
+        self.sources_stop = Arc::new(AtomicBool::new(false));
+        for (g, f) in groups.into_iter().zip(filters) {
+            let opts = SourceOptions {
+                from_start: self.opts_from_start,
+                max_line: cfg.general.max_line,
+                state_dir: Some(PathBuf::from(&cfg.general.state_dir).join(state_key(&g.key))),
+                follow: self.follow,
+                ..SourceOptions::default()
+            };
+            let mut sink = SourceSink {
+                filters: f,
+                clock: self.clock.clone(),
+                scratch: Vec::new(),
+                batch: Vec::with_capacity(BATCH),
+                tx: self.engine_tx.clone(),
+                stats: self.stats.clone(),
+                lines: 0,
+                now: self.clock.now(),
+            };
+            let stop = self.sources_stop.clone();
+            let stats = self.stats.clone();
+            let errors = self.source_errors.clone();
+            let key = g.key.clone();
+            let h = std::thread::Builder::new()
+                .name(format!(
+                    "source {}",
+                    g.key.chars().take(40).collect::<String>()
+                ))
+                .spawn(move || {
+                    match palisade_source::run(&g.spec, &opts, &mut sink, &stop) {
+                        Ok(s) => tracing::info!(source = %key, lines = s.lines, "source finished"),
+                        Err(e) => {
+                            stats.source_errors.fetch_add(1, Relaxed);
+                            tracing::error!(source = %key, error = %e, "source failed");
+                            errors.lock().unwrap().push(format!("{key}: {e}"));
+                        }
+                    }
+                    sink.flush();
+                })
+                .expect("spawn source thread");
+            self.sources.push(h);
+        }
+    }
+
+    fn stop_sources(&mut self) {
+        self.sources_stop.store(true, Relaxed);
+        for h in self.sources.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    /// Applies a new configuration without losing state (bans, counts, escalation memory,
+    /// log positions). On error the old configuration keeps running.
+    pub fn reload(&mut self, cfg: Config) -> Result<(), DaemonError> {
+        let tz = time_zone(&cfg)?;
+        let groups = source_groups(&cfg);
+        let enabled: Vec<_> = cfg.jails.iter().filter(|j| j.enabled).collect();
+        let mut filters = Vec::new();
+        for g in &groups {
+            let mut v = Vec::new();
+            for &i in &g.jails {
+                v.push((i as u16, build_filter(&cfg, enabled[i], &tz)?));
+            }
+            filters.push(v);
+        }
+        let responders = ResponderSet::build(&cfg)?;
+        let names = enabled.iter().map(|j| j.name.get_ref().clone()).collect();
+        // Stop sources (they save their positions), swap engine settings, restart sources.
+        self.stop_sources();
+        let _ = self.engine_tx.send(EngineMsg::Reconfigure(
+            Box::new(build_engine_config(&cfg)),
+            Box::new(responders),
+            names,
+        ));
+        self.start_sources(&cfg, groups, filters);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Waits until every source has finished (only happens with `follow = false` or stdin).
+    pub fn wait_sources(&mut self) {
+        for h in self.sources.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    /// Errors reported by sources so far.
+    pub fn source_errors(&self) -> Vec<String> {
+        self.source_errors.lock().unwrap().clone()
+    }
+
+    /// Stops everything in order: sources (positions saved), engine (queue drained),
+    /// responders, store (last batch written), control socket.
+    pub fn shutdown(mut self) {
+        self.stop_sources();
+        let _ = self.engine_tx.send(EngineMsg::Stop);
+        if let Some(h) = self.engine.take() {
+            let _ = h.join();
+        }
+        for h in [self.responder.take(), self.store.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = h.join();
+        }
+        self.control_stop.store(true, Relaxed);
+        // Wake the accept loop.
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+        if let Some(h) = self.control.take() {
+            let _ = h.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn bind_socket(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| DaemonError::Io {
+        what: "control socket",
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another palisade daemon is running",
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(l)
+}
+
+fn control_loop(
+    listener: std::os::unix::net::UnixListener,
+    tx: Sender<EngineMsg>,
+    stop: Arc<AtomicBool>,
+) {
+    use std::io::Write;
+    for conn in listener.incoming() {
+        if stop.load(Relaxed) {
+            break;
+        }
+        let Ok(mut s) = conn else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let resp = match control::read_request(&s) {
+            Ok(req) => {
+                let (rtx, rrx) = bounded(1);
+                if tx.send(EngineMsg::Control(req, rtx)).is_err() {
+                    Response::err("daemon is stopping")
+                } else {
+                    rrx.recv_timeout(Duration::from_secs(20))
+                        .unwrap_or_else(|_| Response::err("daemon did not answer"))
+                }
+            }
+            Err(e) => Response::err(e),
+        };
+        let mut line = serde_json::to_string(&resp).unwrap_or_default();
+        line.push('\n');
+        let _ = s.write_all(line.as_bytes());
+    }
+}
+
+/// Parses `1.2.3.4`, `2001:db8::/64`, `::ffff:1.2.3.4` into a network.
+pub fn parse_target(s: &str) -> Result<IpNet, String> {
+    Allowlist::parse_entry(s).ok_or_else(|| {
+        format!("{s:?} is not an IP address or CIDR network (e.g. 192.0.2.7, 2001:db8::/64)")
+    })
+}
+
+struct EngineCtx {
+    resp_tx: Sender<RespMsg>,
+    store_tx: Sender<StoreMsg>,
+    stats: Arc<Stats>,
+}
+
+impl EngineCtx {
+    fn dispatch(&self, actions: &mut Vec<Action>) {
+        let mut apply = Vec::new();
+        for a in actions.drain(..) {
+            match a {
+                Action::Ban(d) => {
+                    self.stats.decisions.fetch_add(1, Relaxed);
+                    tracing::info!(target = %d.target, jail = %d.jail, origin = %d.origin,
+                        simulated = d.simulated, expires = ?d.expires.map(|e| e.to_string()),
+                        reason = %d.reason, "ban");
+                    let _ = self.store_tx.send(StoreMsg::Decision(d.clone()));
+                    apply.push(d);
+                }
+                Action::Unban(d, why) => {
+                    if !apply.is_empty() {
+                        let _ = self
+                            .resp_tx
+                            .send(RespMsg::Apply(std::mem::take(&mut apply)));
+                    }
+                    tracing::info!(target = %d.target, jail = %d.jail, reason = ?why, "unban");
+                    if why != UnbanReason::Expired {
+                        let _ = self.store_tx.send(StoreMsg::Revoke(d.target));
+                    }
+                    let _ = self.resp_tx.send(RespMsg::Revoke(vec![d], why));
+                }
+            }
+        }
+        if !apply.is_empty() {
+            let _ = self.resp_tx.send(RespMsg::Apply(apply));
+        }
+    }
+}
+
+fn engine_loop(
+    mut engine: Engine,
+    mut jail_names: Vec<String>,
+    rx: Receiver<EngineMsg>,
+    resp_tx: Sender<RespMsg>,
+    store_tx: Sender<StoreMsg>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+) {
+    let ctx = EngineCtx {
+        resp_tx,
+        store_tx,
+        stats,
+    };
+    let tick = crossbeam_channel::tick(Duration::from_millis(500));
+    let mut actions = Vec::new();
+    loop {
+        select! {
+            recv(rx) -> msg => match msg {
+                Ok(EngineMsg::Events(batch)) => {
+                    let mut per_jail: HashMap<u16, Vec<Event>> = HashMap::new();
+                    for (jail, ev) in batch {
+                        engine.observe(jail as usize, &ev, &mut actions);
+                        ctx.dispatch(&mut actions);
+                        per_jail.entry(jail).or_default().push(ev);
+                    }
+                    for (jail, evs) in per_jail {
+                        let name = jail_names.get(jail as usize).cloned().unwrap_or_default();
+                        if ctx.store_tx.try_send(StoreMsg::Events(name, evs)).is_err() {
+                            ctx.stats.events_dropped.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                Ok(EngineMsg::Control(req, reply)) => {
+                    let r = handle_control(&mut engine, &jail_names, req, clock.now(), &ctx, &mut actions);
+                    let _ = reply.send(r);
+                }
+                Ok(EngineMsg::Reconfigure(cfg, responders, names)) => {
+                    engine.reconfigure(*cfg, &mut actions);
+                    jail_names = names;
+                    let _ = ctx.resp_tx.send(RespMsg::Replace(responders));
+                    let active: Vec<Decision> = engine.active().cloned().collect();
+                    let _ = ctx.resp_tx.send(RespMsg::Reconcile(active));
+                    ctx.dispatch(&mut actions);
+                }
+                Ok(EngineMsg::Stop) | Err(_) => break,
+            },
+            recv(tick) -> _ => {
+                engine.expire(clock.now(), &mut actions);
+                ctx.dispatch(&mut actions);
+            }
+        }
+    }
+    let _ = ctx.resp_tx.send(RespMsg::Stop);
+    let _ = ctx.store_tx.send(StoreMsg::Stop);
+}
+
+fn handle_control(
+    engine: &mut Engine,
+    jail_names: &[String],
+    req: Request,
+    now: Timestamp,
+    ctx: &EngineCtx,
+    actions: &mut Vec<Action>,
+) -> Response {
+    match req {
+        Request::Status => {
+            let mut active: Vec<&Decision> = engine.active().filter(|d| d.active_at(now)).collect();
+            active.sort_by_key(|d| std::cmp::Reverse(d.created));
+            let jails: Vec<serde_json::Value> = engine
+                .jail_stats()
+                .into_iter()
+                .map(|(name, s, tracked)| {
+                    serde_json::json!({"name": &*name, "failures": s.failures,
+                        "detections": s.detections, "tracked": tracked, "evicted": s.evicted})
+                })
+                .collect();
+            let es = engine.stats();
+            Response::ok(serde_json::json!({
+                "counters": ctx.stats.json(),
+                "engine": {"allowlisted": es.allowlisted, "while_banned": es.while_banned, "bans": es.bans},
+                "jails": jails,
+                "jail_names": jail_names,
+                "active_bans": active.len(),
+                "bans": active.iter().take(1000).collect::<Vec<_>>(),
+            }))
+        }
+        Request::Ban {
+            target,
+            duration_secs,
+            reason,
+        } => {
+            let t = match parse_target(&target) {
+                Ok(t) => t,
+                Err(e) => return Response::err(e),
+            };
+            let reason = if reason.is_empty() {
+                "manual ban".to_string()
+            } else {
+                reason
+            };
+            match engine.manual_ban(
+                t,
+                duration_secs.map(Duration::from_secs),
+                &reason,
+                now,
+                actions,
+            ) {
+                Ok(d) => {
+                    ctx.dispatch(actions);
+                    Response::ok(serde_json::to_value(d).unwrap_or_default())
+                }
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::Unban { target } => {
+            let t = match parse_target(&target) {
+                Ok(t) => t,
+                Err(e) => return Response::err(e),
+            };
+            let n = engine.unban(&t, actions);
+            ctx.dispatch(actions);
+            // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
+            let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
+            Response::ok(serde_json::json!({"lifted": n}))
+        }
+    }
+}
+
+fn responder_loop(
+    mut set: ResponderSet,
+    rx: Receiver<RespMsg>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+) {
+    let mut pending: Option<RespMsg> = None;
+    loop {
+        let msg = match pending.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        match msg {
+            RespMsg::Apply(mut ds) => {
+                // Coalesce queued applies into one batch (one firewall transaction).
+                loop {
+                    match rx.try_recv() {
+                        Ok(RespMsg::Apply(more)) => ds.extend(more),
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                set.apply(&ds, clock.now(), &stats);
+            }
+            other => {
+                if !handle_other(&mut set, other, &clock, &stats) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Handles a non-apply message; false on Stop.
+fn handle_other(
+    set: &mut ResponderSet,
+    msg: RespMsg,
+    clock: &Arc<dyn Clock>,
+    stats: &Stats,
+) -> bool {
+    match msg {
+        RespMsg::Apply(ds) => set.apply(&ds, clock.now(), stats),
+        RespMsg::Revoke(ds, why) => set.revoke(&ds, why, stats),
+        RespMsg::Reconcile(active) => {
+            if let Err(e) = set.reconcile(&active, clock.now()) {
+                stats.responder_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "reconcile after reload failed");
+            }
+        }
+        RespMsg::Replace(new) => *set = *new,
+        RespMsg::Stop => return false,
+    }
+    true
+}
+
+fn store_loop(
+    mut store: Box<dyn Store>,
+    rx: Receiver<StoreMsg>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+) {
+    let err = |e: palisade_store::StoreError, what: &str| {
+        stats.store_errors.fetch_add(1, Relaxed);
+        tracing::error!(error = %e, "store {what} failed");
+    };
+    let mut last_expire = clock.now();
+    loop {
+        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(m) => Some(m),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(_) => break,
+        };
+        match msg {
+            Some(StoreMsg::Events(jail, evs)) => {
+                if let Err(e) = store.record_events(&jail, &evs) {
+                    err(e, "events");
+                }
+            }
+            Some(StoreMsg::Decision(d)) => {
+                if let Err(e) = store.insert_decision(&d) {
+                    err(e, "decision");
+                }
+            }
+            Some(StoreMsg::Revoke(target)) => {
+                let q = palisade_store::DecisionQuery {
+                    target: Some(target),
+                    active_at: Some(clock.now()),
+                    limit: Some(10_000),
+                    ..Default::default()
+                };
+                match store.decisions(&q) {
+                    Ok(v) => {
+                        for d in v {
+                            let inside = d.decision.target == target
+                                || target.contains(&d.decision.target)
+                                || d.decision.target.contains(&target);
+                            if inside {
+                                if let Err(e) = store.revoke_decision(d.decision.id) {
+                                    err(e, "revoke");
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => err(e, "revoke lookup"),
+                }
+            }
+            Some(StoreMsg::Stop) => break,
+            None => {}
+        }
+        let now = clock.now();
+        if now.since(last_expire) >= Duration::from_secs(5) {
+            last_expire = now;
+            if let Err(e) = store.expire_decisions(now) {
+                err(e, "expire");
+            }
+        }
+    }
+    let _ = store.expire_decisions(clock.now());
+}
+
+/// Records a decision directly in the store (daemon not running): used by
+/// `palisade decisions add` and `palisade record`. The daemon applies it at its next start.
+pub fn record_offline(
+    store: &mut dyn Store,
+    allowlist: &Allowlist,
+    d: &Decision,
+) -> Result<i64, String> {
+    if allowlist.overlaps(&d.target) {
+        return Err(format!(
+            "{} is covered by the allowlist; not banned",
+            d.target
+        ));
+    }
+    store.insert_decision(d).map_err(|e| e.to_string())
+}
+
+/// A manual decision for `target`.
+pub fn manual_decision(
+    target: IpNet,
+    duration: Option<Duration>,
+    reason: &str,
+    now: Timestamp,
+) -> Decision {
+    Decision {
+        id: 0,
+        target,
+        jail: "manual".into(),
+        origin: Origin::Manual,
+        reason: reason.to_string(),
+        created: now,
+        expires: duration.map(|d| now.plus(d)),
+        simulated: false,
+        level: 0,
+    }
+}

@@ -1,0 +1,489 @@
+//! Persistence of events, decisions and IP history behind one [`Store`] trait.
+//!
+//! Backends: SQLite (embedded default, WAL) and PostgreSQL (by URL). Both apply forward-only
+//! migrations on open and refuse a database whose schema is newer than this binary.
+//! The same storage story test runs against both (`tests/story.rs`; PostgreSQL under
+//! `scripts/with-postgres.sh`).
+//!
+//! Open with [`open`] and a URL (forms: see [`StoreUrl`]).
+//!
+//! # Data model (identical on both backends)
+//!
+//! - Times are `i64` microseconds since the Unix epoch ([`Timestamp`]'s representation).
+//! - Addresses are stored as canonical text (IPv4-mapped IPv6 as IPv4); `ip_history` also keeps
+//!   a sortable binary key (family byte + address bytes) so a network is a key range.
+//! - Decision targets are stored canonical (host bits cleared, mapped IPv6 as IPv4); "decisions
+//!   covering X" looks up the indexed `target` column for each of X's supernets.
+//! - `events`: id, time, jail, filter, rule, ip, failure, username, fields (JSON object text, in
+//!   capture order), evidence (sampled, see [`EVIDENCE_SAMPLE`]). Indexed by time, (ip, time),
+//!   (jail, time).
+//! - `decisions`: id, target, jail, origin, reason, created, expires (NULL = permanent),
+//!   simulated, level, status (`active`/`expired`/`revoked`), updated (last status change).
+//!   Indexed by (status, expires), (target, created), created.
+//! - `ip_history`: ip (key), ip_key, first_seen, last_seen, failures, times_banned, and the
+//!   evidence sampling state.
+//! - `schema_version`: one row per applied migration.
+//!
+//! Text is stored as given except NUL, which becomes U+FFFD (PostgreSQL cannot store NUL in
+//! TEXT; SQLite does the same so both backends read back identical values).
+
+#![warn(missing_docs)]
+
+use ipnet::IpNet;
+use palisade_core::{Decision, Event, Origin, Timestamp};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+mod common;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod sqlite;
+
+/// How many events per address per hour (UTC hour buckets of event time) keep their evidence
+/// line; later ones in that hour are stored with `evidence` NULL (read back as empty).
+///
+/// The counter lives in the `ip_history` row of the address (columns `sample_hour`,
+/// `sample_count`), so sampling is exact across batches, restarts and processes sharing the
+/// database, and costs nothing beyond the history upsert each batch already does. Events that
+/// arrive for an hour earlier than the one being sampled are stored without evidence.
+pub const EVIDENCE_SAMPLE: u32 = 5;
+
+/// Everything that can go wrong talking to a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database schema is newer than this binary knows.
+    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade palisade")]
+    TooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        supported: i64,
+    },
+    /// The URL names no supported backend or is malformed.
+    #[error("bad store URL {0:?}: expected sqlite:PATH, sqlite::memory:, or postgres://…")]
+    BadUrl(String),
+    /// A backend was asked for that this build does not include.
+    #[error("store backend {0} is not compiled into this binary")]
+    NotCompiled(&'static str),
+    /// A row failed to decode.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The backend failed.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The driver's message (never contains credentials).
+        message: String,
+    },
+}
+
+/// Lifecycle of a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionStatus {
+    /// In force (or simulated and not yet over).
+    Active,
+    /// Ran out.
+    Expired,
+    /// Lifted early (operator unban, or replaced by a longer escalated ban).
+    Revoked,
+}
+
+/// A decision with its stored status.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredDecision {
+    /// The decision (with `id` set).
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// Current status.
+    pub status: DecisionStatus,
+}
+
+/// An event as stored: the jail it was counted in plus the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Store id (0 before insert).
+    pub id: i64,
+    /// Jail name.
+    pub jail: String,
+    /// The event (evidence is kept only for a sample, see [`Store::record_events`]).
+    pub event: Event,
+}
+
+/// What Palisade remembers about one address.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IpHistory {
+    /// The address.
+    pub ip: IpAddr,
+    /// First event seen.
+    pub first_seen: Timestamp,
+    /// Last event seen.
+    pub last_seen: Timestamp,
+    /// Failures counted (events with `failure = true`).
+    pub failures: u64,
+    /// How many bans it has received (all origins, simulated included).
+    pub times_banned: u64,
+}
+
+/// Filter for listing decisions.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionQuery {
+    /// Only decisions whose target contains or equals this address/network.
+    pub target: Option<IpNet>,
+    /// Only this jail.
+    pub jail: Option<String>,
+    /// Only this origin.
+    pub origin: Option<Origin>,
+    /// Only in force at this instant (status active and not expired).
+    pub active_at: Option<Timestamp>,
+    /// Newest first, at most this many (default 1000).
+    pub limit: Option<u32>,
+}
+
+/// Filter for listing events (newest first, cursor = id strictly below).
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Only this address.
+    pub ip: Option<IpAddr>,
+    /// Only this jail.
+    pub jail: Option<String>,
+    /// Only at or after.
+    pub since: Option<Timestamp>,
+    /// Only before.
+    pub until: Option<Timestamp>,
+    /// Only ids below this (cursor pagination).
+    pub before_id: Option<i64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Persistence. Synchronous; the daemon calls it from one store-writer thread, batched.
+pub trait Store: Send {
+    /// Backend name (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Schema version of the open database.
+    fn schema_version(&mut self) -> Result<i64, StoreError>;
+    /// Records events (one transaction), updating IP history. Evidence lines are kept for a
+    /// sample only: the first [`EVIDENCE_SAMPLE`] per address per hour; the rest are stored
+    /// without evidence. Failures count towards `failures`; every event moves first/last seen.
+    fn record_events(&mut self, jail: &str, events: &[Event]) -> Result<(), StoreError>;
+    /// Lists events.
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Inserts a decision (status active), bumps `times_banned` of the address; returns its id.
+    ///
+    /// The target is stored canonical (host bits cleared: `1.2.3.4/24` → `1.2.3.0/24`), and is
+    /// read back that way. A single-address target (/32, /128) creates the address's history
+    /// row if needed (first/last seen = `created`). A network target (an IPv6 /64 from prefix
+    /// aggregation, a manual /24) credits every address *already in history* inside the
+    /// network and creates no row for the network itself.
+    fn insert_decision(&mut self, d: &Decision) -> Result<i64, StoreError>;
+    /// Lists decisions, newest (`created`, then id) first. With `target`, returns the decisions
+    /// whose target equals it or contains it (a /64 ban is found by any address inside).
+    fn decisions(&mut self, q: &DecisionQuery) -> Result<Vec<StoredDecision>, StoreError>;
+    /// Decisions in force at `now` (status active and `expires` later than `now` or never).
+    fn active_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError> {
+        Ok(self
+            .decisions(&DecisionQuery {
+                active_at: Some(now),
+                limit: Some(u32::MAX),
+                ..Default::default()
+            })?
+            .into_iter()
+            .map(|s| s.decision)
+            .collect())
+    }
+    /// Marks one decision revoked; returns it if it was active (`None` if unknown, expired or
+    /// already revoked). The row's `updated` column records the wall-clock revocation time.
+    fn revoke_decision(&mut self, id: i64) -> Result<Option<Decision>, StoreError>;
+    /// Marks every active decision whose `expires <= now` expired; returns them.
+    fn expire_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError>;
+    /// How many bans `target` received since `since` (escalation across restarts).
+    ///
+    /// Counts decisions whose target is exactly `target` (canonical), created at or after
+    /// `since`, of any status, origin, or simulation flag: the same population as
+    /// [`IpHistory::times_banned`], so a dry run escalates exactly as the live run would.
+    fn ban_count(&mut self, target: &IpNet, since: Timestamp) -> Result<u32, StoreError>;
+    /// History of one address.
+    fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError>;
+}
+
+/// A parsed store location. Parsing is pure, so configuration can be validated before any I/O.
+///
+/// Accepted forms:
+/// - `sqlite:PATH` and `sqlite://PATH` — a database file (`sqlite:///var/lib/palisade/p.db`
+///   and `sqlite:/var/lib/palisade/p.db` are absolute, `sqlite://data/p.db` is relative). The
+///   file is created if missing; its directory must exist.
+/// - `sqlite::memory:` — a private in-memory database (gone when closed).
+/// - `postgres://user:pass@host:port/db?…` and `postgresql://…` — PostgreSQL.
+/// - `host=… port=… user=… dbname=…` — PostgreSQL key/value form.
+///
+/// `Debug` and `Display` redact passwords (see [`redact_url`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A private in-memory SQLite database.
+    SqliteMemory,
+    /// A PostgreSQL connection string (URL or key/value), verbatim for the driver.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Parses a store URL. Errors carry the URL with its password redacted.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        let bad = || StoreError::BadUrl(redact_url(url));
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            return Ok(StoreUrl::SqliteMemory);
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            return if path.is_empty() {
+                Err(bad())
+            } else {
+                Ok(StoreUrl::Sqlite(PathBuf::from(path)))
+            };
+        }
+        let is_pg_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let is_pg_kv = !url.contains("://")
+            && url
+                .split_whitespace()
+                .next()
+                .is_some_and(|first| first.contains('=') && !first.starts_with('='));
+        if !(is_pg_url || is_pg_kv) {
+            return Err(bad());
+        }
+        #[cfg(feature = "postgres")]
+        if url.parse::<::postgres::Config>().is_err() {
+            return Err(bad());
+        }
+        Ok(StoreUrl::Postgres(url.to_owned()))
+    }
+
+    /// Opens (creating or migrating as needed) the store this URL names.
+    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+        match self {
+            StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreUrl::SqliteMemory => Ok(Box::new(sqlite::SqliteStore::open_in_memory()?)),
+            #[cfg(feature = "postgres")]
+            StoreUrl::Postgres(conn) => Ok(Box::new(self::postgres::PgStore::connect(conn)?)),
+            #[cfg(not(feature = "postgres"))]
+            StoreUrl::Postgres(_) => Err(StoreError::NotCompiled("postgres")),
+        }
+    }
+
+    /// Backend this URL selects (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreUrl::Sqlite(_) | StoreUrl::SqliteMemory => "sqlite",
+            StoreUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+            StoreUrl::Postgres(s) => f.write_str(&redact_url(s)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// Opens the store named by `url` (see [`StoreUrl`] for the forms), applying pending
+/// migrations. Refuses a database newer than this binary with [`StoreError::TooNew`].
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    StoreUrl::parse(url)?.open()
+}
+
+/// `url` with any password replaced by `***`, for errors and logs: the userinfo password of
+/// a URL (`postgres://user:***@host/db`), a `password=` query parameter, and a `password=`
+/// key/value pair (quoted or not). Errs on the side of hiding too much when the input is
+/// malformed (an unescaped `@` in a password hides everything up to the last `@`).
+pub fn redact_url(url: &str) -> String {
+    if let Some(i) = url.find("://") {
+        let (scheme, rest) = url.split_at(i + 3);
+        let mut out = String::with_capacity(url.len());
+        out.push_str(scheme);
+        let rest = match rest.rfind('@') {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push('@');
+                &rest[at + 1..]
+            }
+            None => rest,
+        };
+        match rest.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+            }
+            None => out.push_str(rest),
+        }
+        out
+    } else {
+        redact_key_values(url)
+    }
+}
+
+/// Redacts `password = value` pairs of a libpq key/value string; a quoted value runs to the
+/// closing unescaped quote, a bare one to the next whitespace.
+fn redact_key_values(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(off) = s[i..].to_ascii_lowercase().find("password") {
+        let key_end = i + off + "password".len();
+        let at_token_start = i + off == 0 || b[i + off - 1].is_ascii_whitespace();
+        let mut j = key_end;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if !at_token_start || j >= b.len() || b[j] != b'=' {
+            i = key_end;
+            continue;
+        }
+        j += 1;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        let value_start = j;
+        if j < b.len() && b[j] == b'\'' {
+            j += 1;
+            while j < b.len() && b[j] != b'\'' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(b.len());
+        } else {
+            while j < b.len() && !b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+        }
+        out.push_str(&s[copied..value_start]);
+        out.push_str("***");
+        copied = j;
+        i = j;
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms() {
+        assert_eq!(
+            StoreUrl::parse("sqlite::memory:").unwrap(),
+            StoreUrl::SqliteMemory
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:/var/lib/p.db").unwrap(),
+            StoreUrl::Sqlite("/var/lib/p.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/lib/p.db").unwrap(),
+            StoreUrl::Sqlite("/var/lib/p.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite://data/p.db").unwrap(),
+            StoreUrl::Sqlite("data/p.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:p.db").unwrap(),
+            StoreUrl::Sqlite("p.db".into())
+        );
+        for pg in [
+            "postgres://u:p@localhost:5432/db",
+            "postgresql://localhost/db",
+            "host=127.0.0.1 port=5432 user=u dbname=db",
+        ] {
+            let u = StoreUrl::parse(pg).unwrap();
+            assert_eq!(u.backend(), "postgres", "{pg}");
+        }
+        for bad in [
+            "",
+            "sqlite:",
+            "sqlite://",
+            "mysql://x/y",
+            "/var/lib/p.db",
+            "=x",
+        ] {
+            assert!(
+                matches!(StoreUrl::parse(bad), Err(StoreError::BadUrl(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_never_appear() {
+        let cases = [
+            (
+                "postgres://alice:s3cret@db:5432/pal",
+                "postgres://alice:***@db:5432/pal",
+            ),
+            (
+                "postgresql://alice:p@ss/w0rd@db/pal?sslmode=disable&password=s3cret",
+                "postgresql://alice:***@db/pal?sslmode=disable&password=***",
+            ),
+            ("postgres://db/pal", "postgres://db/pal"),
+            (
+                "host=db password=s3cret user=alice",
+                "host=db password=*** user=alice",
+            ),
+            (
+                "host=db password = 'with \\' spaces s3cret' user=alice",
+                "host=db password = *** user=alice",
+            ),
+            ("host=db mypassword=x", "host=db mypassword=x"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let err = StoreUrl::parse("postgres://alice:s3cret@db:notaport/pal").unwrap_err();
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        let u = StoreUrl::parse("postgres://alice:s3cret@db/pal").unwrap();
+        assert!(!format!("{u} {u:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let err = match open("sqlite:/nonexistent-palisade-dir/sub/p.db") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("opened a database in a missing directory"),
+        };
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

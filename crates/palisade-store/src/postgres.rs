@@ -1,0 +1,468 @@
+//! The PostgreSQL backend (feature `postgres`), through the synchronous `postgres` client.
+//!
+//! Same row model and semantics as SQLite (times as BIGINT microseconds, targets as canonical
+//! CIDR text), so the one storage story test covers both. Event batches are written with one
+//! `INSERT … SELECT FROM UNNEST(arrays)` per 5000 rows rather than a round trip per row.
+//! Statements are prepared once per connection and cached; a dropped connection is
+//! re-established on the next call.
+
+use crate::common::{
+    self, canonical_net, clean, count_u32, decisions_sql, events_sql, fields_to_json,
+    net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
+    DECISION_COLS,
+};
+use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
+use ::postgres::types::ToSql;
+use ::postgres::{Client, Config, NoTls, Row, Statement};
+use ipnet::IpNet;
+use palisade_core::{canonical_ip, Clock, Decision, Event, SystemClock, Timestamp};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Forward-only migrations, applied in order; the last one is the schema this binary speaks.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Schema version this binary creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Advisory lock key serialising concurrent migrations of one database ("palisade" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7061_6c69_7361_6465;
+
+/// Rows per `UNNEST` insert statement.
+const CHUNK: usize = 5000;
+
+/// Prepared statements kept per connection before the cache is reset.
+const STATEMENT_CACHE: usize = 128;
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        // `Display` of the driver error is only its kind ("db error"); the server's message
+        // (or the I/O error) is the source.
+        let message = match std::error::Error::source(&e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        };
+        StoreError::Backend {
+            backend: "postgres",
+            message,
+        }
+    }
+}
+
+/// Removes `secret` from an error message: belt and braces, should a server or driver ever
+/// echo connection parameters back.
+fn scrub(err: StoreError, secret: Option<&[u8]>) -> StoreError {
+    match (err, secret) {
+        (StoreError::Backend { backend, message }, Some(secret)) if !secret.is_empty() => {
+            let secret = String::from_utf8_lossy(secret);
+            StoreError::Backend {
+                backend,
+                message: message.replace(&*secret, "***"),
+            }
+        }
+        (err, _) => err,
+    }
+}
+
+/// A Palisade store in a PostgreSQL database.
+pub struct PgStore {
+    client: Client,
+    config: Config,
+    statements: HashMap<String, Statement>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Config's own Debug already hides the password.
+        f.debug_struct("PgStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects with a connection string (`postgres://…` URL or `host=… dbname=…` key/value
+    /// form; TLS is not used) and applies pending migrations. Without an explicit
+    /// `connect_timeout`, connecting gives up after 10 s.
+    pub fn connect(params: &str) -> Result<Self, StoreError> {
+        let mut config: Config = params
+            .parse()
+            .map_err(|_| StoreError::BadUrl(crate::redact_url(params)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("palisade");
+        }
+        Self::with_config(config)
+    }
+
+    /// Connects with a prepared driver configuration and applies pending migrations.
+    pub fn with_config(config: Config) -> Result<Self, StoreError> {
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| scrub(e.into(), config.get_password()))?;
+        let mut store = PgStore {
+            client,
+            config,
+            statements: HashMap::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Reconnects if the server closed the connection (restart, idle timeout).
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            self.client = self
+                .config
+                .connect(NoTls)
+                .map_err(|e| scrub(e.into(), self.config.get_password()))?;
+            self.statements.clear();
+        }
+        Ok(())
+    }
+
+    /// A prepared statement for `sql`, from the per-connection cache.
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        self.ensure_connected()?;
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Applies pending migrations in one transaction, under an advisory lock so concurrent
+    /// openers of a fresh database serialise instead of racing on `CREATE TABLE`.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version BIGINT PRIMARY KEY,
+                 applied BIGINT NOT NULL
+             )",
+        )?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_version",
+                &[],
+            )?
+            .get(0);
+        common::check_version(current, SCHEMA_VERSION)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql)?;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied) VALUES ($1, $2)",
+                &[version, &SystemClock.now().0],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs a query built by [`common`] with driver-independent parameters.
+    fn query_built(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| -> &(dyn ToSql + Sync) {
+                match p {
+                    Param::Int(i) => i,
+                    Param::Text(s) => s,
+                    Param::TextList(l) => l,
+                }
+            })
+            .collect();
+        Ok(self.client.query(&stmt, &refs)?)
+    }
+}
+
+fn raw_event(r: &Row) -> Result<RawEvent, StoreError> {
+    Ok(RawEvent {
+        id: r.try_get(0)?,
+        time: r.try_get(1)?,
+        jail: r.try_get(2)?,
+        filter: r.try_get(3)?,
+        rule: r.try_get(4)?,
+        ip: r.try_get(5)?,
+        failure: r.try_get(6)?,
+        user: r.try_get(7)?,
+        fields: r.try_get(8)?,
+        evidence: r.try_get(9)?,
+    })
+}
+
+fn raw_decision(r: &Row) -> Result<RawDecision, StoreError> {
+    Ok(RawDecision {
+        id: r.try_get(0)?,
+        target: r.try_get(1)?,
+        jail: r.try_get(2)?,
+        origin: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        created: r.try_get(5)?,
+        expires: r.try_get(6)?,
+        simulated: r.try_get(7)?,
+        level: r.try_get(8)?,
+        status: r.try_get(9)?,
+    })
+}
+
+fn decode_decisions(rows: &[Row]) -> Result<Vec<RawDecision>, StoreError> {
+    rows.iter().map(raw_decision).collect()
+}
+
+const INSERT_EVENTS: &str = "
+    INSERT INTO events (time, jail, filter, rule, ip, failure, username, fields, evidence)
+    SELECT u.time, $1, u.filter, u.rule, u.ip, u.failure, u.username, u.fields, u.evidence
+    FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BOOLEAN[],
+                $7::TEXT[], $8::TEXT[], $9::TEXT[])
+         WITH ORDINALITY
+         AS u(time, filter, rule, ip, failure, username, fields, evidence, ord)
+    ORDER BY u.ord";
+
+const UPSERT_HISTORY: &str = "
+    INSERT INTO ip_history (ip, ip_key, first_seen, last_seen, failures, times_banned,
+                            sample_hour, sample_count)
+    SELECT u.ip, u.ip_key, u.first_seen, u.last_seen, u.failures, 0,
+           u.sample_hour, u.sample_count
+    FROM UNNEST($1::TEXT[], $2::BYTEA[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[],
+                $6::BIGINT[], $7::BIGINT[])
+         AS u(ip, ip_key, first_seen, last_seen, failures, sample_hour, sample_count)
+    ON CONFLICT (ip) DO UPDATE SET
+        first_seen = LEAST(ip_history.first_seen, EXCLUDED.first_seen),
+        last_seen = GREATEST(ip_history.last_seen, EXCLUDED.last_seen),
+        failures = ip_history.failures + EXCLUDED.failures,
+        sample_hour = EXCLUDED.sample_hour,
+        sample_count = EXCLUDED.sample_count";
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn schema_version(&mut self) -> Result<i64, StoreError> {
+        let stmt =
+            self.statement("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_version")?;
+        Ok(self.client.query_one(&stmt, &[])?.try_get(0)?)
+    }
+
+    fn record_events(&mut self, jail: &str, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut plan = BatchPlan::new(events);
+        let jail = clean(jail);
+        let select = self
+            .statement("SELECT ip, sample_hour, sample_count FROM ip_history WHERE ip = ANY($1)")?;
+        let insert = self.statement(INSERT_EVENTS)?;
+        let upsert = self.statement(UPSERT_HISTORY)?;
+        let mut tx = self.client.transaction()?;
+
+        let texts: Vec<&str> = plan.ips.iter().map(|d| d.text.as_str()).collect();
+        let index: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        let mut loaded = Vec::new();
+        for row in tx.query(&select, &[&texts])? {
+            let ip: &str = row.try_get(0)?;
+            if let Some(&i) = index.get(ip) {
+                let sample = Sample {
+                    hour: row.try_get(1)?,
+                    count: row.try_get(2)?,
+                };
+                loaded.push((i, sample));
+            }
+        }
+        for (i, sample) in loaded {
+            plan.ips[i].sample = sample;
+        }
+        plan.sample();
+
+        for rows in plan.rows.chunks(CHUNK) {
+            let n = rows.len();
+            let mut time = Vec::with_capacity(n);
+            let mut filter = Vec::with_capacity(n);
+            let mut rule = Vec::with_capacity(n);
+            let mut ip = Vec::with_capacity(n);
+            let mut failure = Vec::with_capacity(n);
+            let mut user: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
+            let mut fields = Vec::with_capacity(n);
+            let mut evidence: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
+            for row in rows {
+                let e = row.event;
+                time.push(e.time.0);
+                filter.push(clean(&e.filter));
+                rule.push(clean(&e.rule));
+                ip.push(plan.ips[row.ip].text.as_str());
+                failure.push(e.failure);
+                user.push(e.user.as_deref().map(clean));
+                fields.push(fields_to_json(&e.fields));
+                evidence.push(row.keep_evidence.then(|| clean(&e.evidence)));
+            }
+            let filter: Vec<&str> = filter.iter().map(|c| c.as_ref()).collect();
+            let rule: Vec<&str> = rule.iter().map(|c| c.as_ref()).collect();
+            let user: Vec<Option<&str>> = user.iter().map(|c| c.as_deref()).collect();
+            let evidence: Vec<Option<&str>> = evidence.iter().map(|c| c.as_deref()).collect();
+            tx.execute(
+                &insert,
+                &[
+                    &jail.as_ref(),
+                    &time,
+                    &filter,
+                    &rule,
+                    &ip,
+                    &failure,
+                    &user,
+                    &fields,
+                    &evidence,
+                ],
+            )?;
+        }
+
+        // Upsert in key order so concurrent writers lock history rows in the same order.
+        let mut order: Vec<usize> = (0..plan.ips.len()).collect();
+        order.sort_by(|&a, &b| plan.ips[a].key.cmp(&plan.ips[b].key));
+        let pick = |f: &dyn Fn(&common::HistoryDelta) -> i64| -> Vec<i64> {
+            order.iter().map(|&i| f(&plan.ips[i])).collect()
+        };
+        let ips: Vec<&str> = order.iter().map(|&i| plan.ips[i].text.as_str()).collect();
+        let keys: Vec<&[u8]> = order.iter().map(|&i| plan.ips[i].key.as_slice()).collect();
+        let first = pick(&|d| d.first);
+        let last = pick(&|d| d.last);
+        let failures = pick(&|d| d.failures);
+        let hours: Vec<Option<i64>> = order.iter().map(|&i| plan.ips[i].sample.hour).collect();
+        let counts = pick(&|d| d.sample.count);
+        tx.execute(
+            &upsert,
+            &[&ips, &keys, &first, &last, &failures, &hours, &counts],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (sql, params) = events_sql(Dialect::Postgres, q);
+        self.query_built(&sql, &params)?
+            .iter()
+            .map(|r| raw_event(r)?.decode())
+            .collect()
+    }
+
+    fn insert_decision(&mut self, d: &Decision) -> Result<i64, StoreError> {
+        let target = canonical_net(&d.target);
+        let insert = self.statement(
+            "INSERT INTO decisions (target, jail, origin, reason, created, expires,
+                                    simulated, level, status, updated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $5)
+             RETURNING id",
+        )?;
+        let single = self.statement(
+            "INSERT INTO ip_history
+                 (ip, ip_key, first_seen, last_seen, failures, times_banned, sample_count)
+             VALUES ($1, $2, $3, $3, 0, 1, 0)
+             ON CONFLICT (ip) DO UPDATE SET times_banned = ip_history.times_banned + 1",
+        )?;
+        let range = self.statement(
+            "UPDATE ip_history SET times_banned = times_banned + 1
+             WHERE ip_key BETWEEN $1 AND $2",
+        )?;
+        let mut tx = self.client.transaction()?;
+        let id: i64 = tx
+            .query_one(
+                &insert,
+                &[
+                    &target.to_string(),
+                    &clean(&d.jail).as_ref(),
+                    &d.origin.as_str(),
+                    &clean(&d.reason).as_ref(),
+                    &d.created.0,
+                    &d.expires.map(|t| t.0),
+                    &d.simulated,
+                    &i64::from(d.level),
+                ],
+            )?
+            .try_get(0)?;
+        match single_address(&target) {
+            Some(ip) => {
+                tx.execute(
+                    &single,
+                    &[&ip.to_string(), &common::ip_key(ip), &d.created.0],
+                )?;
+            }
+            None => {
+                let (lo, hi) = net_key_range(&target);
+                tx.execute(&range, &[&lo, &hi])?;
+            }
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn decisions(&mut self, q: &DecisionQuery) -> Result<Vec<StoredDecision>, StoreError> {
+        let (sql, params) = decisions_sql(Dialect::Postgres, q);
+        self.query_built(&sql, &params)?
+            .iter()
+            .map(|r| raw_decision(r)?.decode())
+            .collect()
+    }
+
+    fn revoke_decision(&mut self, id: i64) -> Result<Option<Decision>, StoreError> {
+        let stmt = self.statement(&format!(
+            "UPDATE decisions SET status = 'revoked', updated = $2
+             WHERE id = $1 AND status = 'active'
+             RETURNING {DECISION_COLS}"
+        ))?;
+        let rows = self.client.query(&stmt, &[&id, &SystemClock.now().0])?;
+        match rows.first() {
+            Some(r) => Ok(Some(raw_decision(r)?.decode()?.decision)),
+            None => Ok(None),
+        }
+    }
+
+    fn expire_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError> {
+        let stmt = self.statement(&format!(
+            "UPDATE decisions SET status = 'expired', updated = $1
+             WHERE status = 'active' AND expires <= $1
+             RETURNING {DECISION_COLS}"
+        ))?;
+        let rows = self.client.query(&stmt, &[&now.0])?;
+        common::decode_changed(decode_decisions(&rows)?)
+    }
+
+    fn ban_count(&mut self, target: &IpNet, since: Timestamp) -> Result<u32, StoreError> {
+        let stmt =
+            self.statement("SELECT COUNT(*) FROM decisions WHERE target = $1 AND created >= $2")?;
+        let n: i64 = self
+            .client
+            .query_one(&stmt, &[&canonical_net(target).to_string(), &since.0])?
+            .try_get(0)?;
+        Ok(count_u32(n))
+    }
+
+    fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError> {
+        let ip = canonical_ip(ip);
+        let stmt = self.statement(
+            "SELECT first_seen, last_seen, failures, times_banned
+             FROM ip_history WHERE ip = $1",
+        )?;
+        let rows = self.client.query(&stmt, &[&ip.to_string()])?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let (first, last, failures, banned): (i64, i64, i64, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        Ok(Some(IpHistory {
+            ip,
+            first_seen: Timestamp(first),
+            last_seen: Timestamp(last),
+            failures: failures.max(0) as u64,
+            times_banned: banned.max(0) as u64,
+        }))
+    }
+}
