@@ -6,7 +6,10 @@ use palisade_config::{Config, JailSection, ResponderSection};
 use palisade_core::Allowlist;
 use palisade_detect::{EngineConfig, Escalation, JailParams, RecidiveParams};
 use palisade_filter::{BuiltinOptions, Filter, Mode};
-use palisade_respond::{CommandResponder, CommandTemplate, LogResponder, Responder};
+use palisade_respond::{
+    CommandResponder, CommandTemplate, IpsetConfig, IpsetResponder, LogResponder, NftConfig,
+    NftResponder, Responder, UfwConfig, UfwResponder,
+};
 use std::time::Duration;
 
 /// Something that could not be built.
@@ -104,7 +107,41 @@ pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, Build
                 timeout,
             )))
         }
-        other => Err(err(format!("type {other} is not available in this build"))),
+        "nftables" => {
+            let mut c = NftConfig::default();
+            if let Some(t) = &r.table {
+                c.table = t.clone();
+            }
+            if let Some(p) = r.priority {
+                c.priority = p;
+            }
+            c.forward = r.forward.unwrap_or(false);
+            c.ports = r.ports.clone().unwrap_or_default();
+            c.netns = r.netns.clone();
+            Ok(Box::new(
+                NftResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
+            ))
+        }
+        "ipset" => {
+            let c = IpsetConfig {
+                ports: r.ports.clone().unwrap_or_default(),
+                netns: r.netns.clone(),
+                ..IpsetConfig::default()
+            };
+            Ok(Box::new(
+                IpsetResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
+            ))
+        }
+        "ufw" => {
+            let c = UfwConfig {
+                ports: r.ports.clone().unwrap_or_default(),
+                ..UfwConfig::default()
+            };
+            Ok(Box::new(
+                UfwResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
+            ))
+        }
+        other => Err(err(format!("unknown responder type {other}"))),
     }
 }
 

@@ -487,3 +487,36 @@ mod tests {
         assert!(err.contains("does not exist"), "{err}");
     }
 }
+
+/// Puts `password` into a `postgres://user@host/db` URL (percent-encoded), for
+/// `[store] password_file`. SQLite URLs are refused.
+pub fn with_password(url: &str, password: &str) -> Result<String, StoreError> {
+    let bad = || StoreError::BadUrl(redact_url(url));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if scheme != "postgres" && scheme != "postgresql" {
+        return Err(bad());
+    }
+    let (auth, host) = rest.rsplit_once('@').ok_or_else(bad)?;
+    let user = auth.split(':').next().unwrap_or(auth);
+    let mut enc = String::new();
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{enc}@{host}"))
+}
+
+#[cfg(test)]
+mod password_tests {
+    #[test]
+    fn password_is_encoded() {
+        assert_eq!(
+            super::with_password("postgres://pal@db:5432/p", "a b@c").unwrap(),
+            "postgres://pal:a%20b%40c@db:5432/p"
+        );
+        assert!(super::with_password("sqlite:/x.db", "p").is_err());
+    }
+}

@@ -1,0 +1,655 @@
+//! `palisade`: the thin binary. Command-line parsing, logging set-up and output formatting;
+//! all behaviour lives in the library crates.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use palisade_config::Config;
+use palisade_core::{Clock, SystemClock, Timestamp};
+use palisade_pipeline::control::{self, Request};
+use palisade_pipeline::daemon::{manual_decision, parse_target, record_offline};
+use palisade_pipeline::offline;
+use palisade_pipeline::{Daemon, DaemonOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const DEFAULT_CONFIG: &str = "/etc/palisade/palisade.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Fast intrusion prevention and security monitoring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon: follow logs, detect, ban, remember.
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Read existing log content when no position is saved (default: start at the end).
+        #[arg(long)]
+        from_start: bool,
+        /// Simulate: record decisions, enforce nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Read the logs to their end, then stop (batch mode).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Run one filter over a log and report what it matches (like fail2ban-regex).
+    Check {
+        /// Log file (`-` for standard input).
+        log: String,
+        /// Built-in filter.
+        #[arg(long, default_value = "sshd")]
+        filter: String,
+        /// Filter mode.
+        #[arg(long, value_enum, default_value_t = ModeArg::Normal)]
+        mode: ModeArg,
+        /// One JSON object per matched line on standard output.
+        #[arg(long)]
+        json: bool,
+        /// "Now" for inferring years of syslog dates (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+        /// Longest line kept, in bytes.
+        #[arg(long, default_value_t = 16384)]
+        max_line: usize,
+    },
+    /// Replay a log through the whole detection on event time; print the decisions.
+    Replay {
+        /// Log file (`-` for standard input).
+        log: String,
+        /// Configuration whose enabled jails are replayed (their log sources are ignored).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON object per decision on standard output.
+        #[arg(long)]
+        json: bool,
+        /// "Now" for inferring years of syslog dates (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// List, add or delete decisions (bans).
+    Decisions {
+        /// Configuration file (store and control socket).
+        #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: DecisionsCmd,
+    },
+    /// Show the running daemon's state.
+    Status {
+        /// Configuration file (control socket).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file; print every problem with file, line and what is allowed.
+    Check {
+        /// The file.
+        #[arg(default_value = DEFAULT_CONFIG)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecisionsCmd {
+    /// List decisions (default: in force now).
+    List {
+        /// Include expired and revoked decisions.
+        #[arg(long)]
+        all: bool,
+        /// Only decisions covering this address or network.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Only this jail.
+        #[arg(long)]
+        jail: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or network.
+    Add {
+        /// Address or CIDR network.
+        target: String,
+        /// Length (`1h`, `1d`); permanent if omitted.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Reason recorded with the ban.
+        #[arg(long, default_value = "manual ban")]
+        reason: String,
+    },
+    /// Lift the bans of an address or network.
+    Delete {
+        /// Address or CIDR network.
+        target: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Normal,
+    Aggressive,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("palisade: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run {
+            config,
+            from_start,
+            dry_run,
+            once,
+        } => run(&config, from_start, dry_run, once),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => config_check(&file),
+        Cmd::Check {
+            log,
+            filter,
+            mode,
+            json,
+            now,
+            max_line,
+        } => check(&log, &filter, mode, json, now.as_deref(), max_line),
+        Cmd::Replay {
+            log,
+            config,
+            json,
+            now,
+        } => replay(&log, &config, json, now.as_deref()),
+        Cmd::Decisions { config, cmd } => decisions(&config, cmd),
+        Cmd::Status { config, json } => status(&config, json),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path, palisade_filter::builtin_names()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn parse_now(now: Option<&str>) -> Result<Timestamp> {
+    match now {
+        Some(s) => Timestamp::parse_rfc3339(s)
+            .map_err(|e| anyhow::anyhow!("--now {s:?}: expected RFC 3339 ({e})")),
+        None => Ok(SystemClock.now()),
+    }
+}
+
+fn config_check(file: &Path) -> Result<ExitCode> {
+    match Config::load(file, palisade_filter::builtin_names()) {
+        Ok(cfg) => {
+            // Build what can be built without I/O side effects, to catch the rest.
+            let tz = palisade_pipeline::time_zone(&cfg)?;
+            for j in cfg.jails.iter().filter(|j| j.enabled) {
+                palisade_pipeline::build_filter(&cfg, j, &tz)?;
+            }
+            println!(
+                "{}: OK ({} jails, {} enabled)",
+                file.display(),
+                cfg.jails.len(),
+                cfg.jails.iter().filter(|j| j.enabled).count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
+    let mut cfg = load_config(config)?;
+    if dry_run {
+        cfg.general.dry_run = true;
+    }
+    init_logging(&cfg.general.log_level);
+    let opts = DaemonOptions {
+        from_start,
+        follow: !once,
+        clock: Arc::new(SystemClock),
+    };
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
+    let mut daemon = Daemon::start(cfg, opts).context("start-up failed; nothing was started")?;
+    tracing::info!(config = %config.display(), "palisade running");
+    if once {
+        daemon.wait_sources();
+        let errors = daemon.source_errors();
+        daemon.shutdown();
+        if !errors.is_empty() {
+            bail!("source errors: {}", errors.join("; "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for sig in signals.forever() {
+        match sig {
+            signal_hook::consts::SIGHUP => match load_config(config) {
+                Ok(mut new) => {
+                    if dry_run {
+                        new.general.dry_run = true;
+                    }
+                    if let Err(e) = daemon.reload(new) {
+                        tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused; keeping the running configuration")
+                }
+            },
+            _ => break,
+        }
+    }
+    tracing::info!("stopping");
+    daemon.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(log: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || log == "-" {
+        return None;
+    }
+    let len = std::fs::metadata(log).ok()?.len();
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .ok()?,
+    );
+    Some(pb)
+}
+
+fn check(
+    log: &str,
+    filter: &str,
+    mode: ModeArg,
+    json: bool,
+    now: Option<&str>,
+    max_line: usize,
+) -> Result<ExitCode> {
+    let now = parse_now(now)?;
+    let opts = palisade_filter::BuiltinOptions {
+        mode: match mode {
+            ModeArg::Normal => palisade_filter::Mode::Normal,
+            ModeArg::Aggressive => palisade_filter::Mode::Aggressive,
+        },
+        tz: jiff::tz::TimeZone::system(),
+    };
+    let mut f = palisade_filter::build_builtin(filter, &opts)?;
+    let pb = progress_bar(log);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut write_err = None;
+    let mut on_match = |line_no: u64, _line: &[u8], events: &[palisade_core::Event]| {
+        if !json {
+            return;
+        }
+        for e in events {
+            let mut o = serde_json::Map::new();
+            o.insert("line".into(), line_no.into());
+            o.insert("time".into(), e.time.to_string().into());
+            o.insert("ip".into(), e.ip.to_string().into());
+            o.insert("rule".into(), (*e.rule).into());
+            if !e.failure {
+                o.insert("failure".into(), false.into());
+            }
+            if let Some(u) = &e.user {
+                o.insert("user".into(), (**u).into());
+            }
+            for (k, v) in &e.fields {
+                o.insert((**k).into(), (**v).into());
+            }
+            let r = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
+            if let Err(err) = r.and_then(|_| out.write_all(b"\n")) {
+                write_err.get_or_insert(err);
+            }
+        }
+    };
+    let mut progress = |b: u64| {
+        if let Some(pb) = &pb {
+            pb.set_position(b)
+        }
+    };
+    let rep = offline::check(
+        f.as_mut(),
+        &offline::spec_for(log),
+        max_line,
+        now,
+        &mut on_match,
+        &mut progress,
+    )?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    out.flush()?;
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    let rate = rep.lines as f64 / rep.seconds.max(1e-9);
+    let mut summary = format!(
+        "Lines: {} read, {} matched, {} missed, {} ignored, {} cut (over {} bytes)\nRules:\n",
+        rep.lines, rep.matched, rep.missed, rep.ignored, rep.cut_lines, max_line
+    );
+    for (r, n) in &rep.rules {
+        summary.push_str(&format!("  {r:<28} {n}\n"));
+    }
+    summary.push_str(&format!(
+        "Time: {:.3} s ({:.0} lines/s)\n",
+        rep.seconds, rate
+    ));
+    if json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(log: &str, config: &Path, json: bool, now: Option<&str>) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let now = parse_now(now)?;
+    let pb = progress_bar(log);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut on_decision = |d: &palisade_core::Decision| {
+        let _ = if json {
+            serde_json::to_writer(&mut out, &offline::decision_json(d))
+                .map_err(std::io::Error::from)
+                .and_then(|_| out.write_all(b"\n"))
+        } else {
+            writeln!(
+                out,
+                "{}  ban {:<22} jail={} for {}  ({})",
+                d.created,
+                if d.target.prefix_len() == d.target.max_prefix_len() {
+                    d.target.addr().to_string()
+                } else {
+                    d.target.to_string()
+                },
+                d.jail,
+                d.duration()
+                    .map_or("ever".to_string(), palisade_detect::fmt_duration),
+                d.reason
+            )
+        };
+    };
+    let mut progress = |b: u64| {
+        if let Some(pb) = &pb {
+            pb.set_position(b)
+        }
+    };
+    let rep = offline::replay(
+        &cfg,
+        &offline::spec_for(log),
+        now,
+        &mut on_decision,
+        &mut progress,
+    )?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    out.flush()?;
+    let summary = format!(
+        "Lines: {}, failures: {}, bans: {} of {} targets, time: {:.3} s ({:.0} lines/s)\n",
+        rep.lines,
+        rep.failures,
+        rep.bans,
+        rep.banned_targets,
+        rep.seconds,
+        rep.lines as f64 / rep.seconds.max(1e-9)
+    );
+    if json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(cfg: &Config) -> Result<Box<dyn palisade_store::Store>> {
+    let mut url = cfg.store.url.clone();
+    if let Some(pf) = &cfg.store.password_file {
+        let pw = std::fs::read_to_string(cfg.resolve(pf))
+            .with_context(|| format!("reading password_file {pf}"))?;
+        url = palisade_store::with_password(&url, pw.trim())?;
+    }
+    Ok(palisade_store::open(&url)?)
+}
+
+fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let socket = PathBuf::from(&cfg.general.socket);
+    let now = SystemClock.now();
+    match cmd {
+        DecisionsCmd::List {
+            all,
+            ip,
+            jail,
+            limit,
+            json,
+        } => {
+            let mut store = open_store(&cfg)?;
+            let q = palisade_store::DecisionQuery {
+                target: ip
+                    .as_deref()
+                    .map(parse_target)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                jail,
+                origin: None,
+                active_at: if all { None } else { Some(now) },
+                limit: Some(limit),
+            };
+            let list = store.decisions(&q)?;
+            if json {
+                for d in &list {
+                    println!("{}", serde_json::to_string(d)?);
+                }
+            } else {
+                println!(
+                    "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} reason",
+                    "id", "target", "jail", "origin", "status", "created", "expires"
+                );
+                for s in &list {
+                    let d = &s.decision;
+                    println!(
+                        "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} {}{}",
+                        d.id,
+                        d.target.to_string(),
+                        d.jail,
+                        d.origin.as_str(),
+                        format!("{:?}", s.status).to_lowercase(),
+                        short_time(d.created),
+                        d.expires.map_or("never".into(), short_time),
+                        if d.simulated { "[simulated] " } else { "" },
+                        d.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DecisionsCmd::Add {
+            target,
+            duration,
+            reason,
+        } => {
+            let t = parse_target(&target).map_err(anyhow::Error::msg)?;
+            let dur = duration
+                .as_deref()
+                .map(palisade_config::parse_duration)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let req = Request::Ban {
+                target: t.to_string(),
+                duration_secs: dur.map(|d| d.as_secs()),
+                reason: reason.clone(),
+            };
+            if let Some(r) = control::call(&socket, &req)? {
+                if !r.ok {
+                    bail!("{}", r.message);
+                }
+                println!("banned {t} (daemon)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            // No daemon: record, and enforce now through the configured responders.
+            let d = manual_decision(t, dur, &reason, now);
+            let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
+            let mut store = open_store(&cfg)?;
+            record_offline(store.as_mut(), &allow, &d).map_err(anyhow::Error::msg)?;
+            if !cfg.general.dry_run {
+                enforce_offline(&cfg, &d, true)?;
+            }
+            println!("banned {t} (recorded; the daemon is not running)");
+            Ok(ExitCode::SUCCESS)
+        }
+        DecisionsCmd::Delete { target } => {
+            let t = parse_target(&target).map_err(anyhow::Error::msg)?;
+            if let Some(r) = control::call(
+                &socket,
+                &Request::Unban {
+                    target: t.to_string(),
+                },
+            )? {
+                if !r.ok {
+                    bail!("{}", r.message);
+                }
+                println!("lifted {} ban(s) of {t} (daemon)", r.data["lifted"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut store = open_store(&cfg)?;
+            let q = palisade_store::DecisionQuery {
+                target: Some(t),
+                active_at: Some(now),
+                limit: Some(10_000),
+                ..Default::default()
+            };
+            let mut n = 0;
+            for s in store.decisions(&q)? {
+                if let Some(d) = store.revoke_decision(s.decision.id)? {
+                    if !d.simulated {
+                        enforce_offline(&cfg, &d, false)?;
+                    }
+                    n += 1;
+                }
+            }
+            println!("lifted {n} ban(s) of {t} (the daemon is not running)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Applies or revokes one decision through the default responders, without a daemon.
+fn enforce_offline(cfg: &Config, d: &palisade_core::Decision, apply: bool) -> Result<()> {
+    let names = cfg
+        .jails
+        .iter()
+        .find(|j| j.name.get_ref() == &d.jail)
+        .map(|j| cfg.jail_responders(j))
+        .unwrap_or_else(|| cfg.defaults.responders.clone());
+    for n in names {
+        let sec = cfg
+            .responder(&n)
+            .with_context(|| format!("responder {n:?} is not declared"))?;
+        let mut r = palisade_pipeline::build_responder(&sec)?;
+        let res = if apply {
+            r.apply(std::slice::from_ref(d), SystemClock.now())
+        } else {
+            r.revoke(std::slice::from_ref(d))
+        };
+        res.with_context(|| format!("responder {n}"))?;
+    }
+    Ok(())
+}
+
+fn short_time(t: Timestamp) -> String {
+    let s = t.to_string();
+    s.split('.')
+        .next()
+        .unwrap_or(&s)
+        .trim_end_matches('Z')
+        .replace('T', " ")
+}
+
+fn status(config: &Path, json: bool) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let socket = PathBuf::from(&cfg.general.socket);
+    let Some(r) = control::call(&socket, &Request::Status)? else {
+        eprintln!(
+            "palisade is not running (no daemon on {})",
+            socket.display()
+        );
+        return Ok(ExitCode::from(3));
+    };
+    if !r.ok {
+        bail!("{}", r.message);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r.data)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = &r.data;
+    println!("palisade is running");
+    println!("  counters: {}", d["counters"]);
+    println!("  bans in force: {}", d["active_bans"]);
+    for j in d["jails"].as_array().into_iter().flatten() {
+        println!(
+            "  jail {:<16} failures {:<8} bans {:<6} tracked {}",
+            j["name"].as_str().unwrap_or(""),
+            j["failures"],
+            j["detections"],
+            j["tracked"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
