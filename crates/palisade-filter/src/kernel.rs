@@ -51,7 +51,7 @@ impl Filter for KernelFw {
 
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = crate::scan::trim_line_end(line);
         // Literal prefilter first: almost no line of a busy syslog has ` SRC=`.
         if self.src.find(line).is_none() {
             return Outcome::Missed;

@@ -197,3 +197,13 @@ mod tests {
         }
     }
 }
+
+/// The line without trailing `\r`, spaces and tabs (CRLF logs, stray padding).
+#[inline]
+pub fn trim_line_end(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &b[..end]
+}

@@ -438,7 +438,7 @@ impl Filter for Sshd {
 
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = crate::scan::trim_line_end(line);
         self.seq += 1;
         let (msg, pid, has_header) = match crate::syslog::split(line) {
             Ok(h) if is_sshd(h.prog) => (h.msg, h.pid, true),

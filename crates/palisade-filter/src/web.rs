@@ -352,7 +352,7 @@ impl Filter for Access {
 
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = crate::scan::trim_line_end(line);
         let Some(l) = split_access(line) else {
             return Outcome::Missed;
         };
@@ -476,7 +476,7 @@ impl Filter for NginxError {
 
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = crate::scan::trim_line_end(line);
         // `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID MSG`
         if line.len() < 24 || line[4] != b'/' || line[19] != b' ' || line[20] != b'[' {
             return Outcome::Missed;
@@ -599,7 +599,7 @@ impl Filter for ApacheError {
 
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = crate::scan::trim_line_end(line);
         if line.first() != Some(&b'[') {
             return Outcome::Missed;
         }

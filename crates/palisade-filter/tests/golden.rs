@@ -36,11 +36,7 @@ fn one(filter: &str, mode: Mode, line: &str) -> Option<Event> {
     let mut f = build_builtin(filter, &opts(mode)).unwrap();
     let (_, mut ev) = run_ctx(&mut *f, line.as_bytes(), None);
     for e in &ev {
-        assert!(
-            f.rules().contains(&e.rule),
-            "rule {} listed",
-            e.rule
-        );
+        assert!(f.rules().contains(&e.rule), "rule {} listed", e.rule);
         assert_eq!(&*e.filter, filter);
     }
     ev.pop()

@@ -1,0 +1,375 @@
+//! End-to-end tests of the `palisade` binary: the daemon follows a real file, bans through a
+//! command responder, survives reload and restart, obeys the allowlist, and the CLI talks to
+//! it over the control socket.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn config(&self, max_retry: u32, extra: &str) -> PathBuf {
+        let d = self.dir.path().display();
+        let text = format!(
+            r#"
+[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+timezone = "UTC"
+log_level = "debug"
+
+[store]
+url = "sqlite:{d}/palisade.db"
+
+[defaults]
+max_retry = {max_retry}
+find_time = "10m"
+ban_time = "1h"
+responders = ["mark"]
+
+[allowlist]
+addresses = ["192.0.2.0/24"]
+
+[recidive]
+enabled = false
+
+[[responder]]
+name = "mark"
+type = "command"
+ban = ["/usr/bin/touch", "{d}/banned-{{ip}}"]
+unban = ["/bin/rm", "-f", "{d}/banned-{{ip}}"]
+
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{d}/auth.log"]
+{extra}
+"#
+        );
+        let p = self.p("palisade.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap()
+    }
+    fn start(&self, cfg: &Path) -> Child {
+        let child = Command::new(BIN)
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("TZ", "UTC")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.p("daemon.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let sock = self.p("palisade.sock");
+        wait_for(
+            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+            20,
+            "control socket",
+        );
+        // Give the tailer time to open the file and seek to its end.
+        std::thread::sleep(Duration::from_millis(400));
+        child
+    }
+    fn append(&self, lines: &[String]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.p("auth.log"))
+            .unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        f.flush().unwrap();
+    }
+    fn stop(&self, mut child: Child) {
+        unsafe_kill(child.id() as i32, 15);
+        let status = wait_child(&mut child, 20);
+        assert!(status.success(), "daemon exit: {status:?}\n{}", self.log());
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.p("daemon.err")).unwrap_or_default()
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    // No libc dependency: use kill(1) with argv.
+    Command::new("/bin/kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+fn wait_child(c: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            let _ = c.kill();
+            panic!("process did not exit in {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, secs: u64, what: &str) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn syslog_now() -> String {
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    now.strftime("%b %e %H:%M:%S").to_string()
+}
+
+fn failed(ip: &str, user: &str) -> String {
+    format!(
+        "{} web1 sshd[4242]: Failed password for invalid user {user} from {ip} port 50522 ssh2",
+        syslog_now()
+    )
+}
+
+#[test]
+fn daemon_bans_unbans_reloads_restarts() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "old line before start\n").unwrap();
+    let cfg = env.config(3, "");
+    let child = env.start(&cfg);
+
+    // Hostile user names: an address inside a user name is never the offender, and shell
+    // syntax never runs.
+    let pwned = env.p("pwned");
+    let hostile = [
+        failed("203.0.113.9", "x from 198.51.100.7 port 1"),
+        failed("203.0.113.9", &format!("$(touch {})", pwned.display())),
+        failed("203.0.113.9", &format!("x;touch {}", pwned.display())),
+    ];
+    // An allowlisted address is never banned, however often it fails.
+    let friends: Vec<String> = (0..10).map(|_| failed("192.0.2.55", "root")).collect();
+    env.append(&friends);
+    env.append(&hostile);
+    let banned = env.p("banned-203.0.113.9");
+    wait_for(|| banned.exists(), 10, "ban of 203.0.113.9");
+    assert!(
+        !env.p("banned-198.51.100.7").exists(),
+        "injected address was banned"
+    );
+    assert!(
+        !env.p("banned-192.0.2.55").exists(),
+        "allowlisted address was banned"
+    );
+    assert!(!pwned.exists(), "a user name ran a command");
+
+    // status and decisions list see it.
+    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    assert!(st.status.success(), "{st:?}");
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["active_bans"], 1);
+    assert_eq!(v["engine"]["allowlisted"], 10);
+    wait_for(
+        || {
+            let o = env.cli(&[
+                "decisions",
+                "list",
+                "--json",
+                "--config",
+                cfg.to_str().unwrap(),
+            ]);
+            String::from_utf8_lossy(&o.stdout).contains("203.0.113.9/32")
+        },
+        10,
+        "stored decision",
+    );
+
+    // Manual unban through the socket revokes at the responder.
+    let o = env.cli(&[
+        "decisions",
+        "delete",
+        "203.0.113.9",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    wait_for(|| !banned.exists(), 5, "unban");
+    let o = env.cli(&[
+        "decisions",
+        "list",
+        "--all",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"revoked\""),
+        "{o:?}"
+    );
+
+    // Manual ban of a network, expiring by itself.
+    let o = env.cli(&[
+        "decisions",
+        "add",
+        "198.51.100.0/24",
+        "--duration",
+        "2s",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let net = env.p("banned-198.51.100.0");
+    wait_for(|| net.exists(), 5, "manual ban");
+    wait_for(|| !net.exists(), 10, "expiry of the manual ban");
+    // The allowlist refuses a ban that would cover a friend.
+    let o = env.cli(&[
+        "decisions",
+        "add",
+        "192.0.2.0/25",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("allowlist"),
+        "{o:?}"
+    );
+
+    // A permanent ban, then reload with a stricter threshold: state survives.
+    let o = env.cli(&[
+        "decisions",
+        "add",
+        "203.0.113.77",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let perm = env.p("banned-203.0.113.77");
+    wait_for(|| perm.exists(), 5, "permanent ban");
+    env.append(&[failed("203.0.113.20", "a")]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.config(2, "");
+    unsafe_kill(child.id() as i32, 1);
+    std::thread::sleep(Duration::from_millis(800));
+    // One more failure reaches the new threshold of 2, counted with the one before reload.
+    env.append(&[failed("203.0.113.20", "b")]);
+    wait_for(
+        || env.p("banned-203.0.113.20").exists(),
+        10,
+        "ban after reload",
+    );
+    // A bad configuration on SIGHUP is refused; the daemon keeps running.
+    std::fs::write(&cfg, "[general]\nbogus = 1\n").unwrap();
+    unsafe_kill(child.id() as i32, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let st = env.cli(&[
+        "status",
+        "--json",
+        "--config",
+        env.config(2, "").to_str().unwrap(),
+    ]);
+    assert!(
+        st.status.success(),
+        "daemon died after a bad reload: {}",
+        env.log()
+    );
+    env.stop(child);
+    assert!(env.log().contains("reload refused"), "{}", env.log());
+
+    // Restart: bans in force are restored at the responder (reconcile), lines written while
+    // stopped are read (saved offsets), nothing is read twice.
+    std::fs::remove_file(&perm).unwrap();
+    env.append(&[failed("203.0.113.30", "c"), failed("203.0.113.30", "d")]);
+    let child = env.start(&cfg);
+    wait_for(|| perm.exists(), 10, "restored permanent ban");
+    wait_for(
+        || env.p("banned-203.0.113.30").exists(),
+        10,
+        "ban from lines written while stopped",
+    );
+    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(
+        v["counters"]["lines"], 2,
+        "exactly the two new lines were read: {v}"
+    );
+    env.stop(child);
+}
+
+#[test]
+fn bad_config_starts_nothing() {
+    let env = Env::new();
+    let cfg = env.config(3, "colour = \"red\"");
+    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("palisade.toml:") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
+    assert!(!env.p("palisade.sock").exists());
+    assert!(!env.p("palisade.db").exists());
+    let o = env.cli(&["config", "check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    // A store that cannot be opened: clear error, no socket left behind.
+    let cfg = env.config(3, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("sqlite:", "sqlite:/nonexistent-dir/");
+    std::fs::write(&cfg, text).unwrap();
+    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("store"),
+        "{o:?}"
+    );
+    assert!(!env.p("palisade.sock").exists());
+}
+
+#[test]
+fn dry_run_records_but_never_enforces() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let cfg = env.config(2, "dry_run = true");
+    let child = env.start(&cfg);
+    env.append(&[failed("203.0.113.50", "a"), failed("203.0.113.50", "b")]);
+    wait_for(
+        || {
+            let o = env.cli(&[
+                "decisions",
+                "list",
+                "--json",
+                "--config",
+                cfg.to_str().unwrap(),
+            ]);
+            String::from_utf8_lossy(&o.stdout).contains("\"simulated\":true")
+        },
+        10,
+        "simulated decision",
+    );
+    assert!(!env.p("banned-203.0.113.50").exists());
+    env.stop(child);
+}
