@@ -56,6 +56,36 @@ pub enum DaemonError {
     Reconcile(String, String),
 }
 
+/// Watches what the daemon does (live feed, notifications). Called on the engine thread:
+/// implementations must be quick and never block (queue and drop rather than wait).
+pub trait Observer: Send + Sync {
+    /// An event was counted in `jail`.
+    fn event(&self, _jail: &str, _event: &Event) {}
+    /// A ban was decided.
+    fn ban(&self, _decision: &Decision) {}
+    /// A ban was lifted.
+    fn unban(&self, _decision: &Decision, _reason: UnbanReason) {}
+}
+
+/// A cloneable handle to send control requests to the running daemon in-process (the same
+/// requests the control socket accepts).
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: Sender<EngineMsg>,
+}
+
+impl ControlHandle {
+    /// Sends a request and waits (at most 20 s) for the answer.
+    pub fn call(&self, req: Request) -> Response {
+        let (rtx, rrx) = bounded(1);
+        if self.tx.send(EngineMsg::Control(req, rtx)).is_err() {
+            return Response::err("daemon is stopping");
+        }
+        rrx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| Response::err("daemon did not answer"))
+    }
+}
+
 /// Options of a daemon run beyond the configuration file.
 pub struct DaemonOptions {
     /// Read file history when no offset is saved (default: start at the end).
@@ -64,6 +94,8 @@ pub struct DaemonOptions {
     pub follow: bool,
     /// Wall clock (expiry, year inference).
     pub clock: Arc<dyn Clock>,
+    /// Told about events and decisions (live feed, notifiers).
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl Default for DaemonOptions {
@@ -72,6 +104,7 @@ impl Default for DaemonOptions {
             from_start: false,
             follow: true,
             clock: Arc::new(palisade_core::SystemClock),
+            observer: None,
         }
     }
 }
@@ -438,11 +471,12 @@ impl Daemon {
         let engine_h = {
             let stats = stats.clone();
             let clock = opts.clock.clone();
+            let observer = opts.observer.clone();
             std::thread::Builder::new()
                 .name("engine".into())
                 .spawn(move || {
                     engine_loop(
-                        engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats,
+                        engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats, observer,
                     )
                 })
                 .expect("spawn engine thread")
@@ -566,6 +600,13 @@ impl Daemon {
         &self.stats
     }
 
+    /// A handle for in-process control requests (HTTP API).
+    pub fn control(&self) -> ControlHandle {
+        ControlHandle {
+            tx: self.engine_tx.clone(),
+        }
+    }
+
     /// Waits until every source has finished (only happens with `follow = false` or stdin).
     pub fn wait_sources(&mut self) {
         for h in self.sources.drain(..) {
@@ -665,6 +706,7 @@ struct EngineCtx {
     resp_tx: Sender<RespMsg>,
     store_tx: Sender<StoreMsg>,
     stats: Arc<Stats>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl EngineCtx {
@@ -678,6 +720,9 @@ impl EngineCtx {
                         simulated = d.simulated, expires = ?d.expires.map(|e| e.to_string()),
                         reason = %d.reason, "ban");
                     let _ = self.store_tx.send(StoreMsg::Decision(d.clone()));
+                    if let Some(o) = &self.observer {
+                        o.ban(&d);
+                    }
                     apply.push(d);
                 }
                 Action::Unban(d, why) => {
@@ -687,6 +732,9 @@ impl EngineCtx {
                             .send(RespMsg::Apply(std::mem::take(&mut apply)));
                     }
                     tracing::info!(target = %d.target, jail = %d.jail, reason = ?why, "unban");
+                    if let Some(o) = &self.observer {
+                        o.unban(&d, why);
+                    }
                     if why != UnbanReason::Expired {
                         let _ = self.store_tx.send(StoreMsg::Revoke(d.target));
                     }
@@ -708,11 +756,13 @@ fn engine_loop(
     store_tx: Sender<StoreMsg>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
+    observer: Option<Arc<dyn Observer>>,
 ) {
     let ctx = EngineCtx {
         resp_tx,
         store_tx,
         stats,
+        observer,
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut actions = Vec::new();
@@ -722,6 +772,9 @@ fn engine_loop(
                 Ok(EngineMsg::Events(batch)) => {
                     let mut per_jail: HashMap<u16, Vec<Event>> = HashMap::new();
                     for (jail, ev) in batch {
+                        if let (Some(o), Some(name)) = (&ctx.observer, jail_names.get(jail as usize)) {
+                            o.event(name, &ev);
+                        }
                         engine.observe(jail as usize, &ev, &mut actions);
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);

@@ -252,6 +252,7 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
         from_start,
         follow: !once,
         clock: Arc::new(SystemClock),
+        observer: None,
     };
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
