@@ -6,7 +6,8 @@ use palisade_core::Timestamp;
 use palisade_filter::{build_builtin, BuiltinOptions, LineCtx, Mode, Outcome};
 use std::collections::BTreeMap;
 
-const DATA: &str = "/work/shared/data";
+/// `shared/data` beside the repository (as CI has it).
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
 
 /// Runs `filter` over `path`; returns (lines, matched, per-rule counts), or `None` if absent.
 fn run(
