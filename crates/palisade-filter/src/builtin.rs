@@ -38,6 +38,7 @@ impl Default for BuiltinOptions {
 
 const NAMES: &[&str] = &[
     "sshd",
+    "sshd_plain",
     "nginx_access",
     "apache_access",
     "nginx_error",
@@ -54,6 +55,7 @@ pub fn builtin_names() -> &'static [&'static str] {
 pub fn build_builtin(name: &str, opts: &BuiltinOptions) -> Result<Box<dyn Filter>, FilterError> {
     Ok(match name {
         "sshd" => Box::new(crate::sshd::Sshd::new(opts)),
+        "sshd_plain" => Box::new(crate::sshd::Sshd::new_plain(opts)),
         "nginx_access" | "apache_access" => Box::new(crate::web::Access::new(name, opts)),
         "nginx_error" => Box::new(crate::web::NginxError::new(opts)),
         "apache_error" => Box::new(crate::web::ApacheError::new(opts)),

@@ -4,7 +4,7 @@
 //! cheap literal prefilter rejects most of them, and only matching lines build an `Event`.
 //! Filters are synchronous and own any per-filter state (multi-line buffers, time caches).
 //!
-//! Built-in filters ([`build_builtin`]): `sshd`, `nginx_access`, `apache_access`,
+//! Built-in filters ([`build_builtin`]): `sshd`, `sshd_plain` (sshd's own `-E` log), `nginx_access`, `apache_access`,
 //! `nginx_error`, `apache_error`, `kernel_fw`. They parse with hand-written byte scanning and
 //! take the offender's address from the position the *program* writes it, never from text an
 //! attacker controls (user names, request lines): sshd messages are parsed anchored at their

@@ -100,10 +100,13 @@ enum Parsed<'a> {
     None,
 }
 
-/// The `sshd` filter. Build it with [`crate::build_builtin`]`("sshd", …)`.
+/// The `sshd` filter. Build it with [`crate::build_builtin`]`("sshd", …)`, or
+/// `("sshd_plain", …)` for sshd's own log format (see [`Sshd::new_plain`]).
 pub struct Sshd {
     base: Base,
     aggressive: bool,
+    /// `sshd_plain`: lines are bare messages (no syslog header).
+    plain: bool,
     time: TimeParser,
     seq: u64,
     kex: Box<[(u32, u64); KEX_SLOTS]>,
@@ -115,10 +118,54 @@ impl Sshd {
         Sshd {
             base: Base::new("sshd", RULES, &[]),
             aggressive: opts.mode == Mode::Aggressive,
+            plain: false,
             time: TimeParser::new(opts.tz.clone()),
             seq: 0,
             kex: Box::new([(0, 0); KEX_SLOTS]),
         }
+    }
+
+    /// The `sshd_plain` filter: for the file sshd writes itself with `sshd -E FILE` (or its
+    /// standard error with `-e`). OpenSSH writes those lines as the bare message, without a
+    /// syslog header (OpenSSH 9.2: `Invalid user x from 192.0.2.2 port 40000`, ending in
+    /// CR LF); a `sshd: `/`sshd-session[PID]: ` program prefix is accepted too. The lines
+    /// carry no time, so events get the time they are read.
+    ///
+    /// A separate name rather than a fallback of `sshd`: in a syslog file a line without a
+    /// header is not an sshd record, and must not be trusted as one.
+    pub fn new_plain(opts: &BuiltinOptions) -> Self {
+        Sshd {
+            base: Base::new("sshd_plain", RULES, &[]),
+            plain: true,
+            ..Sshd::new(opts)
+        }
+    }
+}
+
+/// Strips an optional `PROG: ` / `PROG[PID]: ` program prefix (sshd's) from a plain line;
+/// returns the message and the pid.
+fn plain_message(line: &[u8]) -> (&[u8], Option<u32>) {
+    if !line.starts_with(b"sshd") && !line.starts_with(b"/") {
+        return (line, None);
+    }
+    let Some(i) = memmem::find(&line[..line.len().min(64)], b": ") else {
+        return (line, None);
+    };
+    let tag = &line[..i];
+    if tag.contains(&b' ') {
+        return (line, None);
+    }
+    let (prog, pid) = match tag.strip_suffix(b"]") {
+        Some(t) => match memchr::memchr(b'[', t) {
+            Some(lb) => (&t[..lb], scan::parse_digits(&t[lb + 1..])),
+            None => return (line, None),
+        },
+        None => (tag, None),
+    };
+    if is_sshd(prog) {
+        (&line[i + 2..], pid)
+    } else {
+        (line, None)
     }
 }
 
@@ -440,7 +487,19 @@ impl Filter for Sshd {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
         self.seq += 1;
-        let (msg, pid, has_header) = match crate::syslog::split(line) {
+        let split = if self.plain {
+            let (msg, pid) = plain_message(line);
+            Ok(crate::syslog::Header {
+                prog: b"sshd",
+                pid,
+                msg,
+            })
+        } else {
+            crate::syslog::split(line)
+        };
+        let (msg, pid, has_header) = match split {
+            // Plain lines have no time of their own (`has_header` false).
+            Ok(h) if self.plain => (h.msg, h.pid, false),
             Ok(h) if is_sshd(h.prog) => (h.msg, h.pid, true),
             Ok(_) => return Outcome::Missed,
             // journald MESSAGE-only lines: the whole line is the message.
@@ -483,5 +542,68 @@ impl Filter for Sshd {
                 .event(line, time, ip, hit.rule, hit.failure, hit.user, &[]),
         );
         Outcome::Matched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: &mut Sshd, line: &[u8]) -> (Outcome, Vec<Event>) {
+        let ctx = LineCtx {
+            now: Timestamp::from_secs(1_700_000_000),
+            source_time: None,
+        };
+        let mut out = Vec::new();
+        (f.process(line, &ctx, &mut out), out)
+    }
+
+    /// Lines exactly as OpenSSH 9.2 (Debian 12) writes them with `sshd -D -E FILE`.
+    #[test]
+    fn plain_sshd_e_format() {
+        let mut f = Sshd::new_plain(&BuiltinOptions::default());
+        assert_eq!(f.name(), "sshd_plain");
+        for (line, rule, user) in [
+            (&b"Invalid user nosuchuser from 192.0.2.2 port 32842\r"[..], "invalid_user", "nosuchuser"),
+            (b"Failed password for root from 192.0.2.2 port 42330 ssh2\r", "failed_password", "root"),
+            (b"Failed password for invalid user $(touch  from 192.0.2.2 port 42336 ssh2\r", "failed_password", "$(touch "),
+            (b"maximum authentication attempts exceeded for root from 192.0.2.2 port 42330 ssh2 [preauth]\r", "max_auth_attempts", "root"),
+            (b"Disconnecting invalid user x; rm -rf  192.0.2.2 port 42342: Too many authentication failures [preauth]\r", "too_many_auth_failures", "x; rm -rf "),
+            (b"sshd-session[77]: Invalid user a from 192.0.2.2 port 1", "invalid_user", "a"),
+            (b"sshd: Invalid user a from 192.0.2.2 port 1", "invalid_user", "a"),
+        ] {
+            let (o, ev) = run(&mut f, line);
+            assert_eq!(o, Outcome::Matched, "{}", String::from_utf8_lossy(line));
+            assert_eq!(ev[0].ip.to_string(), "192.0.2.2");
+            assert_eq!(&*ev[0].rule, rule);
+            assert_eq!(ev[0].user.as_deref(), Some(user));
+            assert_eq!(ev[0].time, Timestamp::from_secs(1_700_000_000), "time of reading");
+        }
+        // The address inside a user name is never the offender.
+        let (_, ev) = run(
+            &mut f,
+            b"Failed password for invalid user x from 198.51.100.2 port 22 ssh2 from 192.0.2.2 port 5 ssh2",
+        );
+        assert_eq!(ev[0].ip.to_string(), "192.0.2.2");
+        for miss in [
+            &b"Server listening on 192.0.2.1 port 22.\r"[..],
+            b"Connection from 192.0.2.2 port 32842 on 192.0.2.1 port 22 rdomain \"\"\r",
+            b"Accepted publickey for root from 192.0.2.2 port 1 ssh2",
+            b"cron: Invalid user a from 192.0.2.2 port 1",
+            b"",
+        ] {
+            assert_eq!(
+                run(&mut f, miss).0,
+                Outcome::Missed,
+                "{}",
+                String::from_utf8_lossy(miss)
+            );
+        }
+        // The syslog filter still refuses bare lines from a file.
+        let mut s = Sshd::new(&BuiltinOptions::default());
+        assert_eq!(
+            run(&mut s, b"Invalid user nosuchuser from 192.0.2.2 port 32842").0,
+            Outcome::Missed
+        );
     }
 }

@@ -154,6 +154,9 @@ const SCANNER_SOFT: &[&str] = &[
     "/autodiscover/",
     "/actuator/",
     "/solr/",
+    "/config.json",
+    "/credentials.json",
+    "/secrets.json",
 ];
 
 /// User agents of e-mail harvesters, spam bots and attack tools (ASCII case-insensitive
@@ -397,7 +400,10 @@ impl Filter for Access {
         {
             rule = Some(BAD_REQUEST);
         }
-        if rule.is_none() && l.status == 404 && !browser_404(path) {
+        // Every other 404 is an event in aggressive mode only: real sites have broken links,
+        // and normal mode must never flag a benign visitor (404 storms from scanner tools are
+        // caught by user agent and path in both modes).
+        if rule.is_none() && self.aggressive && l.status == 404 && !browser_404(path) {
             rule = Some(NOT_FOUND);
         }
         let Some(rule) = rule else {

@@ -487,7 +487,7 @@ fn access_rules() {
     );
     expect(
         f,
-        N,
+        A,
         r#"1.2.3.4 - - [03/Mar/2025:00:00:30 +0000] "GET /admin/old.zip HTTP/1.1" 404 153 "-" "Mozilla/5.0""#,
         "1.2.3.4",
         "not_found",
@@ -504,11 +504,17 @@ fn access_rules() {
     );
     expect(
         "apache_access",
-        N,
+        A,
         r#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a\"b HTTP/1.0" 404 2326 "-" "x""#,
         "1.2.3.4",
         "not_found",
         None,
+    );
+    // A plain 404 is a broken link in normal mode, an event in aggressive mode only.
+    none(
+        f,
+        N,
+        r#"1.2.3.4 - - [03/Mar/2025:00:00:30 +0000] "GET /admin/old.zip HTTP/1.1" 404 153 "-" "Mozilla/5.0""#,
     );
     // Benign.
     for l in [
@@ -527,7 +533,7 @@ fn access_rules() {
     // Injection: the address is always the first field.
     expect(
         f,
-        N,
+        A,
         r#"1.2.3.4 - - [03/Mar/2025:00:00:30 +0000] "GET /x?ip=9.9.9.9 HTTP/1.1" 404 1 "9.9.9.9" "9.9.9.9 - - [""#,
         "1.2.3.4",
         "not_found",

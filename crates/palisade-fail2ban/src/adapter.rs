@@ -1,0 +1,213 @@
+//! [`Fail2banFilter`]: a loaded fail2ban filter as a [`palisade_filter::Filter`].
+//!
+//! Runs fail2ban's semantics in operation mode (first matching failregex wins) and turns each
+//! result into an [`Event`]: the host becomes an `IpAddr` (a DNS name or anything else that is
+//! not an address makes the line [`Outcome::Ignored`]; no DNS lookups), the rule is
+//! `failregex[N]`, the user comes from `<F-USER>` (or `<F-ALT_USER…>`), the other captured
+//! groups go to `Event::fields`, and `<F-NOFAIL>` results are events with `failure = false`.
+
+use crate::date::TimeCx;
+use crate::error::LoadError;
+use crate::filter::{FilterDef, LoadOptions, MatchOptions, Matcher, RawMatch};
+use jiff::tz::TimeZone;
+use palisade_core::{parse_ip_bytes, Event, Timestamp};
+use palisade_filter::{Filter, LineCtx, Outcome};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Longest user name kept in an event, in bytes.
+const USER_MAX: usize = 128;
+
+/// Groups that steer fail2ban itself and are not copied into `Event::fields`.
+const INTERNAL: [&str; 11] = [
+    "user",
+    "ip4",
+    "ip6",
+    "dns",
+    "fid",
+    "mlfid",
+    "nofail",
+    "mlfforget",
+    "mlfgained",
+    "content",
+    "cidr",
+];
+
+/// A fail2ban filter file behind Palisade's [`Filter`] trait.
+pub struct Fail2banFilter {
+    name: String,
+    filter: Arc<str>,
+    rules: Vec<Arc<str>>,
+    matcher: Matcher,
+    cx: TimeCx,
+    journal: bool,
+    raw: Vec<RawMatch>,
+}
+
+impl std::fmt::Debug for Fail2banFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fail2banFilter")
+            .field("name", &self.name)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
+}
+
+impl Fail2banFilter {
+    /// Loads `path` with `opts` (e.g. `mode=aggressive` in `opts.init`). Dates without a zone
+    /// are read in `tz` (fail2ban uses the system zone).
+    pub fn load(path: &Path, opts: &LoadOptions, tz: TimeZone) -> Result<Self, LoadError> {
+        let def = FilterDef::load(path, opts)?;
+        let journal = opts
+            .init
+            .iter()
+            .any(|(k, v)| k == "logtype" && v == "journal");
+        Ok(Self::new(def, tz, journal))
+    }
+
+    /// Wraps a loaded filter. `journal`: lines carry no date (journald messages); the
+    /// source's time is used.
+    pub fn new(def: Arc<FilterDef>, tz: TimeZone, journal: bool) -> Self {
+        let rules = (0..def.failregex_count())
+            .map(|i| Arc::<str>::from(format!("failregex[{i}]").as_str()))
+            .collect();
+        let name = def.name().to_string();
+        let matcher = def.matcher(MatchOptions {
+            journal,
+            ..MatchOptions::default()
+        });
+        Fail2banFilter {
+            filter: Arc::from(name.as_str()),
+            name,
+            rules,
+            matcher,
+            cx: TimeCx {
+                now: Timestamp::default(),
+                tz,
+                default_offset_min: None,
+            },
+            journal,
+            raw: Vec::new(),
+        }
+    }
+
+    /// The loaded definition.
+    pub fn def(&self) -> &Arc<FilterDef> {
+        self.matcher.def()
+    }
+
+    fn to_event(&self, r: &RawMatch, line: &[u8], ctx: &LineCtx) -> Option<Event> {
+        let ip = r
+            .field("ip")
+            .and_then(|s| parse_ip_bytes(s.as_bytes()))
+            .or_else(|| r.fid.as_deref().and_then(|s| parse_ip_bytes(s.as_bytes())))
+            .or_else(|| r.host.as_deref().and_then(|s| parse_ip_bytes(s.as_bytes())))?;
+        let time = r.time.or(ctx.source_time).unwrap_or(ctx.now);
+        let user = r
+            .field("user")
+            .map(|u| cut(u, USER_MAX).to_string().into_boxed_str());
+        let fields = r
+            .fields
+            .iter()
+            .filter(|(k, _)| !INTERNAL.contains(&k.as_str()) && !k.starts_with("alt_"))
+            .map(|(k, v)| (Arc::<str>::from(k.as_str()), v.clone().into_boxed_str()))
+            .collect();
+        Some(Event {
+            time,
+            ip,
+            filter: self.filter.clone(),
+            rule: self.rules.get(r.rule).cloned()?,
+            failure: !r.nofail,
+            user,
+            fields,
+            evidence: Event::evidence_of(line),
+        })
+    }
+}
+
+impl Filter for Fail2banFilter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rules(&self) -> &[Arc<str>] {
+        &self.rules
+    }
+
+    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
+        let text = String::from_utf8_lossy(line);
+        self.cx.now = ctx.now;
+        let given = self.journal.then(|| ctx.source_time.unwrap_or(ctx.now));
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        self.matcher.process_line(&text, given, &self.cx, &mut raw);
+        let mut outcome = Outcome::Missed;
+        for r in &raw {
+            if r.fid.is_none() {
+                continue;
+            }
+            match self.to_event(r, line, ctx) {
+                Some(ev) => {
+                    out.push(ev);
+                    outcome = Outcome::Matched;
+                }
+                None => {
+                    if outcome == Outcome::Missed {
+                        outcome = Outcome::Ignored;
+                    }
+                }
+            }
+        }
+        self.raw = raw;
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sshd_events() {
+        let p = Path::new("/etc/fail2ban/filter.d/sshd.conf");
+        if !p.is_file() {
+            eprintln!("SKIP: fail2ban filters not installed");
+            return;
+        }
+        let mut f = Fail2banFilter::load(p, &LoadOptions::default(), TimeZone::UTC).unwrap();
+        let ctx = LineCtx {
+            now: Timestamp::from_secs(1_741_000_000),
+            source_time: None,
+        };
+        let mut out = Vec::new();
+        let o = f.process(
+            b"Mar  3 00:00:05 bastion sshd[1977305]: Invalid user web from 108.154.15.105 port 62448",
+            &ctx,
+            &mut out,
+        );
+        assert_eq!(o, Outcome::Matched);
+        assert_eq!(out[0].ip.to_string(), "108.154.15.105");
+        assert_eq!(out[0].user.as_deref(), Some("web"));
+        assert!(out[0].failure);
+        assert!(f.rules().contains(&out[0].rule));
+        let o = f.process(b"Mar  3 00:00:05 bastion cron[1]: nothing", &ctx, &mut out);
+        assert_eq!(o, Outcome::Missed);
+        let o = f.process(
+            b"Mar  3 00:00:06 bastion sshd[2]: Invalid user web from example.com port 1",
+            &ctx,
+            &mut out,
+        );
+        assert_eq!(o, Outcome::Ignored, "DNS names are not resolved");
+    }
+}

@@ -1,0 +1,103 @@
+//! Errors of the loader.
+
+use std::path::PathBuf;
+
+/// Why a fail2ban filter could not be loaded. Every variant names the file; option-level
+/// variants also name the option.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// INI syntax error.
+    #[error("{path}:{line}: {reason}")]
+    Syntax {
+        /// File.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `[INCLUDES]` names a file that includes (directly or not) the including file.
+    #[error("{path}: [INCLUDES] {option} = {target}: include loop ({chain})")]
+    IncludeLoop {
+        /// Including file.
+        path: PathBuf,
+        /// `before` or `after`.
+        option: String,
+        /// The included file.
+        target: PathBuf,
+        /// The include chain.
+        chain: String,
+    },
+    /// `[INCLUDES]` names a file that does not exist (optional `*.local` files excepted).
+    #[error("{path}: [INCLUDES] {option} = {target}: file not found")]
+    MissingInclude {
+        /// Including file.
+        path: PathBuf,
+        /// `before` or `after`.
+        option: String,
+        /// The missing file.
+        target: PathBuf,
+    },
+    /// `%(name)s` interpolation or `<tag>` substitution failed.
+    #[error("{path}: [{section}] {option}: {reason}")]
+    Interpolation {
+        /// Filter file.
+        path: PathBuf,
+        /// Section.
+        section: String,
+        /// Option.
+        option: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An option has an unusable value.
+    #[error("{path}: {option}: {reason}")]
+    BadOption {
+        /// Filter file.
+        path: PathBuf,
+        /// Option.
+        option: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A regular expression does not compile.
+    #[error("{path}: {option}[{index}]: {reason}\n  regex: {regex}")]
+    Regex {
+        /// Filter file.
+        path: PathBuf,
+        /// `failregex`, `ignoreregex`, `prefregex` or `datepattern`.
+        option: String,
+        /// Index within a multi-line option.
+        index: usize,
+        /// The regex after tag substitution.
+        regex: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `<TAG>` that is neither a standard fail2ban tag nor a defined option.
+    #[error("{path}: {option}[{index}]: unknown tag {tag}")]
+    UnknownTag {
+        /// Filter file.
+        path: PathBuf,
+        /// Option.
+        option: String,
+        /// Index within a multi-line option.
+        index: usize,
+        /// The tag as written.
+        tag: String,
+    },
+    /// The filter defines no `failregex`.
+    #[error("{path}: no failregex defined")]
+    NoFailregex {
+        /// Filter file.
+        path: PathBuf,
+    },
+}

@@ -1,0 +1,1192 @@
+//! A loaded fail2ban filter ([`FilterDef`]) and its stateful line processor ([`Matcher`]),
+//! following fail2ban's `Filter.processLine` / `findFailure`: date detection and removal,
+//! `prefregex` with `<F-CONTENT>`, failregexes, ignoreregexes, the `maxlines` buffer with
+//! `<SKIPLINES>`, and the `<F-MLFID>` connection cache with `<F-NOFAIL>`, `<F-MLFFORGET>` and
+//! `<F-MLFGAINED>`.
+
+use crate::config::{ConfigSet, ResolvedOptions};
+use crate::date::{DateDetector, TimeCx};
+use crate::engine::{Pattern, Slots};
+use crate::error::LoadError;
+use crate::ini::OMap;
+use crate::tags;
+use palisade_core::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to load a filter file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Caller options, as fail2ban's `filter = name[key=value, …]` or `--filter-option`:
+    /// `mode`, `logtype`, `publickey`, or any `[Definition]`/`[Init]` option.
+    pub init: Vec<(String, String)>,
+    /// Directories where an `[INCLUDES]` file that does not exist at its relative path is
+    /// looked up by file name (e.g. `/etc/fail2ban/filter.d` for fail2ban's test filters).
+    pub include_fallback: Vec<PathBuf>,
+    /// The year "now" is in, for the `%ExY` year range (`None`: the current year).
+    pub now_year: Option<i16>,
+}
+
+/// One compiled regex of a filter with the indices of the groups fail2ban gives meaning to.
+#[derive(Debug)]
+pub(crate) struct Rx {
+    pat: Pattern,
+    /// `(name, group)` for every named group.
+    named: Vec<(Arc<str>, usize)>,
+    /// `alt_*` groups: (group name, merged name), sorted by group name.
+    alt: Vec<(Arc<str>, Arc<str>)>,
+    skiplines: Vec<usize>,
+}
+
+impl Rx {
+    fn new(src: &str, multiline: bool) -> Result<Rx, String> {
+        let pat = Pattern::new(src, multiline).map_err(|e| e.0)?;
+        let mut named = Vec::new();
+        let mut alt = Vec::new();
+        let mut skip = Vec::new();
+        for (i, n) in pat.names().iter().enumerate() {
+            let Some(n) = n else { continue };
+            named.push((Arc::<str>::from(n.as_str()), i));
+            if let Some(k) = n.strip_prefix("skiplines") {
+                skip.push((k.parse::<usize>().unwrap_or(0), i));
+            }
+            if n.len() > 4 {
+                if let Some(r) = n.strip_prefix("alt_") {
+                    // alt_user_1 -> user
+                    let base = match r.rfind('_') {
+                        Some(p)
+                            if r[p + 1..].chars().all(|c| c.is_ascii_digit())
+                                && p + 1 < r.len() =>
+                        {
+                            &r[..p]
+                        }
+                        _ => r,
+                    };
+                    alt.push((
+                        Arc::<str>::from(n.as_str()),
+                        Arc::<str>::from(tags::map_tag(base).as_str()),
+                    ));
+                }
+            }
+        }
+        alt.sort();
+        skip.sort();
+        Ok(Rx {
+            pat,
+            named,
+            alt,
+            skiplines: skip.into_iter().map(|(_, i)| i).collect(),
+        })
+    }
+
+    fn has_group(&self, n: &str) -> bool {
+        self.named.iter().any(|(x, _)| &**x == n)
+    }
+
+    fn group(&self, n: &str) -> Option<usize> {
+        self.named.iter().find(|(x, _)| &**x == n).map(|(_, i)| *i)
+    }
+
+    /// The group dict of the last match, with `alt_*` values merged.
+    fn groups(&self, buf: &str, s: &Slots) -> Fail {
+        let mut f = Fail::default();
+        for (n, i) in &self.named {
+            f.vals
+                .push((n.clone(), s.get(*i).map(|(a, b)| buf[a..b].to_string())));
+        }
+        for (k, n) in &self.alt {
+            let v = f.get(k).map(String::from);
+            if v.as_deref().is_some_and(|v| !v.is_empty()) && !f.truthy(n) {
+                f.set(n, v);
+            }
+        }
+        f
+    }
+}
+
+/// A failure's data, as fail2ban's dict: named groups (a `None` value is a group that did not
+/// take part), plus the counters fail2ban keeps in the same dict.
+#[derive(Debug, Clone, Default)]
+struct Fail {
+    vals: Vec<(Arc<str>, Option<String>)>,
+    /// `matches`: number of lines (absent = `None`).
+    matches: Option<usize>,
+    /// `nofail-matches`.
+    nofail_matches: Option<usize>,
+    /// `users`.
+    users: Option<BTreeSet<String>>,
+    /// `mlfpending`.
+    pending: bool,
+}
+
+impl Fail {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.vals
+            .iter()
+            .find(|(n, _)| &**n == k)
+            .and_then(|(_, v)| v.as_deref())
+    }
+    fn truthy(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| !v.is_empty())
+    }
+    fn set(&mut self, k: &str, v: Option<String>) {
+        match self.vals.iter_mut().find(|(n, _)| &**n == k) {
+            Some(e) => e.1 = v,
+            None => self.vals.push((Arc::from(k), v)),
+        }
+    }
+    fn pop(&mut self, k: &str) -> Option<String> {
+        let i = self.vals.iter().position(|(n, _)| &**n == k)?;
+        self.vals.remove(i).1
+    }
+    /// `dict.update(other)`; with `skip_none`, `None` values do not overwrite.
+    fn update(&mut self, other: &Fail, skip_none: bool) {
+        for (k, v) in &other.vals {
+            if skip_none && v.is_none() {
+                continue;
+            }
+            self.set(k, v.clone());
+        }
+        if other.matches.is_some() {
+            self.matches = other.matches;
+        }
+        if other.nofail_matches.is_some() {
+            self.nofail_matches = other.nofail_matches;
+        }
+        if other.users.is_some() {
+            self.users = other.users.clone();
+        }
+        if other.pending {
+            self.pending = true;
+        }
+    }
+}
+
+/// One result of [`Matcher::process_line`], as fail2ban's harness sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMatch {
+    /// Index of the failregex that matched.
+    pub rule: usize,
+    /// The failure id: the host (`ip4`, `ip6` or `dns` group, or `fid`) as fail2ban reports
+    /// it — addresses normalised like fail2ban's `IPAddr` (`::ffff:1.2.3.4` → `1.2.3.4`, a
+    /// `<CIDR>` applied), anything else verbatim. `None` while a multi-line failure waits for
+    /// its address.
+    pub fid: Option<String>,
+    /// The captured host exactly as written in the line (`192.030.0.6`, `example.com`).
+    pub host: Option<String>,
+    /// Line time (`None` if the line had no usable date and no earlier one applies).
+    pub time: Option<Timestamp>,
+    /// Every named group with a value (merged over the connection for `<F-MLFID>` filters;
+    /// `prefregex` groups included), plus `ip` when the failure id is not the address.
+    pub fields: Vec<(String, String)>,
+    /// All users seen on the connection (`<F-MLFID>` filters), sorted.
+    pub users: Vec<String>,
+    /// Number of log lines that make up this failure (fail2ban's `attempts`).
+    pub matches: usize,
+    /// A "no failure" observation (`<F-NOFAIL>`, or `<F-MLFGAINED>` success).
+    pub nofail: bool,
+}
+
+impl RawMatch {
+    /// Value of a field.
+    pub fn field(&self, k: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loaded, compiled fail2ban filter. Immutable; create a [`Matcher`] per log stream.
+#[derive(Debug)]
+pub struct FilterDef {
+    name: String,
+    path: PathBuf,
+    options: ResolvedOptions,
+    pref: Option<Rx>,
+    fail: Vec<Rx>,
+    ignore: Vec<Rx>,
+    maxlines: usize,
+    now_year: i16,
+}
+
+fn current_year() -> i16 {
+    jiff::Zoned::now().year()
+}
+
+impl FilterDef {
+    /// Loads `path` (`…/filter.d/name.conf`, with its `.local`, `.d/` and includes).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Arc<FilterDef>, LoadError> {
+        let set = ConfigSet::read(path, &opts.include_fallback)?;
+        let init = OMap(opts.init.clone());
+        let resolved = set.resolve(path, &init)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::from_options(
+            name,
+            path,
+            resolved,
+            opts.now_year.unwrap_or_else(current_year),
+        )
+        .map(Arc::new)
+    }
+
+    /// Compiles already resolved options.
+    pub fn from_options(
+        name: String,
+        path: &Path,
+        options: ResolvedOptions,
+        now_year: i16,
+    ) -> Result<FilterDef, LoadError> {
+        let p = path.to_path_buf();
+        let maxlines = match options.maxlines.as_deref() {
+            None => 1,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n > 0 => n as usize,
+                Ok(_) => {
+                    return Err(LoadError::BadOption {
+                        path: p,
+                        option: "maxlines".into(),
+                        reason: format!("must be an integer greater than zero, not {v:?}"),
+                    })
+                }
+                // fail2ban warns and keeps the default
+                Err(_) => 1,
+            },
+        };
+        let use_dns = !matches!(options.usedns.as_deref(), Some("no"));
+        let compile = |opt: &str, idx: usize, src: &str, ml: bool| -> Result<Rx, LoadError> {
+            let (re, unknown) = tags::resolve(src, use_dns);
+            if let Some(t) = unknown.first() {
+                return Err(LoadError::UnknownTag {
+                    path: p.clone(),
+                    option: opt.into(),
+                    index: idx,
+                    tag: t.clone(),
+                });
+            }
+            if re.trim().is_empty() {
+                return Err(LoadError::Regex {
+                    path: p.clone(),
+                    option: opt.into(),
+                    index: idx,
+                    regex: re,
+                    reason: "empty regex".into(),
+                });
+            }
+            let re = tags::glob_to_local_flags(&re);
+            Rx::new(&re, ml).map_err(|reason| LoadError::Regex {
+                path: p.clone(),
+                option: opt.into(),
+                index: idx,
+                regex: re.clone(),
+                reason,
+            })
+        };
+        let pref = match options.prefregex.as_deref() {
+            Some(s) if !s.is_empty() => Some(compile("prefregex", 0, s, false)?),
+            _ => None,
+        };
+        if options.failregex.is_empty() {
+            return Err(LoadError::NoFailregex { path: p });
+        }
+        let ml = maxlines > 1;
+        let mut fail = Vec::new();
+        for (i, s) in options.failregex.iter().enumerate() {
+            let rx = compile("failregex", i, s, ml)?;
+            const IDS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
+            let has = |r: &Rx| IDS.iter().any(|g| r.has_group(g));
+            if !has(&rx) && !pref.as_ref().is_some_and(has) {
+                return Err(LoadError::Regex {
+                    path: p.clone(),
+                    option: "failregex".into(),
+                    index: i,
+                    regex: rx.pat.source().into(),
+                    reason: "no failure-id group (<HOST>, <ADDR>, <F-ID/>, <F-MLFID>…)".into(),
+                });
+            }
+            fail.push(rx);
+        }
+        let mut ignore = Vec::new();
+        for (i, s) in options.ignoreregex.iter().enumerate() {
+            ignore.push(compile("ignoreregex", i, s, false)?);
+        }
+        // the date patterns must compile too
+        DateDetector::new(options.datepattern.as_deref(), now_year).map_err(|e| {
+            LoadError::Regex {
+                path: p.clone(),
+                option: "datepattern".into(),
+                index: 0,
+                regex: options.datepattern.clone().unwrap_or_default(),
+                reason: e.0,
+            }
+        })?;
+        Ok(FilterDef {
+            name,
+            path: path.to_path_buf(),
+            options,
+            pref,
+            fail,
+            ignore,
+            maxlines,
+            now_year,
+        })
+    }
+
+    /// Filter name (file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// File the filter was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The resolved options (regex sources after substitution, `journalmatch`, …).
+    pub fn options(&self) -> &ResolvedOptions {
+        &self.options
+    }
+
+    /// Number of failregexes.
+    pub fn failregex_count(&self) -> usize {
+        self.fail.len()
+    }
+
+    /// `maxlines`.
+    pub fn maxlines(&self) -> usize {
+        self.maxlines
+    }
+
+    /// Failregex sources after tag substitution (as fail2ban compiles them).
+    pub fn failregex_sources(&self) -> Vec<&str> {
+        self.fail.iter().map(|r| r.pat.source()).collect()
+    }
+
+    /// Per failregex: (source, uses the backtracking engine, required literals).
+    pub fn rule_info(&self) -> Vec<(String, bool, Option<Vec<String>>)> {
+        self.fail
+            .iter()
+            .map(|r| {
+                (
+                    r.pat.source().to_string(),
+                    r.pat.is_fancy(),
+                    r.pat.required_literals().map(<[String]>::to_vec),
+                )
+            })
+            .collect()
+    }
+
+    /// A new stateful matcher.
+    pub fn matcher(self: &Arc<Self>, opts: MatchOptions) -> Matcher {
+        let date = DateDetector::new(self.options.datepattern.as_deref(), self.now_year)
+            .expect("checked at load");
+        let selector = if opts.prefilter && self.maxlines == 1 {
+            match (opts.journal, date.max_prefix) {
+                (true, _) => self.build_selector(0, true),
+                (false, Some(cut)) => self.build_selector(cut, true),
+                (false, None) => self.build_selector(0, false),
+            }
+        } else {
+            None
+        };
+        Matcher {
+            def: self.clone(),
+            date,
+            opts,
+            line_buffer: Vec::new(),
+            last_time_text: String::new(),
+            last_date: None,
+            cache: MlfidCache::default(),
+            buf: String::new(),
+            cur: String::new(),
+            slots_pref: self
+                .pref
+                .as_ref()
+                .map(|r| r.pat.slots())
+                .unwrap_or_default(),
+            selector,
+            cand: vec![true; self.fail.len()],
+            rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
+            stats: MatchStats::default(),
+        }
+    }
+
+    /// The rule selector: an Aho-Corasick scan for the failregexes' required literals, cut
+    /// by `cut` leading characters (a removed date may have split a literal; `0` when the scan
+    /// runs on the text the regexes see).
+    fn build_selector(&self, cut: usize, pre_date: bool) -> Option<Selector> {
+        let mut pats: Vec<String> = Vec::new();
+        let mut pat_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, rx) in self.fail.iter().enumerate() {
+            let Some(lits) = rx.pat.required_literals() else {
+                always.push(i);
+                continue;
+            };
+            let tails: Vec<String> = lits.iter().map(|l| l.chars().skip(cut).collect()).collect();
+            if tails.iter().any(|t: &String| t.is_empty()) {
+                always.push(i);
+                continue;
+            }
+            for t in tails {
+                match pats.iter().position(|p| *p == t) {
+                    Some(j) => {
+                        if !pat_rules[j].contains(&i) {
+                            pat_rules[j].push(i)
+                        }
+                    }
+                    None => {
+                        pats.push(t);
+                        pat_rules.push(vec![i]);
+                    }
+                }
+            }
+        }
+        if pats.is_empty() {
+            return None;
+        }
+        let ac = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&pats)
+            .ok()?;
+        Some(Selector {
+            ac,
+            pat_rules,
+            always,
+            pre_date,
+        })
+    }
+}
+
+/// Picks the failregexes that can match a line from the literals it contains.
+#[derive(Debug)]
+struct Selector {
+    ac: aho_corasick::AhoCorasick,
+    /// Pattern id → rules requiring it.
+    pat_rules: Vec<Vec<usize>>,
+    /// Rules without usable literals (always candidates).
+    always: Vec<usize>,
+    /// Scans the raw line before date detection (else the date-stripped text).
+    pre_date: bool,
+}
+
+impl Selector {
+    /// Marks candidates in `cand`; returns whether there is any.
+    fn select(&self, text: &str, cand: &mut [bool]) -> bool {
+        cand.iter_mut().for_each(|c| *c = false);
+        let mut any = false;
+        for &r in &self.always {
+            cand[r] = true;
+            any = true;
+        }
+        for m in self.ac.find_overlapping_iter(text) {
+            for &r in &self.pat_rules[m.pattern().as_usize()] {
+                cand[r] = true;
+                any = true;
+            }
+        }
+        any
+    }
+}
+
+/// Behaviour switches of a [`Matcher`].
+#[derive(Debug, Clone)]
+pub struct MatchOptions {
+    /// Try every failregex on each line (fail2ban's test harness) instead of stopping at the
+    /// first that matches (fail2ban in operation).
+    pub check_all: bool,
+    /// Lines carry no date; the caller gives the time (journal).
+    pub journal: bool,
+    /// Use the literal prefilter (skips lines that cannot match before date detection).
+    pub prefilter: bool,
+    /// Expiry of `<F-MLFID>` connection entries (fail2ban: 5 minutes, 100 entries).
+    pub mlfid_ttl: Duration,
+    /// Maximum `<F-MLFID>` entries.
+    pub mlfid_max: usize,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        MatchOptions {
+            check_all: false,
+            journal: false,
+            prefilter: true,
+            mlfid_ttl: Duration::from_secs(300),
+            mlfid_max: 100,
+        }
+    }
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatchStats {
+    /// Lines seen.
+    pub lines: u64,
+    /// Lines rejected by the literal prefilter.
+    pub prefiltered: u64,
+}
+
+/// fail2ban's `Utils.Cache(maxCount, maxTime)`: insertion-ordered, oldest dropped first.
+#[derive(Debug, Default)]
+struct MlfidCache {
+    map: HashMap<String, (Fail, Instant, u64)>,
+    order: BTreeMap<u64, String>,
+    seq: u64,
+}
+
+impl MlfidCache {
+    fn get(&mut self, k: &str) -> Option<Fail> {
+        let now = Instant::now();
+        let e = self.map.get(k)?;
+        if e.1 > now {
+            return Some(e.0.clone());
+        }
+        self.unset(k);
+        None
+    }
+    fn update_in_place(&mut self, k: &str, f: &Fail) {
+        if let Some(e) = self.map.get_mut(k) {
+            e.0 = f.clone();
+        }
+    }
+    fn set(&mut self, k: &str, v: Fail, ttl: Duration, max: usize) {
+        let now = Instant::now();
+        if self.map.len() >= max {
+            while let Some((&seq, _)) = self.order.iter().next() {
+                let key = self.order.remove(&seq).expect("present");
+                let e = self.map.remove(&key).expect("in map");
+                if e.1 > now && self.map.len() < max {
+                    break;
+                }
+            }
+        }
+        if let Some(e) = self.map.get_mut(k) {
+            e.0 = v;
+            e.1 = now + ttl;
+            return;
+        }
+        self.seq += 1;
+        self.order.insert(self.seq, k.to_string());
+        self.map.insert(k.to_string(), (v, now + ttl, self.seq));
+    }
+    fn unset(&mut self, k: &str) {
+        if let Some((_, _, seq)) = self.map.remove(k) {
+            self.order.remove(&seq);
+        }
+    }
+}
+
+/// A buffered line: text before the date, the date text, text after it.
+#[derive(Debug, Clone)]
+struct TupleLine {
+    pre: String,
+    /// The date text (kept for parity with fail2ban's tuples; not part of the buffer).
+    #[allow(dead_code)]
+    date: String,
+    post: String,
+}
+
+impl TupleLine {
+    fn text(&self) -> String {
+        format!("{}{}", self.pre, self.post)
+    }
+}
+
+fn tuple_buf(lines: &[TupleLine], out: &mut String) {
+    out.clear();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&l.pre);
+        out.push_str(&l.post);
+    }
+    out.push('\n');
+}
+
+/// Result of a regex search over the buffer, in lines.
+struct LineSplit {
+    matched: Vec<TupleLine>,
+    unmatched: Vec<TupleLine>,
+}
+
+/// `Regex.search`'s bookkeeping: which buffered lines the match covers.
+fn split_lines(
+    buf: &str,
+    span: (usize, usize),
+    org: &[TupleLine],
+    skipped: &[String],
+) -> LineSplit {
+    if org.len() <= 1 {
+        return LineSplit {
+            matched: org.to_vec(),
+            unmatched: Vec::new(),
+        };
+    }
+    let upto = (span.0 + 1).min(buf.len());
+    let start = buf[..upto].rfind('\n').map_or(0, |i| i + 1);
+    let from = if span.1 == 0 {
+        buf.len().saturating_sub(1)
+    } else {
+        span.1 - 1
+    };
+    let end = buf[from..].find('\n').map_or(buf.len(), |i| from + i + 1);
+    let c1 = buf[..start].matches('\n').count().min(org.len());
+    let c2 = buf[..end].matches('\n').count().min(org.len()).max(c1);
+    let mut matched = org[c1..c2].to_vec();
+    let mut unmatched = org[..c1].to_vec();
+    let mut n = 0;
+    for sk in skipped {
+        if let Some(m) = matched[n.min(matched.len())..]
+            .iter()
+            .position(|t| t.text() == *sk)
+        {
+            unmatched.push(matched.remove(n + m));
+            n += m;
+        }
+    }
+    unmatched.extend_from_slice(&org[c2..]);
+    LineSplit { matched, unmatched }
+}
+
+/// Stateful processing of one log stream with a [`FilterDef`].
+#[derive(Debug)]
+pub struct Matcher {
+    def: Arc<FilterDef>,
+    date: DateDetector,
+    opts: MatchOptions,
+    line_buffer: Vec<TupleLine>,
+    last_time_text: String,
+    last_date: Option<Timestamp>,
+    cache: MlfidCache,
+    buf: String,
+    cur: String,
+    slots_pref: Slots,
+    selector: Option<Selector>,
+    /// Candidate failregexes for the current line.
+    cand: Vec<bool>,
+    rule_slots: Vec<Slots>,
+    stats: MatchStats,
+}
+
+/// Normalises a host like fail2ban's `IPAddr(host, cidr)`.
+pub fn ipaddr_string(host: &str, cidr: Option<u8>, v4: Option<bool>) -> String {
+    use std::net::IpAddr;
+    let parsed: Option<IpAddr> = match v4 {
+        Some(true) => host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+        Some(false) => host.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+        None => host.parse().ok(),
+    };
+    let Some(ip) = parsed else {
+        return host.to_string();
+    };
+    match (ip, cidr) {
+        (IpAddr::V4(a), Some(c)) if c < 32 => {
+            let m = if c == 0 {
+                0
+            } else {
+                u32::MAX << (32 - c as u32)
+            };
+            format!("{}/{}", std::net::Ipv4Addr::from(u32::from(a) & m), c)
+        }
+        (IpAddr::V4(a), _) => a.to_string(),
+        (IpAddr::V6(a), Some(c)) if c < 128 => {
+            let m = if c == 0 {
+                0
+            } else {
+                u128::MAX << (128 - c as u32)
+            };
+            format!("{}/{}", std::net::Ipv6Addr::from(u128::from(a) & m), c)
+        }
+        (IpAddr::V6(a), _) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => a.to_string(),
+        },
+    }
+}
+
+impl Matcher {
+    /// The filter.
+    pub fn def(&self) -> &Arc<FilterDef> {
+        &self.def
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MatchStats {
+        self.stats
+    }
+
+    /// fail2ban's `processLine`: examines one line (no trailing newline) and appends the
+    /// failures found. `given` is the time for journal-style lines that carry no date.
+    pub fn process_line(
+        &mut self,
+        line: &str,
+        given: Option<Timestamp>,
+        cx: &TimeCx,
+        out: &mut Vec<RawMatch>,
+    ) {
+        self.stats.lines += 1;
+        match &self.selector {
+            Some(sel) if sel.pre_date => {
+                if !sel.select(line, &mut self.cand) {
+                    self.stats.prefiltered += 1;
+                    return;
+                }
+            }
+            Some(_) => {}
+            None => self.cand.iter_mut().for_each(|c| *c = true),
+        }
+        let mut no_date = false;
+        let tuple;
+        let mut date: Option<Timestamp> = None;
+        if let Some(g) = given {
+            tuple = (0usize, 0usize, "");
+            self.last_time_text.clear();
+            date = Some(g);
+            self.last_date = Some(g);
+            return self.find_failure(line, tuple, date, false, cx, out);
+        }
+        let recent =
+            |ld: Option<Timestamp>| ld.is_some_and(|d| d.0 > cx.now.0 - 60 * Timestamp::MICROS);
+        let mut span = (0usize, 0usize);
+        let mut use_last = false;
+        if let Some(m) = self.date.detect(line, cx) {
+            span = m.span;
+            if m.span.0 != m.span.1 {
+                if let Some(t) = m.time {
+                    date = Some(t);
+                    self.last_time_text.clear();
+                    self.last_time_text.push_str(&line[span.0..span.1]);
+                    self.last_date = Some(t);
+                }
+            } else if recent(self.last_date) {
+                use_last = true;
+                date = self.last_date;
+            } else {
+                date = Some(cx.now);
+            }
+        }
+        if date.is_none() {
+            no_date = true;
+            if recent(self.last_date) {
+                use_last = true;
+                date = self.last_date;
+            }
+        }
+        if use_last {
+            span = (0, 0);
+        }
+        self.find_failure(line, (span.0, span.1, ""), date, no_date, cx, out)
+    }
+
+    fn tuple_of(line: &str, span: (usize, usize)) -> TupleLine {
+        TupleLine {
+            pre: line[..span.0].to_string(),
+            date: line[span.0..span.1].to_string(),
+            post: line[span.1..].to_string(),
+        }
+    }
+
+    fn find_failure(
+        &mut self,
+        line: &str,
+        span: (usize, usize, &str),
+        date: Option<Timestamp>,
+        no_date: bool,
+        _cx: &TimeCx,
+        out: &mut Vec<RawMatch>,
+    ) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut cur = std::mem::take(&mut self.cur);
+        self.find_failure_inner(
+            line,
+            (span.0, span.1),
+            date,
+            no_date,
+            out,
+            &mut buf,
+            &mut cur,
+        );
+        self.buf = buf;
+        self.cur = cur;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn find_failure_inner(
+        &mut self,
+        line: &str,
+        span: (usize, usize),
+        date: Option<Timestamp>,
+        no_date: bool,
+        out: &mut Vec<RawMatch>,
+        buf: &mut String,
+        cur: &mut String,
+    ) {
+        let _ = no_date;
+        let def = self.def.clone();
+        let ml = def.maxlines > 1;
+        let check_all = self.opts.check_all;
+        // the buffer: for single-line filters no per-line allocation
+        let mut org: Vec<TupleLine> = Vec::new();
+        if ml {
+            self.line_buffer.push(Self::tuple_of(line, span));
+            if self.line_buffer.len() > def.maxlines {
+                let cut = self.line_buffer.len() - def.maxlines;
+                self.line_buffer.drain(..cut);
+            }
+            org = self.line_buffer.clone();
+            tuple_buf(&org, buf);
+        } else {
+            buf.clear();
+            buf.push_str(&line[..span.0]);
+            buf.push_str(&line[span.1..]);
+            buf.push('\n');
+        }
+        let org_len = if ml { org.len() } else { 1 };
+        if let Some(sel) = self.selector.as_ref().filter(|s| !s.pre_date) {
+            if !sel.select(buf, &mut self.cand) {
+                return;
+            }
+        }
+        // lazily materialised single-line buffer for the rare paths that need tuples
+        let org_single = |line: &str| vec![Self::tuple_of(line, span)];
+
+        if !def.ignore.is_empty()
+            && (def.ignore.len() as isize) < def.fail.len() as isize - 2
+            && self.ignore_line(buf, None).is_some()
+        {
+            return;
+        }
+        // prefregex: its groups are only materialised once a failregex matches
+        let mut pre_matched = false;
+        let mut content: Option<(usize, usize)> = None;
+        if let Some(pr) = &def.pref {
+            if !pr.pat.search(buf, 0, &mut self.slots_pref) {
+                return;
+            }
+            pre_matched = true;
+            content = pr
+                .group("content")
+                .and_then(|g| self.slots_pref.get(g))
+                .filter(|(a, b)| b > a);
+            if let (Some((a, b)), true) = (content, ml) {
+                self.line_buffer = vec![TupleLine {
+                    pre: String::new(),
+                    date: String::new(),
+                    post: buf[a..b].to_string(),
+                }];
+            }
+        }
+        let mut pre: Option<Fail> = None;
+        // the text failregexes run on
+        cur.clear();
+        match content {
+            Some((a, b)) => {
+                cur.push_str(&buf[a..b]);
+                cur.push('\n');
+            }
+            None => cur.push_str(buf),
+        }
+        let content_buf: Option<String> = None;
+        let mut cur_valid = true;
+        // line buffer used to rebuild `cur` after a change (single-line: content or line)
+        let mut single_buffer: Option<Vec<TupleLine>> = None;
+        for (i, rx) in def.fail.iter().enumerate() {
+            if !self.cand[i] {
+                continue;
+            }
+            if !cur_valid {
+                if ml {
+                    tuple_buf(&self.line_buffer, cur);
+                } else {
+                    let _ = &content_buf;
+                    let b = single_buffer.get_or_insert_with(|| match content {
+                        Some((a, b)) => vec![TupleLine {
+                            pre: String::new(),
+                            date: String::new(),
+                            post: buf[a..b].to_string(),
+                        }],
+                        None => org_single(line),
+                    });
+                    tuple_buf(b, cur);
+                }
+                cur_valid = true;
+            }
+            let mut slots = std::mem::take(&mut self.rule_slots[i]);
+            if !rx.pat.search(cur, 0, &mut slots) {
+                self.rule_slots[i] = slots;
+                continue;
+            }
+            let mut fail = rx.groups(cur, &slots);
+            let whole = slots.get(0).unwrap_or((0, 0));
+            let skipped: Vec<String> = {
+                let mut s = String::new();
+                for &g in &rx.skiplines {
+                    if let Some((a, b)) = slots.get(g) {
+                        s.push_str(&cur[a..b]);
+                    }
+                }
+                s.lines().map(String::from).collect()
+            };
+            self.rule_slots[i] = slots;
+            let orgv: Vec<TupleLine> = if ml { org.clone() } else { Vec::new() };
+            let split = if ml {
+                split_lines(cur, whole, &orgv, &skipped)
+            } else {
+                LineSplit {
+                    matched: Vec::new(),
+                    unmatched: Vec::new(),
+                }
+            };
+            let matched_count = if org_len <= 1 { 1 } else { split.matched.len() };
+            if !def.ignore.is_empty() {
+                let fr = if ml { Some(&split) } else { None };
+                if self.ignore_line(cur, fr).is_some() {
+                    cur_valid = false;
+                    if !check_all {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if !check_all || ml {
+                if ml {
+                    self.line_buffer = split.unmatched.clone();
+                }
+                cur_valid = false;
+                if !ml {
+                    // fail2ban: `__lineBuffer = unmatched lines` (empty) — later regexes
+                    // run on an empty buffer
+                    single_buffer = Some(Vec::new());
+                }
+            }
+            if pre_matched && pre.is_none() {
+                if let Some(pr) = &def.pref {
+                    let mut g = pr.groups(buf, &self.slots_pref);
+                    g.pop("content");
+                    pre = Some(g);
+                }
+            }
+            if let Some(p) = &pre {
+                let mut merged = p.clone();
+                merged.update(&fail, false);
+                fail = merged;
+            }
+            let mlfid = fail.get("mlfid").map(String::from);
+            let mut attached: Option<String> = None;
+            if let Some(id) = &mlfid {
+                let (f, att) = self.merge_failure(id, fail, matched_count);
+                fail = f;
+                if att {
+                    attached = Some(id.clone());
+                }
+                if fail.truthy("nofail") && !check_all {
+                    return;
+                }
+            } else {
+                fail.matches = Some(fail.matches.unwrap_or(0) + matched_count);
+            }
+            let mut fid = fail.get("fid").map(String::from);
+            let mut cidr: Option<u8> = None;
+            let mut v4 = None;
+            let host: Option<String>;
+            if let Some(ip) = fail.get("ip4") {
+                host = Some(ip.to_string());
+                v4 = Some(true);
+            } else if let Some(ip) = fail.get("ip6") {
+                host = Some(ip.to_string());
+                v4 = Some(false);
+            } else if let Some(d) = fail.get("dns") {
+                host = Some(d.to_string());
+            } else {
+                host = None;
+            }
+            if v4.is_some() {
+                cidr = fail.get("cidr").and_then(|c| c.parse::<u8>().ok());
+            }
+            let ip_for_fid: Option<String> = match &host {
+                Some(h) => Some(h.clone()),
+                None => {
+                    if fid.is_none() && mlfid.is_none() {
+                        // no failure id at all: fail2ban logs an error and skips the regex
+                        continue;
+                    }
+                    fid.clone()
+                }
+            };
+            let out_fid: Option<String>;
+            match ip_for_fid {
+                None => {
+                    fail.pending = true;
+                    if let Some(k) = &attached {
+                        self.cache.update_in_place(k, &fail);
+                    }
+                    if !check_all {
+                        return;
+                    }
+                    out_fid = None;
+                }
+                Some(ip) => {
+                    let is_dns_host = v4.is_none() && host.is_some();
+                    let norm = if is_dns_host {
+                        ip.clone()
+                    } else {
+                        ipaddr_string(&ip, cidr, v4)
+                    };
+                    match &fid {
+                        Some(f) if *f != ip => {
+                            fail.set("ip", Some(norm));
+                            if let Some(k) = &attached {
+                                self.cache.update_in_place(k, &fail);
+                            }
+                            out_fid = Some(f.clone());
+                        }
+                        _ => {
+                            out_fid = Some(norm);
+                        }
+                    }
+                    fid = out_fid.clone();
+                }
+            }
+            let _ = &fid;
+            out.push(RawMatch {
+                rule: i,
+                fid: out_fid,
+                host,
+                time: date,
+                fields: fail
+                    .vals
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+                users: fail
+                    .users
+                    .as_ref()
+                    .map(|u| u.iter().cloned().collect())
+                    .unwrap_or_default(),
+                matches: fail.matches.unwrap_or(0),
+                nofail: fail.truthy("nofail"),
+            });
+            if !check_all {
+                break;
+            }
+        }
+    }
+
+    fn ignore_line(&mut self, buf: &str, fail_split: Option<&LineSplit>) -> Option<usize> {
+        let def = self.def.clone();
+        let ml = def.maxlines > 1;
+        let mut own = String::new();
+        let buf = match (fail_split, ml) {
+            (Some(s), true) => {
+                tuple_buf(&s.matched, &mut own);
+                own.as_str()
+            }
+            _ => buf,
+        };
+        let mut fnd = None;
+        for (i, rx) in def.ignore.iter().enumerate() {
+            if rx.pat.find_at(buf, 0).is_some() {
+                fnd = Some(i);
+                if !self.opts.check_all || ml {
+                    if let Some(s) = fail_split {
+                        self.line_buffer = s.unmatched.clone();
+                    }
+                }
+                if !self.opts.check_all {
+                    break;
+                }
+            }
+        }
+        fnd
+    }
+
+    fn update_users(f: &mut Fail, user: Option<&str>) -> Option<BTreeSet<String>> {
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            f.users
+                .get_or_insert_with(BTreeSet::new)
+                .insert(u.to_string());
+        }
+        f.users.clone()
+    }
+
+    /// `_mergeFailure`: merges with the connection's earlier data; returns the merged data
+    /// and whether it is the cache entry (later changes must be stored back).
+    fn merge_failure(&mut self, mlfid: &str, mut fail: Fail, matched: usize) -> (Fail, bool) {
+        let existing = self.cache.get(mlfid);
+        let mut nf: u8 = 0;
+        if fail.truthy("mlfgained") {
+            nf |= 8 | 1;
+            if !fail.truthy("nofail") {
+                let g = fail.get("mlfgained").map(String::from);
+                fail.set("nofail", g);
+            }
+        } else if fail.truthy("nofail") {
+            nf |= 1;
+        }
+        if fail.pop("mlfforget").is_some_and(|v| !v.is_empty()) {
+            nf |= 2;
+        }
+        let users;
+        let mut attached = false;
+        if let Some(mut g) = existing {
+            users = Self::update_users(&mut g, fail.get("user"));
+            if g.pop("nofail").is_some_and(|v| !v.is_empty()) {
+                nf |= 4;
+            }
+            if g.pop("mlfgained").is_some_and(|v| !v.is_empty()) {
+                nf |= 4;
+            }
+            if nf & 8 != 0 {
+                g.pending = false;
+            }
+            if nf & 4 == 0 && !g.pending {
+                g.matches = None;
+            }
+            g.update(&fail, true);
+            fail = g;
+            if nf & 2 != 0 {
+                self.cache.unset(mlfid);
+            } else {
+                attached = true;
+            }
+        } else if nf & 2 == 0 {
+            let u = fail.get("user").map(String::from);
+            users = Self::update_users(&mut fail, u.as_deref());
+            self.cache.set(
+                mlfid,
+                fail.clone(),
+                self.opts.mlfid_ttl,
+                self.opts.mlfid_max,
+            );
+            attached = true;
+        } else {
+            users = None;
+        }
+        let was_pending = std::mem::take(&mut fail.pending);
+        if was_pending || users.as_ref().is_some_and(|u| u.len() > 1) {
+            fail.pop("nofail");
+            fail.pop("mlfgained");
+            nf &= !(8 | 1);
+        }
+        if nf & 1 == 0 {
+            let mut m = fail.nofail_matches.take().unwrap_or(0);
+            m += fail.matches.unwrap_or(0);
+            if nf & 8 == 0 {
+                m += matched;
+            }
+            fail.matches = Some(m);
+        } else if nf & 3 == 1 {
+            fail.nofail_matches = Some(fail.nofail_matches.unwrap_or(0) + matched);
+        }
+        if attached {
+            self.cache.update_in_place(mlfid, &fail);
+        }
+        (fail, attached)
+    }
+}
