@@ -157,6 +157,16 @@ pub fn capture(b: &[u8], max: usize) -> Box<str> {
         .into_boxed_str()
 }
 
+/// The line without trailing `\r`, spaces and tabs (CRLF logs, stray padding).
+#[inline]
+pub fn trim_line_end(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &b[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,14 +206,4 @@ mod tests {
             assert_eq!(evidence(l), palisade_core::Event::evidence_of(l));
         }
     }
-}
-
-/// The line without trailing `\r`, spaces and tabs (CRLF logs, stray padding).
-#[inline]
-pub fn trim_line_end(b: &[u8]) -> &[u8] {
-    let mut end = b.len();
-    while end > 0 && matches!(b[end - 1], b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    &b[..end]
 }
