@@ -166,16 +166,24 @@ mod tests {
     #[test]
     fn membership() {
         let a = Allowlist::new(
-            ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32", "10.1.0.0/16"]
-                .iter()
-                .map(|s| Allowlist::parse_entry(s).unwrap()),
+            [
+                "10.0.0.0/8",
+                "192.168.1.7/32",
+                "2001:db8::/32",
+                "10.1.0.0/16",
+            ]
+            .iter()
+            .map(|s| Allowlist::parse_entry(s).unwrap()),
         );
         assert!(a.contains(ip("10.200.3.4")));
         assert!(a.contains(ip("192.168.1.7")));
         assert!(!a.contains(ip("192.168.1.8")));
         assert!(a.contains(ip("2001:db8:ffff::1")));
         assert!(!a.contains(ip("2001:db9::1")));
-        assert!(a.contains(ip("::ffff:10.0.0.1")), "mapped addresses are checked as IPv4");
+        assert!(
+            a.contains(ip("::ffff:10.0.0.1")),
+            "mapped addresses are checked as IPv4"
+        );
         assert!(!a.contains(ip("11.0.0.0")));
         assert!(a.overlaps(&"192.168.1.0/24".parse().unwrap()));
         assert!(!a.overlaps(&"192.168.2.0/24".parse().unwrap()));

@@ -49,11 +49,21 @@ mod tests {
 
     #[test]
     fn mapped_v6_is_v4() {
-        assert_eq!(parse_ip_bytes(b"::ffff:1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(
+            parse_ip_bytes(b"::ffff:1.2.3.4"),
+            Some("1.2.3.4".parse().unwrap())
+        );
         assert_eq!(parse_ip_bytes(b"1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_ip_bytes(b"2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_ip_bytes(b"2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_ip_bytes(b"1.2.3"), None);
-        assert_eq!(parse_ip_bytes(b"192.030.0.6"), None, "leading zeros are not an address");
+        assert_eq!(
+            parse_ip_bytes(b"192.030.0.6"),
+            None,
+            "leading zeros are not an address"
+        );
         assert_eq!(parse_ip_bytes(b"\xff\xfe"), None);
         assert_eq!(parse_ip_bytes(b""), None);
     }
@@ -63,7 +73,13 @@ mod tests {
         let ip: IpAddr = "2a01:4f8:1:2:3:4:5:6".parse().unwrap();
         assert_eq!(aggregate(ip, 64).to_string(), "2a01:4f8:1:2::/64");
         assert_eq!(aggregate(ip, 128).to_string(), "2a01:4f8:1:2:3:4:5:6/128");
-        assert_eq!(aggregate("9.8.7.6".parse().unwrap(), 64).to_string(), "9.8.7.6/32");
-        assert_eq!(target_of("::ffff:9.8.7.6".parse().unwrap()).to_string(), "9.8.7.6/32");
+        assert_eq!(
+            aggregate("9.8.7.6".parse().unwrap(), 64).to_string(),
+            "9.8.7.6/32"
+        );
+        assert_eq!(
+            target_of("::ffff:9.8.7.6".parse().unwrap()).to_string(),
+            "9.8.7.6/32"
+        );
     }
 }

@@ -30,12 +30,18 @@ impl Timestamp {
 
     /// This instant moved by `d` (saturating).
     pub fn plus(self, d: std::time::Duration) -> Self {
-        Timestamp(self.0.saturating_add(d.as_micros().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// This instant moved back by `d` (saturating).
     pub fn minus(self, d: std::time::Duration) -> Self {
-        Timestamp(self.0.saturating_sub(d.as_micros().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_sub(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// Duration from `earlier` to `self`, zero if `earlier` is later.
@@ -131,6 +137,11 @@ mod tests {
         let t = Timestamp::from_secs(10);
         assert_eq!(t.plus(std::time::Duration::from_secs(5)).secs(), 15);
         assert_eq!(t.since(Timestamp::from_secs(20)), std::time::Duration::ZERO);
-        assert_eq!(Timestamp(i64::MAX).plus(std::time::Duration::from_secs(1)).0, i64::MAX);
+        assert_eq!(
+            Timestamp(i64::MAX)
+                .plus(std::time::Duration::from_secs(1))
+                .0,
+            i64::MAX
+        );
     }
 }
