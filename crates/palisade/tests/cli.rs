@@ -125,3 +125,50 @@ fn replay_prints_decisions_on_event_time() {
     let (out2, _, _) = run(&args, &log);
     assert_eq!(out, out2);
 }
+
+#[test]
+fn bad_input_is_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.log");
+    let mut data: Vec<u8> = Vec::new();
+    // Binary garbage, invalid UTF-8, NUL bytes.
+    let mut x: u32 = 12345;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.push((x & 0xff) as u8);
+    }
+    data.extend_from_slice(
+        b"\n\xff\xfe\x00 sshd[1]: Failed password for root from 203.0.113.1 port 1 ssh2\n",
+    );
+    // A 10 MB line that ends with an offending message: cut, so it is not trusted.
+    data.extend(std::iter::repeat_n(b'A', 10 * 1024 * 1024));
+    data.extend_from_slice(b" sshd[1]: Failed password for root from 203.0.113.2 port 1 ssh2\n");
+    // A good line, then a truncated one without a newline at the end of the file.
+    data.extend_from_slice(
+        b"Mar  3 10:00:01 h sshd[1]: Failed password for root from 203.0.113.3 port 1 ssh2\n",
+    );
+    data.extend_from_slice(b"Mar  3 10:00:02 h sshd[1]: Failed password for ro");
+    std::fs::write(&p, &data).unwrap();
+    let (out, err, ok) = run(
+        &[
+            "check",
+            p.to_str().unwrap(),
+            "--json",
+            "--now",
+            "2025-03-20T00:00:00Z",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let ips: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ip"].to_string())
+        .collect();
+    assert_eq!(ips, ["\"203.0.113.3\""], "{out}");
+    assert!(
+        err.contains(" 1 cut"),
+        "the 10 MB line is counted as cut: {err}"
+    );
+}
