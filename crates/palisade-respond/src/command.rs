@@ -9,9 +9,7 @@
 use crate::{RespondError, Responder};
 use ipnet::IpNet;
 use palisade_core::{Decision, Timestamp};
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Names accepted inside `{…}` in a template.
 pub const PLACEHOLDERS: &[&str] = &["ip", "cidr", "jail", "duration", "family"];
@@ -138,52 +136,10 @@ impl CommandResponder {
     }
 }
 
-/// Runs one argv with a timeout; stdin closed, stdout discarded, stderr captured (first
-/// 1 KiB) for the error message. The environment is reduced to `PATH` and `LANG=C`.
+/// Runs one argv with a timeout; stdin closed, output captured and discarded (stderr kept for
+/// the error message). The environment is reduced to `PATH` and `LANG=C`.
 pub fn run_argv(argv: &[String], timeout: Duration) -> Result<(), RespondError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let mut child = Command::new(&program)
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| RespondError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(RespondError::Failed {
-                    program,
-                    status: format!("timeout after {timeout:?}"),
-                    stderr: String::new(),
-                });
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(source) => return Err(RespondError::Spawn { program, source }),
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let mut err = Vec::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.by_ref().take(1024).read_to_end(&mut err);
-    }
-    Err(RespondError::Failed {
-        program,
-        status: status.to_string(),
-        stderr: String::from_utf8_lossy(&err).trim().to_string(),
-    })
+    crate::firewall_util::run_program(argv, None, timeout).map(|_| ())
 }
 
 impl Responder for CommandResponder {
