@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 NOW = "2025-03-20T00:00:00Z"
+CPU = [0.0]  # CPU seconds (user + system) of the last timed() run
 
 
 def timed(argv, stdin=None, stdout=subprocess.DEVNULL, env=None):
@@ -28,12 +29,17 @@ def timed(argv, stdin=None, stdout=subprocess.DEVNULL, env=None):
     if p.returncode != 0:
         sys.exit("failed (%d): %s\n%s" % (p.returncode, " ".join(argv), p.stderr[-2000:]))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
+    cpu = sum(float(re.search(r"%s time \(seconds\): ([\d.]+)" % k, p.stderr).group(1)) for k in ("User", "System"))
+    CPU[0] = cpu
     return dt, rss, (p.stdout if stdout == subprocess.PIPE else None)
 
 
 def best(n, f):
-    """Best (lowest time) of n runs of f() -> (secs, rss, out)."""
-    runs = [f() for _ in range(n)]
+    """Best (lowest time) of n runs of f() -> (secs, rss, out, cpu_secs)."""
+    runs = []
+    for _ in range(n):
+        r = f()
+        runs.append(r + (CPU[0],))
     return min(runs, key=lambda r: r[0])
 
 
@@ -71,24 +77,25 @@ def main():
     lines = 1_000_000
     rows = []
 
-    def row(what, tool, secs, rss, note=""):
-        rows.append((what, tool, secs, lines / secs, rss, note))
-        print("%-28s %-34s %7.3f s %12.0f lines/s %7.1f MB %s" % (what, tool, secs, lines / secs, rss, note),
-              flush=True)
-        return lines / secs
+    def row(what, tool, r, note=""):
+        secs, rss, cpu = r[0], r[1], (r[3] if len(r) > 3 else CPU[0])
+        rows.append((what, tool, secs, lines / secs, cpu, lines / max(cpu, 1e-9), rss, note))
+        print("%-28s %-34s %7.3f s %12.0f lines/s, %12.0f lines/CPU-s %7.1f MB %s"
+              % (what, tool, secs, lines / secs, lines / max(cpu, 1e-9), rss, note), flush=True)
+        return lines / max(cpu, 1e-9)
 
     # --- sshd parsing -------------------------------------------------------------------
     p_ssh = best(a.runs, lambda: timed([a.bin, "check", sshd, "--filter", "sshd", "--now", NOW], env=env))
-    r_p = row("sshd log: parse", "palisade check --filter sshd", p_ssh[0], p_ssh[1])
+    r_p = row("sshd log: parse", "palisade check --filter sshd", p_ssh)
     g_ssh = best(a.runs, lambda: timed(["/usr/libexec/sshguard/sshg-parser"], stdin=open(sshd)))
-    r_g = row("sshd log: parse", "sshguard sshg-parser", g_ssh[0], g_ssh[1])
+    r_g = row("sshd log: parse", "sshguard sshg-parser", g_ssh)
     f2b_json = os.path.join(a.out, "f2b.json")
     f2b_lines = os.path.join(a.out, "f2b_lines.tsv")
     f2b = timed(["/usr/bin/python3", os.path.join(SHARED, "f2b_replay.py"), sshd, "sshd", "--maxretry", "5",
                  "--findtime", "600", "--bantime", "600", "--lines-out", f2b_lines],
                 stdout=subprocess.PIPE, env=env)
     f2b_res = json.loads(f2b[2])
-    r_f = row("sshd log: parse + detect", "fail2ban 1.0.2 (f2b_replay.py)", f2b[0], f2b[1],
+    r_f = row("sshd log: parse + detect", "fail2ban 1.0.2 (f2b_replay.py)", f2b,
               "%d failures, %d bans of %d IPs" % (f2b_res["failures"], f2b_res["bans"],
                                                   f2b_res["distinct_banned_ips"]))
     # --- replay -----------------------------------------------------------------------------
@@ -100,13 +107,13 @@ def main():
     rp = best(a.runs, lambda: timed([a.bin, "replay", sshd, "--config", cfg, "--now", NOW], stdout=subprocess.PIPE,
                                     env=env))
     m = re.search(r"failures: (\d+), bans: (\d+) of (\d+) targets", rp[2])
-    r_r = row("sshd log: replay (detect+ban)", "palisade replay", rp[0], rp[1],
+    r_r = row("sshd log: replay (detect+ban)", "palisade replay", rp,
               "%s failures, %s bans of %s IPs" % m.groups())
     # --- nginx -------------------------------------------------------------------------------
     p_ng = best(a.runs, lambda: timed([a.bin, "check", nginx, "--filter", "nginx_access", "--now", NOW], env=env))
-    r_pn = row("nginx log: parse", "palisade check --filter nginx_access", p_ng[0], p_ng[1])
+    r_pn = row("nginx log: parse", "palisade check --filter nginx_access", p_ng)
     g_ng = best(a.runs, lambda: timed(["/usr/libexec/sshguard/sshg-parser"], stdin=open(nginx)))
-    r_gn = row("nginx log: parse", "sshguard sshg-parser", g_ng[0], g_ng[1])
+    r_gn = row("nginx log: parse", "sshguard sshg-parser", g_ng)
 
     # --- detection quality ------------------------------------------------------------------
     quality = []
@@ -132,14 +139,18 @@ def main():
     md = ["# Benchmark results", "",
           "Measured by `bench/run.py` on this machine class (2 vCPU, Debian 12), all tools in the same run, "
           "1,000,000-line logs from `../shared/bench/gen_sshd.py` and `gen_nginx.py` (default seeds). "
-          "Best of %d runs for Palisade and sshguard; wall time and peak RSS from GNU time. "
+          "Best of %d runs for Palisade and sshguard; wall time, CPU time (user + system) and peak RSS "
+          "from GNU time. Ratios use lines per CPU-second, which stays fair when the machine is "
+          "loaded; wall-clock lines/s are shown too. "
           "Run at %s." % (a.runs, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), "",
           "## Throughput and memory", "",
-          "| workload | tool | seconds | lines/s | peak RSS (MB) | result |", "|---|---|---|---|---|---|"]
-    for what, tool, secs, lps, rss, note in rows:
-        md.append("| %s | %s | %.3f | %s | %.1f | %s |" % (what, tool, secs, format(int(lps), ","), rss, note))
+          "| workload | tool | wall s | lines/s (wall) | CPU s | lines/CPU-s | peak RSS (MB) | result |",
+          "|---|---|---|---|---|---|---|---|"]
+    for what, tool, secs, lps, cpu, lpc, rss, note in rows:
+        md.append("| %s | %s | %.3f | %s | %.3f | %s | %.1f | %s |" % (what, tool, secs, format(int(lps), ","), cpu,
+                                                                     format(int(lpc), ","), rss, note))
     md += ["", "## Ratios", "",
-           "| comparison | ratio | target |", "|---|---|---|",
+           "| comparison (lines per CPU-second) | ratio | target |", "|---|---|---|",
            "| `check --filter sshd` vs sshguard parser | %.1f× | ≥ 4× |" % (r_p / r_g),
            "| `check --filter sshd` vs fail2ban | %.0f× | ≥ 50× |" % (r_p / r_f),
            "| `replay` vs fail2ban replay | %.0f× | (≥ 1M lines/s) |" % (r_r / r_f),
