@@ -84,6 +84,9 @@ pub fn build_filter(
 
 /// Builds one responder from its section.
 pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, BuildError> {
+    if let Some(f) = build_firewall(r)? {
+        return Ok(f.into_responder());
+    }
     let name = r.name.get_ref().clone();
     let err = |message: String| BuildError::Responder {
         name: name.clone(),
@@ -107,6 +110,42 @@ pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, Build
                 timeout,
             )))
         }
+        other => Err(err(format!("unknown responder type {other}"))),
+    }
+}
+
+/// A firewall responder as its concrete type: `palisade firewall status|flush|uninstall`
+/// needs more than the [`Responder`] trait (reading back, flushing, removing).
+#[derive(Debug)]
+pub enum Firewall {
+    /// `type = "nftables"`.
+    Nft(NftResponder),
+    /// `type = "ipset"`.
+    Ipset(IpsetResponder),
+    /// `type = "ufw"`.
+    Ufw(UfwResponder),
+}
+
+impl Firewall {
+    /// The same object as a [`Responder`].
+    pub fn into_responder(self) -> Box<dyn Responder> {
+        match self {
+            Firewall::Nft(r) => Box::new(r),
+            Firewall::Ipset(r) => Box::new(r),
+            Firewall::Ufw(r) => Box::new(r),
+        }
+    }
+}
+
+/// Builds a firewall responder (`nftables`, `ipset`, `ufw`) from its section, exactly as the
+/// daemon does; `Ok(None)` for the other types (`command`, `log`).
+pub fn build_firewall(r: &ResponderSection) -> Result<Option<Firewall>, BuildError> {
+    let name = r.name.get_ref().clone();
+    let err = |e: palisade_respond::RespondError| BuildError::Responder {
+        name: name.clone(),
+        message: e.to_string(),
+    };
+    Ok(Some(match r.kind.get_ref().as_str() {
         "nftables" => {
             let mut c = NftConfig::default();
             if let Some(t) = &r.table {
@@ -118,9 +157,7 @@ pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, Build
             c.forward = r.forward.unwrap_or(false);
             c.ports = r.ports.clone().unwrap_or_default();
             c.netns = r.netns.clone();
-            Ok(Box::new(
-                NftResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
-            ))
+            Firewall::Nft(NftResponder::new(name.clone(), c).map_err(err)?)
         }
         "ipset" => {
             let c = IpsetConfig {
@@ -128,21 +165,17 @@ pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, Build
                 netns: r.netns.clone(),
                 ..IpsetConfig::default()
             };
-            Ok(Box::new(
-                IpsetResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
-            ))
+            Firewall::Ipset(IpsetResponder::new(name.clone(), c).map_err(err)?)
         }
         "ufw" => {
             let c = UfwConfig {
                 ports: r.ports.clone().unwrap_or_default(),
                 ..UfwConfig::default()
             };
-            Ok(Box::new(
-                UfwResponder::new(name.clone(), c).map_err(|e| err(e.to_string()))?,
-            ))
+            Firewall::Ufw(UfwResponder::new(name.clone(), c).map_err(err)?)
         }
-        other => Err(err(format!("unknown responder type {other}"))),
-    }
+        _ => return Ok(None),
+    }))
 }
 
 /// Detection settings for the enabled jails (in configuration order).

@@ -343,14 +343,20 @@ impl IpsetResponder {
         Ok(st)
     }
 
-    /// Empties both sets (lifts all bans); rules and sets stay.
+    /// Empties both sets (lifts all bans); rules and sets stay. Installs nothing: sets that
+    /// do not exist are left absent.
     pub fn flush(&mut self) -> Result<(), RespondError> {
-        self.ensure()?;
-        let doc = format!(
-            "flush {}\nflush {}\n",
-            self.set_of(Fam::V4),
-            self.set_of(Fam::V6)
-        );
+        let names = String::from_utf8_lossy(&self.ipset(&["list", "-n"], None)?).into_owned();
+        let mut doc = String::new();
+        for f in FAMS {
+            let set = self.set_of(f);
+            if names.lines().any(|l| l.trim() == set) {
+                let _ = writeln!(doc, "flush {set}");
+            }
+        }
+        if doc.is_empty() {
+            return Ok(());
+        }
         self.ipset(&["restore", "-exist"], Some(doc.as_bytes()))
             .map(|_| ())
     }

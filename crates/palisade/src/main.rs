@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod firewall;
+
 const DEFAULT_CONFIG: &str = "/etc/palisade/palisade.toml";
 
 #[derive(Parser)]
@@ -99,6 +101,17 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Inspect or clean up the firewall state of the nftables/ipset/ufw responders.
+    Firewall {
+        /// Configuration file (responders).
+        #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        /// Only this responder (default: every firewall responder the configuration uses).
+        #[arg(long, global = true)]
+        responder: Option<String>,
+        #[command(subcommand)]
+        cmd: firewall::FirewallCmd,
     },
 }
 
@@ -194,6 +207,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => replay(&log, &config, json, now.as_deref()),
         Cmd::Decisions { config, cmd } => decisions(&config, cmd),
         Cmd::Status { config, json } => status(&config, json),
+        Cmd::Firewall {
+            config,
+            responder,
+            cmd,
+        } => firewall::run(&config, responder.as_deref(), cmd),
     }
 }
 
