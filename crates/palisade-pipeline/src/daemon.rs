@@ -158,6 +158,8 @@ enum RespMsg {
     Revoke(Vec<Decision>, UnbanReason),
     Reconcile(Vec<Decision>),
     Replace(Box<ResponderSet>),
+    /// Answered once every earlier message has been handled.
+    Barrier(Sender<()>),
     Stop,
 }
 
@@ -710,6 +712,15 @@ struct EngineCtx {
 }
 
 impl EngineCtx {
+    /// Waits (at most 10 s) until the responder thread has handled everything sent so far,
+    /// so an operator's ban/unban is in force when the command returns.
+    fn sync_responders(&self) {
+        let (tx, rx) = bounded(1);
+        if self.resp_tx.send(RespMsg::Barrier(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
     fn dispatch(&self, actions: &mut Vec<Action>) {
         let mut apply = Vec::new();
         for a in actions.drain(..) {
@@ -863,6 +874,7 @@ fn handle_control(
             ) {
                 Ok(d) => {
                     ctx.dispatch(actions);
+                    ctx.sync_responders();
                     Response::ok(serde_json::to_value(d).unwrap_or_default())
                 }
                 Err(e) => Response::err(e),
@@ -875,6 +887,7 @@ fn handle_control(
             };
             let n = engine.unban(&t, actions);
             ctx.dispatch(actions);
+            ctx.sync_responders();
             // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
             let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
             Response::ok(serde_json::json!({"lifted": n}))
@@ -938,6 +951,9 @@ fn handle_other(
             }
         }
         RespMsg::Replace(new) => *set = *new,
+        RespMsg::Barrier(done) => {
+            let _ = done.send(());
+        }
         RespMsg::Stop => return false,
     }
     true
