@@ -23,14 +23,37 @@ pub fn spec_for(path: &str) -> SourceSpec {
     }
 }
 
-fn read_opts(max_line: usize) -> SourceOptions {
-    SourceOptions {
+/// Reads a whole log once (no follow, no saved position) and calls `f(line_no, line, ctx)`
+/// for every line; `progress(bytes)` now and then. The one read loop of `check` and `replay`.
+fn for_each_line(
+    spec: &SourceSpec,
+    max_line: usize,
+    now: Timestamp,
+    progress: &mut dyn FnMut(u64),
+    mut f: impl FnMut(u64, &[u8], &LineCtx),
+) -> Result<(u64, palisade_source::SourceStats), palisade_source::SourceError> {
+    let opts = SourceOptions {
         from_start: true,
         follow: false,
         max_line,
         state_dir: None,
         ..SourceOptions::default()
-    }
+    };
+    let mut lines = 0u64;
+    let stop = AtomicBool::new(false);
+    let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
+        lines += 1;
+        if lines & 0xffff == 0 {
+            progress(meta.offset);
+        }
+        let ctx = LineCtx {
+            now,
+            source_time: meta.time,
+        };
+        f(lines, line, &ctx);
+    };
+    let stats = palisade_source::run(spec, &opts, &mut sink, &stop)?;
+    Ok((lines, stats))
 }
 
 /// Called for every matched line: line number, the line, its events.
@@ -70,17 +93,8 @@ pub fn check(
     let mut rep = CheckReport::default();
     let mut out = Vec::new();
     let start = Instant::now();
-    let stop = AtomicBool::new(false);
-    let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
-        rep.lines += 1;
-        if rep.lines & 0xffff == 0 {
-            progress(meta.offset);
-        }
-        let ctx = LineCtx {
-            now,
-            source_time: meta.time,
-        };
-        match filter.process(line, &ctx, &mut out) {
+    let (lines, stats) = for_each_line(spec, max_line, now, progress, |line_no, line, ctx| {
+        match filter.process(line, ctx, &mut out) {
             Outcome::Matched => {
                 rep.matched += 1;
                 for e in &out {
@@ -91,14 +105,14 @@ pub fn check(
                         hits[i] += 1;
                     }
                 }
-                on_match(rep.lines, line, &out);
+                on_match(line_no, line, &out);
             }
             Outcome::Missed => rep.missed += 1,
             Outcome::Ignored => rep.ignored += 1,
         }
         out.clear();
-    };
-    let stats = palisade_source::run(spec, &read_opts(max_line), &mut sink, &stop)?;
+    })?;
+    rep.lines = lines;
     rep.cut_lines = stats.cut_lines;
     rep.seconds = start.elapsed().as_secs_f64();
     rep.rules = rules.iter().map(|r| r.to_string()).zip(hits).collect();
@@ -151,18 +165,10 @@ pub fn replay(
     let mut actions = Vec::new();
     let mut targets = std::collections::HashSet::new();
     let start = Instant::now();
-    let stop = AtomicBool::new(false);
-    let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
-        rep.lines += 1;
-        if rep.lines & 0xffff == 0 {
-            progress(meta.offset);
-        }
-        let ctx = LineCtx {
-            now,
-            source_time: meta.time,
-        };
+    let max_line = cfg.general.max_line;
+    let (lines, _) = for_each_line(spec, max_line, now, progress, |_, line, ctx| {
         for (i, f) in filters.iter_mut().enumerate() {
-            if f.process(line, &ctx, &mut out) == Outcome::Matched {
+            if f.process(line, ctx, &mut out) == Outcome::Matched {
                 for e in &out {
                     if e.failure {
                         rep.failures += 1;
@@ -179,8 +185,8 @@ pub fn replay(
             }
             out.clear();
         }
-    };
-    palisade_source::run(spec, &read_opts(cfg.general.max_line), &mut sink, &stop)?;
+    })?;
+    rep.lines = lines;
     rep.banned_targets = targets.len() as u64;
     rep.seconds = start.elapsed().as_secs_f64();
     Ok(rep)
