@@ -28,9 +28,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 
+# Rust: Debian 12's rustc is too old; use rustup's stable toolchain when cargo is missing.
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null; then
-  echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
-  exit 1
+  echo "installing Rust with rustup"
+  command -v curl >/dev/null || apt-get install -y -q --no-install-recommends curl
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+# Node.js >= 20.19 builds the dashboard (Vite). Debian 12 ships 18: take the official
+# binary release then.
+node_ok() {
+  command -v node >/dev/null && command -v npm >/dev/null &&
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a==20&&b>=19)?0:1)'
+}
+if ! node_ok; then
+  echo "installing Node.js 22 under /opt/node"
+  command -v curl >/dev/null || apt-get install -y -q --no-install-recommends curl xz-utils
+  v=v22.12.0
+  curl -fsSL "https://nodejs.org/dist/$v/node-$v-linux-x64.tar.xz" | tar -xJ -C /opt
+  ln -sfn "/opt/node-$v-linux-x64" /opt/node
+  for b in node npm npx; do ln -sf "/opt/node/bin/$b" "/usr/local/bin/$b"; done
 fi
 
 if [ "$what" = test ]; then

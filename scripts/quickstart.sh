@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh run
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# The dashboard (embedded into the binary) and the GeoIP database for its world map.
+bash scripts/build-web.sh
+[ -s /var/lib/palisade/geoip/dbip-country.mmdb ] || bash scripts/install-geoip.sh ||
+  echo "quickstart: no GeoIP database; the dashboard works without the map" >&2
 cargo build --release -p palisade
 install -d -m 0750 /var/lib/palisade /run/palisade
 ./target/release/palisade config check examples/palisade.toml

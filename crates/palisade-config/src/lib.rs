@@ -172,6 +172,20 @@ impl Config {
                 }
                 "escalation" => cfg.escalation = de_section(value, &loc, &mut problems),
                 "recidive" => cfg.recidive = de_section(value, &loc, &mut problems),
+                "notify" => cfg.notify = de_section(value, &loc, &mut problems),
+                "abuseipdb" => cfg.abuseipdb = de_section(value, &loc, &mut problems),
+                "report" => cfg.report = de_section(value, &loc, &mut problems),
+                "server" => {
+                    cfg.server = de_section::<ServerSection>(value, &loc, &mut problems);
+                    if let Some(s) = &cfg.server {
+                        if s.tls_cert.is_some() != s.tls_key.is_some() {
+                            problems.push(loc.span(
+                                value,
+                                "[server] tls_cert and tls_key go together: set both or neither",
+                            ));
+                        }
+                    }
+                }
                 "allowlist" => {
                     if let Some(v) = de_section(value, &loc, &mut problems) {
                         cfg.allowlist = v;

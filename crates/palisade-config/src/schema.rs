@@ -19,6 +19,10 @@ pub const SECTIONS: &[&str] = &[
     "allowlist",
     "responder",
     "jail",
+    "notify",
+    "abuseipdb",
+    "report",
+    "server",
 ];
 
 /// Responder kinds accepted in `[[responder]] type`.
@@ -305,6 +309,14 @@ pub struct Config {
     pub responders: Vec<ResponderSection>,
     /// `[[jail]]` sections.
     pub jails: Vec<JailSection>,
+    /// `[notify]` (absent = no notifications).
+    pub notify: Option<NotifySection>,
+    /// `[abuseipdb]` (absent = no reporting).
+    pub abuseipdb: Option<AbuseIpDbSection>,
+    /// `[report]` (absent = defaults, no scheduled digest).
+    pub report: Option<ReportSection>,
+    /// `[server]` (absent = no HTTP API or dashboard).
+    pub server: Option<ServerSection>,
 }
 
 /// Responders every configuration has without declaring them.
@@ -614,6 +626,7 @@ pub(crate) fn validate(
     if cfg.jails.iter().filter(|j| j.stdin && j.enabled).count() > 1 {
         problems.push(loc.nowhere("only one jail can read standard input"));
     }
+    validate_report_sections(cfg, loc, problems);
 }
 
 fn check_argv(
@@ -693,3 +706,307 @@ pub fn redact_url(url: &str) -> String {
     }
     url.to_string()
 }
+
+// --- report sections ([notify], [abuseipdb], [report]) ---
+
+/// A secret from the configuration (password, API key): `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// `[notify]`: messages about decisions, aggregated and throttled.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySection {
+    /// Bans decided within this window are sent together in one message.
+    pub window: Dur,
+    /// At most this many messages per hour per channel; what is held back is summarised in
+    /// the next message allowed.
+    pub max_per_hour: u32,
+    /// A target already reported is not reported again within this time.
+    pub dedup: Dur,
+    /// Also report lifted bans.
+    pub unbans: bool,
+    /// Also report simulated (dry-run) decisions.
+    pub simulated: bool,
+    /// E-mail channel (`[notify.email]`).
+    pub email: Option<EmailSection>,
+    /// Web hook channel (`[notify.webhook]`).
+    pub webhook: Option<WebhookSection>,
+    /// JSON-lines file channel: one object per decision appended to this file.
+    pub file: Option<String>,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            window: Dur(Duration::from_secs(60)),
+            max_per_hour: 12,
+            dedup: Dur(Duration::from_secs(3600)),
+            unbans: false,
+            simulated: true,
+            email: None,
+            webhook: None,
+            file: None,
+        }
+    }
+}
+
+/// `[notify.email]`: SMTP delivery.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    /// SMTP server host name.
+    pub smtp_host: String,
+    /// SMTP port (default: 587 for `starttls`, 465 for `tls`, 25 for `none`).
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS), or `none` (plain text; local relays only).
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    /// SMTP user name (with `password` or `password_file`).
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<SecretString>,
+    /// Or: read the SMTP password from this file.
+    pub password_file: Option<String>,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Put before every subject.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// Time limit of one delivery.
+    #[serde(default = "default_net_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_subject_prefix() -> String {
+    "[palisade]".into()
+}
+fn default_net_timeout() -> Dur {
+    Dur(Duration::from_secs(15))
+}
+
+/// `[notify.webhook]`: an HTTP POST of a JSON body.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// `https://…` (or `http://` for a local receiver).
+    pub url: SecretString,
+    /// Body shape: `json` (Palisade's own), `slack` (`{"text": …}`), `discord`
+    /// (`{"content": …}`).
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    /// Time limit of one POST.
+    #[serde(default = "default_net_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+
+/// `[abuseipdb]`: report banned addresses to AbuseIPDB.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbuseIpDbSection {
+    /// API key.
+    pub api_key: Option<SecretString>,
+    /// Or: read the API key from this file.
+    pub api_key_file: Option<String>,
+    /// Report endpoint.
+    pub endpoint: String,
+    /// Jail name → AbuseIPDB category numbers; jails not listed use built-in guesses from
+    /// the jail's name (sshd → 18, 22; web jails → 21, 15), else `default_categories`.
+    pub categories: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Categories when nothing else applies.
+    pub default_categories: Vec<u8>,
+    /// Most reports sent per UTC day (the free plan allows 1000).
+    pub daily_quota: u32,
+    /// The same address is reported at most once per this interval (AbuseIPDB refuses
+    /// reports of one address more often than every 15 minutes).
+    pub min_interval: Dur,
+    /// Also report simulated (dry-run) decisions.
+    pub simulated: bool,
+    /// Time limit of one request.
+    pub timeout: Dur,
+}
+
+impl Default for AbuseIpDbSection {
+    fn default() -> Self {
+        AbuseIpDbSection {
+            api_key: None,
+            api_key_file: None,
+            endpoint: "https://api.abuseipdb.com/api/v2/report".into(),
+            categories: Default::default(),
+            default_categories: vec![18],
+            daily_quota: 1000,
+            min_interval: Dur(Duration::from_secs(900)),
+            simulated: false,
+            timeout: Dur(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// `[report]`: the digest (`palisade report`) and `palisade analyze` settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// Send the digest every day at this local time (`"07:00"`) from the daemon; absent = never.
+    pub daily_at: Option<String>,
+    /// Period the digest covers.
+    pub period: Dur,
+    /// Addresses listed in tables.
+    pub top: usize,
+    /// MaxMind-format country database (`.mmdb`) for countries; absent = look in the usual
+    /// places, none found = no countries.
+    pub geoip_db: Option<String>,
+    /// `palisade analyze`: suspicious hits from which an address is proposed for blocking.
+    pub threshold: u64,
+    /// `palisade analyze`: suspicious hits from which a log is yellow, red, critical.
+    pub levels: [u64; 3],
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection {
+            daily_at: None,
+            period: Dur(Duration::from_secs(86400)),
+            top: 20,
+            geoip_db: None,
+            threshold: 100,
+            levels: [100, 500, 1000],
+        }
+    }
+}
+
+/// Parses `HH:MM` (24-hour clock) into (hour, minute).
+pub fn parse_time_of_day(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.trim().len() <= 5).then_some((h, m))
+}
+
+/// Semantic checks of `[notify]`, `[abuseipdb]` and `[report]`.
+pub(crate) fn validate_report_sections(
+    cfg: &Config,
+    loc: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(n) = &cfg.notify {
+        if n.max_per_hour == 0 {
+            problems.push(loc.nowhere("[notify] max_per_hour must be at least 1"));
+        }
+        if let Some(e) = &n.email {
+            if !["starttls", "tls", "none"].contains(&e.tls.as_str()) {
+                problems.push(loc.nowhere(format!(
+                    "[notify.email] tls {:?}: expected \"starttls\", \"tls\" or \"none\"",
+                    e.tls
+                )));
+            }
+            if e.to.is_empty() {
+                problems.push(loc.nowhere("[notify.email] to: give at least one recipient"));
+            }
+            if e.password.is_some() && e.password_file.is_some() {
+                problems
+                    .push(loc.nowhere("[notify.email] give either `password` or `password_file`"));
+            }
+        }
+        if let Some(w) = &n.webhook {
+            if !["json", "slack", "discord"].contains(&w.format.as_str()) {
+                problems.push(loc.nowhere(format!(
+                    "[notify.webhook] format {:?}: expected \"json\", \"slack\" or \"discord\"",
+                    w.format
+                )));
+            }
+            if !(w.url.0.starts_with("https://") || w.url.0.starts_with("http://")) {
+                problems
+                    .push(loc.nowhere("[notify.webhook] url must start with https:// or http://"));
+            }
+        }
+    }
+    if let Some(a) = &cfg.abuseipdb {
+        if a.api_key.is_some() == a.api_key_file.is_some() {
+            problems
+                .push(loc.nowhere("[abuseipdb] give exactly one of `api_key` or `api_key_file`"));
+        }
+        let bad: Vec<u8> = a
+            .categories
+            .values()
+            .flatten()
+            .chain(&a.default_categories)
+            .copied()
+            .filter(|c| !(1..=23).contains(c))
+            .collect();
+        if !bad.is_empty() {
+            problems.push(loc.nowhere(format!(
+                "[abuseipdb] categories {bad:?}: AbuseIPDB categories are 1 to 23"
+            )));
+        }
+    }
+    if let Some(r) = &cfg.report {
+        if let Some(t) = &r.daily_at {
+            if parse_time_of_day(t).is_none() {
+                problems.push(loc.nowhere(format!(
+                    "[report] daily_at {t:?}: expected a 24-hour time such as \"07:00\""
+                )));
+            }
+        }
+        if !(r.levels[0] <= r.levels[1] && r.levels[1] <= r.levels[2]) {
+            problems
+                .push(loc.nowhere("[report] levels must be increasing: [yellow, red, critical]"));
+        }
+    }
+}
+
+// --- server section ([server]) ---
+
+/// Default GeoIP country database (where `scripts/install-geoip.sh` puts DB-IP Lite).
+pub const DEFAULT_GEOIP_COUNTRY: &str = "/var/lib/palisade/geoip/dbip-country.mmdb";
+
+/// `[server]`: the HTTP API and dashboard served by `palisade run`. A present section is
+/// enabled unless it says `enabled = false`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Serve the API and dashboard.
+    pub enabled: bool,
+    /// Address and port to listen on (`127.0.0.1:9380`); keep it on loopback unless TLS is
+    /// configured or a TLS proxy is in front.
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain for HTTPS (needs `tls_key`).
+    pub tls_cert: Option<String>,
+    /// PEM private key for HTTPS (needs `tls_cert`).
+    pub tls_key: Option<String>,
+    /// GeoIP country database (`.mmdb`: DB-IP Lite or GeoLite2-Country); missing = no geo.
+    pub geoip_country: Option<String>,
+    /// GeoIP city database (`.mmdb`, e.g. GeoLite2-City); adds city and coordinates.
+    pub geoip_city: Option<String>,
+    /// GeoIP ASN database (`.mmdb`, e.g. GeoLite2-ASN); adds the network operator.
+    pub geoip_asn: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9380)),
+            tls_cert: None,
+            tls_key: None,
+            geoip_country: Some(DEFAULT_GEOIP_COUNTRY.into()),
+            geoip_city: None,
+            geoip_asn: None,
+        }
+    }
+}
+// --- end server section ---

@@ -262,6 +262,17 @@ impl ConfigSet {
             .map(|(_, s)| s)
     }
 
+    /// Section names in reading order (`KNOWN/…` memories included).
+    pub fn sections_names(&self) -> Vec<String> {
+        self.sections.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The merged `[DEFAULT]` section (raw values).
+    pub fn defaults(&self) -> &OMap {
+        &self.defaults
+    }
+
+    /// Whether the section exists.
     pub fn has_section(&self, name: &str) -> bool {
         self.section(name).is_some()
     }

@@ -529,6 +529,8 @@ pub struct MatchStats {
     pub lines: u64,
     /// Lines rejected by the literal prefilter.
     pub prefiltered: u64,
+    /// Lines dropped by an `ignoreregex`.
+    pub ignored: u64,
 }
 
 /// fail2ban's `Utils.Cache(maxCount, maxTime)`: insertion-ordered, oldest dropped first.
@@ -860,6 +862,7 @@ impl Matcher {
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
             && self.ignore_line(buf, None).is_some()
         {
+            self.stats.ignored += 1;
             return;
         }
         // prefregex: its groups are only materialised once a failregex matches
@@ -947,6 +950,7 @@ impl Matcher {
             if !def.ignore.is_empty() {
                 let fr = if ml { Some(&split) } else { None };
                 if self.ignore_line(cur, fr).is_some() {
+                    self.stats.ignored += 1;
                     cur_valid = false;
                     if !check_all {
                         break;

@@ -23,6 +23,7 @@ pub mod date;
 pub mod engine;
 pub mod error;
 pub mod filter;
+pub mod import;
 pub mod ini;
 pub mod pyre;
 pub mod tags;

@@ -4,11 +4,11 @@
 //! cheap literal prefilter rejects most of them, and only matching lines build an `Event`.
 //! Filters are synchronous and own any per-filter state (multi-line buffers, time caches).
 //!
-//! Built-in filters ([`build_builtin`]): `sshd`, `sshd_plain` (sshd's own `-E` log), `nginx_access`, `apache_access`,
-//! `nginx_error`, `apache_error`, `kernel_fw`. They parse with hand-written byte scanning and
-//! take the offender's address from the position the *program* writes it, never from text an
-//! attacker controls (user names, request lines): sshd messages are parsed anchored at their
-//! end, web logs at their first field.
+//! Built-in filters ([`build_builtin`]): `sshd`, `sshd_plain` (sshd's own `-E` log),
+//! `nginx_access`, `apache_access`, `nginx_error`, `apache_error`, `kernel_fw`. They parse
+//! with hand-written byte scanning and take the offender's address from the position the
+//! *program* writes it, never from text an attacker controls (user names, request lines):
+//! sshd messages are parsed anchored at their end, web logs at their first field.
 //!
 //! One limit no filter can lift: if a program writes attacker text containing a newline
 //! unescaped, the forged second physical line is indistinguishable from a real record.

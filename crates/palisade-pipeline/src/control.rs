@@ -31,6 +31,19 @@ pub enum Request {
         /// Address or CIDR.
         target: String,
     },
+    /// Record (and enforce) a ban decided elsewhere: fail2ban's `actionban` through
+    /// `palisade record`. The allowlist still applies.
+    Record {
+        /// The decision as decided (origin, jail, created, expires).
+        decision: palisade_core::Decision,
+    },
+    /// Replace the allowlist entries kept outside the configuration (the dashboard's, from the
+    /// store). The daemon enforces the configured allowlist plus these; bans in force that the
+    /// result covers are lifted.
+    SetAllowlist {
+        /// Networks (addresses as /32 or /128).
+        extra: Vec<ipnet::IpNet>,
+    },
 }
 
 /// The daemon's answer.

@@ -67,6 +67,39 @@ pub trait Observer: Send + Sync {
     fn unban(&self, _decision: &Decision, _reason: UnbanReason) {}
 }
 
+/// Several observers behind one (the daemon takes one): each call goes to every member, in
+/// order. Members must be quick, as every [`Observer`] must.
+pub struct Fanout(pub Vec<Arc<dyn Observer>>);
+
+impl Fanout {
+    /// One observer from any number: `None` for none, the member itself for one.
+    pub fn combine(mut v: Vec<Arc<dyn Observer>>) -> Option<Arc<dyn Observer>> {
+        match v.len() {
+            0 => None,
+            1 => v.pop(),
+            _ => Some(Arc::new(Fanout(v))),
+        }
+    }
+}
+
+impl Observer for Fanout {
+    fn event(&self, jail: &str, event: &Event) {
+        for o in &self.0 {
+            o.event(jail, event);
+        }
+    }
+    fn ban(&self, d: &Decision) {
+        for o in &self.0 {
+            o.ban(d);
+        }
+    }
+    fn unban(&self, d: &Decision, why: UnbanReason) {
+        for o in &self.0 {
+            o.unban(d, why);
+        }
+    }
+}
+
 /// A cloneable handle to send control requests to the running daemon in-process (the same
 /// requests the control socket accepts).
 #[derive(Clone)]
@@ -126,6 +159,10 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// Source failures.
     pub source_errors: AtomicU64,
+    /// Jails skipped because their filter could not be built (at start or reload).
+    pub filter_errors: AtomicU64,
+    /// Why each skipped jail of the running configuration was skipped (`jail "x": …`).
+    pub jail_errors: Mutex<Vec<String>>,
 }
 
 impl Stats {
@@ -138,6 +175,8 @@ impl Stats {
             "responder_errors": self.responder_errors.load(Relaxed),
             "store_errors": self.store_errors.load(Relaxed),
             "source_errors": self.source_errors.load(Relaxed),
+            "filter_errors": self.filter_errors.load(Relaxed),
+            "jail_errors": self.jail_errors.lock().unwrap().clone(),
         })
     }
 }
@@ -383,6 +422,43 @@ fn state_key(key: &str) -> String {
     format!("{kind}-{h:016x}")
 }
 
+/// Builds the filters of every source group. A jail whose filter cannot be built is skipped
+/// with an error in the log, `filter_errors` counted and the reason listed in
+/// `Stats::jail_errors` (shown by `status`), so that one broken filter file does not take the
+/// other jails down; `palisade config check` reports the same error and fails. Groups left
+/// without a filter are dropped.
+#[allow(clippy::type_complexity)]
+fn build_group_filters(
+    cfg: &Config,
+    groups: Vec<SourceGroup>,
+    enabled: &[&palisade_config::JailSection],
+    tz: &jiff::tz::TimeZone,
+    stats: &Stats,
+) -> (Vec<SourceGroup>, Vec<Vec<(u16, Box<dyn Filter>)>>) {
+    let mut errors = Vec::new();
+    let mut kept = Vec::new();
+    let mut filters = Vec::new();
+    for g in groups {
+        let mut v = Vec::new();
+        for &i in &g.jails {
+            match build_filter(cfg, enabled[i], tz) {
+                Ok(f) => v.push((i as u16, f)),
+                Err(e) => {
+                    tracing::error!(error = %e, "jail skipped: its filter cannot be built");
+                    stats.filter_errors.fetch_add(1, Relaxed);
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if !v.is_empty() {
+            kept.push(g);
+            filters.push(v);
+        }
+    }
+    *stats.jail_errors.lock().unwrap() = errors;
+    (kept, filters)
+}
+
 /// A running daemon.
 pub struct Daemon {
     stats: Arc<Stats>,
@@ -407,17 +483,12 @@ impl Daemon {
     pub fn start(cfg: Config, opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let tz = time_zone(&cfg)?;
         let engine_cfg = build_engine_config(&cfg);
-        // Build filters first (pure), so a bad filter fails before any I/O.
-        let groups = source_groups(&cfg);
+        // Build filters first (pure), before any I/O. A jail whose filter cannot be built is
+        // skipped (logged, counted, listed in status): the other jails keep running.
+        let stats = Arc::new(Stats::default());
         let enabled: Vec<_> = cfg.jails.iter().filter(|j| j.enabled).collect();
-        let mut filters: Vec<Vec<(u16, Box<dyn Filter>)>> = Vec::new();
-        for g in &groups {
-            let mut v = Vec::new();
-            for &i in &g.jails {
-                v.push((i as u16, build_filter(&cfg, enabled[i], &tz)?));
-            }
-            filters.push(v);
-        }
+        let (groups, filters) =
+            build_group_filters(&cfg, source_groups(&cfg), &enabled, &tz, &stats);
         let mut responders = ResponderSet::build(&cfg)?;
         let state_dir = PathBuf::from(&cfg.general.state_dir);
         std::fs::create_dir_all(&state_dir).map_err(|source| DaemonError::Io {
@@ -433,7 +504,6 @@ impl Daemon {
         let socket = PathBuf::from(&cfg.general.socket);
         let listener = bind_socket(&socket)?;
 
-        let stats = Arc::new(Stats::default());
         let mut engine = Engine::new(engine_cfg);
         let memory_since = now.minus(Duration::from_secs(7 * 86400));
         let mut memory = Vec::new();
@@ -573,16 +643,9 @@ impl Daemon {
     /// log positions). On error the old configuration keeps running.
     pub fn reload(&mut self, cfg: Config) -> Result<(), DaemonError> {
         let tz = time_zone(&cfg)?;
-        let groups = source_groups(&cfg);
         let enabled: Vec<_> = cfg.jails.iter().filter(|j| j.enabled).collect();
-        let mut filters = Vec::new();
-        for g in &groups {
-            let mut v = Vec::new();
-            for &i in &g.jails {
-                v.push((i as u16, build_filter(&cfg, enabled[i], &tz)?));
-            }
-            filters.push(v);
-        }
+        let (groups, filters) =
+            build_group_filters(&cfg, source_groups(&cfg), &enabled, &tz, &self.stats);
         let responders = ResponderSet::build(&cfg)?;
         let names = enabled.iter().map(|j| j.name.get_ref().clone()).collect();
         // Stop sources (they save their positions), swap engine settings, restart sources.
@@ -777,6 +840,13 @@ fn engine_loop(
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut actions = Vec::new();
+    // The configured allowlist and the entries added at run time (dashboard): the engine
+    // enforces their union, across reloads.
+    let mut base_allow = engine.config().allowlist.clone();
+    let mut extra_allow: Vec<IpNet> = Vec::new();
+    let union = |base: &Allowlist, extra: &[IpNet]| {
+        Allowlist::new(base.entries().iter().chain(extra).copied())
+    };
     loop {
         select! {
             recv(rx) -> msg => match msg {
@@ -797,11 +867,23 @@ fn engine_loop(
                         }
                     }
                 }
+                Ok(EngineMsg::Control(Request::SetAllowlist { extra }, reply)) => {
+                    extra_allow = extra.into_iter().map(|n| n.trunc()).collect();
+                    extra_allow.sort_unstable();
+                    extra_allow.dedup();
+                    engine.set_allowlist(union(&base_allow, &extra_allow), &mut actions);
+                    ctx.dispatch(&mut actions);
+                    let _ = reply.send(Response::ok(
+                        serde_json::json!({"allowlist": engine.config().allowlist.len()}),
+                    ));
+                }
                 Ok(EngineMsg::Control(req, reply)) => {
                     let r = handle_control(&mut engine, &jail_names, req, clock.now(), &ctx, &mut actions);
                     let _ = reply.send(r);
                 }
-                Ok(EngineMsg::Reconfigure(cfg, responders, names)) => {
+                Ok(EngineMsg::Reconfigure(mut cfg, responders, names)) => {
+                    base_allow = cfg.allowlist.clone();
+                    cfg.allowlist = union(&base_allow, &extra_allow);
                     engine.reconfigure(*cfg, &mut actions);
                     jail_names = names;
                     let _ = ctx.resp_tx.send(RespMsg::Replace(responders));
@@ -891,6 +973,22 @@ fn handle_control(
             // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
             let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
             Response::ok(serde_json::json!({"lifted": n}))
+        }
+        Request::Record { mut decision } => {
+            decision.id = 0;
+            decision.target = decision.target.trunc();
+            decision.simulated |= engine.config().dry_run;
+            match engine.adopt(decision.clone(), actions) {
+                Ok(()) => {
+                    ctx.dispatch(actions);
+                    Response::ok(serde_json::to_value(&decision).unwrap_or_default())
+                }
+                Err(e) => Response::err(e),
+            }
+        }
+        // Needs the engine loop's allowlist state; answered there.
+        Request::SetAllowlist { .. } => {
+            Response::err("allowlist updates are handled by the engine loop")
         }
     }
 }

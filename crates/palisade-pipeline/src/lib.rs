@@ -15,4 +15,4 @@ pub mod daemon;
 pub mod offline;
 
 pub use build::{build_engine_config, build_filter, build_responder, time_zone, BuildError};
-pub use daemon::{ControlHandle, Daemon, DaemonOptions, Observer, Stats};
+pub use daemon::{ControlHandle, Daemon, DaemonOptions, Fanout, Observer, Stats};

@@ -530,6 +530,69 @@ pub(crate) fn check_version(found: i64, supported: i64) -> Result<(), StoreError
     }
 }
 
+// --- server queries --- (shared helpers)
+/// One UTC hour, in microseconds.
+pub(crate) const HOUR_MICROS: i64 = 3_600 * Timestamp::MICROS;
+
+/// The first hour number whose start is at or after `t`.
+pub(crate) fn hour_ceil(t: Timestamp) -> i64 {
+    t.0.div_euclid(HOUR_MICROS) + i64::from(t.0.rem_euclid(HOUR_MICROS) != 0)
+}
+
+/// Start of hour number `h`.
+pub(crate) fn hour_start(h: i64) -> Timestamp {
+    Timestamp(h.saturating_mul(HOUR_MICROS))
+}
+
+/// Builds an [`crate::HourCount`] from a rollup row.
+pub(crate) fn hour_count(h: i64, jail: String, count: i64, failures: i64) -> crate::HourCount {
+    crate::HourCount {
+        hour: hour_start(h),
+        jail,
+        count: count.max(0) as u64,
+        failures: failures.max(0) as u64,
+    }
+}
+
+/// Decodes an `ip_history` row.
+pub(crate) fn history_row(
+    ip: &str,
+    first: i64,
+    last: i64,
+    failures: i64,
+    banned: i64,
+) -> Result<crate::IpHistory, StoreError> {
+    let ip = ip
+        .parse::<IpAddr>()
+        .map_err(|_| StoreError::Corrupt(format!("ip_history.ip {ip:?}")))?;
+    Ok(crate::IpHistory {
+        ip,
+        first_seen: Timestamp(first),
+        last_seen: Timestamp(last),
+        failures: failures.max(0) as u64,
+        times_banned: banned.max(0) as u64,
+    })
+}
+
+/// Decodes an `allowlist` row.
+pub(crate) fn allow_entry(
+    id: i64,
+    net: &str,
+    comment: String,
+    created: i64,
+) -> Result<crate::AllowEntry, StoreError> {
+    let net = net
+        .parse::<IpNet>()
+        .map_err(|_| StoreError::Corrupt(format!("allowlist.net {net:?} (id {id})")))?;
+    Ok(crate::AllowEntry {
+        id,
+        net,
+        comment,
+        created: Timestamp(created),
+    })
+}
+// --- end server queries ---
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,7 +207,182 @@ pub trait Store: Send {
     fn ban_count(&mut self, target: &IpNet, since: Timestamp) -> Result<u32, StoreError>;
     /// History of one address.
     fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError>;
+
+    // --- server queries --- (HTTP API and dashboard; see the types in `server_types`)
+    /// Events per UTC hour and jail with `since <= hour start < until`, from the hourly
+    /// rollup (kept by a trigger on `events`), oldest first.
+    fn event_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError>;
+    /// Decisions created per UTC hour in `[since, until)`, oldest first (jail = "").
+    fn ban_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError>;
+    /// Addresses last seen at or after `since`, most failures (all time) first.
+    fn top_offenders(&mut self, since: Timestamp, limit: u32)
+        -> Result<Vec<IpHistory>, StoreError>;
+    /// Decisions in force at `now` (not simulated or simulated alike).
+    fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError>;
+    /// One decision by id.
+    fn decision(&mut self, id: i64) -> Result<Option<StoredDecision>, StoreError>;
+    /// Per-jail event counts and per-hour counts of one address since `since`.
+    fn ip_activity(&mut self, ip: IpAddr, since: Timestamp) -> Result<IpActivity, StoreError>;
+    /// Allowlist entries kept in the database, oldest first.
+    fn allowlist(&mut self) -> Result<Vec<AllowEntry>, StoreError>;
+    /// Adds an allowlist entry (canonical network); an existing entry gets the new comment.
+    fn allowlist_add(
+        &mut self,
+        net: &IpNet,
+        comment: &str,
+        now: Timestamp,
+    ) -> Result<AllowEntry, StoreError>;
+    /// Removes an allowlist entry; whether it existed.
+    fn allowlist_remove(&mut self, id: i64) -> Result<bool, StoreError>;
+    /// Number of dashboard accounts.
+    fn user_count(&mut self) -> Result<u64, StoreError>;
+    /// One account by name.
+    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Creates an account or replaces its password hash.
+    fn user_set(
+        &mut self,
+        name: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Records a successful login.
+    fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Stores a new API token (its SHA-256 hex only); returns its id.
+    fn token_add(
+        &mut self,
+        name: &str,
+        scope: &str,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<i64, StoreError>;
+    /// The token whose SHA-256 hex is `token_hash`.
+    fn token_by_hash(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// All tokens (hashes included), oldest first.
+    fn tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Deletes a token; whether it existed.
+    fn token_remove(&mut self, id: i64) -> Result<bool, StoreError>;
+    // --- end server queries ---
+
+    // --- report queries --- (digest: `palisade report`)
+    /// Aggregates of `[since, until)` for the digest: events per jail, top addresses by
+    /// events, decisions created (newest first, at most `limit`) and repeat offenders
+    /// (targets banned in the period that have more than one ban up to `until`; at most
+    /// `limit`, most bans first).
+    fn period_summary(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<PeriodSummary, StoreError>;
+    // --- end report queries ---
 }
+
+// --- server queries --- (types)
+/// A count in one UTC hour (`jail` is empty when not split by jail).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HourCount {
+    /// Start of the hour.
+    pub hour: Timestamp,
+    /// Jail, or empty.
+    pub jail: String,
+    /// Events (or decisions).
+    pub count: u64,
+    /// Failures among the events (0 for decisions).
+    pub failures: u64,
+}
+
+/// Activity of one address: where and when it was seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IpActivity {
+    /// Events per jail, most first.
+    pub jails: Vec<(String, u64)>,
+    /// Events per UTC hour, oldest first.
+    pub hours: Vec<(Timestamp, u64)>,
+}
+
+/// An allowlist entry kept in the database.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AllowEntry {
+    /// Store id.
+    pub id: i64,
+    /// The network (canonical).
+    pub net: IpNet,
+    /// Free text.
+    pub comment: String,
+    /// When it was added.
+    pub created: Timestamp,
+}
+
+/// A dashboard account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Store id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Last successful login.
+    pub last_login: Option<Timestamp>,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password_hash", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API token (only its hash is stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Store id.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// `read` or `admin`.
+    pub scope: String,
+    /// SHA-256 of the token, lower-case hex.
+    pub token_hash: String,
+    /// Created.
+    pub created: Timestamp,
+}
+// --- end server queries --- (types)
+
+// --- report queries --- (types)
+/// What [`Store::period_summary`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PeriodSummary {
+    /// Events in the period.
+    pub events: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Events per jail, most first.
+    pub events_per_jail: Vec<(String, u64)>,
+    /// Addresses with the most events in the period, most first.
+    pub top_ips: Vec<(IpAddr, u64)>,
+    /// Decisions created in the period.
+    pub decisions_total: u64,
+    /// Decisions created in the period, newest first (at most the limit).
+    pub decisions: Vec<StoredDecision>,
+    /// Targets banned in the period with more than one ban so far: (target, bans in the
+    /// period, bans up to the end of the period).
+    pub repeat_offenders: Vec<(IpNet, u64, u64)>,
+}
+// --- end report queries --- (types)
 
 /// A parsed store location. Parsing is pure, so configuration can be validated before any I/O.
 ///

@@ -11,6 +11,7 @@ use crate::common::{
     net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
     DECISION_COLS,
 };
+use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Row, Statement};
@@ -22,7 +23,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// Forward-only migrations, applied in order; the last one is the schema this binary speaks.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_server.sql")),
+];
 
 /// Schema version this binary creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -212,6 +216,17 @@ fn raw_decision(r: &Row) -> Result<RawDecision, StoreError> {
         simulated: r.try_get(7)?,
         level: r.try_get(8)?,
         status: r.try_get(9)?,
+    })
+}
+
+/// Reads an `api_tokens` row (server queries).
+fn pg_token(r: &Row) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        scope: r.try_get(2)?,
+        token_hash: r.try_get(3)?,
+        created: Timestamp(r.try_get(4)?),
     })
 }
 
@@ -465,4 +480,320 @@ impl Store for PgStore {
             times_banned: banned.max(0) as u64,
         }))
     }
+
+    // --- server queries ---
+    fn event_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        let stmt = self.statement(
+            "SELECT hour, jail, events, failures FROM event_hourly
+             WHERE hour >= $1 AND hour < $2 ORDER BY hour, jail",
+        )?;
+        let rows = self.client.query(
+            &stmt,
+            &[&common::hour_ceil(since), &common::hour_ceil(until)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(common::hour_count(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn ban_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        let stmt = self.statement(
+            "SELECT created / 3600000000 AS h, COUNT(*) FROM decisions
+             WHERE created >= $1 AND created < $2 GROUP BY h ORDER BY h",
+        )?;
+        let rows = self.client.query(&stmt, &[&since.0, &until.0])?;
+        rows.iter()
+            .map(|r| {
+                Ok(common::hour_count(
+                    r.try_get(0)?,
+                    String::new(),
+                    r.try_get(1)?,
+                    0,
+                ))
+            })
+            .collect()
+    }
+
+    fn top_offenders(
+        &mut self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IpHistory>, StoreError> {
+        let stmt = self.statement(
+            "SELECT ip, first_seen, last_seen, failures, times_banned FROM ip_history
+             WHERE last_seen >= $1 ORDER BY failures DESC LIMIT $2",
+        )?;
+        let rows = self.client.query(&stmt, &[&since.0, &i64::from(limit)])?;
+        rows.iter()
+            .map(|r| {
+                common::history_row(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                )
+            })
+            .collect()
+    }
+
+    fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let stmt = self.statement(
+            "SELECT COUNT(*) FROM decisions
+             WHERE status = 'active' AND (expires IS NULL OR expires > $1)",
+        )?;
+        let n: i64 = self.client.query_one(&stmt, &[&now.0])?.try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn decision(&mut self, id: i64) -> Result<Option<StoredDecision>, StoreError> {
+        let stmt = self.statement(&format!(
+            "SELECT {DECISION_COLS} FROM decisions WHERE id = $1"
+        ))?;
+        let rows = self.client.query(&stmt, &[&id])?;
+        rows.first().map(|r| raw_decision(r)?.decode()).transpose()
+    }
+
+    fn ip_activity(&mut self, ip: IpAddr, since: Timestamp) -> Result<IpActivity, StoreError> {
+        let ip = common::ip_text(ip);
+        let jails = self.statement(
+            "SELECT jail, COUNT(*) AS n FROM events WHERE ip = $1
+             GROUP BY jail ORDER BY n DESC, jail",
+        )?;
+        let hours = self.statement(
+            "SELECT time / 3600000000 AS h, COUNT(*) FROM events
+             WHERE ip = $1 AND time >= $2 GROUP BY h ORDER BY h",
+        )?;
+        let jails = self
+            .client
+            .query(&jails, &[&ip])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)?.max(0) as u64)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let hours = self
+            .client
+            .query(&hours, &[&ip, &since.0])?
+            .iter()
+            .map(|r| {
+                Ok((
+                    common::hour_start(r.try_get(0)?),
+                    r.try_get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(IpActivity { jails, hours })
+    }
+
+    fn allowlist(&mut self) -> Result<Vec<AllowEntry>, StoreError> {
+        let stmt = self.statement("SELECT id, net, comment, created FROM allowlist ORDER BY id")?;
+        let rows = self.client.query(&stmt, &[])?;
+        rows.iter()
+            .map(|r| {
+                common::allow_entry(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)
+            })
+            .collect()
+    }
+
+    fn allowlist_add(
+        &mut self,
+        net: &IpNet,
+        comment: &str,
+        now: Timestamp,
+    ) -> Result<AllowEntry, StoreError> {
+        let net = canonical_net(net);
+        let stmt = self.statement(
+            "INSERT INTO allowlist (net, comment, created) VALUES ($1, $2, $3)
+             ON CONFLICT (net) DO UPDATE SET comment = EXCLUDED.comment
+             RETURNING id, created",
+        )?;
+        let comment = clean(comment).into_owned();
+        let r = self
+            .client
+            .query_one(&stmt, &[&net.to_string(), &comment, &now.0])?;
+        Ok(AllowEntry {
+            id: r.try_get(0)?,
+            net,
+            comment,
+            created: Timestamp(r.try_get(1)?),
+        })
+    }
+
+    fn allowlist_remove(&mut self, id: i64) -> Result<bool, StoreError> {
+        let stmt = self.statement("DELETE FROM allowlist WHERE id = $1")?;
+        Ok(self.client.execute(&stmt, &[&id])? > 0)
+    }
+
+    fn user_count(&mut self) -> Result<u64, StoreError> {
+        let stmt = self.statement("SELECT COUNT(*) FROM users")?;
+        let n: i64 = self.client.query_one(&stmt, &[])?.try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let stmt = self.statement(
+            "SELECT id, name, password_hash, created, last_login FROM users WHERE name = $1",
+        )?;
+        let rows = self.client.query(&stmt, &[&name])?;
+        rows.first()
+            .map(|r| {
+                Ok(UserRecord {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    password_hash: r.try_get(2)?,
+                    created: Timestamp(r.try_get(3)?),
+                    last_login: r.try_get::<_, Option<i64>>(4)?.map(Timestamp),
+                })
+            })
+            .transpose()
+    }
+
+    fn user_set(
+        &mut self,
+        name: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let stmt = self.statement(
+            "INSERT INTO users (name, password_hash, created) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET password_hash = EXCLUDED.password_hash",
+        )?;
+        self.client
+            .execute(&stmt, &[&clean(name).as_ref(), &password_hash, &now.0])?;
+        Ok(())
+    }
+
+    fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {
+        let stmt = self.statement("UPDATE users SET last_login = $2 WHERE name = $1")?;
+        self.client.execute(&stmt, &[&name, &now.0])?;
+        Ok(())
+    }
+
+    fn token_add(
+        &mut self,
+        name: &str,
+        scope: &str,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let stmt = self.statement(
+            "INSERT INTO api_tokens (name, scope, token_hash, created)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )?;
+        Ok(self
+            .client
+            .query_one(&stmt, &[&clean(name).as_ref(), &scope, &token_hash, &now.0])?
+            .try_get(0)?)
+    }
+
+    fn token_by_hash(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let stmt = self.statement(
+            "SELECT id, name, scope, token_hash, created FROM api_tokens WHERE token_hash = $1",
+        )?;
+        let rows = self.client.query(&stmt, &[&token_hash])?;
+        rows.first().map(pg_token).transpose()
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
+        let stmt = self
+            .statement("SELECT id, name, scope, token_hash, created FROM api_tokens ORDER BY id")?;
+        let rows = self.client.query(&stmt, &[])?;
+        rows.iter().map(pg_token).collect()
+    }
+
+    fn token_remove(&mut self, id: i64) -> Result<bool, StoreError> {
+        let stmt = self.statement("DELETE FROM api_tokens WHERE id = $1")?;
+        Ok(self.client.execute(&stmt, &[&id])? > 0)
+    }
+    // --- end server queries ---
+
+    // --- report queries ---
+    fn period_summary(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<crate::PeriodSummary, StoreError> {
+        let (a, b, n) = (since.0, until.0, i64::from(limit));
+        let mut out = crate::PeriodSummary::default();
+        let stmt = self.statement(
+            "SELECT COUNT(*)::BIGINT, COALESCE(SUM(CASE WHEN failure THEN 1 ELSE 0 END), 0)::BIGINT
+             FROM events WHERE time >= $1 AND time < $2",
+        )?;
+        let r = self.client.query_one(&stmt, &[&a, &b])?;
+        out.events = r.try_get::<_, i64>(0)?.max(0) as u64;
+        out.failures = r.try_get::<_, i64>(1)?.max(0) as u64;
+        let stmt = self.statement(
+            "SELECT jail, COUNT(*)::BIGINT AS n FROM events WHERE time >= $1 AND time < $2
+             GROUP BY jail ORDER BY n DESC, jail",
+        )?;
+        for r in self.client.query(&stmt, &[&a, &b])? {
+            out.events_per_jail
+                .push((r.try_get(0)?, r.try_get::<_, i64>(1)?.max(0) as u64));
+        }
+        let stmt = self.statement(
+            "SELECT ip, COUNT(*)::BIGINT AS n FROM events WHERE time >= $1 AND time < $2
+             GROUP BY ip ORDER BY n DESC, ip LIMIT $3",
+        )?;
+        for r in self.client.query(&stmt, &[&a, &b, &n])? {
+            let ip: String = r.try_get(0)?;
+            let ip = ip
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("events.ip {ip:?}")))?;
+            out.top_ips
+                .push((ip, r.try_get::<_, i64>(1)?.max(0) as u64));
+        }
+        let stmt = self.statement(
+            "SELECT COUNT(*)::BIGINT FROM decisions WHERE created >= $1 AND created < $2",
+        )?;
+        out.decisions_total = self
+            .client
+            .query_one(&stmt, &[&a, &b])?
+            .try_get::<_, i64>(0)?
+            .max(0) as u64;
+        let stmt = self.statement(&format!(
+            "SELECT {DECISION_COLS} FROM decisions WHERE created >= $1 AND created < $2
+             ORDER BY created DESC, id DESC LIMIT $3"
+        ))?;
+        for r in self.client.query(&stmt, &[&a, &b, &n])? {
+            out.decisions.push(raw_decision(&r)?.decode()?);
+        }
+        let stmt = self.statement(
+            "SELECT target,
+                    SUM(CASE WHEN created >= $1 THEN 1 ELSE 0 END)::BIGINT AS inside,
+                    COUNT(*)::BIGINT AS total
+             FROM decisions
+             WHERE created < $2 AND target IN
+                   (SELECT target FROM decisions WHERE created >= $1 AND created < $2)
+             GROUP BY target HAVING COUNT(*) > 1
+             ORDER BY total DESC, target LIMIT $3",
+        )?;
+        for r in self.client.query(&stmt, &[&a, &b, &n])? {
+            let t: String = r.try_get(0)?;
+            let net = t
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("decisions.target {t:?}")))?;
+            out.repeat_offenders.push((
+                net,
+                r.try_get::<_, i64>(1)?.max(0) as u64,
+                r.try_get::<_, i64>(2)?.max(0) as u64,
+            ));
+        }
+        Ok(out)
+    }
+    // --- end report queries ---
 }

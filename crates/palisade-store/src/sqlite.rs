@@ -12,6 +12,7 @@ use crate::common::{
     net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
     DECISION_COLS,
 };
+use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
 use ipnet::IpNet;
 use palisade_core::{canonical_ip, Clock, Decision, Event, SystemClock, Timestamp};
@@ -25,7 +26,10 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Forward-only migrations, applied in order; the last one is the schema this binary speaks.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_server.sql")),
+];
 
 /// Schema version this binary creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -166,6 +170,17 @@ fn raw_decision(r: &Row<'_>) -> rusqlite::Result<RawDecision> {
         simulated: r.get(7)?,
         level: r.get(8)?,
         status: r.get(9)?,
+    })
+}
+
+/// Reads an `api_tokens` row (server queries).
+fn sqlite_token(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scope: r.get(2)?,
+        token_hash: r.get(3)?,
+        created: Timestamp(r.get(4)?),
     })
 }
 
@@ -382,6 +397,353 @@ impl Store for SqliteStore {
             times_banned: banned.max(0) as u64,
         }))
     }
+
+    // --- server queries ---
+    fn event_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT hour, jail, events, failures FROM event_hourly
+                 WHERE hour >= ?1 AND hour < ?2 ORDER BY hour, jail",
+            )?
+            .query_map(
+                params![common::hour_ceil(since), common::hour_ceil(until)],
+                |r| {
+                    Ok(common::hour_count(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn ban_hours(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT created / 3600000000 AS h, COUNT(*) FROM decisions
+                 WHERE created >= ?1 AND created < ?2 GROUP BY h ORDER BY h",
+            )?
+            .query_map(params![since.0, until.0], |r| {
+                Ok(common::hour_count(r.get(0)?, String::new(), r.get(1)?, 0))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn top_offenders(
+        &mut self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IpHistory>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT ip, first_seen, last_seen, failures, times_banned FROM ip_history
+                 INDEXED BY ip_history_failures
+                 WHERE last_seen >= ?1 ORDER BY failures DESC LIMIT ?2",
+            )?
+            .query_map(params![since.0, i64::from(limit)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(ip, a, b, c, d)| common::history_row(&ip, a, b, c, d))
+            .collect()
+    }
+
+    fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM decisions
+                 WHERE status = 'active' AND (expires IS NULL OR expires > ?1)",
+            )?
+            .query_row([now.0], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn decision(&mut self, id: i64) -> Result<Option<StoredDecision>, StoreError> {
+        let raw = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DECISION_COLS} FROM decisions WHERE id = ?1"
+            ))?
+            .query_row([id], raw_decision)
+            .optional()?;
+        raw.map(RawDecision::decode).transpose()
+    }
+
+    fn ip_activity(&mut self, ip: IpAddr, since: Timestamp) -> Result<IpActivity, StoreError> {
+        let ip = common::ip_text(ip);
+        let jails = self
+            .conn
+            .prepare_cached(
+                "SELECT jail, COUNT(*) AS n FROM events WHERE ip = ?1
+                 GROUP BY jail ORDER BY n DESC, jail",
+            )?
+            .query_map([&ip], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .map(|r| r.map(|(j, n)| (j, n.max(0) as u64)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hours = self
+            .conn
+            .prepare_cached(
+                "SELECT time / 3600000000 AS h, COUNT(*) FROM events
+                 WHERE ip = ?1 AND time >= ?2 GROUP BY h ORDER BY h",
+            )?
+            .query_map(params![&ip, since.0], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .map(|r| r.map(|(h, n)| (common::hour_start(h), n.max(0) as u64)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IpActivity { jails, hours })
+    }
+
+    fn allowlist(&mut self) -> Result<Vec<AllowEntry>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached("SELECT id, net, comment, created FROM allowlist ORDER BY id")?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, net, comment, created)| common::allow_entry(id, &net, comment, created))
+            .collect()
+    }
+
+    fn allowlist_add(
+        &mut self,
+        net: &IpNet,
+        comment: &str,
+        now: Timestamp,
+    ) -> Result<AllowEntry, StoreError> {
+        let net = canonical_net(net);
+        let (id, created): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO allowlist (net, comment, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (net) DO UPDATE SET comment = excluded.comment
+                 RETURNING id, created",
+            )?
+            .query_row(params![net.to_string(), clean(comment), now.0], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok(AllowEntry {
+            id,
+            net,
+            comment: clean(comment).into_owned(),
+            created: Timestamp(created),
+        })
+    }
+
+    fn allowlist_remove(&mut self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM allowlist WHERE id = ?1")?
+            .execute([id])?
+            > 0)
+    }
+
+    fn user_count(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM users")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, password_hash, created, last_login FROM users WHERE name = ?1",
+            )?
+            .query_row([name], |r| {
+                Ok(UserRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    password_hash: r.get(2)?,
+                    created: Timestamp(r.get(3)?),
+                    last_login: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+                })
+            })
+            .optional()?)
+    }
+
+    fn user_set(
+        &mut self,
+        name: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+            )?
+            .execute(params![clean(name), password_hash, now.0])?;
+        Ok(())
+    }
+
+    fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE users SET last_login = ?2 WHERE name = ?1")?
+            .execute(params![name, now.0])?;
+        Ok(())
+    }
+
+    fn token_add(
+        &mut self,
+        name: &str,
+        scope: &str,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "INSERT INTO api_tokens (name, scope, token_hash, created)
+                 VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            )?
+            .query_row(params![clean(name), scope, token_hash, now.0], |r| r.get(0))?)
+    }
+
+    fn token_by_hash(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, scope, token_hash, created FROM api_tokens
+                 WHERE token_hash = ?1",
+            )?
+            .query_row([token_hash], sqlite_token)
+            .optional()?)
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, scope, token_hash, created FROM api_tokens ORDER BY id",
+            )?
+            .query_map([], sqlite_token)?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn token_remove(&mut self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM api_tokens WHERE id = ?1")?
+            .execute([id])?
+            > 0)
+    }
+    // --- end server queries ---
+
+    // --- report queries ---
+    fn period_summary(
+        &mut self,
+        since: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<crate::PeriodSummary, StoreError> {
+        let (a, b, n) = (since.0, until.0, i64::from(limit));
+        let mut out = crate::PeriodSummary::default();
+        let (events, failures): (i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(failure), 0) FROM events WHERE time >= ?1 AND time < ?2",
+            params![a, b],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        out.events = events.max(0) as u64;
+        out.failures = failures.max(0) as u64;
+        out.events_per_jail = self
+            .conn
+            .prepare_cached(
+                "SELECT jail, COUNT(*) AS n FROM events WHERE time >= ?1 AND time < ?2
+                 GROUP BY jail ORDER BY n DESC, jail",
+            )?
+            .query_map(params![a, b], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let top = self
+            .conn
+            .prepare_cached(
+                "SELECT ip, COUNT(*) AS n FROM events WHERE time >= ?1 AND time < ?2
+                 GROUP BY ip ORDER BY n DESC, ip LIMIT ?3",
+            )?
+            .query_map(params![a, b, n], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (ip, c) in top {
+            let ip = ip
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("events.ip {ip:?}")))?;
+            out.top_ips.push((ip, c));
+        }
+        let total: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM decisions WHERE created >= ?1 AND created < ?2",
+            params![a, b],
+            |r| r.get(0),
+        )?;
+        out.decisions_total = total.max(0) as u64;
+        out.decisions = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DECISION_COLS} FROM decisions WHERE created >= ?1 AND created < ?2
+                 ORDER BY created DESC, id DESC LIMIT ?3"
+            ))?
+            .query_map(params![a, b, n], raw_decision)?
+            .map(|r| r?.decode())
+            .collect::<Result<Vec<_>, _>>()?;
+        let rep = self
+            .conn
+            .prepare_cached(
+                "SELECT target,
+                        SUM(CASE WHEN created >= ?1 THEN 1 ELSE 0 END) AS inside,
+                        COUNT(*) AS total
+                 FROM decisions
+                 WHERE created < ?2 AND target IN
+                       (SELECT target FROM decisions WHERE created >= ?1 AND created < ?2)
+                 GROUP BY target HAVING COUNT(*) > 1
+                 ORDER BY total DESC, target LIMIT ?3",
+            )?
+            .query_map(params![a, b, n], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (t, inside, total) in rep {
+            let net = t
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("decisions.target {t:?}")))?;
+            out.repeat_offenders
+                .push((net, inside.max(0) as u64, total.max(0) as u64));
+        }
+        Ok(out)
+    }
+    // --- end report queries ---
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ use std::sync::Arc;
 /// 2025-03-03T10:00:00Z, the start of an hour.
 const T0: i64 = 1_740_996_000 * Timestamp::MICROS;
 
+/// Schema version of this binary (both backends share the numbering).
+const SCHEMA: i64 = palisade_store::sqlite::SCHEMA_VERSION;
+
 /// `min` minutes after [`T0`].
 fn at(min: i64) -> Timestamp {
     Timestamp(T0 + min * 60 * Timestamp::MICROS)
@@ -142,7 +145,7 @@ fn all_events(s: &mut dyn Store, q: EventQuery, page: u32) -> Vec<StoredEvent> {
 /// The story. Every backend must tell it identically.
 fn story(b: &Backend) {
     let mut s = open(&b.url);
-    assert_eq!(s.schema_version().unwrap(), 1);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA);
 
     // --- Events, across three batches and two jails. -------------------------------------
     let mut batch1: Vec<Event> = (0..8).map(|m| ssh_event(A, m, true)).collect();
@@ -494,8 +497,8 @@ fn story(b: &Backend) {
     // --- Reopen: everything persisted; migrations are a no-op the second time. -------------
     drop(s);
     let mut s = open(&b.url);
-    assert_eq!(s.schema_version().unwrap(), 1);
-    assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), 1);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA);
+    assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), SCHEMA);
     assert_eq!(all_events(&mut *s, EventQuery::default(), 7).len(), 16);
     assert_eq!(
         s.decisions(&DecisionQuery::default())
@@ -521,18 +524,22 @@ fn story(b: &Backend) {
     );
     drop(s);
     drop(open(&b.url));
-    assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), 1);
+    assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), SCHEMA);
 
     // --- A database from a newer binary is refused, untouched. ----------------------------
-    (b.exec)("UPDATE schema_version SET version = 999");
+    (b.exec)("UPDATE schema_version SET version = 999 WHERE version = (SELECT MAX(version) FROM schema_version)");
     match palisade_store::open(&b.url) {
-        Err(StoreError::TooNew { found, supported }) => assert_eq!((found, supported), (999, 1)),
+        Err(StoreError::TooNew { found, supported }) => {
+            assert_eq!((found, supported), (999, SCHEMA))
+        }
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("opened a database newer than the binary"),
     }
     assert_eq!((b.scalar)("SELECT COUNT(*) FROM events"), 17);
-    (b.exec)("UPDATE schema_version SET version = 1");
-    assert_eq!(open(&b.url).schema_version().unwrap(), 1);
+    (b.exec)(&format!(
+        "UPDATE schema_version SET version = {SCHEMA} WHERE version = 999"
+    ));
+    assert_eq!(open(&b.url).schema_version().unwrap(), SCHEMA);
 }
 
 fn ids_of(events: &[StoredEvent]) -> Vec<i64> {
@@ -587,7 +594,7 @@ fn sqlite_url_forms_and_shared_file() {
 
     let mut mem = open("sqlite::memory:");
     assert_eq!(mem.backend(), "sqlite");
-    assert_eq!(mem.schema_version().unwrap(), 1);
+    assert_eq!(mem.schema_version().unwrap(), SCHEMA);
     assert!(mem.events(&EventQuery::default()).unwrap().is_empty());
 }
 

@@ -16,6 +16,12 @@ use std::sync::Arc;
 
 mod firewall;
 
+mod f2b_cmd;
+
+mod report_cmd;
+
+mod server_cmd;
+
 const DEFAULT_CONFIG: &str = "/etc/palisade/palisade.toml";
 
 #[derive(Parser)]
@@ -70,6 +76,17 @@ enum Cmd {
         /// Longest line kept, in bytes.
         #[arg(long, default_value_t = 16384)]
         max_line: usize,
+        /// A fail2ban filter file instead of a built-in filter (hosts reported verbatim).
+        #[arg(long, value_name = "F")]
+        filter_file: Option<PathBuf>,
+        /// fail2ban filter option (`mode=aggressive`, `logtype=journal`…); repeatable.
+        #[arg(long, value_name = "KEY=VALUE", requires = "filter_file")]
+        filter_option: Vec<String>,
+    },
+    /// Import another tool's configuration as a Palisade configuration.
+    Import {
+        #[command(subcommand)]
+        cmd: ImportCmd,
     },
     /// Replay a log through the whole detection on event time; print the decisions.
     Replay {
@@ -93,6 +110,28 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DecisionsCmd,
     },
+    /// Analyse web access logs: suspicious clients, threat level, addresses to block.
+    Analyze(report_cmd::AnalyzeArgs),
+    /// Record a ban decided by fail2ban (for fail2ban's `actionban`).
+    Record(report_cmd::RecordArgs),
+    /// Digest of a period from the store (bans, jails, top addresses), optionally e-mailed.
+    Report(report_cmd::ReportArgs),
+    /// Dashboard accounts (`user add NAME`).
+    User {
+        /// Configuration file (store).
+        #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: server_cmd::UserCmd,
+    },
+    /// API tokens (`token add --scope read|admin`, `token list`, `token delete ID`).
+    Token {
+        /// Configuration file (store).
+        #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: server_cmd::TokenCmd,
+    },
     /// Show the running daemon's state.
     Status {
         /// Configuration file (control socket).
@@ -112,6 +151,19 @@ enum Cmd {
         responder: Option<String>,
         #[command(subcommand)]
         cmd: firewall::FirewallCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// fail2ban jails (`jail.conf`, `jail.local`, `jail.d/`) → commented Palisade TOML.
+    Fail2ban {
+        /// fail2ban configuration folder.
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -198,7 +250,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             json,
             now,
             max_line,
-        } => check(&log, &filter, mode, json, now.as_deref(), max_line),
+            filter_file,
+            filter_option,
+        } => match filter_file {
+            Some(ff) => f2b_cmd::check(
+                &log,
+                &ff,
+                &filter_option,
+                json,
+                parse_now(now.as_deref())?,
+                max_line,
+            ),
+            None => check(&log, &filter, mode, json, now.as_deref(), max_line),
+        },
+        Cmd::Import {
+            cmd: ImportCmd::Fail2ban { dir, output },
+        } => f2b_cmd::import(&dir, output.as_deref()),
         Cmd::Replay {
             log,
             config,
@@ -207,6 +274,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => replay(&log, &config, json, now.as_deref()),
         Cmd::Decisions { config, cmd } => decisions(&config, cmd),
         Cmd::Status { config, json } => status(&config, json),
+        Cmd::User { config, cmd } => server_cmd::user(&load_config(&config)?, cmd),
+        Cmd::Token { config, cmd } => server_cmd::token(&load_config(&config)?, cmd),
+        Cmd::Analyze(a) => report_cmd::analyze(a),
+        Cmd::Record(a) => report_cmd::record(a),
+        Cmd::Report(a) => report_cmd::report(a),
         Cmd::Firewall {
             config,
             responder,
@@ -242,8 +314,16 @@ fn config_check(file: &Path) -> Result<ExitCode> {
         Ok(cfg) => {
             // Build what can be built without I/O side effects, to catch the rest.
             let tz = palisade_pipeline::time_zone(&cfg)?;
+            let mut broken = 0;
             for j in cfg.jails.iter().filter(|j| j.enabled) {
-                palisade_pipeline::build_filter(&cfg, j, &tz)?;
+                // A filter that cannot be built is an error here; `run` skips that jail.
+                if let Err(e) = palisade_pipeline::build_filter(&cfg, j, &tz) {
+                    eprintln!("{}: error: {e}", file.display());
+                    broken += 1;
+                }
+            }
+            if broken > 0 {
+                return Ok(ExitCode::from(1));
             }
             println!(
                 "{}: OK ({} jails, {} enabled)",
@@ -266,11 +346,18 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
         cfg.general.dry_run = true;
     }
     init_logging(&cfg.general.log_level);
+    // Watchers of the daemon: the dashboard's live feed, notifications, AbuseIPDB.
+    let feed = palisade_server::FeedHub::new();
+    let mut observers = Vec::new();
+    observers.extend(server_cmd::observer(&cfg, &feed));
+    observers.extend(
+        palisade_report::build_observers(&cfg).context("start-up failed; nothing was started")?,
+    );
     let opts = DaemonOptions {
         from_start,
         follow: !once,
         clock: Arc::new(SystemClock),
-        observer: None,
+        observer: palisade_pipeline::Fanout::combine(observers),
     };
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -278,12 +365,37 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
         signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
-    let mut daemon = Daemon::start(cfg, opts).context("start-up failed; nothing was started")?;
+    let mut daemon =
+        Daemon::start(cfg.clone(), opts).context("start-up failed; nothing was started")?;
+    let server = match server_cmd::start_server(&cfg, &daemon, feed) {
+        Ok(s) => s,
+        Err(e) => {
+            daemon.shutdown();
+            return Err(e.context("start-up failed; nothing was started"));
+        }
+    };
+    if let Some(s) = &server {
+        tracing::info!(url = %s.url(), "dashboard and API listening");
+    }
+    let stop_digest = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let digest = (!once)
+        .then(|| palisade_report::digest::spawn_daily(&cfg, stop_digest.clone()))
+        .flatten();
     tracing::info!(config = %config.display(), "palisade running");
+    let stop_all = |daemon: Daemon, server: Option<palisade_server::ServerHandle>| {
+        if let Some(s) = server {
+            s.shutdown();
+        }
+        stop_digest.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = digest {
+            let _ = t.join();
+        }
+        daemon.shutdown();
+    };
     if once {
         daemon.wait_sources();
         let errors = daemon.source_errors();
-        daemon.shutdown();
+        stop_all(daemon, server);
         if !errors.is_empty() {
             bail!("source errors: {}", errors.join("; "));
         }
@@ -308,7 +420,7 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
         }
     }
     tracing::info!("stopping");
-    daemon.shutdown();
+    stop_all(daemon, server);
     Ok(ExitCode::SUCCESS)
 }
 

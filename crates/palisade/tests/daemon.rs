@@ -373,3 +373,114 @@ fn dry_run_records_but_never_enforces() {
     assert!(!env.p("banned-203.0.113.50").exists());
     env.stop(child);
 }
+
+/// A plain HTTP/1.1 request to the daemon's API (no client library needed for a test).
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (code, body.to_owned())
+}
+
+#[test]
+fn run_serves_the_api_and_enforces_its_allowlist() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    // `extra` lands inside the jail table; [server] goes first instead.
+    let cfg = env.config(3, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{server}{text}")).unwrap();
+
+    let o = env.cli(&[
+        "token",
+        "add",
+        "--scope",
+        "admin",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(token.starts_with("pal_"), "{token}");
+
+    let child = env.start(&cfg);
+    wait_for(
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        20,
+        "the API port",
+    );
+    let (code, body) = http(port, "GET", "/api/v1/jails", &token, "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("sshd"), "{body}");
+    let (code, _) = http(port, "GET", "/api/v1/jails", "pal_wrong", "");
+    assert_eq!(code, 401);
+
+    // 198.51.100.4 is banned; a dashboard allowlist entry lifts the ban and keeps it from
+    // being banned again, also across a reload.
+    let lines: Vec<String> = (0..3).map(|_| failed("198.51.100.4", "root")).collect();
+    env.append(&lines);
+    let banned = env.p("banned-198.51.100.4");
+    wait_for(|| banned.exists(), 10, "ban of 198.51.100.4");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/allowlist",
+        &token,
+        r#"{"net":"198.51.100.0/28","comment":"office"}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["daemon_updated"], true, "{body}");
+    wait_for(|| !banned.exists(), 5, "ban lifted by the allowlist entry");
+    env.append(&lines);
+    unsafe_kill(child.id() as i32, 1); // reload keeps the dashboard's entries
+    std::thread::sleep(Duration::from_millis(800));
+    env.append(&lines);
+    // An address outside the entry is still banned (the daemon did read those lines).
+    env.append(
+        &(0..3)
+            .map(|_| failed("198.51.100.40", "root"))
+            .collect::<Vec<_>>(),
+    );
+    wait_for(
+        || env.p("banned-198.51.100.40").exists(),
+        10,
+        "ban of 198.51.100.40",
+    );
+    assert!(!banned.exists(), "an allowlisted address was banned again");
+
+    // Removing the entry: the address can be banned again.
+    let id = v["items"][0]["id"].as_i64().unwrap();
+    let (code, body) = http(
+        port,
+        "DELETE",
+        &format!("/api/v1/allowlist/{id}"),
+        &token,
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    env.append(&lines);
+    wait_for(|| banned.exists(), 10, "ban after the entry was removed");
+    env.stop(child);
+}

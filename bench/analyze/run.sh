@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Benchmark of `palisade analyze` against GoAccess on the generated 1M-line nginx log, plus
+# the 10M-line memory check. Writes bench/analyze/RESULTS.md.
+#
+#   bench/analyze/run.sh    # uses $PALISADE, else $CARGO_TARGET_DIR/release/palisade (built if absent)
+#
+# Needs: /usr/bin/time (Debian package `time`), goaccess (`apt-get install -y goaccess`),
+# python3 (the workload generator and scorer from /work/shared/bench).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+kit="${BENCH_KIT:-/work/shared/bench}"
+data="${BENCH_DATA:-/tmp/bd}"
+log="$data/nginx_access.log"
+out="$(mktemp -d /tmp/palisade-analyze-bench.XXXXXX)"
+trap 'rm -rf "$out"' EXIT
+
+PALISADE="${PALISADE:-${CARGO_TARGET_DIR:-$root/target}/release/palisade}"
+if [[ ! -x "$PALISADE" ]]; then
+  (cd "$root" && cargo build --release -p palisade)
+fi
+
+mkdir -p "$data"
+if [[ ! -s "$log" || ! -s "$log.truth.tsv.gz" ]]; then
+  echo "generating $log" >&2
+  /usr/bin/python3 "$kit/gen_nginx.py" --lines 1000000 --out "$log" > /dev/null
+fi
+lines=$(wc -l < "$log")
+
+# measure NAME CMD...: runs CMD under /usr/bin/time -v, prints "wall_s cpu_s rss_mb".
+measure() {
+  local name="$1"; shift
+  /usr/bin/time -v -o "$out/$name.time" "$@" > "$out/$name.out" 2> "$out/$name.err" || {
+    echo "$name failed:" >&2; cat "$out/$name.err" >&2; return 1; }
+  awk -F': ' '
+    /Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = (n == 3) ? p[1]*3600 + p[2]*60 + p[3] : p[1]*60 + p[2] }
+    /User time/ { u = $2 } /System time/ { s = $2 } /Maximum resident/ { r = $2 / 1024 }
+    END { printf "%.2f %.2f %.1f\n", w, u + s, r }' "$out/$name.time"
+}
+
+echo "palisade analyze (1M lines)…" >&2
+read -r p_wall p_cpu p_rss < <(measure palisade "$PALISADE" analyze "$log" --format json --top 0 \
+  --flagged-lines "$out/flagged.tsv")
+echo "goaccess (1M lines)…" >&2
+read -r g_wall g_cpu g_rss < <(measure goaccess goaccess "$log" --log-format=COMBINED -o "$out/goaccess.json")
+
+/usr/bin/python3 "$kit/analyze_detect.py" "$log.truth.tsv.gz" "$out/flagged.tsv" --label palisade \
+  --json "$out/score.json" > "$out/score.txt"
+read -r proposed benign_proposed scanners < <(/usr/bin/python3 - "$out/palisade.out" "$log.truth.tsv.gz" <<'PY'
+import json, gzip, sys
+a = json.load(open(sys.argv[1]))
+with gzip.open(sys.argv[2], "rt") as fh:
+    next(fh)
+    scanners = {l.rstrip("\n").split("\t")[2] for l in fh}
+p = set(a["proposed"])
+print(len(p), len(p - scanners), len(scanners))
+PY
+)
+read -r hostile flagged_hostile wrong_ip fp < <(/usr/bin/python3 - "$out/score.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+h = sum(r["lines"] for r in s["rows"]); f = sum(r["flagged"] for r in s["rows"]); w = sum(r["wrong_ip"] for r in s["rows"])
+print(h, f, w, s["false_positive_lines"])
+PY
+)
+
+echo "palisade analyze (10M lines, the 1M log 10 times through a pipe)…" >&2
+read -r t_wall t_cpu t_rss < <(measure palisade10m sh -c \
+  "for i in 1 2 3 4 5 6 7 8 9 10; do cat '$log'; done | '$PALISADE' analyze - --format json --top 0")
+
+rate() { awk -v l="$1" -v s="$2" 'BEGIN { printf "%d", (s > 0) ? l / s : 0 }'; }
+cat > "$here/RESULTS.md" <<MD
+# \`palisade analyze\` benchmark
+
+Run by \`bench/analyze/run.sh\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -m); other jobs may share the machine,
+so CPU seconds are the steadier figure). Workload: \`gen_nginx.py --lines 1000000\` (seed 20240602),
+$lines lines, scored against the generator's truth with \`analyze_detect.py\`.
+
+| tool | lines | wall s | CPU s | lines/s (wall) | lines/s (CPU) | peak RSS MB |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| palisade analyze | $lines | $p_wall | $p_cpu | $(rate "$lines" "$p_wall") | $(rate "$lines" "$p_cpu") | $p_rss |
+| GoAccess $(goaccess --version 2>/dev/null | head -1 | grep -o '[0-9][0-9.]*[0-9]' | head -1) (\`--log-format=COMBINED -o json\`) | $lines | $g_wall | $g_cpu | $(rate "$lines" "$g_wall") | $(rate "$lines" "$g_cpu") | $g_rss |
+| palisade analyze, 10× the log via stdin (CPU includes \`cat\`) | $((lines * 10)) | $t_wall | $t_cpu | $(rate $((lines * 10)) "$t_wall") | $(rate $((lines * 10)) "$t_cpu") | $t_rss |
+
+Detection (palisade; GoAccess reports traffic and does not classify clients):
+
+- hostile lines flagged with the right address: $flagged_hostile of $hostile ($(awk -v a="$flagged_hostile" -v b="$hostile" 'BEGIN{printf "%.2f", 100*a/b}') %), wrong address: $wrong_ip
+- benign lines flagged: $fp
+- addresses proposed for blocking (≥ 100 suspicious hits): $proposed, of which not scanners: $benign_proposed (scanner addresses in the truth: $scanners)
+
+Per kind:
+
+\`\`\`
+$(cat "$out/score.txt")
+\`\`\`
+MD
+cat "$here/RESULTS.md"

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Palisade with fail2ban's own sshd filter vs fail2ban itself, on the generated 1M-line sshd
+# log: `palisade check --filter-file`, `palisade replay` (maxretry 5, findtime 10m, bantime
+# 10m, per address) and fail2ban's server path (../shared/bench/f2b_replay.py); fail2ban-regex
+# too with FAIL2BAN_REGEX=1. Prints lines/s, peak RSS, failures/bans/banned addresses, ratio.
+#
+#   bash bench/fail2ban/run.sh [LOG]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+shared="$root/../shared/bench"
+export TZ=UTC
+target="${CARGO_TARGET_DIR:-$root/target}"
+log="${1:-$target/bench-data/sshd_auth.log}"
+if [ ! -s "$log" ]; then
+  mkdir -p "$(dirname "$log")"
+  /usr/bin/python3 "$shared/gen_sshd.py" --out "$log" >/dev/null
+fi
+cargo build --release -q -p palisade
+bin="$target/release/palisade"
+filter=/etc/fail2ban/filter.d/sshd.conf
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+lines=$(wc -l <"$log")
+
+rss() { awk -F': ' '/Maximum resident/ {print $2}' "$1"; }
+secs() { awk -F': ' '/Elapsed \(wall/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$1"; }
+
+echo "log: $log ($lines lines)"
+
+/usr/bin/time -v "$bin" check "$log" --filter-file "$filter" --now "$now" \
+  >"$work/check.out" 2>"$work/check.time"
+chk_secs=$(secs "$work/check.time")
+chk_matched=$(grep -o '[0-9]* matched' "$work/check.out" | cut -d' ' -f1)
+printf 'palisade check --filter-file: %s matched, %.2f s, %.0f lines/s, peak RSS %s KB\n' \
+  "$chk_matched" "$chk_secs" "$(echo "$lines / $chk_secs" | bc -l)" "$(rss "$work/check.time")"
+
+cat >"$work/replay.toml" <<TOML
+[general]
+state_dir = "$work"
+socket = "$work/palisade.sock"
+timezone = "UTC"
+[store]
+url = "sqlite:$work/palisade.db"
+[defaults]
+max_retry = 5
+find_time = "10m"
+ban_time = "10m"
+ipv6_prefix = 128
+responders = ["log"]
+[escalation]
+enabled = false
+[recidive]
+enabled = false
+[allowlist]
+addresses = []
+[[jail]]
+name = "sshd"
+filter_file = "$filter"
+stdin = true
+TOML
+/usr/bin/time -v "$bin" replay "$log" --config "$work/replay.toml" --json --now "$now" \
+  >"$work/replay.json" 2>"$work/replay.err"
+rp_summary=$(grep '^Lines:' "$work/replay.err")
+rp_secs=$(secs "$work/replay.err")
+printf 'palisade replay:  %s\n                  %.2f s wall, %.0f lines/s, peak RSS %s KB\n' \
+  "$rp_summary" "$rp_secs" "$(echo "$lines / $rp_secs" | bc -l)" "$(rss "$work/replay.err")"
+
+/usr/bin/time -v /usr/bin/python3 "$shared/f2b_replay.py" "$log" sshd \
+  --maxretry 5 --findtime 600 --bantime 600 >"$work/f2b.json" 2>"$work/f2b.time"
+f2b_secs=$(secs "$work/f2b.time")
+echo "fail2ban (f2b_replay.py): $(cat "$work/f2b.json")"
+printf '                  peak RSS %s KB\n' "$(rss "$work/f2b.time")"
+printf 'ratio (fail2ban wall / palisade check wall): %.1fx; replay: %.1fx\n' \
+  "$(echo "$f2b_secs / $chk_secs" | bc -l)" "$(echo "$f2b_secs / $rp_secs" | bc -l)"
+
+if [ "${FAIL2BAN_REGEX:-0}" = 1 ] && command -v fail2ban-regex >/dev/null; then
+  /usr/bin/time -v fail2ban-regex "$log" "$filter" >"$work/f2br.out" 2>"$work/f2br.time" || true
+  printf 'fail2ban-regex: %s s, peak RSS %s KB, %s\n' "$(secs "$work/f2br.time")" \
+    "$(rss "$work/f2br.time")" "$(grep -m1 'Lines:' "$work/f2br.out" || true)"
+fi

@@ -1,0 +1,51 @@
+//! Palisade's reporting side: offline access-log analysis (`palisade analyze`), the fail2ban
+//! bridge (`palisade record`), notifications on decisions, the periodic digest
+//! (`palisade report`) and the AbuseIPDB reporter.
+//!
+//! Everything that runs inside the daemon (notifier, AbuseIPDB reporter) is a
+//! [`palisade_pipeline::Observer`] that only queues work for its own background thread, so the
+//! engine is never blocked by a slow mail server or web hook.
+
+#![warn(missing_docs)]
+
+pub mod abuseipdb;
+pub mod analyze;
+pub mod digest;
+pub mod fail2ban;
+pub mod geo;
+pub mod mail;
+pub mod notify;
+pub mod render;
+pub mod secret;
+pub mod svg;
+
+pub use notify::build_notifier;
+
+use palisade_pipeline::{Fanout, Observer};
+use std::sync::Arc;
+
+/// Problems building the daemon-side reporting observers.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserverError {
+    /// `[notify]`.
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
+    /// `[abuseipdb]`.
+    #[error(transparent)]
+    AbuseIpDb(#[from] abuseipdb::AbuseError),
+}
+
+/// Everything this crate runs inside the daemon, as one observer: the notifier (`[notify]`)
+/// and the AbuseIPDB reporter (`[abuseipdb]`). `None` when neither is configured.
+pub fn build_observers(
+    cfg: &palisade_config::Config,
+) -> Result<Option<Arc<dyn Observer>>, ObserverError> {
+    let mut v: Vec<Arc<dyn Observer>> = Vec::new();
+    if let Some(n) = build_notifier(cfg)? {
+        v.push(n);
+    }
+    if let Some(a) = abuseipdb::build_reporter(cfg)? {
+        v.push(a);
+    }
+    Ok(Fanout::combine(v))
+}

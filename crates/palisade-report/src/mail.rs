@@ -1,0 +1,129 @@
+//! SMTP delivery (lettre) shared by the notifier and the digest: STARTTLS, implicit TLS or
+//! plain (for a local relay), optional authentication, multipart text + HTML.
+
+use crate::secret::Secret;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use palisade_config::{Config, EmailSection};
+use std::time::Duration;
+
+/// Problems sending mail.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The configuration is unusable.
+    #[error("[notify.email]: {0}")]
+    Config(String),
+    /// Building or sending failed.
+    #[error("sending mail: {0}")]
+    Send(String),
+}
+
+/// A configured SMTP sender.
+pub struct Mailer {
+    transport: SmtpTransport,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    prefix: String,
+    secret: Option<Secret>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Builds from `[notify.email]`; `cfg` resolves `password_file`.
+    pub fn new(e: &EmailSection, cfg: &Config) -> Result<Self, MailError> {
+        let bad = |m: String| MailError::Config(m);
+        let port = e.smtp_port.unwrap_or(match e.tls.as_str() {
+            "tls" => 465,
+            "none" => 25,
+            _ => 587,
+        });
+        let mut b = match e.tls.as_str() {
+            "tls" => SmtpTransport::relay(&e.smtp_host).map_err(|x| bad(x.to_string()))?,
+            "none" => SmtpTransport::builder_dangerous(&e.smtp_host),
+            _ => SmtpTransport::starttls_relay(&e.smtp_host).map_err(|x| bad(x.to_string()))?,
+        };
+        b = b
+            .port(port)
+            .timeout(Some(e.timeout.0.max(Duration::from_secs(1))));
+        let secret = Secret::from_config(
+            e.password.as_ref(),
+            e.password_file
+                .as_deref()
+                .map(|p| cfg.resolve(p))
+                .as_deref(),
+        )
+        .map_err(|x| bad(format!("reading password_file: {x}")))?;
+        if let Some(user) = &e.username {
+            let pw = secret.clone().unwrap_or_default();
+            b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+        }
+        let from: Mailbox = e
+            .from
+            .parse()
+            .map_err(|x| bad(format!("from {:?}: {x}", e.from)))?;
+        let to =
+            e.to.iter()
+                .map(|t| t.parse().map_err(|x| bad(format!("to {t:?}: {x}"))))
+                .collect::<Result<Vec<Mailbox>, _>>()?;
+        Ok(Mailer {
+            transport: b.build(),
+            from,
+            to,
+            prefix: e.subject_prefix.clone(),
+            secret,
+        })
+    }
+
+    /// Sends one message: text only, or text and HTML alternatives.
+    pub fn send(&self, subject: &str, text: &str, html: Option<&str>) -> Result<(), MailError> {
+        let subject = format!("{} {}", self.prefix, one_line(subject))
+            .trim()
+            .to_string();
+        let mut b = Message::builder().from(self.from.clone()).subject(subject);
+        for t in &self.to {
+            b = b.to(t.clone());
+        }
+        let msg = match html {
+            Some(h) => b.multipart(MultiPart::alternative_plain_html(
+                text.to_string(),
+                h.to_string(),
+            )),
+            None => b.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.to_string()),
+            ),
+        }
+        .map_err(|e| MailError::Send(e.to_string()))?;
+        self.transport.send(&msg).map_err(|e| {
+            let m = e.to_string();
+            MailError::Send(match &self.secret {
+                Some(s) => s.scrub(&m),
+                None => m,
+            })
+        })?;
+        Ok(())
+    }
+}
+
+/// Control characters (header injection) removed, cut to 200 characters.
+pub fn one_line(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// This host's name, for subjects and message bodies.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| one_line(s.trim()))
+        .unwrap_or_else(|_| "localhost".into())
+}

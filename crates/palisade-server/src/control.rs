@@ -1,0 +1,148 @@
+//! The server's two links to the daemon: [`ControlApi`] (requests) and [`FeedHub`] (what
+//! happens, as it happens). Both are defined here so the server does not depend on the
+//! pipeline; the binary adapts the daemon to them.
+
+use ipnet::IpNet;
+use palisade_core::{Decision, Event};
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Why the daemon did not do what was asked.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    /// No daemon is reachable (stopping, not answering): HTTP 503.
+    #[error("daemon unavailable: {0}")]
+    Unavailable(String),
+    /// The daemon refused (allowlisted target, bad address…): HTTP 422.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Requests to the running daemon. Calls block (up to the daemon's answer timeout); the
+/// server makes them from blocking threads.
+pub trait ControlApi: Send + Sync {
+    /// Counters, jails and bans in force, as the daemon reports them (`palisade status
+    /// --json`): an object with `counters`, `jails`, `active_bans`, `bans`.
+    fn status(&self) -> Result<serde_json::Value, ControlError>;
+    /// Bans `target` (address or CIDR) for `duration_secs` (`None` = permanent); returns the
+    /// decision taken.
+    fn ban(
+        &self,
+        target: &str,
+        duration_secs: Option<u64>,
+        reason: &str,
+    ) -> Result<serde_json::Value, ControlError>;
+    /// Lifts the bans of `target`; returns `{"lifted": n}`.
+    fn unban(&self, target: &str) -> Result<serde_json::Value, ControlError>;
+    /// Replaces the allowlist entries that come from the database (the configuration's own
+    /// entries stay); bans in force that they cover are lifted by the daemon.
+    fn set_allowlist(&self, _db_entries: Vec<IpNet>) -> Result<(), ControlError> {
+        Err(ControlError::Unavailable(
+            "this daemon cannot take allowlist updates".into(),
+        ))
+    }
+}
+
+/// One thing that happened, as pushed on the live feed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeedItem {
+    /// An event was counted in a jail.
+    Event {
+        /// The jail.
+        jail: String,
+        /// Event time (RFC 3339).
+        time: String,
+        /// The address.
+        ip: String,
+        /// Filter that matched.
+        filter: String,
+        /// Rule inside the filter.
+        rule: String,
+        /// Whether it counts as a failure.
+        failure: bool,
+        /// User name, when logged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// A ban was decided.
+    Ban {
+        /// The decision.
+        decision: Decision,
+    },
+    /// A ban was lifted.
+    Unban {
+        /// The decision lifted.
+        decision: Decision,
+        /// Why (`expired`, `manual`, `allowlisted`, …).
+        reason: String,
+    },
+}
+
+impl FeedItem {
+    /// A feed item for an event counted in `jail`.
+    pub fn event(jail: &str, e: &Event) -> Self {
+        FeedItem::Event {
+            jail: jail.to_owned(),
+            time: e.time.to_string(),
+            ip: e.ip.to_string(),
+            filter: e.filter.to_string(),
+            rule: e.rule.to_string(),
+            failure: e.failure,
+            user: e.user.as_deref().map(str::to_owned),
+        }
+    }
+
+    /// SSE event name.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            FeedItem::Event { .. } => "event",
+            FeedItem::Ban { .. } => "ban",
+            FeedItem::Unban { .. } => "unban",
+        }
+    }
+}
+
+/// Fan-out of [`FeedItem`]s to live-feed subscribers. Cheap to clone; publishing never
+/// blocks: with no subscriber the item is dropped, and a subscriber that falls more than
+/// [`FeedHub::CAPACITY`] items behind skips ahead (and is told how many it missed).
+#[derive(Clone, Debug)]
+pub struct FeedHub {
+    tx: broadcast::Sender<Arc<FeedItem>>,
+}
+
+impl Default for FeedHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FeedHub {
+    /// Items buffered per subscriber.
+    pub const CAPACITY: usize = 1024;
+
+    /// A hub with no subscribers.
+    pub fn new() -> Self {
+        FeedHub {
+            tx: broadcast::channel(Self::CAPACITY).0,
+        }
+    }
+
+    /// Whether anyone listens (check before building an item on a hot path).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Publishes an item to every current subscriber; never blocks.
+    pub fn publish(&self, item: FeedItem) {
+        if self.has_subscribers() {
+            let _ = self.tx.send(Arc::new(item));
+        }
+    }
+
+    /// A new subscription.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
+        self.tx.subscribe()
+    }
+}

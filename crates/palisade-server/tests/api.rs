@@ -1,0 +1,919 @@
+//! The API in-process: a server on 127.0.0.1:0 over a temporary SQLite store, with a fake
+//! daemon that records what it is asked. A tiny blocking HTTP/1.1 client keeps the test free
+//! of extra dependencies.
+
+use ipnet::IpNet;
+use palisade_core::{Decision, Event, Origin, Timestamp};
+use palisade_server::{ControlApi, ControlError, FeedHub, FeedItem, LoginLimits, ServerConfig};
+use palisade_store::Store;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Records calls; refuses bans inside 10.0.0.0/8 like an allowlist would.
+#[derive(Default)]
+struct FakeDaemon {
+    calls: Mutex<Vec<String>>,
+    allow: Mutex<Vec<IpNet>>,
+}
+
+impl ControlApi for FakeDaemon {
+    fn status(&self) -> Result<Value, ControlError> {
+        self.calls.lock().unwrap().push("status".into());
+        Ok(json!({
+            "counters": {"lines": 1234, "events": 56, "events_dropped": 0, "decisions": 7,
+                         "responder_errors": 1, "store_errors": 0, "source_errors": 0},
+            "jails": [{"name": "sshd", "failures": 50, "detections": 7, "tracked": 3, "evicted": 0}],
+            "active_bans": 2,
+            "bans": []
+        }))
+    }
+    fn ban(&self, target: &str, secs: Option<u64>, reason: &str) -> Result<Value, ControlError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("ban {target} {secs:?} {reason}"));
+        if target.starts_with("10.") {
+            return Err(ControlError::Refused(format!(
+                "{target} is covered by the allowlist; not banned"
+            )));
+        }
+        Ok(json!({"target": target}))
+    }
+    fn unban(&self, target: &str) -> Result<Value, ControlError> {
+        self.calls.lock().unwrap().push(format!("unban {target}"));
+        Ok(json!({"lifted": 1}))
+    }
+    fn set_allowlist(&self, nets: Vec<IpNet>) -> Result<(), ControlError> {
+        *self.allow.lock().unwrap() = nets;
+        Ok(())
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+/// One request on a fresh connection.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    url: String,
+    server: Option<palisade_server::ServerHandle>,
+    addr: SocketAddr,
+    daemon: Arc<FakeDaemon>,
+    feed: FeedHub,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+fn ev(ip: &str, secs: i64, failure: bool) -> Event {
+    Event {
+        time: Timestamp::from_secs(secs),
+        ip: ip.parse().unwrap(),
+        filter: "sshd".into(),
+        rule: "failed_password".into(),
+        failure,
+        user: Some("root".into()),
+        fields: vec![("port".into(), "22".into())],
+        evidence: format!("Failed password for root from {ip} port 22 ssh2").into(),
+    }
+}
+
+fn env_with(limits: LoginLimits, seed: impl FnOnce(&mut dyn Store)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("p.db").display());
+    {
+        let mut s = palisade_store::open(&url).unwrap();
+        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
+        s.user_set("alice", &h, Timestamp::from_secs(1)).unwrap();
+        seed(s.as_mut());
+    }
+    let daemon = Arc::new(FakeDaemon::default());
+    let feed = FeedHub::new();
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        login_limits: limits,
+        ..ServerConfig::default()
+    };
+    let server = palisade_server::spawn(cfg, url.clone(), daemon.clone(), feed.clone()).unwrap();
+    let addr = server.local_addr();
+    Env {
+        _dir: dir,
+        url,
+        server: Some(server),
+        addr,
+        daemon,
+        feed,
+    }
+}
+
+fn env() -> Env {
+    env_with(LoginLimits::default(), |_| {})
+}
+
+/// Logs in; returns (cookie header value, csrf token).
+fn login(e: &Env) -> (String, String) {
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(&json!({"username": "alice", "password": PASSWORD}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let set = r.header("set-cookie").unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+fn token(e: &Env, scope: &str) -> String {
+    let (t, h) = palisade_server::auth::new_api_token();
+    let mut s = palisade_store::open(&e.url).unwrap();
+    s.token_add("test", scope, &h, Timestamp::from_secs(1))
+        .unwrap();
+    t
+}
+
+fn get(e: &Env, path: &str, auth: (&str, &str)) -> Resp {
+    request(e.addr, "GET", path, &[auth], None)
+}
+
+#[test]
+fn unauthenticated_visitors_get_401_and_the_login_page() {
+    let e = env();
+    for p in [
+        "/api/v1/events",
+        "/api/v1/decisions",
+        "/api/v1/stats",
+        "/api/v1/ips/192.0.2.1",
+        "/api/v1/allowlist",
+        "/api/v1/jails",
+        "/api/v1/feed",
+        "/api/v1/auth/me",
+        "/metrics",
+    ] {
+        let r = request(e.addr, "GET", p, &[], None);
+        assert_eq!(r.status, 401, "{p}");
+        assert_eq!(r.json()["error"], "unauthenticated", "{p}");
+    }
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Content-Type", "application/json")],
+        Some("{}"),
+    );
+    assert_eq!(r.status, 401);
+    // The dashboard (or its fallback page) is public: it shows the login form.
+    let r = request(e.addr, "GET", "/", &[], None);
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.header("content-security-policy").is_some());
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    let r = request(e.addr, "GET", "/decisions", &[], None);
+    assert_eq!(r.status, 200, "client-side routes get index.html");
+    let r = request(e.addr, "GET", "/api/v1/nope", &[], None);
+    assert_eq!(r.status, 404);
+    let r = request(e.addr, "GET", "/api/v1/health", &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["store"], true);
+    assert!(e.daemon.calls.lock().unwrap().is_empty());
+}
+
+#[test]
+fn login_sets_a_strict_http_only_cookie_and_csrf_guards_writes() {
+    let e = env();
+    let bad = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(&json!({"username": "alice", "password": "nope"}).to_string()),
+    );
+    assert_eq!(bad.status, 401);
+    assert!(bad.header("set-cookie").is_none());
+    let unknown = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(&json!({"username": "mallory", "password": PASSWORD}).to_string()),
+    );
+    assert_eq!(unknown.status, 401);
+    // A cross-site form cannot send JSON: form-encoded logins are refused.
+    let form = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("username=alice&password=x"),
+    );
+    assert_eq!(form.status, 400);
+
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(&json!({"username": "alice", "password": PASSWORD}).to_string()),
+    );
+    assert_eq!(r.status, 200);
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.starts_with("palisade_session="), "{set}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set} lacks {flag}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: no Secure flag");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
+
+    let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["user"], "alice");
+    assert_eq!(me.json()["csrf_token"], csrf.as_str());
+
+    let ban = json!({"target": "203.0.113.9", "duration": "1h"}).to_string();
+    let no_csrf = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
+        Some(&ban),
+    );
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.text());
+    let wrong = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/json"),
+            ("X-CSRF-Token", "forged"),
+        ],
+        Some(&ban),
+    );
+    assert_eq!(wrong.status, 403);
+    assert!(
+        e.daemon.calls.lock().unwrap().is_empty(),
+        "nothing reached the daemon"
+    );
+    let ok = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/json"),
+            ("X-CSRF-Token", &csrf),
+        ],
+        Some(&ban),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    assert_eq!(
+        e.daemon.calls.lock().unwrap().as_slice(),
+        ["ban 203.0.113.9/32 Some(3600) manual ban by alice"]
+    );
+
+    // Logout needs the CSRF token too, then the cookie is dead.
+    let out = request(
+        e.addr,
+        "POST",
+        "/api/v1/auth/logout",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        None,
+    );
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(get(&e, "/api/v1/auth/me", ("Cookie", &cookie)).status, 401);
+}
+
+#[test]
+fn tokens_have_scopes() {
+    let e = env();
+    let read = token(&e, "read");
+    let admin = token(&e, "admin");
+    let rb = format!("Bearer {read}");
+    let ab = format!("Bearer {admin}");
+    assert_eq!(
+        get(&e, "/api/v1/events", ("Authorization", &rb)).status,
+        200
+    );
+    assert_eq!(
+        get(&e, "/api/v1/auth/me", ("Authorization", &rb)).json()["scope"],
+        "read"
+    );
+    assert_eq!(
+        get(&e, "/api/v1/events", ("Authorization", "Bearer pal_bogus")).status,
+        401
+    );
+    assert_eq!(
+        get(&e, "/api/v1/events", ("Authorization", "Basic YTpi")).status,
+        401
+    );
+    let body = json!({"target": "198.51.100.7"}).to_string();
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Authorization", &rb), ("Content-Type", "application/json")],
+        Some(&body),
+    );
+    assert_eq!(r.status, 403, "a read token cannot write");
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Authorization", &ab), ("Content-Type", "application/json")],
+        Some(&body),
+    );
+    assert_eq!(
+        r.status,
+        201,
+        "an admin token needs no CSRF token: {}",
+        r.text()
+    );
+    // Refusals from the daemon map to 422.
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Authorization", &ab), ("Content-Type", "application/json")],
+        Some(&json!({"target": "10.1.2.3"}).to_string()),
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.json()["message"].as_str().unwrap().contains("allowlist"));
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions",
+        &[("Authorization", &ab), ("Content-Type", "application/json")],
+        Some(&json!({"target": "not-an-ip"}).to_string()),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn logins_are_rate_limited_per_user_and_per_address() {
+    let e = env_with(
+        LoginLimits {
+            per_ip: 5,
+            per_user: 3,
+            window: Duration::from_secs(60),
+        },
+        |_| {},
+    );
+    let attempt = |user: &str, pw: &str| {
+        request(
+            e.addr,
+            "POST",
+            "/api/v1/auth/login",
+            &[("Content-Type", "application/json")],
+            Some(&json!({"username": user, "password": pw}).to_string()),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("alice", "wrong").status, 401);
+    }
+    let r = attempt("alice", PASSWORD);
+    assert_eq!(r.status, 429, "even the right password waits out the limit");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
+    // Per address: two more failures (any user) reach the address limit.
+    assert_eq!(attempt("bob", "x").status, 401);
+    assert_eq!(attempt("carol", "x").status, 401);
+    assert_eq!(attempt("dave", "x").status, 429);
+}
+
+#[test]
+fn first_start_creates_an_admin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("p.db").display());
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let s = palisade_server::spawn(
+        cfg.clone(),
+        url.clone(),
+        Arc::new(FakeDaemon::default()),
+        FeedHub::new(),
+    )
+    .unwrap();
+    s.shutdown();
+    let mut st = palisade_store::open(&url).unwrap();
+    assert_eq!(st.user_count().unwrap(), 1);
+    let admin = st.user("admin").unwrap().unwrap();
+    assert!(admin.password_hash.starts_with("$argon2id$"));
+    assert!(
+        !format!("{admin:?}").contains("argon2"),
+        "Debug hides the hash"
+    );
+    drop(st);
+    let s = palisade_server::spawn(
+        cfg,
+        url.clone(),
+        Arc::new(FakeDaemon::default()),
+        FeedHub::new(),
+    )
+    .unwrap();
+    s.shutdown();
+    let mut st = palisade_store::open(&url).unwrap();
+    assert_eq!(
+        st.user("admin").unwrap().unwrap().password_hash,
+        admin.password_hash
+    );
+}
+
+fn seeded() -> Env {
+    env_with(LoginLimits::default(), |s| {
+        let now = palisade_core::SystemClock;
+        use palisade_core::Clock;
+        let t = now.now().secs();
+        let mut evs = Vec::new();
+        for i in 0..30 {
+            evs.push(ev("192.0.2.1", t - 3600 + i, true));
+        }
+        for i in 0..5 {
+            evs.push(ev("198.51.100.2", t - 7200 + i, i % 2 == 0));
+        }
+        s.record_events("sshd", &evs).unwrap();
+        s.record_events("nginx", &[ev("192.0.2.1", t - 60, true)])
+            .unwrap();
+        s.insert_decision(&Decision {
+            id: 0,
+            target: "192.0.2.1/32".parse().unwrap(),
+            jail: "sshd".into(),
+            origin: Origin::Jail,
+            reason: "5 failures in 10m".into(),
+            created: Timestamp::from_secs(t - 3000),
+            expires: Some(Timestamp::from_secs(t + 3600)),
+            simulated: false,
+            level: 0,
+        })
+        .unwrap();
+        s.insert_decision(&Decision {
+            id: 0,
+            target: "198.51.100.0/24".parse().unwrap(),
+            jail: "manual".into(),
+            origin: Origin::Manual,
+            reason: "old".into(),
+            created: Timestamp::from_secs(t - 90_000),
+            expires: Some(Timestamp::from_secs(t - 80_000)),
+            simulated: false,
+            level: 0,
+        })
+        .unwrap();
+    })
+}
+
+#[test]
+fn every_read_endpoint_answers() {
+    let e = seeded();
+    let (cookie, csrf) = login(&e);
+    let c = ("Cookie", cookie.as_str());
+
+    // Events: filters and cursor pagination.
+    let p1 = get(&e, "/api/v1/events?limit=20", c).json();
+    assert_eq!(p1["items"].as_array().unwrap().len(), 20);
+    let cur = p1["next_cursor"].as_i64().unwrap();
+    let p2 = get(&e, &format!("/api/v1/events?limit=20&cursor={cur}"), c).json();
+    assert_eq!(p2["items"].as_array().unwrap().len(), 16);
+    assert!(p2.get("next_cursor").is_none());
+    assert!(p2["items"][0]["id"].as_i64().unwrap() < cur);
+    let only = get(&e, "/api/v1/events?ip=198.51.100.2&jail=sshd", c).json();
+    assert_eq!(only["items"].as_array().unwrap().len(), 5);
+    assert_eq!(only["items"][0]["fields"]["port"], "22");
+    let nginx = get(&e, "/api/v1/events?jail=nginx", c).json();
+    assert_eq!(nginx["items"].as_array().unwrap().len(), 1);
+    let since = get(&e, "/api/v1/events?since=2999-01-01T00:00:00Z", c).json();
+    assert!(since["items"].as_array().unwrap().is_empty());
+    assert_eq!(get(&e, "/api/v1/events?since=yesterday", c).status, 400);
+    assert_eq!(get(&e, "/api/v1/events?ip=bad", c).status, 400);
+
+    // Decisions.
+    let act = get(&e, "/api/v1/decisions", c).json();
+    assert_eq!(act["items"].as_array().unwrap().len(), 1);
+    assert_eq!(act["items"][0]["target"], "192.0.2.1/32");
+    assert_eq!(act["items"][0]["in_force"], true);
+    let all = get(&e, "/api/v1/decisions?status=all", c).json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    let by_ip = get(&e, "/api/v1/decisions?status=all&ip=198.51.100.9", c).json();
+    assert_eq!(by_ip["items"][0]["target"], "198.51.100.0/24");
+    let by_origin = get(&e, "/api/v1/decisions?status=all&origin=manual", c).json();
+    assert_eq!(by_origin["items"].as_array().unwrap().len(), 1);
+    assert_eq!(get(&e, "/api/v1/decisions?status=maybe", c).status, 400);
+
+    // IP detail.
+    let d = get(&e, "/api/v1/ips/192.0.2.1", c).json();
+    assert_eq!(d["history"]["failures"], 31);
+    assert_eq!(d["history"]["times_banned"], 1);
+    assert_eq!(d["jails"][0], json!({"jail": "sshd", "events": 30}));
+    assert_eq!(d["jails"][1], json!({"jail": "nginx", "events": 1}));
+    let tl: u64 = d["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tl, 31);
+    assert_eq!(d["current_ban"]["target"], "192.0.2.1/32");
+    assert_eq!(d["recent_events"].as_array().unwrap().len(), 31);
+    let unseen = get(&e, "/api/v1/ips/2001:db8::1", c).json();
+    assert!(unseen.get("history").is_none() && unseen.get("current_ban").is_none());
+    assert_eq!(get(&e, "/api/v1/ips/nope", c).status, 400);
+
+    // Stats.
+    let s = get(&e, "/api/v1/stats", c).json();
+    assert_eq!(s["range"], "24h");
+    assert_eq!(s["events"].as_array().unwrap().len(), 24);
+    assert_eq!(s["totals"]["events"], 36);
+    assert_eq!(s["totals"]["failures"], 34);
+    assert_eq!(s["totals"]["bans"], 1);
+    assert_eq!(s["totals"]["active_bans"], 1);
+    assert_eq!(s["most_offending_ip"]["ip"], "192.0.2.1");
+    assert_eq!(s["top_ips"].as_array().unwrap().len(), 2);
+    assert_eq!(s["top_jails"][0]["jail"], "sshd");
+    let bans: u64 = s["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["bans"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bans, 1);
+    let m = get(&e, "/api/v1/stats?range=30d", c).json();
+    assert_eq!(
+        (m["bucket"].as_str(), m["events"].as_array().unwrap().len()),
+        (Some("day"), 30)
+    );
+    assert_eq!(m["totals"]["bans"], 2);
+    assert_eq!(
+        get(&e, "/api/v1/stats?range=7d", c).json()["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        168
+    );
+    assert_eq!(get(&e, "/api/v1/stats?range=1y", c).status, 400);
+
+    // Jails, meta, metrics (from the daemon's status).
+    let j = get(&e, "/api/v1/jails", c).json();
+    assert_eq!(j["jails"][0]["name"], "sshd");
+    assert_eq!(j["active_bans"], 2);
+    let meta = get(&e, "/api/v1/meta", c).json();
+    assert!(meta["version"].is_string());
+    let m = get(&e, "/metrics", c);
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let t = m.text();
+    for want in [
+        "palisade_up 1",
+        "palisade_lines_read_total 1234",
+        "palisade_events_total 56",
+        "palisade_decisions_total 7",
+        "palisade_responder_errors_total 1",
+        "palisade_jail_failures_total{jail=\"sshd\"} 50",
+        "palisade_api_store_seconds_count",
+        "# TYPE palisade_api_store_seconds histogram",
+    ] {
+        assert!(t.contains(want), "metrics lack {want:?}:\n{t}");
+    }
+    let _ = csrf;
+}
+
+#[test]
+fn writes_go_through_the_daemon_and_the_allowlist_is_stored() {
+    let e = seeded();
+    let (cookie, csrf) = login(&e);
+    let h = [
+        ("Cookie", cookie.as_str()),
+        ("Content-Type", "application/json"),
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
+    // Unban by decision id and by target.
+    let id = get(&e, "/api/v1/decisions", h[0]).json()["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = request(
+        e.addr,
+        "DELETE",
+        &format!("/api/v1/decisions/{id}"),
+        &h,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["lifted"], 1);
+    assert_eq!(
+        request(e.addr, "DELETE", "/api/v1/decisions/999999", &h, None).status,
+        404
+    );
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/decisions/unban",
+        &h,
+        Some(r#"{"target":"2001:db8::/64"}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        e.daemon.calls.lock().unwrap().as_slice(),
+        ["unban 192.0.2.1/32", "unban 2001:db8::/64"]
+    );
+
+    // Allowlist CRUD, pushed to the daemon.
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/allowlist",
+        &h,
+        Some(r#"{"net":"192.0.2.77","comment":"office"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = request(
+        e.addr,
+        "POST",
+        "/api/v1/allowlist",
+        &h,
+        Some(r#"{"net":"10.9.0.0/16"}"#),
+    );
+    let items = r.json()["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    assert_eq!(items[0]["net"], "192.0.2.77/32");
+    assert_eq!(items[0]["comment"], "office");
+    assert_eq!(r.json()["daemon_updated"], true);
+    assert_eq!(e.daemon.allow.lock().unwrap().len(), 2);
+    assert_eq!(
+        request(
+            e.addr,
+            "POST",
+            "/api/v1/allowlist",
+            &h,
+            Some(r#"{"net":"300.1.1.1"}"#)
+        )
+        .status,
+        400
+    );
+    let id = items[0]["id"].as_i64().unwrap();
+    let r = request(
+        e.addr,
+        "DELETE",
+        &format!("/api/v1/allowlist/{id}"),
+        &h,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        e.daemon.allow.lock().unwrap().as_slice(),
+        ["10.9.0.0/16".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(
+        request(
+            e.addr,
+            "DELETE",
+            &format!("/api/v1/allowlist/{id}"),
+            &h,
+            None
+        )
+        .status,
+        404
+    );
+    let l = get(&e, "/api/v1/allowlist", h[0]).json();
+    assert_eq!(l["items"][0]["net"], "10.9.0.0/16");
+
+    // Bodies are capped.
+    let big = format!(
+        "{{\"net\":\"1.2.3.4\",\"comment\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    assert_eq!(
+        request(e.addr, "POST", "/api/v1/allowlist", &h, Some(&big)).status,
+        413
+    );
+    let r = request(e.addr, "POST", "/api/v1/decisions", &h, Some("{not json"));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "bad_request");
+}
+
+#[test]
+fn live_feed_pushes_events_and_decisions() {
+    let e = seeded();
+    let (cookie, _) = login(&e);
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/feed HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    // Wait until the subscription exists, then publish.
+    for _ in 0..100 {
+        if e.feed.has_subscribers() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    e.feed.publish(FeedItem::event(
+        "sshd",
+        &ev("192.0.2.55", 1_700_000_000, true),
+    ));
+    e.feed.publish(FeedItem::Ban {
+        decision: Decision {
+            id: 9,
+            target: "192.0.2.55/32".parse().unwrap(),
+            jail: "sshd".into(),
+            origin: Origin::Jail,
+            reason: "r".into(),
+            created: Timestamp::from_secs(1_700_000_000),
+            expires: None,
+            simulated: false,
+            level: 0,
+        },
+    });
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        line.clear();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let l = line.trim();
+        if let Some(ev) = l.strip_prefix("event: ") {
+            got.push(ev.to_owned());
+        }
+        if let Some(d) = l.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(d).unwrap();
+            assert!(v["type"].is_string());
+            if v["type"] == "event" {
+                assert_eq!(v["ip"], "192.0.2.55");
+                assert_eq!(v["jail"], "sshd");
+            }
+        }
+    }
+    assert_eq!(got, ["event", "ban"]);
+}
+
+#[test]
+fn openapi_document_is_valid_and_complete() {
+    let e = env();
+    let r = request(e.addr, "GET", "/api/v1/openapi.json", &[], None);
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(doc["info"]["title"], "Palisade API");
+    let paths = doc["paths"].as_object().unwrap();
+    for (p, methods) in [
+        ("/api/v1/health", &["get"][..]),
+        ("/api/v1/auth/login", &["post"]),
+        ("/api/v1/auth/logout", &["post"]),
+        ("/api/v1/auth/me", &["get"]),
+        ("/api/v1/events", &["get"]),
+        ("/api/v1/decisions", &["get", "post"]),
+        ("/api/v1/decisions/{id}", &["delete"]),
+        ("/api/v1/decisions/unban", &["post"]),
+        ("/api/v1/ips/{ip}", &["get"]),
+        ("/api/v1/stats", &["get"]),
+        ("/api/v1/allowlist", &["get", "post"]),
+        ("/api/v1/allowlist/{id}", &["delete"]),
+        ("/api/v1/jails", &["get"]),
+        ("/api/v1/meta", &["get"]),
+        ("/api/v1/feed", &["get"]),
+        ("/api/v1/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for m in methods {
+            assert!(paths[p][m].is_object(), "{m} {p} missing");
+            assert!(
+                paths[p][m]["responses"].is_object(),
+                "{m} {p} has no responses"
+            );
+        }
+    }
+    // Every $ref points at a schema that exists.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        out.push(x.as_str().unwrap().to_owned());
+                    } else {
+                        refs(x, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 20);
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(schemas.contains_key(name), "dangling {r}");
+    }
+    let sec = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert!(sec.contains_key("session") && sec.contains_key("token"));
+}

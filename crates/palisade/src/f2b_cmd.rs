@@ -1,0 +1,216 @@
+//! fail2ban compatibility commands: `check --filter-file` (like `fail2ban-regex`) and
+//! `import fail2ban` (jail configuration → Palisade TOML).
+
+use anyhow::{Context, Result};
+use palisade_core::Timestamp;
+use palisade_fail2ban::date::TimeCx;
+use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions};
+use palisade_source::{LineMeta, SourceOptions};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// Groups that steer fail2ban itself and are not printed as captured fields.
+const INTERNAL: [&str; 12] = [
+    "ip4",
+    "ip6",
+    "dns",
+    "fid",
+    "mlfid",
+    "nofail",
+    "mlfforget",
+    "mlfgained",
+    "content",
+    "cidr",
+    "ip",
+    "user",
+];
+
+/// Parses repeated `--filter-option KEY=VALUE`.
+fn parse_options(opts: &[String]) -> Result<Vec<(String, String)>> {
+    opts.iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--filter-option {kv:?}: expected KEY=VALUE"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `palisade check LOG --filter-file F [--filter-option K=V]... [--json]`.
+///
+/// Runs the filter with fail2ban's server semantics (`checkAllRegex = False`: the first
+/// failregex that matches a line wins, as the daemon counts). `fail2ban-regex` tries every
+/// failregex by default (its `--no-check-all` gives the server behaviour); on filters where a
+/// line matches at most one failregex both report the same lines. Each failure is reported at
+/// the line where fail2ban reports it (multi-line and `<F-MLFID>` state included) with the
+/// host exactly as captured (`192.030.0.6`, `example.com`): nothing is resolved or
+/// normalised, so what fail2ban would look up in DNS is visible.
+pub fn check(
+    log: &str,
+    filter_file: &Path,
+    options: &[String],
+    json: bool,
+    now: Timestamp,
+    max_line: usize,
+) -> Result<ExitCode> {
+    let init = parse_options(options)?;
+    let journal = init.iter().any(|(k, v)| k == "logtype" && v == "journal");
+    let t0 = Instant::now();
+    let def = FilterDef::load(
+        filter_file,
+        &LoadOptions {
+            init,
+            ..LoadOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let mut m = def.matcher(MatchOptions {
+        journal,
+        ..MatchOptions::default()
+    });
+    let cx = TimeCx {
+        now,
+        tz: jiff::tz::TimeZone::system(),
+        default_offset_min: None,
+    };
+    let rules = def.failregex_count();
+    let mut hits = vec![0u64; rules];
+    let (mut lines, mut matched, mut nofail_lines, mut failures) = (0u64, 0u64, 0u64, 0u64);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut write_err: Option<std::io::Error> = None;
+    let mut res = Vec::new();
+    let mut text = String::new();
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
+        lines += 1;
+        text.clear();
+        match std::str::from_utf8(line) {
+            Ok(s) => text.push_str(s),
+            Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+        }
+        let given = journal.then(|| meta.time.unwrap_or(now));
+        res.clear();
+        m.process_line(&text, given, &cx, &mut res);
+        let (mut fail, mut nof) = (false, false);
+        for r in &res {
+            let Some(fid) = r.fid.as_deref() else {
+                continue; // waiting for its address (multi-line)
+            };
+            if r.nofail {
+                nof = true;
+            } else {
+                fail = true;
+                failures += 1;
+                if let Some(h) = hits.get_mut(r.rule) {
+                    *h += 1;
+                }
+            }
+            if !json {
+                continue;
+            }
+            let mut o = serde_json::Map::new();
+            o.insert("line".into(), lines.into());
+            let t = r.time.or(meta.time).unwrap_or(now);
+            o.insert("time".into(), t.to_string().into());
+            o.insert("ip".into(), r.host.as_deref().unwrap_or(fid).into());
+            if r.host.is_none() || r.field("ip").is_some() {
+                // the failure id is not the address (`<F-ID>`): show both
+                o.insert("fid".into(), fid.into());
+            }
+            o.insert("rule".into(), format!("failregex[{}]", r.rule).into());
+            if r.nofail {
+                o.insert("failure".into(), false.into());
+            }
+            if let Some(u) = r.field("user") {
+                o.insert("user".into(), u.into());
+            }
+            for (k, v) in &r.fields {
+                if !INTERNAL.contains(&k.as_str()) && !k.starts_with("alt_") {
+                    o.insert(k.clone(), v.as_str().into());
+                }
+            }
+            let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
+            if let Err(e) = w.and_then(|_| out.write_all(b"\n")) {
+                write_err.get_or_insert(e);
+            }
+        }
+        if fail {
+            matched += 1;
+        } else if nof {
+            nofail_lines += 1;
+        }
+    };
+    let opts = SourceOptions {
+        from_start: true,
+        follow: false,
+        max_line,
+        state_dir: None,
+        ..SourceOptions::default()
+    };
+    let stats = palisade_source::run(
+        &palisade_pipeline::offline::spec_for(log),
+        &opts,
+        &mut sink,
+        &stop,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    out.flush()?;
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    let ms = m.stats();
+    let missed = lines.saturating_sub(matched + nofail_lines + ms.ignored);
+    let mut s = format!(
+        "Filter: {} ({} failregex, loaded in {:.0} ms)\n",
+        def.path().display(),
+        rules,
+        load_secs * 1e3
+    );
+    s.push_str(&format!(
+        "Lines: {lines} read, {matched} matched ({failures} failures), {nofail_lines} no-failure only, {} ignored (ignoreregex), {missed} missed, {} cut (over {max_line} bytes)\nRules:\n",
+        ms.ignored, stats.cut_lines
+    ));
+    for (i, n) in hits.iter().enumerate() {
+        s.push_str(&format!("  {:<28} {n}\n", format!("failregex[{i}]")));
+    }
+    s.push_str(&format!(
+        "Time: {secs:.3} s ({:.0} lines/s)\n",
+        lines as f64 / secs.max(1e-9)
+    ));
+    if json {
+        eprint!("{s}");
+    } else {
+        print!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `palisade import fail2ban [DIR] [--output FILE]`: writes the Palisade equivalent of the
+/// enabled fail2ban jails; settings without an equivalent are listed in comments at the top
+/// of the output (and counted on standard error).
+pub fn import(dir: &Path, output: Option<&Path>) -> Result<ExitCode> {
+    let imp = palisade_fail2ban::import::import(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match output {
+        Some(p) => {
+            std::fs::write(p, &imp.toml).with_context(|| format!("writing {}", p.display()))?
+        }
+        None => print!("{}", imp.toml),
+    }
+    eprintln!(
+        "imported {} jail(s) ({}); {} setting(s) could not be mapped (listed at the top{})",
+        imp.jails.len(),
+        imp.jails.join(", "),
+        imp.unmapped.len(),
+        output.map_or(String::new(), |p| format!(" of {}", p.display()))
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,503 @@
+//! Command-line glue for `palisade analyze`, `palisade record` and `palisade report`; the work
+//! is done in the `palisade-report` crate.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use palisade_core::{Allowlist, Clock, Decision, SystemClock, Timestamp};
+use palisade_pipeline::control::{self, Request};
+use palisade_report::analyze::{self, Analyzer, Levels};
+use palisade_report::render::{self, ScriptKind};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Output formats of `analyze`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One row per address.
+    Csv,
+    /// A self-contained HTML page with charts.
+    Html,
+}
+
+/// Firewall script flavours.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Emit {
+    /// iptables / ip6tables commands.
+    Iptables,
+    /// An nft -f file.
+    Nft,
+    /// ipset sets plus one iptables rule per family.
+    Ipset,
+}
+
+/// `palisade analyze`.
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// nginx/apache access logs (plain or gzip-compressed), `-` for standard input.
+    #[arg(required = true)]
+    pub logs: Vec<String>,
+    /// Only the last period (`10d`, `12h`), ending now.
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub last: Option<String>,
+    /// Only lines at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Suspicious hits from which an address is proposed for blocking.
+    #[arg(long)]
+    pub threshold: Option<u64>,
+    /// Threat level thresholds: yellow,red,critical.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub levels: Option<Vec<u64>>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Addresses listed (0 = every address with a suspicious hit).
+    #[arg(long, default_value_t = 50)]
+    pub top: usize,
+    /// Write a firewall script blocking the proposed addresses (to --emit-to, else standard
+    /// output; the report then goes to standard error unless --output is given).
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+    /// File for the --emit script.
+    #[arg(long)]
+    pub emit_to: Option<PathBuf>,
+    /// Ban the proposed addresses through the configured responders (asks first).
+    #[arg(long)]
+    pub apply: bool,
+    /// Do not ask before --apply.
+    #[arg(long, requires = "apply")]
+    pub yes: bool,
+    /// Ban length for --apply (default: [defaults] ban_time).
+    #[arg(long)]
+    pub ban_time: Option<String>,
+    /// Configuration (allowlist, store, responders, [report]).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// GeoIP country database (.mmdb).
+    #[arg(long)]
+    pub geoip: Option<PathBuf>,
+    /// Write `line_no<TAB>ip<TAB>rule` for every suspicious line (for scoring).
+    #[arg(long)]
+    pub flagged_lines: Option<PathBuf>,
+    /// Addresses tracked one by one before benign newcomers are aggregated.
+    #[arg(long, default_value_t = 500_000)]
+    pub max_ips: usize,
+}
+
+fn parse_when(s: &str) -> Result<Timestamp> {
+    if let Ok(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        let z = d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
+        return Ok(Timestamp::from_jiff(z.timestamp()));
+    }
+    bail!("{s:?}: expected RFC 3339 (2025-03-03T10:00:00Z) or a date (2025-03-03)")
+}
+
+fn progress(total: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .ok()?,
+    );
+    Some(pb)
+}
+
+/// Runs `palisade analyze`.
+pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
+    let cfg = a.config.as_deref().map(super::load_config).transpose()?;
+    let rep = cfg
+        .as_ref()
+        .and_then(|c| c.report.clone())
+        .unwrap_or_default();
+    let now = SystemClock.now();
+    let mut opts = analyze::Options {
+        threshold: a.threshold.unwrap_or(rep.threshold),
+        max_ips: a.max_ips.max(1),
+        record_lines: a.flagged_lines.is_some(),
+        ..Default::default()
+    };
+    let lv = a.levels.clone().unwrap_or(rep.levels.to_vec());
+    if lv.len() != 3 || !(lv[0] <= lv[1] && lv[1] <= lv[2]) {
+        bail!("--levels: give three increasing numbers, e.g. 100,500,1000");
+    }
+    opts.levels = Levels {
+        yellow: lv[0],
+        red: lv[1],
+        critical: lv[2],
+    };
+    if let Some(c) = &cfg {
+        let mut nets: Vec<ipnet::IpNet> = c.allowlist.parsed.clone();
+        nets.extend(analyze::default_allowlist().entries().iter().copied());
+        opts.allowlist = Allowlist::new(nets);
+        opts.tz = palisade_pipeline::time_zone(c)?;
+    }
+    if let Some(l) = &a.last {
+        let d = palisade_config::parse_duration(l).map_err(anyhow::Error::msg)?;
+        opts.since = Some(now.minus(d));
+    }
+    opts.since = match &a.since {
+        Some(s) => Some(parse_when(s)?),
+        None => opts.since,
+    };
+    opts.until = a.until.as_deref().map(parse_when).transpose()?;
+    let geo_path = a.geoip.clone().or_else(|| {
+        rep.geoip_db
+            .as_ref()
+            .zip(cfg.as_ref())
+            .map(|(g, c)| c.resolve(g))
+    });
+    let geo = palisade_report::geo::GeoDb::find(geo_path.as_deref())?;
+
+    let sizes: Vec<u64> = a
+        .logs
+        .iter()
+        .map(|l| std::fs::metadata(l).map(|m| m.len()).unwrap_or(0))
+        .collect();
+    let pb = progress(sizes.iter().sum());
+    let mut an = Analyzer::new(opts);
+    let mut done = 0u64;
+    for (log, size) in a.logs.iter().zip(&sizes) {
+        if let Some(pb) = &pb {
+            pb.set_message(log.clone());
+        }
+        let mut tick = |n: u64| {
+            if let Some(pb) = &pb {
+                pb.set_position(done + n);
+            }
+        };
+        if log == "-" {
+            an.feed_reader("-", std::io::stdin().lock(), &mut tick)
+                .context("reading standard input")?;
+        } else {
+            an.feed_file(Path::new(log), &mut tick)?;
+        }
+        done += size;
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let result = an.finish(geo.as_ref());
+
+    if let Some(p) = &a.flagged_lines {
+        let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        for fl in &result.flagged {
+            writeln!(w, "{}\t{}\t{}", fl.line, fl.ip, fl.rule)?;
+        }
+        w.flush()?;
+    }
+
+    let proposed: Vec<std::net::IpAddr> = result.proposed().map(|r| r.ip).collect();
+    // The report goes to --output, else standard output, unless a script takes standard output.
+    let script_to_stdout = a.emit.is_some() && a.emit_to.is_none();
+    {
+        let mut out: Box<dyn Write> = match &a.output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            )),
+            None if script_to_stdout => Box::new(std::io::stderr().lock()),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        match a.format {
+            Format::Table => render::table(&result, a.top, &mut out)?,
+            Format::Json => render::json(&result, a.top, &mut out)?,
+            Format::Csv => render::csv(&result, a.top, &mut out)?,
+            Format::Html => render::html(&result, a.top, &mut out)?,
+        }
+        out.flush()?;
+    }
+    if let Some(kind) = a.emit {
+        let kind = match kind {
+            Emit::Iptables => ScriptKind::Iptables,
+            Emit::Nft => ScriptKind::Nft,
+            Emit::Ipset => ScriptKind::Ipset,
+        };
+        let how = std::env::args().collect::<Vec<_>>().join(" ");
+        let mut out: Box<dyn Write> = match &a.emit_to {
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        render::script(kind, &proposed, &how, now, &mut out)?;
+        out.flush()?;
+    }
+    if a.apply {
+        apply(&a, cfg.as_ref(), &result, now)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("--apply asks for confirmation on a terminal; add --yes to apply without asking");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn apply(
+    a: &AnalyzeArgs,
+    cfg: Option<&palisade_config::Config>,
+    result: &analyze::Analysis,
+    now: Timestamp,
+) -> Result<()> {
+    let Some(cfg) = cfg else {
+        bail!("--apply needs --config (store, responders and control socket)");
+    };
+    let list: Vec<&analyze::IpReport> = result.proposed().collect();
+    if list.is_empty() {
+        eprintln!("nothing to ban");
+        return Ok(());
+    }
+    if !a.yes && !confirm(&format!("Ban {} address(es)?", list.len()))? {
+        eprintln!("nothing banned");
+        return Ok(());
+    }
+    let dur = match &a.ban_time {
+        Some(s) => Some(palisade_config::parse_duration(s).map_err(anyhow::Error::msg)?),
+        None => cfg.defaults.ban_time.0,
+    };
+    let socket = PathBuf::from(&cfg.general.socket);
+    let mut via_daemon = 0;
+    let mut offline: Vec<Decision> = Vec::new();
+    for r in &list {
+        let reason = format!("palisade analyze: {} suspicious requests", r.suspicious);
+        let req = Request::Ban {
+            target: r.ip.to_string(),
+            duration_secs: dur.map(|d| d.as_secs()),
+            reason: reason.clone(),
+        };
+        match control::call(&socket, &req)? {
+            Some(resp) if resp.ok => via_daemon += 1,
+            Some(resp) => eprintln!("{}: {}", r.ip, resp.message),
+            None => {
+                let mut d = palisade_pipeline::daemon::manual_decision(
+                    palisade_core::target_of(r.ip),
+                    dur,
+                    &reason,
+                    now,
+                );
+                d.jail = "analyze".into();
+                d.simulated = cfg.general.dry_run;
+                offline.push(d);
+            }
+        }
+    }
+    if !offline.is_empty() {
+        let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
+        let mut store = super::open_store(cfg)?;
+        let mut kept = Vec::new();
+        for d in offline {
+            match palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d) {
+                Ok(id) => kept.push(Decision { id, ..d }),
+                Err(e) => eprintln!("{}: {e}", d.target),
+            }
+        }
+        if !cfg.general.dry_run {
+            apply_offline(cfg, &kept)?;
+        }
+        eprintln!(
+            "banned {} address(es) (recorded; the daemon is not running)",
+            kept.len()
+        );
+    }
+    if via_daemon > 0 {
+        eprintln!("banned {via_daemon} address(es) (daemon)");
+    }
+    Ok(())
+}
+
+/// Applies decisions through the default responders in one batch per responder.
+fn apply_offline(cfg: &palisade_config::Config, ds: &[Decision]) -> Result<()> {
+    for n in &cfg.defaults.responders {
+        let sec = cfg
+            .responder(n)
+            .with_context(|| format!("responder {n:?} is not declared"))?;
+        let mut r = palisade_pipeline::build_responder(&sec)?;
+        r.apply(ds, SystemClock.now())
+            .with_context(|| format!("responder {n}"))?;
+    }
+    Ok(())
+}
+
+/// `palisade record` (fail2ban `actionban`).
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// The banned address (fail2ban `<ip>`).
+    #[arg(allow_hyphen_values = true)]
+    pub ip: String,
+    /// `tcp`, `udp`, `icmp` or `all` (fail2ban `<protocol>`).
+    #[arg(allow_hyphen_values = true)]
+    pub protocol: String,
+    /// Port(s): `22`, `80,443`, `0:65535`, `ssh` (fail2ban `<port>`).
+    #[arg(allow_hyphen_values = true)]
+    pub port: String,
+    /// Failures counted by fail2ban (`<failures>`).
+    #[arg(allow_hyphen_values = true)]
+    pub failures: String,
+    /// Ban time as Unix seconds (fail2ban `<time>`).
+    #[arg(allow_hyphen_values = true)]
+    pub time: String,
+    /// fail2ban jail name (`<name>`).
+    #[arg(long)]
+    pub jail: Option<String>,
+    /// Ban length in seconds, -1 = permanent (fail2ban `<bantime>`); default [defaults] ban_time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bantime: Option<String>,
+    /// Configuration file (store, control socket, responders).
+    #[arg(long, short, default_value = super::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Runs `palisade record`.
+pub fn record(a: RecordArgs) -> Result<ExitCode> {
+    let now = SystemClock.now();
+    // Validate the arguments before anything else, so a bad call fails the same with or
+    // without a readable configuration.
+    let pre = palisade_report::fail2ban::Record::parse(
+        &a.ip,
+        &a.protocol,
+        &a.port,
+        &a.failures,
+        &a.time,
+        a.jail.as_deref(),
+        a.bantime.as_deref(),
+        None,
+        now,
+    );
+    if let Err(e) = &pre {
+        eprintln!("palisade record: {e}");
+        return Ok(ExitCode::from(64));
+    }
+    let cfg = super::load_config(&a.config)?;
+    let mut rec = pre.expect("checked above");
+    if a.bantime.is_none() {
+        rec.bantime = cfg.defaults.ban_time.0;
+        if let Err(e) = rec.check_not_over(now) {
+            eprintln!("palisade record: {e}");
+            return Ok(ExitCode::from(64));
+        }
+    }
+    let d = rec.decision(cfg.general.dry_run);
+    let socket = PathBuf::from(&cfg.general.socket);
+    if let Some(r) = control::call(
+        &socket,
+        &Request::Record {
+            decision: d.clone(),
+        },
+    )? {
+        if !r.ok {
+            bail!("{}", r.message);
+        }
+        println!("recorded {} (daemon)", rec.ip);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
+    let mut store = super::open_store(&cfg)?;
+    let id = palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "recorded {} as decision {id} (the daemon is not running)",
+        rec.ip
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `palisade report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Period covered, ending now (`1d`, `7d`); default [report] period.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Send it by e-mail through [notify.email] instead of printing it.
+    #[arg(long)]
+    pub email: bool,
+    /// Configuration file (store, [report], [notify.email]).
+    #[arg(long, short, default_value = super::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Digest formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReportFormat {
+    /// Plain text.
+    Text,
+    /// An HTML page with a chart.
+    Html,
+    /// JSON.
+    Json,
+}
+
+/// Runs `palisade report`.
+pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    use palisade_report::digest;
+    let cfg = super::load_config(&a.config)?;
+    let rep = cfg.report.clone().unwrap_or_default();
+    let period = match &a.period {
+        Some(p) => palisade_config::parse_duration(p).map_err(anyhow::Error::msg)?,
+        None => rep.period.0,
+    };
+    let geo = palisade_report::geo::GeoDb::find(
+        rep.geoip_db.as_deref().map(|p| cfg.resolve(p)).as_deref(),
+    )?;
+    let mut store = super::open_store(&cfg)?;
+    let until = SystemClock.now();
+    let d = digest::collect(
+        store.as_mut(),
+        until.minus(period),
+        until,
+        u32::try_from(rep.top).unwrap_or(u32::MAX),
+        geo.as_ref(),
+    )?;
+    if a.email {
+        let email = cfg
+            .notify
+            .as_ref()
+            .and_then(|n| n.email.as_ref())
+            .context("--email needs [notify.email] in the configuration")?;
+        let mailer = palisade_report::mail::Mailer::new(email, &cfg)?;
+        d.send(&mailer)?;
+        eprintln!("digest e-mailed to {}", email.to.join(", "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let body = match a.format {
+        ReportFormat::Text => d.text(),
+        ReportFormat::Html => d.html(),
+        ReportFormat::Json => serde_json::to_string_pretty(&d.json())? + "\n",
+    };
+    match &a.output {
+        Some(p) => std::fs::write(p, body).with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(body.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

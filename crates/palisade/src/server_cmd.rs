@@ -1,0 +1,261 @@
+//! Glue between the daemon and the HTTP server (`[server]`), and the `palisade user` and
+//! `palisade token` commands. `run()` builds the feed hub and its observer before
+//! `Daemon::start`, then starts the server with the daemon's control handle, and stops the
+//! server before the daemon.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use ipnet::IpNet;
+use palisade_config::Config;
+use palisade_core::{Clock, Decision, Event, SystemClock};
+use palisade_pipeline::control::{Request, Response};
+use palisade_pipeline::{ControlHandle, Daemon, Observer};
+use palisade_server::{
+    ControlApi, ControlError, FeedHub, FeedItem, GeoPaths, ServerConfig, ServerHandle, TlsFiles,
+};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `palisade user …`
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a dashboard account, or set its password.
+    Add {
+        /// Login name.
+        name: String,
+        /// Read the password from this file (first line) instead of prompting.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// `palisade token …`
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token (printed once; only its hash is stored).
+    Add {
+        /// `read` (GET only) or `admin` (everything).
+        #[arg(long, value_parser = ["read", "admin"])]
+        scope: String,
+        /// Label shown in listings and logs.
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+    /// List API tokens.
+    List,
+    /// Delete an API token.
+    Delete {
+        /// Token id (from `palisade token list`).
+        id: i64,
+    },
+}
+
+/// The daemon's control handle as the server's [`ControlApi`].
+pub struct DaemonControl(pub ControlHandle);
+
+fn answer(r: Response) -> Result<serde_json::Value, ControlError> {
+    if r.ok {
+        return Ok(r.data);
+    }
+    if r.message == "daemon is stopping" || r.message == "daemon did not answer" {
+        Err(ControlError::Unavailable(r.message))
+    } else {
+        Err(ControlError::Refused(r.message))
+    }
+}
+
+impl ControlApi for DaemonControl {
+    fn status(&self) -> Result<serde_json::Value, ControlError> {
+        answer(self.0.call(Request::Status))
+    }
+
+    fn ban(
+        &self,
+        target: &str,
+        duration_secs: Option<u64>,
+        reason: &str,
+    ) -> Result<serde_json::Value, ControlError> {
+        answer(self.0.call(Request::Ban {
+            target: target.to_owned(),
+            duration_secs,
+            reason: reason.to_owned(),
+        }))
+    }
+
+    fn unban(&self, target: &str) -> Result<serde_json::Value, ControlError> {
+        answer(self.0.call(Request::Unban {
+            target: target.to_owned(),
+        }))
+    }
+
+    fn set_allowlist(&self, db_entries: Vec<IpNet>) -> Result<(), ControlError> {
+        answer(self.0.call(Request::SetAllowlist { extra: db_entries })).map(|_| ())
+    }
+}
+
+/// Publishes the daemon's events and decisions on the live feed.
+struct FeedObserver(FeedHub);
+
+impl Observer for FeedObserver {
+    fn event(&self, jail: &str, event: &Event) {
+        // Building the item allocates: only when someone watches.
+        if self.0.has_subscribers() {
+            self.0.publish(FeedItem::event(jail, event));
+        }
+    }
+
+    fn ban(&self, decision: &Decision) {
+        self.0.publish(FeedItem::Ban {
+            decision: decision.clone(),
+        });
+    }
+
+    fn unban(&self, decision: &Decision, reason: palisade_detect::UnbanReason) {
+        self.0.publish(FeedItem::Unban {
+            decision: decision.clone(),
+            reason: format!("{reason:?}").to_lowercase(),
+        });
+    }
+}
+
+/// The observer feeding the live feed, when the server is enabled.
+pub fn observer(cfg: &Config, feed: &FeedHub) -> Option<Arc<dyn Observer>> {
+    server_enabled(cfg).then(|| Arc::new(FeedObserver(feed.clone())) as Arc<dyn Observer>)
+}
+
+fn server_enabled(cfg: &Config) -> bool {
+    cfg.server.as_ref().is_some_and(|s| s.enabled)
+}
+
+/// The store URL with the password from `password_file` filled in.
+fn store_url(cfg: &Config) -> Result<String> {
+    let mut url = cfg.store.url.clone();
+    if let Some(pf) = &cfg.store.password_file {
+        let pw = std::fs::read_to_string(cfg.resolve(pf))
+            .with_context(|| format!("reading password_file {pf}"))?;
+        url = palisade_store::with_password(&url, pw.trim())?;
+    }
+    Ok(url)
+}
+
+/// Server settings from `[server]` (`None` when absent or disabled).
+pub fn server_config(cfg: &Config) -> Option<ServerConfig> {
+    let s = cfg.server.as_ref().filter(|s| s.enabled)?;
+    let path = |p: &Option<String>| p.as_deref().map(|p| cfg.resolve(p));
+    Some(ServerConfig {
+        listen: s.listen,
+        tls: match (&s.tls_cert, &s.tls_key) {
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert: cfg.resolve(c),
+                key: cfg.resolve(k),
+            }),
+            _ => None,
+        },
+        geoip: GeoPaths {
+            country: path(&s.geoip_country).filter(|p| p.is_file()),
+            city: path(&s.geoip_city),
+            asn: path(&s.geoip_asn),
+        },
+        ..ServerConfig::default()
+    })
+}
+
+/// Starts the HTTP server next to a running daemon (`Ok(None)` when `[server]` is absent or
+/// disabled).
+pub fn start_server(cfg: &Config, daemon: &Daemon, feed: FeedHub) -> Result<Option<ServerHandle>> {
+    let Some(sc) = server_config(cfg) else {
+        return Ok(None);
+    };
+    let control: Arc<dyn ControlApi> = Arc::new(DaemonControl(daemon.control()));
+    let h = palisade_server::spawn(sc, store_url(cfg)?, control, feed)
+        .context("starting the HTTP server")?;
+    Ok(Some(h))
+}
+
+fn read_password(file: Option<&PathBuf>) -> Result<String> {
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        return Ok(a);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `palisade user …`
+pub fn user(cfg: &Config, cmd: UserCmd) -> Result<ExitCode> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            password_file,
+        } => {
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                bail!("user names are 1 to 64 printable characters");
+            }
+            let pw = read_password(password_file.as_ref())?;
+            if pw.chars().count() < palisade_server::auth::MIN_PASSWORD {
+                bail!(
+                    "the password must have at least {} characters",
+                    palisade_server::auth::MIN_PASSWORD
+                );
+            }
+            let hash = palisade_server::auth::hash_password(&pw).map_err(anyhow::Error::msg)?;
+            let mut store = super::open_store(cfg)?;
+            let existed = store.user(&name)?.is_some();
+            store.user_set(&name, &hash, SystemClock.now())?;
+            println!(
+                "{} user {name}{}",
+                if existed { "updated" } else { "created" },
+                if existed {
+                    " (sessions already open stay valid until they expire or the daemon restarts)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `palisade token …`
+pub fn token(cfg: &Config, cmd: TokenCmd) -> Result<ExitCode> {
+    let mut store = super::open_store(cfg)?;
+    match cmd {
+        TokenCmd::Add { scope, name } => {
+            let (token, hash) = palisade_server::auth::new_api_token();
+            let id = store.token_add(&name, &scope, &hash, SystemClock.now())?;
+            eprintln!("token {id} ({name}, scope {scope}); shown only now:");
+            println!("{token}");
+        }
+        TokenCmd::List => {
+            println!("{:>4}  {:<6} {:<20} created", "id", "scope", "name");
+            for t in store.tokens()? {
+                println!(
+                    "{:>4}  {:<6} {:<20} {}",
+                    t.id,
+                    t.scope,
+                    t.name,
+                    super::short_time(t.created)
+                );
+            }
+        }
+        TokenCmd::Delete { id } => {
+            if !store.token_remove(id)? {
+                bail!("no token {id}");
+            }
+            println!("deleted token {id} (a running server forgets it within 10 s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,310 @@
+//! fail2ban compatibility end to end: `check --filter-file`, jails with `filter_file` in
+//! `config check` and `run`, and `import fail2ban`. fail2ban's files are read where the
+//! Debian package installs them; the tests skip with a message when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const F2B: &str = "/etc/fail2ban";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    c.env("TZ", "UTC");
+    c
+}
+
+fn have_f2b() -> bool {
+    let ok = Path::new(F2B).join("jail.conf").is_file()
+        && Path::new(F2B).join("filter.d/sshd.conf").is_file();
+    if !ok {
+        if std::env::var_os("PALISADE_REQUIRE_F2B").is_some() {
+            panic!("fail2ban is not installed in {F2B}");
+        }
+        eprintln!("SKIP: fail2ban is not installed in {F2B}");
+    }
+    ok
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const LOG: &str = "\
+Mar  3 00:00:05 bastion sshd[100]: Invalid user web from 192.030.0.6 port 62448
+Mar  3 00:00:06 bastion sshd[101]: Invalid user admin from example.com port 1
+Mar  3 00:00:07 bastion cron[1]: (root) CMD (true)
+Mar  3 00:00:08 bastion sshd[102]: Failed password for root from 203.0.113.9 port 22 ssh2
+";
+
+#[test]
+fn check_filter_file_reports_raw_hosts_as_json() {
+    if !have_f2b() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, LOG).unwrap();
+    let o = bin()
+        .arg("check")
+        .arg(&log)
+        .args([
+            "--filter-file",
+            "/etc/fail2ban/filter.d/sshd.conf",
+            "--json",
+        ])
+        .args(["--now", "2026-11-22T00:00:00Z"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 3, "{out}");
+    assert_eq!(v[0]["line"], 1);
+    assert_eq!(v[0]["ip"], "192.030.0.6", "host exactly as written");
+    assert_eq!(v[0]["time"], "2026-03-03T00:00:05Z");
+    assert_eq!(v[0]["user"], "web");
+    assert!(v[0]["rule"].as_str().unwrap().starts_with("failregex["));
+    assert_eq!(
+        v[1]["ip"], "example.com",
+        "DNS names are reported, not resolved"
+    );
+    assert_eq!(v[2]["line"], 4);
+    assert_eq!(v[2]["ip"], "203.0.113.9");
+    assert!(err.contains("4 read, 3 matched"), "{err}");
+    assert!(err.contains("1 missed"), "{err}");
+
+    // options reach the filter; a bad option value is a clear error
+    let o = bin()
+        .arg("check")
+        .arg(&log)
+        .args(["--filter-file", "/etc/fail2ban/filter.d/sshd.conf"])
+        .args(["--filter-option", "mode=aggressive"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("3 matched"), "{}", text(&o).0);
+    let o = bin()
+        .arg("check")
+        .arg(&log)
+        .args(["--filter-file", "/nonexistent/filter.d/x.conf"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("/nonexistent/filter.d/x.conf"),
+        "{}",
+        text(&o).1
+    );
+}
+
+fn write_config(dir: &Path, jails: &str) -> PathBuf {
+    let p = dir.join("palisade.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+timezone = "UTC"
+
+[store]
+url = "sqlite:{d}/palisade.db"
+
+[defaults]
+responders = ["log"]
+{jails}"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn broken_filter_file_fails_config_check_and_is_skipped_by_run() {
+    if !have_f2b() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, LOG).unwrap();
+    let bad = dir.path().join("broken.conf");
+    std::fs::write(&bad, "[Definition]\nfailregex = ^(unclosed <HOST>\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[jail]]
+name = "sshd"
+filter_file = "/etc/fail2ban/filter.d/sshd.conf"
+options = {{ mode = "normal" }}
+files = ["{log}"]
+
+[[jail]]
+name = "broken"
+filter_file = "{bad}"
+files = ["{log}"]
+"#,
+            log = log.display(),
+            bad = bad.display()
+        ),
+    );
+    let o = bin().args(["config", "check"]).arg(&cfg).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("jail \"broken\""), "{err}");
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert!(err.contains("failregex[0]"), "names the option: {err}");
+
+    // `run` keeps the good jail running
+    let o = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--once", "--from-start", "--dry-run"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("jail skipped"), "{err}");
+    assert!(err.contains("broken"), "{err}");
+}
+
+/// A fail2ban folder: the real jail.conf and filters (read-only, linked) plus our jail.local.
+fn f2b_dir(dir: &Path) -> PathBuf {
+    let d = dir.join("fail2ban");
+    std::fs::create_dir_all(d.join("jail.d")).unwrap();
+    for f in std::fs::read_dir(F2B).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name();
+        let n = name.to_string_lossy();
+        if n == "jail.conf" || n.starts_with("paths-") || n == "filter.d" || n == "action.d" {
+            std::os::unix::fs::symlink(f.path(), d.join(&name)).unwrap();
+        }
+    }
+    std::fs::write(
+        d.join("jail.local"),
+        "\
+[DEFAULT]
+ignoreip = 127.0.0.1/8 ::1, 192.0.2.0/24 trusted.example.org
+bantime = 1h
+findtime = 10m
+bantime.increment = true
+bantime.factor = 2
+bantime.maxtime = 1w
+banaction = nftables-multiport
+banaction_allports = nftables-allports
+
+[sshd]
+enabled = true
+port = ssh,2222
+maxretry = 3
+logpath = /var/log/auth.log
+          /var/log/secure*
+
+[nginx-http-auth]
+enabled = true
+backend = auto
+logpath = /var/log/nginx/error.log
+action = iptables-multiport[name=nginx, port=\"http,https\"]
+         sendmail-whois[name=nginx]
+
+[postfix]
+enabled = true
+backend = systemd
+bantime = -1
+",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("jail.d/custom.local"),
+        "[dropbear]\nenabled = false\n",
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn import_fail2ban_writes_a_config_that_checks() {
+    if !have_f2b() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f2b = f2b_dir(dir.path());
+    let out = dir.path().join("imported.toml");
+    let o = bin()
+        .args(["import", "fail2ban"])
+        .arg(&f2b)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let t = std::fs::read_to_string(&out).unwrap();
+    // jails
+    assert!(t.contains("name = \"sshd\""), "{t}");
+    assert!(
+        t.contains(&format!(
+            "filter_file = \"{}/filter.d/sshd.conf\"",
+            f2b.display()
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains("files = [\"/var/log/auth.log\", \"/var/log/secure*\"]"),
+        "{t}"
+    );
+    assert!(t.contains("max_retry = 3"), "{t}");
+    assert!(t.contains("options = { mode = \"normal\" }"), "{t}");
+    assert!(t.contains("name = \"postfix\""), "{t}");
+    assert!(
+        t.contains("journal = [\"_SYSTEMD_UNIT=postfix.service\""),
+        "{t}"
+    );
+    assert!(t.contains("ban_time = \"forever\""), "{t}");
+    assert!(t.contains("logtype = \"journal\""), "{t}");
+    // escalation, allowlist, responders
+    assert!(t.contains("[escalation]\n"), "{t}");
+    assert!(t.contains("max = \"1w\""), "{t}");
+    assert!(t.contains("\"192.0.2.0/24\""), "{t}");
+    assert!(t.contains("\"127.0.0.1/8\""), "{t}");
+    assert!(t.contains("ports = [22, 2222]"), "{t}");
+    assert!(t.contains("responders = [\"nftables-sshd\"]"), "{t}");
+    // unmapped settings are listed, not dropped
+    assert!(t.contains("trusted.example.org"), "{t}");
+    assert!(t.contains("action sendmail-whois"), "{t}");
+    assert!(t.contains("action iptables-multiport"), "{t}");
+    assert!(t.contains("dropbear"), "disabled jails are listed: {t}");
+    assert!(t.contains("[DEFAULT] destemail"), "{t}");
+    // and the result is a valid configuration
+    let o = bin().args(["config", "check"]).arg(&out).output().unwrap();
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}{se}\n{t}");
+}
+
+#[test]
+fn import_real_etc_fail2ban_enables_sshd() {
+    if !have_f2b() {
+        return;
+    }
+    let o = bin().args(["import", "fail2ban", F2B]).output().unwrap();
+    let (t, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // Debian's jail.d/defaults-debian.conf enables sshd
+    assert!(t.contains("[[jail]]\nname = \"sshd\""), "{t}");
+    assert!(t.contains("Imported jails: sshd"), "{t}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.toml");
+    std::fs::write(&p, &t).unwrap();
+    let o = bin().args(["config", "check"]).arg(&p).output().unwrap();
+    assert!(o.status.success(), "{}{}", text(&o).0, text(&o).1);
+}

@@ -1,0 +1,302 @@
+// Browser test of the dashboard against the real `palisade run` (PALISADE_BIN), with a
+// command responder whose marker files show what the firewall would hold. Drives Debian's
+// headless Chromium through playwright-core. Screenshots of each page go to $SCREENSHOTS.
+//
+//   PALISADE_BIN=target/debug/palisade node web/tests/browser.test.mjs
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import assert from 'node:assert/strict';
+
+const BIN = process.env.PALISADE_BIN || path.resolve('../target/debug/palisade');
+const SHOTS = process.env.SCREENSHOTS || path.resolve('target/screenshots');
+const GEO = process.env.PALISADE_TEST_GEOIP || '';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const PASSWORD = 'browser-test-password';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitFor(fn, ms, what) {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      if (await fn()) return Date.now() - t0;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function syslogNow() {
+  const d = new Date();
+  const mon = d.toLocaleString('en-US', { month: 'short', timeZone: 'UTC' });
+  const day = String(d.getUTCDate()).padStart(2, ' ');
+  const hms = d.toISOString().slice(11, 19);
+  return `${mon} ${day} ${hms}`;
+}
+
+function failed(ip, user = 'admin') {
+  return `${syslogNow()} web1 sshd[4242]: Failed password for invalid user ${user} from ${ip} port 50522 ssh2\n`;
+}
+
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true, ms: Date.now() - t0 });
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+    throw e;
+  }
+}
+
+async function main() {
+  assert.ok(fs.existsSync(BIN), `palisade binary not found at ${BIN} (set PALISADE_BIN)`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-web-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const log = path.join(dir, 'auth.log');
+  fs.writeFileSync(log, '');
+  const cfg = path.join(dir, 'palisade.toml');
+  fs.writeFileSync(
+    cfg,
+    `[general]
+state_dir = "${dir}/state"
+socket = "${dir}/palisade.sock"
+log_level = "info"
+
+[store]
+url = "sqlite:${dir}/palisade.db"
+
+[defaults]
+max_retry = 3
+find_time = "10m"
+ban_time = "1h"
+responders = ["mark"]
+
+[allowlist]
+addresses = ["192.0.2.0/24"]
+
+[recidive]
+enabled = false
+
+[[responder]]
+name = "mark"
+type = "command"
+ban = ["/usr/bin/touch", "${dir}/banned-{ip}"]
+unban = ["/bin/rm", "-f", "${dir}/banned-{ip}"]
+
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["${log}"]
+
+[server]
+listen = "127.0.0.1:${port}"
+${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmdb"'}
+`,
+  );
+  fs.writeFileSync(path.join(dir, 'pw'), PASSWORD + '\n');
+  execFileSync(BIN, ['user', 'add', 'alice', '--password-file', path.join(dir, 'pw'), '--config', cfg], {
+    stdio: 'inherit',
+  });
+
+  const daemonLog = fs.openSync(path.join(dir, 'daemon.err'), 'w');
+  const daemon = spawn(BIN, ['run', '--config', cfg], {
+    env: { ...process.env, TZ: 'UTC' },
+    stdio: ['ignore', 'ignore', daemonLog],
+  });
+  let browser;
+  let failedRun = false;
+  try {
+    await waitFor(async () => (await fetch(base + '/api/v1/health')).ok, 20000, 'the HTTP server');
+    await sleep(400); // let the tailer reach the end of the log
+
+    // Some history for the overview (addresses from several networks).
+    const seed = ['45.33.32.156', '61.177.172.10', '185.220.101.4', '5.188.10.176', '177.54.144.20', '103.99.0.12'];
+    let lines = '';
+    seed.forEach((ip, i) => {
+      for (let k = 0; k <= i; k++) lines += failed(ip, `user${k}`);
+    });
+    fs.appendFileSync(log, lines);
+
+    browser = await chromium.launchPersistentContext(path.join(dir, 'chrome'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    const page = browser.pages()[0] || (await browser.newPage());
+    page.on('pageerror', (e) => console.log('page error:', e.message));
+
+    await step('an unauthenticated visitor gets the login page, and 401 from the API', async () => {
+      const r = await fetch(base + '/api/v1/events');
+      assert.equal(r.status, 401);
+      await page.goto(base + '/decisions');
+      await page.waitForSelector('#login-form', { timeout: 10000 });
+      assert.equal(await page.isVisible('header#top'), false);
+      await page.screenshot({ path: path.join(SHOTS, 'login.png') });
+    });
+
+    await step('a wrong password is refused', async () => {
+      await page.fill('#username', 'alice');
+      await page.fill('#password', 'not-the-password');
+      await page.click('#login-form button[type=submit]');
+      await page.waitForFunction(() => document.querySelector('.login-error')?.textContent.length > 0);
+    });
+
+    await step('log in and see the overview', async () => {
+      await page.fill('#password', PASSWORD);
+      await page.click('#login-form button[type=submit]');
+      // The page asked for before logging in (/decisions) is shown after it.
+      await page.waitForSelector('#decision-filters', { timeout: 10000 });
+      await page.click('a[data-nav=overview]');
+      await page.waitForSelector('#overview-chart', { timeout: 10000 });
+      const cookies = await browser.cookies(base);
+      const c = cookies.find((c) => c.name === 'palisade_session');
+      assert.ok(c && c.httpOnly && c.sameSite === 'Strict', JSON.stringify(cookies));
+      await page.waitForSelector('#most-offending a.ip');
+      await sleep(500); // map and charts drawn
+      await page.screenshot({ path: path.join(SHOTS, 'overview.png'), fullPage: true });
+    });
+
+    const ip = '203.0.113.50';
+    const marker = path.join(dir, `banned-${ip}`);
+    await step('a line appended to the log appears on the live feed within 2 s', async () => {
+      await page.click('a[data-nav=live]');
+      await page.waitForFunction(() => document.querySelector('#feed-state')?.textContent === 'live', null, {
+        timeout: 10000,
+      });
+      const t0 = Date.now();
+      fs.appendFileSync(log, failed(ip));
+      await page.waitForSelector(`#feed-rows tr.feed-event a.ip:text("${ip}")`, { timeout: 2000 });
+      console.log(`     live event shown after ${Date.now() - t0} ms`);
+      fs.appendFileSync(log, failed(ip) + failed(ip));
+      await page.waitForSelector(`#feed-rows tr.feed-ban a.ip:text("${ip}")`, { timeout: 5000 });
+      await waitFor(() => fs.existsSync(marker), 5000, 'the responder to ban');
+      await page.screenshot({ path: path.join(SHOTS, 'live.png'), fullPage: true });
+    });
+
+    await step('drill into the IP and unban it; the responder revokes the ban', async () => {
+      await page.click(`#feed-rows tr.feed-ban a.ip:text("${ip}")`);
+      await page.waitForSelector('#current-ban .banned', { timeout: 10000 });
+      const t = await page.textContent('h1');
+      assert.ok(t.includes(ip), t);
+      await page.screenshot({ path: path.join(SHOTS, 'ip-banned.png'), fullPage: true });
+      await page.click('#unban-current');
+      await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });
+      await waitFor(() => !fs.existsSync(marker), 5000, 'the responder to unban (marker file removed)');
+      await page.screenshot({ path: path.join(SHOTS, 'ip-unbanned.png'), fullPage: true });
+    });
+
+    await step('decisions page: ban from the form, filter, unban from the list', async () => {
+      await page.click('a[data-nav=decisions]');
+      await page.waitForSelector('#decision-filters');
+      await page.fill('#ban-form input[name=target]', '198.51.100.23');
+      await page.fill('#ban-form input[name=reason]', 'browser test');
+      await page.click('#ban-form button[type=submit]');
+      await page.waitForSelector('#decision-list button.unban[data-target="198.51.100.23/32"]', { timeout: 10000 });
+      await waitFor(() => fs.existsSync(path.join(dir, 'banned-198.51.100.23')), 5000, 'manual ban applied');
+      await page.selectOption('#decision-filters select[name=status]', 'all');
+      await page.click('#decision-filters button[type=submit]');
+      await page.waitForFunction(() => location.search.includes('status=all'));
+      await page.waitForSelector('#decision-list table');
+      await page.screenshot({ path: path.join(SHOTS, 'decisions.png'), fullPage: true });
+      await page.selectOption('#decision-filters select[name=status]', 'active');
+      await page.click('#decision-filters button[type=submit]');
+      await page.waitForSelector('#decision-list button.unban[data-target="198.51.100.23/32"]');
+      await page.click('#decision-list button.unban[data-target="198.51.100.23/32"]');
+      await waitFor(() => !fs.existsSync(path.join(dir, 'banned-198.51.100.23')), 5000, 'manual unban applied');
+    });
+
+    await step('allowlist editor adds and removes entries', async () => {
+      await page.click('a[data-nav=allowlist]');
+      await page.fill('#allow-form input[name=net]', '198.18.0.0/15');
+      await page.fill('#allow-form input[name=comment]', 'benchmark lab');
+      await page.click('#allow-form button[type=submit]');
+      await page.waitForSelector('#allow-list td:text("198.18.0.0/15")', { timeout: 10000 });
+      await page.screenshot({ path: path.join(SHOTS, 'allowlist.png'), fullPage: true });
+    });
+
+    await step('jails page shows the daemon counters', async () => {
+      await page.click('a[data-nav=jails]');
+      await page.waitForSelector('td:text("sshd")', { timeout: 10000 });
+      await page.screenshot({ path: path.join(SHOTS, 'jails.png'), fullPage: true });
+    });
+
+    await step('overview after activity', async () => {
+      await page.click('a[data-nav=overview]');
+      await page.waitForSelector('#overview-chart');
+      await sleep(6000); // stats are cached for 5 s
+      await page.reload();
+      await page.waitForSelector('#most-offending a.ip');
+      await sleep(500);
+      await page.screenshot({ path: path.join(SHOTS, 'overview-after.png'), fullPage: true });
+      if (GEO) {
+        const attr = await page.textContent('footer');
+        assert.ok(/DB-IP|GeoLite2/.test(attr), `attribution shown: ${attr}`);
+      }
+    });
+
+    await step('log out returns to the login page', async () => {
+      await page.click('#logout');
+      await page.waitForSelector('#login-form');
+      const r = await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status);
+      assert.equal(r, 401);
+    });
+  } catch (e) {
+    failedRun = true;
+    console.log('--- daemon log ---\n' + fs.readFileSync(path.join(dir, 'daemon.err'), 'utf8').slice(-4000));
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    daemon.kill('SIGTERM');
+    await new Promise((r) => {
+      const t = setTimeout(() => {
+        daemon.kill('SIGKILL');
+        r();
+      }, 10000);
+      daemon.on('exit', () => {
+        clearTimeout(t);
+        r();
+      });
+    });
+    if (!failedRun) fs.rmSync(dir, { recursive: true, force: true });
+    else console.log(`kept ${dir} for inspection`);
+  }
+  const bad = results.filter((r) => !r.ok);
+  console.log(`\n${results.length - bad.length} passed, ${bad.length} failed; screenshots in ${SHOTS}`);
+  process.exit(bad.length || failedRun ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
