@@ -572,9 +572,11 @@ pub fn import(dir: &Path) -> Result<Import, LoadError> {
     }
     // [DEFAULT] settings that have no equivalent
     for (k, v) in &rd.set.defaults().0 {
-        if MAPPED.contains(&k.as_str())
-            || k.starts_with("action_")
-            || k == "bantime.rndtime" && v.trim().is_empty()
+        // Unset values, and the path/backend variables of paths-*.conf (only used through
+        // interpolation where a jail refers to them, which is mapped there), are not
+        // settings.
+        let helper = k.ends_with("_log") || k.ends_with("_backend") || k.starts_with("syslog_");
+        if MAPPED.contains(&k.as_str()) || k.starts_with("action_") || helper || v.trim().is_empty()
         {
             continue;
         }

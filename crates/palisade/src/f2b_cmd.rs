@@ -7,7 +7,7 @@ use palisade_fail2ban::date::TimeCx;
 use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions};
 use palisade_source::{LineMeta, SourceOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -213,4 +213,97 @@ pub fn import(dir: &Path, output: Option<&Path>) -> Result<ExitCode> {
         output.map_or(String::new(), |p| format!(" of {}", p.display()))
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `palisade run` takes its configuration from: a Palisade file, fail2ban's jails, or
+/// both (the file's settings, plus the fail2ban jails and their responders and allowlist).
+pub struct RunConfig {
+    config: Option<PathBuf>,
+    fail2ban: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// `--config` and `--fail2ban` as given. Without `--config`, the default file is used
+    /// when it exists or when there is no `--fail2ban`.
+    pub fn new(config: Option<PathBuf>, fail2ban: Option<PathBuf>) -> Self {
+        let config = match (config, &fail2ban) {
+            (Some(c), _) => Some(c),
+            (None, None) => Some(PathBuf::from(super::DEFAULT_CONFIG)),
+            (None, Some(_)) => Some(PathBuf::from(super::DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        RunConfig { config, fail2ban }
+    }
+
+    /// For logs.
+    pub fn describe(&self) -> String {
+        match (&self.config, &self.fail2ban) {
+            (Some(c), Some(f)) => format!("{} + fail2ban {}", c.display(), f.display()),
+            (Some(c), None) => c.display().to_string(),
+            (None, Some(f)) => format!("fail2ban {}", f.display()),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Loads (start and every reload).
+    pub fn load(&self) -> Result<palisade_config::Config> {
+        let base = self.config.as_deref().map(super::load_config).transpose()?;
+        let Some(dir) = &self.fail2ban else {
+            return base.context("no configuration");
+        };
+        let imp = palisade_fail2ban::import::import(dir)
+            .map_err(|e| anyhow::anyhow!("fail2ban configuration {}: {e}", dir.display()))?;
+        for u in &imp.unmapped {
+            tracing::warn!(setting = %u, "fail2ban setting not mapped");
+        }
+        let virt = dir.join("jail.conf");
+        let imported =
+            palisade_config::Config::parse(&imp.toml, &virt, palisade_filter::builtin_names())
+                .map_err(|e| anyhow::anyhow!("fail2ban jails of {}: {e}", dir.display()))?;
+        tracing::info!(jails = ?imp.jails, "fail2ban jails imported");
+        let Some(mut cfg) = base else {
+            return Ok(imported);
+        };
+        merge_imported(&mut cfg, imported)?;
+        Ok(cfg)
+    }
+}
+
+/// Adds fail2ban's jails, their responders and allowlist to a Palisade configuration. A name
+/// used by both is an error (rename the Palisade jail or responder).
+fn merge_imported(
+    cfg: &mut palisade_config::Config,
+    imported: palisade_config::Config,
+) -> Result<()> {
+    for r in imported.responders {
+        if cfg
+            .responders
+            .iter()
+            .any(|x| x.name.get_ref() == r.name.get_ref())
+        {
+            anyhow::bail!(
+                "responder {:?} is defined by the configuration and by fail2ban's jails",
+                r.name.get_ref()
+            );
+        }
+        cfg.responders.push(r);
+    }
+    for j in imported.jails {
+        if cfg
+            .jails
+            .iter()
+            .any(|x| x.name.get_ref() == j.name.get_ref())
+        {
+            anyhow::bail!(
+                "jail {:?} is defined by the configuration and by fail2ban's jails",
+                j.name.get_ref()
+            );
+        }
+        cfg.jails.push(j);
+    }
+    for a in imported.allowlist.parsed {
+        if !cfg.allowlist.parsed.contains(&a) {
+            cfg.allowlist.parsed.push(a);
+        }
+    }
+    Ok(())
 }

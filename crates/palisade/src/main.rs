@@ -39,9 +39,15 @@ struct Cli {
 enum Cmd {
     /// Run the daemon: follow logs, detect, ban, remember.
     Run {
-        /// Configuration file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Configuration file (default: /etc/palisade/palisade.toml; optional with
+        /// --fail2ban when that file does not exist).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also run the enabled jails of this fail2ban configuration folder
+        /// (`/etc/fail2ban`), imported as `palisade import fail2ban` would, on every start
+        /// and reload.
+        #[arg(long, value_name = "DIR")]
+        fail2ban: Option<PathBuf>,
         /// Read existing log content when no position is saved (default: start at the end).
         #[arg(long)]
         from_start: bool,
@@ -236,10 +242,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Run {
             config,
+            fail2ban,
             from_start,
             dry_run,
             once,
-        } => run(&config, from_start, dry_run, once),
+        } => {
+            let src = f2b_cmd::RunConfig::new(config, fail2ban);
+            run(&src, from_start, dry_run, once)
+        }
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => config_check(&file),
@@ -340,8 +350,9 @@ fn config_check(file: &Path) -> Result<ExitCode> {
     }
 }
 
-fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
-    let mut cfg = load_config(config)?;
+fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
+    let mut cfg = src.load()?;
+    let config = src.describe();
     if dry_run {
         cfg.general.dry_run = true;
     }
@@ -381,7 +392,7 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
     let digest = (!once)
         .then(|| palisade_report::digest::spawn_daily(&cfg, stop_digest.clone()))
         .flatten();
-    tracing::info!(config = %config.display(), "palisade running");
+    tracing::info!(config = %config, "palisade running");
     let stop_all = |daemon: Daemon, server: Option<palisade_server::ServerHandle>| {
         if let Some(s) = server {
             s.shutdown();
@@ -403,7 +414,7 @@ fn run(config: &Path, from_start: bool, dry_run: bool, once: bool) -> Result<Exi
     }
     for sig in signals.forever() {
         match sig {
-            signal_hook::consts::SIGHUP => match load_config(config) {
+            signal_hook::consts::SIGHUP => match src.load() {
                 Ok(mut new) => {
                     if dry_run {
                         new.general.dry_run = true;

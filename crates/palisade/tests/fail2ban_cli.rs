@@ -308,3 +308,138 @@ fn import_real_etc_fail2ban_enables_sshd() {
     let o = bin().args(["config", "check"]).arg(&p).output().unwrap();
     assert!(o.status.success(), "{}{}", text(&o).0, text(&o).1);
 }
+
+/// `ip netns` available (root); the test skips otherwise unless PALISADE_REQUIRE_NETNS is set.
+fn netns(name: &str) -> Option<NetNs> {
+    let ok = Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("PALISADE_REQUIRE_NETNS").is_some() {
+            panic!("cannot create network namespace {name}");
+        }
+        eprintln!("SKIP: network namespaces are not available");
+        return None;
+    }
+    Some(NetNs(name.to_owned()))
+}
+
+struct NetNs(String);
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn run_takes_fail2ban_jails_directly() {
+    if !have_f2b() {
+        return;
+    }
+    // The imported jail bans with nftables: inside a namespace of its own, never the host's.
+    let Some(ns) = netns(&format!("pal-f2b-{}", std::process::id())) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    // Lines of now, so the ban is in force (a syslog date has no year).
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let stamp = now.strftime("%b %e %H:%M:%S").to_string();
+    let lines: String = LOG
+        .lines()
+        .map(|l| format!("{stamp}{}\n", &l[15..]))
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    let f2b = dir.path().join("fail2ban");
+    std::fs::create_dir_all(&f2b).unwrap();
+    for n in [
+        "jail.conf",
+        "paths-common.conf",
+        "paths-debian.conf",
+        "filter.d",
+    ] {
+        std::os::unix::fs::symlink(Path::new(F2B).join(n), f2b.join(n)).unwrap();
+    }
+    std::fs::write(
+        f2b.join("jail.local"),
+        format!(
+            "[DEFAULT]\nignoreip = 192.0.2.0/24\n\n[sshd]\nenabled = true\nmaxretry = 1\n\
+             bantime = 1h\nlogpath = {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(dir.path(), "");
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            env!("CARGO_BIN_EXE_palisade"),
+            "run",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--fail2ban")
+        .arg(&f2b)
+        .args(["--once", "--from-start"])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // fail2ban's filter, fail2ban's maxretry, Palisade's store and responder.
+    let o = bin()
+        .args(["decisions", "list", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("203.0.113.9/32"), "{out}");
+    assert!(out.contains("\"sshd\""), "{out}");
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "nftables_sshd",
+        ])
+        .output()
+        .unwrap();
+    let (rules, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(rules.contains("203.0.113.9"), "{rules}");
+    // The two host names fail2ban would capture are not addresses: nothing else banned.
+    assert!(!rules.contains("192.30.0.6"), "{rules}");
+
+    // A jail name taken by both is refused with a clear message.
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[jail]]\nname = \"sshd\"\nfilter = \"sshd\"\nfiles = [\"{}\"]\n",
+            log.display()
+        ),
+    );
+    let o = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--fail2ban")
+        .arg(&f2b)
+        .args(["--once", "--dry-run"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("jail \"sshd\" is defined by the configuration and by fail2ban"),
+        "{err}"
+    );
+}
