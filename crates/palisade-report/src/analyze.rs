@@ -69,13 +69,8 @@ pub enum AnalyzeError {
         source: std::io::Error,
     },
     /// The GeoIP database could not be opened.
-    #[error("GeoIP database {path}: {message}")]
-    Geo {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Geo(#[from] palisade_geo::GeoError),
 }
 
 /// Threat level thresholds, in suspicious hits: below `yellow` is green, below `red` yellow,

@@ -230,9 +230,13 @@ pub fn send_now(cfg: &Config) -> Result<Digest, DigestError> {
             )
         })?;
     let mailer = Mailer::new(email, cfg)?;
-    let geo = GeoDb::find(rep.geoip_db.as_deref().map(|p| cfg.resolve(p)).as_deref())
-        .ok()
-        .flatten();
+    let geo = match crate::geo::for_config(Some(cfg), None) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "digest without countries");
+            None
+        }
+    };
     let mut store = open_store(cfg)?;
     let until = Timestamp::from_jiff(jiff::Timestamp::now());
     let d = collect(

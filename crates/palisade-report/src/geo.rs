@@ -1,64 +1,26 @@
-//! Optional country lookup in a MaxMind-format (`.mmdb`) GeoIP database, such as GeoLite2
-//! Country or DB-IP's free country database. Without one, countries stay empty.
+//! Country lookups for reports, through the one GeoIP module (`palisade-geo`, which reads
+//! both GeoLite2 and DB-IP/ip-location-db layouts). Without a database, countries stay empty.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use palisade_config::Config;
 
-/// Places searched when no database is configured (`scripts/install-geoip.sh`, Debian's
-/// `geoipupdate` and `dbip-country-lite` packages install there).
-pub const DEFAULT_PATHS: &[&str] = &[
-    "/var/lib/palisade/geoip/dbip-country.mmdb",
-    "/var/lib/GeoIP/GeoLite2-Country.mmdb",
-    "/usr/share/GeoIP/GeoLite2-Country.mmdb",
-    "/usr/share/GeoIP/dbip-country-lite.mmdb",
-];
+pub use palisade_geo::{GeoError, GeoIp as GeoDb, DEFAULT_COUNTRY_PATHS};
 
-/// An open GeoIP database.
-pub struct GeoDb {
-    reader: maxminddb::Reader<Vec<u8>>,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for GeoDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoDb").field("path", &self.path).finish()
-    }
-}
-
-impl GeoDb {
-    /// Opens a database file.
-    pub fn open(path: &Path) -> Result<Self, crate::analyze::AnalyzeError> {
-        let reader = maxminddb::Reader::open_readfile(path).map_err(|e| {
-            crate::analyze::AnalyzeError::Geo {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
-        Ok(GeoDb {
-            reader,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// `configured` if given (an error if it cannot be opened), else the first of
-    /// [`DEFAULT_PATHS`] that opens, else `None`.
-    pub fn find(configured: Option<&Path>) -> Result<Option<Self>, crate::analyze::AnalyzeError> {
-        if let Some(p) = configured {
-            return Self::open(p).map(Some);
-        }
-        Ok(DEFAULT_PATHS
-            .iter()
-            .map(Path::new)
-            .filter(|p| p.is_file())
-            .find_map(|p| Self::open(p).ok()))
-    }
-
-    /// ISO 3166 country code of `ip`, if known.
-    pub fn country(&self, ip: IpAddr) -> Option<String> {
-        let c: maxminddb::geoip2::Country<'_> = self.reader.lookup(ip).ok()?;
-        c.country
-            .and_then(|c| c.iso_code)
-            .or_else(|| c.registered_country.and_then(|c| c.iso_code))
-            .map(str::to_owned)
-    }
+/// The country database of a configuration: `[report] geoip_db`, else the dashboard's
+/// `[server] geoip_country`, else the first of [`DEFAULT_COUNTRY_PATHS`]; `explicit` (a
+/// command-line option) wins over all. A database named but unusable is an error.
+pub fn for_config(
+    cfg: Option<&Config>,
+    explicit: Option<&std::path::Path>,
+) -> Result<Option<GeoDb>, GeoError> {
+    let configured = explicit.map(std::path::Path::to_path_buf).or_else(|| {
+        let cfg = cfg?;
+        let rep = cfg.report.as_ref().and_then(|r| r.geoip_db.as_deref());
+        // The dashboard's database is optional there: only when it is installed.
+        let srv = || {
+            let p = cfg.server.as_ref()?.geoip_country.as_deref()?;
+            Some(cfg.resolve(p)).filter(|p| p.is_file())
+        };
+        rep.map(|p| cfg.resolve(p)).or_else(srv)
+    });
+    GeoDb::find_country(configured.as_deref())
 }

@@ -24,7 +24,7 @@ mod assets;
 pub mod auth;
 mod control;
 mod error;
-pub mod geo;
+pub use palisade_geo as geo;
 mod openapi;
 mod pool;
 mod stats;

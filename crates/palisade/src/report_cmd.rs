@@ -160,13 +160,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         None => opts.since,
     };
     opts.until = a.until.as_deref().map(parse_when).transpose()?;
-    let geo_path = a.geoip.clone().or_else(|| {
-        rep.geoip_db
-            .as_ref()
-            .zip(cfg.as_ref())
-            .map(|(g, c)| c.resolve(g))
-    });
-    let geo = palisade_report::geo::GeoDb::find(geo_path.as_deref())?;
+    let geo = palisade_report::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
 
     let sizes: Vec<u64> = a
         .logs
@@ -467,9 +461,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         Some(p) => palisade_config::parse_duration(p).map_err(anyhow::Error::msg)?,
         None => rep.period.0,
     };
-    let geo = palisade_report::geo::GeoDb::find(
-        rep.geoip_db.as_deref().map(|p| cfg.resolve(p)).as_deref(),
-    )?;
+    let geo = palisade_report::geo::for_config(Some(&cfg), None)?;
     let mut store = super::open_store(&cfg)?;
     let until = SystemClock.now();
     let d = digest::collect(

@@ -4,7 +4,10 @@
 //! `city.names.en`, `location.latitude`, `autonomous_system_number`) and the flat one of the
 //! ip-location-db packages (`country_code`, `city`, `latitude`), which is what
 //! `scripts/install-geoip.sh` installs (DB-IP Lite, CC BY 4.0). A missing or unreadable
-//! database means no geolocation, never an error. Answers are cached in a bounded LRU.
+//! database means no geolocation, never an error, for the daemon; `find_country` (reports) is
+//! strict about a database it was told to use. Answers are cached in a bounded LRU.
+
+#![warn(missing_docs)]
 
 use lru::LruCache;
 use maxminddb::Reader;
@@ -14,6 +17,25 @@ use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// Country databases searched when none is configured (`scripts/install-geoip.sh`, Debian's
+/// `geoipupdate` and `dbip-country-lite` packages install there).
+pub const DEFAULT_COUNTRY_PATHS: &[&str] = &[
+    "/var/lib/palisade/geoip/dbip-country.mmdb",
+    "/var/lib/GeoIP/GeoLite2-Country.mmdb",
+    "/usr/share/GeoIP/GeoLite2-Country.mmdb",
+    "/usr/share/GeoIP/dbip-country-lite.mmdb",
+];
+
+/// A database that was asked for by name cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("GeoIP database {path}: {message}")]
+pub struct GeoError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub message: String,
+}
 
 /// Addresses whose answers are cached.
 const CACHE: usize = 65_536;
@@ -30,7 +52,8 @@ pub struct GeoPaths {
 }
 
 /// What is known about where an address is.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GeoInfo {
     /// ISO 3166-1 alpha-2 country code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +137,32 @@ impl GeoIp {
                 NonZeroUsize::new(CACHE).expect("cache size is not zero"),
             )),
         }
+    }
+
+    /// A country database for reports: `configured` if given (an error if it cannot be
+    /// opened), else the first of [`DEFAULT_COUNTRY_PATHS`] that opens, else `None`.
+    pub fn find_country(configured: Option<&Path>) -> Result<Option<Self>, GeoError> {
+        if let Some(p) = configured {
+            Reader::open_readfile(p).map_err(|e| GeoError {
+                path: p.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            return Ok(Some(Self::open(&GeoPaths {
+                country: Some(p.to_path_buf()),
+                ..GeoPaths::default()
+            })));
+        }
+        Ok(DEFAULT_COUNTRY_PATHS
+            .iter()
+            .map(Path::new)
+            .filter(|p| Reader::open_readfile(p).is_ok())
+            .map(|p| {
+                Self::open(&GeoPaths {
+                    country: Some(p.to_path_buf()),
+                    ..GeoPaths::default()
+                })
+            })
+            .next())
     }
 
     /// No databases at all.
