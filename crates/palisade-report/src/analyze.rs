@@ -25,8 +25,11 @@
 //!
 //! # Cost
 //!
-//! Lines are byte slices of a reused buffer; a benign line allocates nothing (the filter only
-//! builds an event for lines its rules match). Per-address state is a compact fixed-size
+//! Lines are byte slices of reused chunk buffers; a benign line allocates nothing (the filter
+//! only builds an event for lines its rules match). Chunks of whole lines are parsed and
+//! classified on [`Options::threads`] threads while the reading thread counts the finished
+//! chunks in input order, so the result is the same for any number of threads; at most
+//! `2 × threads + 2` chunks of 1 MiB are in flight. Per-address state is a compact fixed-size
 //! record; once [`Options::max_ips`] addresses are tracked, new addresses are only admitted
 //! with a suspicious line (up to twice the bound), and the requests of the rest are counted in
 //! an aggregate "untracked" bucket.
@@ -890,24 +893,23 @@ impl Analyzer {
             let mut sent = 0u64;
             let mut chunks = Chunker::new(r);
             // Counts the finished chunks that are next in order; `block` waits for one first.
-            let mut settle =
-                |me: &mut Self, order: &mut InOrder, free: &mut Vec<Slot>, block: bool| {
-                    if block {
-                        let Ok((seq, slot)) = done_rx.recv() else {
-                            return false;
-                        };
-                        order.waiting.insert(seq, slot);
-                    }
-                    while let Ok((seq, slot)) = done_rx.try_recv() {
-                        order.waiting.insert(seq, slot);
-                    }
-                    while let Some(slot) = order.waiting.remove(&order.counted) {
-                        me.count_batch(&slot.batch);
-                        order.counted += 1;
-                        free.push(slot);
-                    }
-                    true
-                };
+            let settle = |me: &mut Self, order: &mut InOrder, free: &mut Vec<Slot>, block: bool| {
+                if block {
+                    let Ok((seq, slot)) = done_rx.recv() else {
+                        return false;
+                    };
+                    order.waiting.insert(seq, slot);
+                }
+                while let Ok((seq, slot)) = done_rx.try_recv() {
+                    order.waiting.insert(seq, slot);
+                }
+                while let Some(slot) = order.waiting.remove(&order.counted) {
+                    me.count_batch(&slot.batch);
+                    order.counted += 1;
+                    free.push(slot);
+                }
+                true
+            };
             let result = loop {
                 let mut slot = match free.pop() {
                     Some(s) => s,
