@@ -29,7 +29,7 @@
 //! only builds an event for lines its rules match). Chunks of whole lines are parsed and
 //! classified on [`Options::threads`] threads while the reading thread counts the finished
 //! chunks in input order, so the result is the same for any number of threads; at most
-//! `2 × threads + 2` chunks of 1 MiB are in flight. Per-address state is a compact fixed-size
+//! `6 × threads + 4` chunks of 1 MiB are in flight. Per-address state is a compact fixed-size
 //! record; once [`Options::max_ips`] addresses are tracked, new addresses are only admitted
 //! with a suspicious line (up to twice the bound), and the requests of the rest are counted in
 //! an aggregate "untracked" bucket.
@@ -860,8 +860,10 @@ impl Analyzer {
         progress: &mut dyn FnMut(u64),
     ) -> std::io::Result<()> {
         let threads = self.opts.threads;
-        // Chunks in flight (being filled, queued, classified or waiting to be counted).
-        let max_slots = threads * 2 + 2;
+        // Chunks in flight (being filled, queued, classified or waiting to be counted): enough
+        // queued work that the classifying threads keep busy while the reading thread waits
+        // for a CPU on a loaded machine (about 20 MiB with 2 threads).
+        let max_slots = threads * 6 + 4;
         let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
         let opts = self.opts.clone();

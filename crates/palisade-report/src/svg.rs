@@ -167,5 +167,14 @@ mod tests {
         assert!(!s.contains("<script>") && s.contains("&lt;script&gt;"));
         let c = columns("t", &[("a".into(), 5, 1), ("b".into(), 2, 2)], ("x", "y"));
         assert!(c.starts_with("<svg") && c.ends_with("</svg>"));
+        let h = hourly(
+            "t",
+            &[("<b> 10:00".into(), 2), ("x 11:00".into(), 0)],
+            "bans",
+            "#000",
+        );
+        assert!(!h.contains("<b>") && h.contains("&lt;b&gt; 10:00: 2 bans"));
+        assert_eq!(h.matches("<rect class=\"bar\"").count(), 2);
+        assert!(hourly("t", &[], "bans", "#000").contains("no data"));
     }
 }
