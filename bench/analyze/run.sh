@@ -116,14 +116,15 @@ Same report and flagged lines with one and with several classifying threads (com
 How the work is split: the calling thread reads 1 MiB chunks of whole lines and counts finished
 chunks in input order; \`--threads\` threads (default one per CPU) parse and classify the chunks
 (client address, time, the \`nginx_access\` filter's verdict through a verdict cache). Profile of
-\`--threads 1\` (perf, 1M lines): classifying a line ~45 % (its verdict-cache lookup alone ~7 %, a
-cache miss on the 512 KiB table), per-address counting ~11 %, the kernel's copy of the file ~10 %,
-Aho-Corasick matching on cache misses ~5 %, line splitting (memchr) ~9 %, allocation for matched
-lines ~4 %. With several threads the counting thread does about a quarter of the work and the
-classifying threads the rest, so on an idle 2-CPU machine the wall time approaches half the CPU
-time; on this shared machine the extra threads gain little or nothing on the 1M-line file (they
-wait for a CPU like everything else), while the 10M-line stdin run, where reading the pipe
-overlaps with classifying, gains clearly.
+\`--threads 1\` (perf, 1M lines, self time): parsing a line, hashing it and looking up the verdict
+cache ~28 % (the lookup alone ~7 %: misses on the 512 KiB table), per-address counting ~11 %, the
+kernel's copy of the file ~10 %, memchr (lines and fields) ~9 %, the filter's Aho-Corasick matching
+on verdict-cache misses ~5 %, allocation for matched lines ~4 %.
+With several threads the counting thread does about a quarter of the work and the
+classifying threads the rest, so with free CPUs the wall time can approach half the CPU time. On
+this shared machine every thread waits for a CPU like everything else: how much the extra
+threads gain varies from run to run with the other jobs (compare each size's two rows and the
+spread of the three runs), and no run here was taken on an idle machine.
 
 Detection (palisade; GoAccess reports traffic and does not classify clients):
 
