@@ -761,6 +761,17 @@ impl Classifier {
     }
 }
 
+/// Raises its flag when dropped by a panicking thread.
+struct PanicFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Finished chunks waiting for their turn to be counted.
 struct InOrder {
     waiting: std::collections::BTreeMap<u64, Slot>,
@@ -867,14 +878,19 @@ impl Analyzer {
         let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
         let opts = self.opts.clone();
+        // Set by a classifying thread that panics, so that the reading thread stops waiting
+        // for its chunk (the panic then surfaces when the scope ends).
+        let failed = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             for i in 0..threads {
                 let work_rx = work_rx.clone();
                 let done_tx = done_tx.clone();
                 let mut c = Classifier::new(&opts);
+                let failed = &failed;
                 std::thread::Builder::new()
                     .name(format!("analyze-{i}"))
                     .spawn_scoped(scope, move || {
+                        let _flag = PanicFlag(failed);
                         for (seq, mut slot) in work_rx {
                             let Slot { buf, len, batch } = &mut slot;
                             c.chunk(&buf[..*len], batch);
@@ -897,10 +913,17 @@ impl Analyzer {
             // Counts the finished chunks that are next in order; `block` waits for one first.
             let settle = |me: &mut Self, order: &mut InOrder, free: &mut Vec<Slot>, block: bool| {
                 if block {
-                    let Ok((seq, slot)) = done_rx.recv() else {
-                        return false;
-                    };
-                    order.waiting.insert(seq, slot);
+                    loop {
+                        match done_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                            Ok((seq, slot)) => {
+                                order.waiting.insert(seq, slot);
+                                break;
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                                if !failed.load(std::sync::atomic::Ordering::SeqCst) => {}
+                            Err(_) => return false,
+                        }
+                    }
                 }
                 while let Ok((seq, slot)) = done_rx.try_recv() {
                     order.waiting.insert(seq, slot);
