@@ -775,6 +775,9 @@ pub struct EmailSection {
     pub password: Option<SecretString>,
     /// Or: read the SMTP password from this file.
     pub password_file: Option<String>,
+    /// PEM file of certificate authorities trusted for the SMTP server's certificate, in
+    /// addition to the built-in Mozilla roots (a private CA or a self-signed relay).
+    pub ca_file: Option<String>,
     /// Sender address.
     pub from: String,
     /// Recipients.
@@ -920,6 +923,16 @@ pub(crate) fn validate_report_sections(
             if e.password.is_some() && e.password_file.is_some() {
                 problems
                     .push(loc.nowhere("[notify.email] give either `password` or `password_file`"));
+            }
+            if e.ca_file.is_some() && e.tls == "none" {
+                problems.push(loc.nowhere(
+                    "[notify.email] ca_file needs tls = \"starttls\" or \"tls\" (with tls = \"none\" no certificate is checked)",
+                ));
+            }
+            if e.username.is_none() && (e.password.is_some() || e.password_file.is_some()) {
+                problems.push(loc.nowhere(
+                    "[notify.email] a password needs `username` (the account to log in as)",
+                ));
             }
         }
         if let Some(w) = &n.webhook {

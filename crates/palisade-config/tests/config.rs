@@ -167,3 +167,31 @@ fn redacts_store_password() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("root:***@db"), "{err}");
 }
+
+#[test]
+fn email_tls_options_are_checked() {
+    let base = "[notify]\n[notify.email]\nsmtp_host = \"mx\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]\n";
+    let cfg = parse(&format!(
+        "{base}tls = \"tls\"\nca_file = \"ca.pem\"\nusername = \"u\"\npassword_file = \"pw\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = cfg.notify.unwrap().email.unwrap();
+    assert_eq!(e.tls, "tls");
+    assert_eq!(e.ca_file.as_deref(), Some("ca.pem"));
+    let err = parse(&format!("{base}tls = \"ssl\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expected \"starttls\", \"tls\" or \"none\""),
+        "{err}"
+    );
+    let err = parse(&format!("{base}tls = \"none\"\nca_file = \"ca.pem\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ca_file needs tls"), "{err}");
+    let err = parse(&format!("{base}password = \"hunter2\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs `username`"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}

@@ -25,8 +25,11 @@
 //!
 //! # Cost
 //!
-//! Lines are byte slices of a reused buffer; a benign line allocates nothing (the filter only
-//! builds an event for lines its rules match). Per-address state is a compact fixed-size
+//! Lines are byte slices of reused chunk buffers; a benign line allocates nothing (the filter
+//! only builds an event for lines its rules match). Chunks of whole lines are parsed and
+//! classified on [`Options::threads`] threads while the reading thread counts the finished
+//! chunks in input order, so the result is the same for any number of threads; at most
+//! `6 × threads + 4` chunks of 1 MiB are in flight. Per-address state is a compact fixed-size
 //! record; once [`Options::max_ips`] addresses are tracked, new addresses are only admitted
 //! with a suspicious line (up to twice the bound), and the requests of the rest are counted in
 //! an aggregate "untracked" bucket.
@@ -159,6 +162,17 @@ pub struct Options {
     pub record_lines: bool,
     /// Time zone of timestamps without an offset.
     pub tz: jiff::tz::TimeZone,
+    /// Threads that parse and classify lines (the calling thread reads and counts). `1`
+    /// classifies on the calling thread; the result is the same either way.
+    pub threads: usize,
+}
+
+/// Classifying threads by default: one per CPU, at most 8.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 impl Default for Options {
@@ -174,6 +188,7 @@ impl Default for Options {
             rate_limit: 120,
             record_lines: false,
             tz: jiff::tz::TimeZone::UTC,
+            threads: default_threads(),
         }
     }
 }
@@ -335,24 +350,79 @@ impl Analysis {
 }
 
 /// Streams lines into per-address counters. Feed files (or readers), then [`Analyzer::finish`].
+///
+/// Work is split in two: a [`Classifier`] turns a line into a [`Rec`] (parsing, time, the
+/// filter's verdict: nearly all the cost), and the counters take the records in input order
+/// (so first-seen order, the tracking bound, busiest minutes and line numbers do not depend
+/// on threads). With [`Options::threads`] > 1, chunks of whole lines go to that many
+/// classifying threads and their records are counted in chunk order.
 pub struct Analyzer {
     opts: Options,
-    filter: Box<dyn Filter>,
-    events: Vec<palisade_core::Event>,
-    time: TimeParser,
-    last_time: ([u8; 32], usize, Option<Timestamp>),
+    classifier: Classifier,
     index: AHashMap<IpAddr, u32>,
     ips: Vec<IpAddr>,
     stats: Vec<IpStat>,
     files: Vec<FileStat>,
     untracked: Untracked,
     hours: AHashMap<i64, [u64; 2]>,
+    /// The hour of the last line and its counters' place in `hours` (most lines repeat it).
+    last_hour: Option<(i64, [u64; 2])>,
     candidates: Vec<(u64, u32, u8)>,
     line_no: u64,
+    started: std::time::Instant,
+}
+
+/// Parses and classifies lines (one per classifying thread).
+struct Classifier {
+    filter: Box<dyn Filter>,
+    events: Vec<palisade_core::Event>,
+    time: TimeParser,
+    last_time: ([u8; 32], usize, Option<Timestamp>),
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
     hasher: ahash::RandomState,
     cache: Vec<u64>,
-    started: std::time::Instant,
     ctx: LineCtx,
+}
+
+/// What the counters need of one access line in the time window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rec {
+    ip: IpAddr,
+    /// Seconds, or [`NO_TIME`].
+    secs: i64,
+    /// 0-based index of the line in its chunk.
+    idx: u32,
+    /// Matched rule, or [`NO_RULE`].
+    rule: u8,
+    /// Answered with a 4xx status.
+    client_err: bool,
+    /// A weak line (`not_found`, or a 408 `bad_request`).
+    weak: bool,
+}
+
+/// [`Rec::secs`] of a line without a readable time.
+const NO_TIME: i64 = i64::MIN;
+/// [`Rec::rule`] of a line no rule matched.
+const NO_RULE: u8 = u8::MAX;
+
+/// One line's outcome.
+enum LineOut {
+    /// Not an access-log record.
+    Unparsed,
+    /// Outside the time window.
+    Outside,
+    /// Counted.
+    Rec(Rec),
+}
+
+/// The records of one chunk of lines.
+#[derive(Default)]
+struct Batch {
+    lines: u64,
+    unparsed: u64,
+    outside: u64,
+    recs: Vec<Rec>,
 }
 
 /// The fields of an access line that the counters need.
@@ -475,9 +545,91 @@ fn is_gzip(path: &Path) -> std::io::Result<bool> {
     Ok(got == 2 && m == [0x1f, 0x8b])
 }
 
-impl Analyzer {
-    /// A new analysis with `opts`.
-    pub fn new(opts: Options) -> Self {
+/// Cuts a reader into chunks of whole lines (the last chunk may end without a newline).
+/// A line longer than [`MAX_LINE`] keeps its first [`MAX_LINE`] bytes; the rest is skipped
+/// here or cut by [`Classifier::chunk`].
+struct Chunker<R> {
+    r: R,
+    /// The unfinished last line of the previous chunk (at most [`MAX_LINE`] bytes).
+    carry: Vec<u8>,
+    /// Inside an overlong line whose head is in `carry`: skip up to the next newline.
+    skipping: bool,
+    eof: bool,
+    read_total: u64,
+    last_report: u64,
+}
+
+impl<R: Read> Chunker<R> {
+    fn new(r: R) -> Self {
+        Chunker {
+            r,
+            carry: Vec::new(),
+            skipping: false,
+            eof: false,
+            read_total: 0,
+            last_report: 0,
+        }
+    }
+
+    /// Fills `slot` with the next chunk; false at the end of the input.
+    fn next(&mut self, slot: &mut Slot, progress: &mut dyn FnMut(u64)) -> std::io::Result<bool> {
+        loop {
+            if self.eof && self.carry.is_empty() {
+                return Ok(false);
+            }
+            let buf = &mut slot.buf;
+            let mut filled = self.carry.len();
+            buf[..filled].copy_from_slice(&self.carry);
+            self.carry.clear();
+            while filled < CHUNK && !self.eof {
+                let n = match self.r.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        progress(self.read_total);
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                self.read_total += n as u64;
+                if self.read_total - self.last_report >= 4 << 20 {
+                    self.last_report = self.read_total;
+                    progress(self.read_total);
+                }
+                if self.skipping {
+                    // Drop the rest of the overlong line; its newline ends the head.
+                    if let Some(i) = memchr::memchr(b'\n', &buf[filled..filled + n]) {
+                        buf.copy_within(filled + i..filled + n, filled);
+                        filled += n - i;
+                        self.skipping = false;
+                    }
+                } else {
+                    filled += n;
+                }
+            }
+            let cut = if self.eof {
+                filled
+            } else {
+                memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1)
+            };
+            let rest = &buf[cut..filled];
+            if rest.len() > MAX_LINE {
+                self.carry.extend_from_slice(&rest[..MAX_LINE]);
+                self.skipping = true;
+            } else {
+                self.carry.extend_from_slice(rest);
+            }
+            if cut > 0 {
+                slot.len = cut;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+impl Classifier {
+    fn new(opts: &Options) -> Self {
         let bopts = palisade_filter::BuiltinOptions {
             // Aggressive: 404s and 408s become events too; they are weighed per address below.
             mode: palisade_filter::Mode::Aggressive,
@@ -488,23 +640,15 @@ impl Analyzer {
         let now = opts
             .until
             .unwrap_or_else(|| Timestamp::from_jiff(jiff::Timestamp::now()));
-        Analyzer {
-            time: TimeParser::new(opts.tz.clone()),
-            opts,
+        Classifier {
             filter,
             events: Vec::with_capacity(4),
+            time: TimeParser::new(opts.tz.clone()),
             last_time: ([0; 32], 0, None),
-            index: AHashMap::new(),
-            ips: Vec::new(),
-            stats: Vec::new(),
-            files: Vec::new(),
-            untracked: Untracked::default(),
-            hours: AHashMap::new(),
-            candidates: Vec::new(),
-            line_no: 0,
+            since: opts.since,
+            until: opts.until,
             hasher: ahash::RandomState::new(),
             cache: vec![0; CACHE],
-            started: std::time::Instant::now(),
             ctx: LineCtx {
                 now,
                 source_time: None,
@@ -512,127 +656,46 @@ impl Analyzer {
         }
     }
 
-    /// Reads one file (gzip-compressed or plain, detected from its content). `progress` is
-    /// told the bytes of the file read so far (compressed bytes for gzip).
-    pub fn feed_file(
-        &mut self,
-        path: &Path,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(), AnalyzeError> {
-        let io = |source| AnalyzeError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let gz = is_gzip(path).map_err(io)?;
-        let f = std::fs::File::open(path).map_err(io)?;
-        let counter = std::rc::Rc::new(std::cell::Cell::new(0));
-        let counting = Counting {
-            inner: f,
-            n: counter.clone(),
-        };
-        let name = path.display().to_string();
-        let mut report = |_: u64| progress(counter.get());
-        if gz {
-            let r = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
-                1 << 16,
-                counting,
-            ));
-            self.feed_reader(&name, r, &mut report).map_err(io)
-        } else {
-            self.feed_reader(&name, counting, &mut report).map_err(io)
+    /// Classifies every line of `chunk` (lines end with `\n`; the last one may not) into
+    /// `out`, which is cleared first.
+    fn chunk(&mut self, chunk: &[u8], out: &mut Batch) {
+        out.lines = 0;
+        out.unparsed = 0;
+        out.outside = 0;
+        out.recs.clear();
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let end = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
+            let line = &chunk[pos..end];
+            let idx = out.lines as u32;
+            out.lines += 1;
+            match self.line(&line[..line.len().min(MAX_LINE)], idx) {
+                LineOut::Unparsed => out.unparsed += 1,
+                LineOut::Outside => out.outside += 1,
+                LineOut::Rec(r) => out.recs.push(r),
+            }
+            pos = end + 1;
         }
     }
 
-    /// Reads lines from any reader, as one input called `name`.
-    pub fn feed_reader(
-        &mut self,
-        name: &str,
-        mut r: impl Read,
-        progress: &mut dyn FnMut(u64),
-    ) -> std::io::Result<()> {
-        self.files.push(FileStat {
-            path: name.to_string(),
-            ..Default::default()
-        });
-        let mut buf = vec![0u8; CHUNK + MAX_LINE];
-        let mut start = 0; // unconsumed data begins here
-        let mut end = 0;
-        let mut skipping = false; // inside an overlong line already handed out
-        let mut read_total = 0u64;
-        let mut last_report = 0u64;
-        loop {
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-                end -= start;
-                start = 0;
-            }
-            if end == buf.len() {
-                // A line longer than the buffer: hand out its head, skip the rest.
-                if !skipping {
-                    self.line(&buf[..MAX_LINE]);
-                }
-                skipping = true;
-                end = 0;
-            }
-            let n = match r.read(&mut buf[end..]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            end += n;
-            read_total += n as u64;
-            let mut pos = start;
-            while let Some(i) = memchr::memchr(b'\n', &buf[pos..end]) {
-                let line = &buf[pos..pos + i];
-                if skipping {
-                    skipping = false;
-                } else {
-                    self.line(&line[..line.len().min(MAX_LINE)]);
-                }
-                pos += i + 1;
-            }
-            start = pos;
-            if read_total - last_report >= 4 << 20 {
-                last_report = read_total;
-                progress(read_total);
-            }
-        }
-        if start < end && !skipping {
-            self.line(&buf[start..end.min(start + MAX_LINE)]);
-        }
-        progress(read_total);
-        Ok(())
-    }
-
-    /// Examines one line (without its newline).
-    pub fn line(&mut self, line: &[u8]) {
-        self.line_no += 1;
-        if self.files.is_empty() {
-            self.files.push(FileStat::default());
-        }
-        let fi = self.files.len() - 1;
+    /// Classifies one line (without its newline).
+    fn line(&mut self, line: &[u8], idx: u32) -> LineOut {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.files[fi].lines += 1;
         let Some(h) = head(line) else {
-            self.files[fi].unparsed += 1;
-            return;
+            return LineOut::Unparsed;
         };
         let Some(ip) = parse_client(h.client) else {
-            self.files[fi].unparsed += 1;
-            return;
+            return LineOut::Unparsed;
         };
         let t = h.time.and_then(|tb| self.parse_time(tb));
-        if self.opts.since.is_some() || self.opts.until.is_some() {
+        if self.since.is_some() || self.until.is_some() {
             let inside = t.is_some_and(|t| {
-                self.opts.since.is_none_or(|s| t >= s) && self.opts.until.is_none_or(|u| t < u)
+                self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
             });
             if !inside {
-                self.files[fi].skipped_window += 1;
-                return;
+                return LineOut::Outside;
             }
         }
-        self.files[fi].parsed += 1;
         // Classification by the built-in filter (allocates only for matching lines), through
         // a direct-mapped cache of verdicts: most lines repeat a request, status, referer and
         // user agent already seen (assets, popular pages, a scanner's fixed user agent).
@@ -667,74 +730,15 @@ impl Analyzer {
             self.cache[slot_c] = (key & !0xF) | r.map_or(0xF, |r| r as u64);
             r
         };
-        let secs = t.map_or(0, |t| t.secs());
-        if t.is_some() {
-            let b = self.hours.entry(secs.div_euclid(3600)).or_default();
-            b[0] += 1;
-            b[1] += u64::from(rule.is_some());
-        }
-        let slot = match self.index.get(&ip) {
-            Some(&s) => Some(s),
-            None => {
-                let n = self.stats.len();
-                let admit = n < self.opts.max_ips
-                    || (rule.is_some() && n < self.opts.max_ips.saturating_mul(2));
-                if admit {
-                    let s = n as u32;
-                    self.index.insert(ip, s);
-                    self.ips.push(ip);
-                    self.stats.push(IpStat {
-                        first: i64::MAX,
-                        last: i64::MIN,
-                        minute: i64::MIN,
-                        ..Default::default()
-                    });
-                    Some(s)
-                } else {
-                    None
-                }
-            }
-        };
         let weak = rule.is_some_and(|r| r == NOT_FOUND || (r == BAD_REQUEST && h.status == 408));
-        let Some(slot) = slot else {
-            self.untracked.requests += 1;
-            if rule.is_some() && !weak {
-                self.untracked.strong_hits += 1;
-                self.files[fi].untracked_hits += 1;
-            }
-            return;
-        };
-        let st = &mut self.stats[slot as usize];
-        st.total = st.total.saturating_add(1);
-        if (400..500).contains(&h.status) {
-            st.client_err = st.client_err.saturating_add(1);
-        }
-        if t.is_some() {
-            st.first = st.first.min(secs);
-            st.last = st.last.max(secs);
-            let minute = secs.div_euclid(60);
-            if minute == st.minute {
-                st.in_minute += 1;
-            } else if minute > st.minute {
-                st.minute = minute;
-                st.in_minute = 1;
-            }
-            st.peak_rpm = st.peak_rpm.max(st.in_minute);
-        }
-        if let Some(r) = rule {
-            st.rules[r] = st.rules[r].saturating_add(1);
-            let f = &mut self.files[fi];
-            if weak {
-                st.weak = st.weak.saturating_add(1);
-                *f.not_found.entry(slot).or_default() += 1;
-            } else {
-                f.strong += 1;
-            }
-            if self.opts.record_lines {
-                self.candidates
-                    .push((self.line_no, slot, r as u8 | if weak { WEAK } else { 0 }));
-            }
-        }
+        LineOut::Rec(Rec {
+            ip,
+            secs: t.map_or(NO_TIME, |t| t.secs()),
+            idx,
+            rule: rule.map_or(NO_RULE, |r| r as u8),
+            client_err: (400..500).contains(&h.status),
+            weak,
+        })
     }
 
     fn parse_time(&mut self, tb: &[u8]) -> Option<Timestamp> {
@@ -749,6 +753,353 @@ impl Analyzer {
             self.last_time.2 = v;
         }
         v
+    }
+}
+
+/// Raises its flag when dropped by a panicking thread.
+struct PanicFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Finished chunks waiting for their turn to be counted.
+struct InOrder {
+    waiting: std::collections::BTreeMap<u64, Slot>,
+    counted: u64,
+}
+
+/// A chunk buffer and the records classified from it, passed between the reading thread and
+/// a classifying thread and reused.
+struct Slot {
+    buf: Vec<u8>,
+    len: usize,
+    batch: Batch,
+}
+
+impl Analyzer {
+    /// A new analysis with `opts`.
+    pub fn new(opts: Options) -> Self {
+        Analyzer {
+            classifier: Classifier::new(&opts),
+            opts,
+            index: AHashMap::new(),
+            ips: Vec::new(),
+            stats: Vec::new(),
+            files: Vec::new(),
+            untracked: Untracked::default(),
+            hours: AHashMap::new(),
+            last_hour: None,
+            candidates: Vec::new(),
+            line_no: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Reads one file (gzip-compressed or plain, detected from its content). `progress` is
+    /// told the bytes of the file read so far (compressed bytes for gzip).
+    pub fn feed_file(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), AnalyzeError> {
+        let io = |source| AnalyzeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let gz = is_gzip(path).map_err(io)?;
+        let f = std::fs::File::open(path).map_err(io)?;
+        let counter = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counting = Counting {
+            inner: f,
+            n: counter.clone(),
+        };
+        let name = path.display().to_string();
+        let mut report = |_: u64| progress(counter.get());
+        if gz {
+            let r = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+                1 << 16,
+                counting,
+            ));
+            self.feed_reader(&name, r, &mut report).map_err(io)
+        } else {
+            self.feed_reader(&name, counting, &mut report).map_err(io)
+        }
+    }
+
+    /// Reads lines from any reader, as one input called `name`. Lines are cut to 64 KiB.
+    pub fn feed_reader(
+        &mut self,
+        name: &str,
+        r: impl Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> std::io::Result<()> {
+        self.files.push(FileStat {
+            path: name.to_string(),
+            ..Default::default()
+        });
+        if self.opts.threads <= 1 {
+            let mut batch = Batch::default();
+            let mut slot = Slot {
+                buf: vec![0u8; CHUNK + MAX_LINE],
+                len: 0,
+                batch: Batch::default(),
+            };
+            let mut chunks = Chunker::new(r);
+            while chunks.next(&mut slot, progress)? {
+                self.classifier.chunk(&slot.buf[..slot.len], &mut batch);
+                self.count_batch(&batch);
+            }
+            return Ok(());
+        }
+        self.feed_parallel(r, progress)
+    }
+
+    /// [`Analyzer::feed_reader`] with classifying threads; the calling thread reads and counts.
+    fn feed_parallel(
+        &mut self,
+        r: impl Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> std::io::Result<()> {
+        let threads = self.opts.threads;
+        // Chunks in flight (being filled, queued, classified or waiting to be counted): enough
+        // queued work that the classifying threads keep busy while the reading thread waits
+        // for a CPU on a loaded machine (about 20 MiB with 2 threads).
+        let max_slots = threads * 6 + 4;
+        let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Slot)>(max_slots);
+        let opts = self.opts.clone();
+        // Set by a classifying thread that panics, so that the reading thread stops waiting
+        // for its chunk (the panic then surfaces when the scope ends).
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for i in 0..threads {
+                let work_rx = work_rx.clone();
+                let done_tx = done_tx.clone();
+                let mut c = Classifier::new(&opts);
+                let failed = &failed;
+                std::thread::Builder::new()
+                    .name(format!("analyze-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let _flag = PanicFlag(failed);
+                        for (seq, mut slot) in work_rx {
+                            let Slot { buf, len, batch } = &mut slot;
+                            c.chunk(&buf[..*len], batch);
+                            if done_tx.send((seq, slot)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("spawning a thread");
+            }
+            drop(done_tx);
+            let mut free: Vec<Slot> = Vec::new();
+            let mut made = 0;
+            let mut order = InOrder {
+                waiting: Default::default(),
+                counted: 0,
+            };
+            let mut sent = 0u64;
+            let mut chunks = Chunker::new(r);
+            // Counts the finished chunks that are next in order; `block` waits for one first.
+            let settle = |me: &mut Self, order: &mut InOrder, free: &mut Vec<Slot>, block: bool| {
+                if block {
+                    loop {
+                        match done_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                            Ok((seq, slot)) => {
+                                order.waiting.insert(seq, slot);
+                                break;
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                                if !failed.load(std::sync::atomic::Ordering::SeqCst) => {}
+                            Err(_) => return false,
+                        }
+                    }
+                }
+                while let Ok((seq, slot)) = done_rx.try_recv() {
+                    order.waiting.insert(seq, slot);
+                }
+                while let Some(slot) = order.waiting.remove(&order.counted) {
+                    me.count_batch(&slot.batch);
+                    order.counted += 1;
+                    free.push(slot);
+                }
+                true
+            };
+            let result = loop {
+                let mut slot = match free.pop() {
+                    Some(s) => s,
+                    None if made < max_slots => {
+                        made += 1;
+                        Slot {
+                            buf: vec![0u8; CHUNK + MAX_LINE],
+                            len: 0,
+                            batch: Batch::default(),
+                        }
+                    }
+                    None => {
+                        if !settle(self, &mut order, &mut free, true) {
+                            break Err(std::io::Error::other("a classifying thread stopped"));
+                        }
+                        continue;
+                    }
+                };
+                match chunks.next(&mut slot, progress) {
+                    Ok(true) => {
+                        if work_tx.send((sent, slot)).is_err() {
+                            break Err(std::io::Error::other("a classifying thread stopped"));
+                        }
+                        sent += 1;
+                        settle(self, &mut order, &mut free, false);
+                    }
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            drop(work_tx);
+            while order.counted < sent {
+                if !settle(self, &mut order, &mut free, true) {
+                    return Err(std::io::Error::other("a classifying thread stopped"));
+                }
+            }
+            result
+        })
+    }
+
+    /// Examines one line (without its newline).
+    pub fn line(&mut self, line: &[u8]) {
+        if self.files.is_empty() {
+            self.files.push(FileStat::default());
+        }
+        let out = self.classifier.line(&line[..line.len().min(MAX_LINE)], 0);
+        let batch = match out {
+            LineOut::Unparsed => Batch {
+                lines: 1,
+                unparsed: 1,
+                ..Default::default()
+            },
+            LineOut::Outside => Batch {
+                lines: 1,
+                outside: 1,
+                ..Default::default()
+            },
+            LineOut::Rec(r) => Batch {
+                lines: 1,
+                recs: vec![r],
+                ..Default::default()
+            },
+        };
+        self.count_batch(&batch);
+    }
+
+    /// Counts the records of one chunk (chunks in input order).
+    fn count_batch(&mut self, b: &Batch) {
+        let fi = self.files.len() - 1;
+        let f = &mut self.files[fi];
+        f.lines += b.lines;
+        f.unparsed += b.unparsed;
+        f.skipped_window += b.outside;
+        f.parsed += b.recs.len() as u64;
+        let base = self.line_no;
+        for r in &b.recs {
+            self.count(fi, base + u64::from(r.idx) + 1, r);
+        }
+        self.line_no += b.lines;
+        self.flush_hour();
+    }
+
+    fn flush_hour(&mut self) {
+        if let Some((h, v)) = self.last_hour.take() {
+            let b = self.hours.entry(h).or_default();
+            b[0] += v[0];
+            b[1] += v[1];
+        }
+    }
+
+    /// Counts one record; `line_no` is its line number across all inputs.
+    fn count(&mut self, fi: usize, line_no: u64, r: &Rec) {
+        let rule = (r.rule != NO_RULE).then_some(usize::from(r.rule));
+        let has_t = r.secs != NO_TIME;
+        let secs = r.secs;
+        if has_t {
+            let h = secs.div_euclid(3600);
+            match &mut self.last_hour {
+                Some((lh, v)) if *lh == h => {
+                    v[0] += 1;
+                    v[1] += u64::from(rule.is_some());
+                }
+                _ => {
+                    self.flush_hour();
+                    self.last_hour = Some((h, [1, u64::from(rule.is_some())]));
+                }
+            }
+        }
+        let slot = match self.index.get(&r.ip) {
+            Some(&s) => Some(s),
+            None => {
+                let n = self.stats.len();
+                let admit = n < self.opts.max_ips
+                    || (rule.is_some() && n < self.opts.max_ips.saturating_mul(2));
+                if admit {
+                    let s = n as u32;
+                    self.index.insert(r.ip, s);
+                    self.ips.push(r.ip);
+                    self.stats.push(IpStat {
+                        first: i64::MAX,
+                        last: i64::MIN,
+                        minute: i64::MIN,
+                        ..Default::default()
+                    });
+                    Some(s)
+                } else {
+                    None
+                }
+            }
+        };
+        let weak = r.weak;
+        let Some(slot) = slot else {
+            self.untracked.requests += 1;
+            if rule.is_some() && !weak {
+                self.untracked.strong_hits += 1;
+                self.files[fi].untracked_hits += 1;
+            }
+            return;
+        };
+        let st = &mut self.stats[slot as usize];
+        st.total = st.total.saturating_add(1);
+        if r.client_err {
+            st.client_err = st.client_err.saturating_add(1);
+        }
+        if has_t {
+            st.first = st.first.min(secs);
+            st.last = st.last.max(secs);
+            let minute = secs.div_euclid(60);
+            if minute == st.minute {
+                st.in_minute += 1;
+            } else if minute > st.minute {
+                st.minute = minute;
+                st.in_minute = 1;
+            }
+            st.peak_rpm = st.peak_rpm.max(st.in_minute);
+        }
+        if let Some(rl) = rule {
+            st.rules[rl] = st.rules[rl].saturating_add(1);
+            let f = &mut self.files[fi];
+            if weak {
+                st.weak = st.weak.saturating_add(1);
+                *f.not_found.entry(slot).or_default() += 1;
+            } else {
+                f.strong += 1;
+            }
+            if self.opts.record_lines {
+                self.candidates
+                    .push((line_no, slot, rl as u8 | if weak { WEAK } else { 0 }));
+            }
+        }
     }
 
     fn heavy(&self, s: &IpStat) -> bool {

@@ -42,6 +42,31 @@ pub struct Digest {
     pub summary: PeriodSummary,
     /// Events per country of the top addresses (empty without a GeoIP database).
     pub countries: Vec<(String, u64)>,
+    /// New bans per UTC hour, oldest first: every hour that overlaps the period, zeros
+    /// included.
+    pub bans_per_hour: Vec<(Timestamp, u64)>,
+}
+
+/// Every hour overlapping `[since, until)`, with the counts of `rows` (zeros elsewhere).
+fn fill_hours(
+    since: Timestamp,
+    until: Timestamp,
+    rows: &[palisade_store::HourCount],
+) -> Vec<(Timestamp, u64)> {
+    const HOUR: i64 = 3600 * Timestamp::MICROS;
+    let first = since.0.div_euclid(HOUR);
+    let last = (until.0 - 1).div_euclid(HOUR);
+    if last < first || last - first > 24 * 366 {
+        return Vec::new();
+    }
+    let mut out: Vec<(Timestamp, u64)> = (first..=last).map(|h| (Timestamp(h * HOUR), 0)).collect();
+    for r in rows {
+        let i = r.hour.0.div_euclid(HOUR) - first;
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            slot.1 += r.count;
+        }
+    }
+    out
 }
 
 /// Collects the digest of `[since, until)`, listing `top` items per table.
@@ -53,6 +78,7 @@ pub fn collect(
     geo: Option<&GeoDb>,
 ) -> Result<Digest, StoreError> {
     let summary = store.period_summary(since, until, top.max(1))?;
+    let bans_per_hour = fill_hours(since, until, &store.ban_hours(since, until)?);
     let mut countries: Vec<(String, u64)> = Vec::new();
     if let Some(g) = geo {
         let mut m: std::collections::HashMap<String, u64> = Default::default();
@@ -70,6 +96,7 @@ pub fn collect(
         host: hostname(),
         summary,
         countries,
+        bans_per_hour,
     })
 }
 
@@ -102,6 +129,15 @@ impl Digest {
             "New bans: {}\nEvents: {} ({} failures)\n",
             s.decisions_total, s.events, s.failures
         );
+        if self.bans_per_hour.iter().any(|b| b.1 > 0) {
+            o.push_str("New bans per hour:\n");
+            let max = self.bans_per_hour.iter().map(|b| b.1).max().unwrap_or(1);
+            for (h, n) in self.bans_per_hour.iter().filter(|b| b.1 > 0) {
+                let bar = "#".repeat(((n * 40).div_ceil(max)) as usize);
+                let _ = writeln!(o, "  {}  {n:>6} {bar}", short(*h));
+            }
+            o.push('\n');
+        }
         o.push_str("Events per jail:\n");
         for (j, n) in &s.events_per_jail {
             let _ = writeln!(o, "  {:<24} {n}", sanitize(j));
@@ -156,6 +192,18 @@ impl Digest {
             s.events,
             s.failures
         );
+        let hours: Vec<(String, u64)> = self
+            .bans_per_hour
+            .iter()
+            .map(|(h, n)| (short(*h), *n))
+            .collect();
+        o.push_str(&svg::hourly(
+            "New bans per hour (UTC)",
+            &hours,
+            "bans",
+            "#d62728",
+        ));
+        o.push_str("<br>");
         let jails: Vec<(String, u64)> = s.events_per_jail.clone();
         o.push_str(&svg::hbar("Events per jail", &jails, "#1f77b4"));
         o.push_str("<br>");

@@ -4,6 +4,7 @@
 use crate::secret::Secret;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use palisade_config::{Config, EmailSection};
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub enum MailError {
 /// A configured SMTP sender.
 pub struct Mailer {
     transport: SmtpTransport,
+    /// `host:port`, for error messages.
+    server: String,
+    username: Option<String>,
     from: Mailbox,
     to: Vec<Mailbox>,
     prefix: String,
@@ -46,12 +50,36 @@ impl Mailer {
             "none" => 25,
             _ => 587,
         });
-        let mut b = match e.tls.as_str() {
-            "tls" => SmtpTransport::relay(&e.smtp_host).map_err(|x| bad(x.to_string()))?,
-            "none" => SmtpTransport::builder_dangerous(&e.smtp_host),
-            _ => SmtpTransport::starttls_relay(&e.smtp_host).map_err(|x| bad(x.to_string()))?,
+        let tls = match e.tls.as_str() {
+            "none" => Tls::None,
+            mode => {
+                let mut tb = TlsParameters::builder(e.smtp_host.clone());
+                if let Some(ca) = &e.ca_file {
+                    let path = cfg.resolve(ca);
+                    let pem = std::fs::read(&path)
+                        .map_err(|x| bad(format!("ca_file {}: {x}", path.display())))?;
+                    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                        return Err(bad(format!(
+                            "ca_file {}: no PEM certificate in it",
+                            path.display()
+                        )));
+                    }
+                    let cert = Certificate::from_pem(&pem)
+                        .map_err(|x| bad(format!("ca_file {}: {x}", path.display())))?;
+                    tb = tb.add_root_certificate(cert);
+                }
+                let params = tb
+                    .build_rustls()
+                    .map_err(|x| bad(format!("TLS settings: {x}")))?;
+                if mode == "tls" {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
         };
-        b = b
+        let mut b = SmtpTransport::builder_dangerous(&e.smtp_host)
+            .tls(tls)
             .port(port)
             .timeout(Some(e.timeout.0.max(Duration::from_secs(1))));
         let secret = Secret::from_config(
@@ -76,6 +104,8 @@ impl Mailer {
                 .collect::<Result<Vec<Mailbox>, _>>()?;
         Ok(Mailer {
             transport: b.build(),
+            server: format!("{}:{port}", e.smtp_host),
+            username: e.username.clone(),
             from,
             to,
             prefix: e.subject_prefix.clone(),
@@ -105,13 +135,33 @@ impl Mailer {
         }
         .map_err(|e| MailError::Send(e.to_string()))?;
         self.transport.send(&msg).map_err(|e| {
-            let m = e.to_string();
+            let m = self.explain(&e);
             MailError::Send(match &self.secret {
                 Some(s) => s.scrub(&m),
                 None => m,
             })
         })?;
         Ok(())
+    }
+
+    /// A message naming the server and, for the usual failures, the likely cause.
+    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+        if e.status().is_some_and(|c| c.to_string() == "535") {
+            format!(
+                "SMTP server {} refused the login of user {:?} (wrong user name or password?): {e}",
+                self.server,
+                self.username.as_deref().unwrap_or("")
+            )
+        } else if e.is_tls() || e.to_string().contains("certificate") {
+            format!(
+                "TLS with SMTP server {} failed (a private or self-signed certificate needs ca_file): {e}",
+                self.server
+            )
+        } else if e.is_timeout() {
+            format!("SMTP server {} did not answer in time: {e}", self.server)
+        } else {
+            format!("via SMTP server {}: {e}", self.server)
+        }
     }
 }
 

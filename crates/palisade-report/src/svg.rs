@@ -101,6 +101,62 @@ pub fn columns(title: &str, buckets: &[(String, u64, u64)], legend: (&str, &str)
     s
 }
 
+/// A column chart of one count per hour: `(hour label, count)` per bucket, oldest first,
+/// every hour of the period present (zeros included). Each column carries its figures
+/// (`data-hour`, `data-count`, and a `<title>` tooltip `"label: count unit"`); the scale's
+/// maximum is written at the top of the axis, a few hour labels under it.
+pub fn hourly(title: &str, buckets: &[(String, u64)], unit: &str, color: &str) -> String {
+    let width = 720.0;
+    let left = 40.0;
+    let top = 24.0;
+    let plot_h = 140.0;
+    let height = top + plot_h + 22.0;
+    let n = buckets.len().max(1);
+    let bw = (width - left) / n as f64;
+    let max = buckets.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let base = top + plot_h;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{t}" font-family="sans-serif" font-size="11"><title>{t}</title><text x="0" y="14" font-weight="bold" font-size="12">{t}</text><text x="{lx}" y="{ty}" text-anchor="end">{max}</text><text x="{lx}" y="{base}" text-anchor="end">0</text><line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#888"/><line x1="{left}" y1="{base}" x2="{width}" y2="{base}" stroke="#888"/>"##,
+        t = esc(title),
+        lx = left - 4.0,
+        ty = top + 8.0,
+    );
+    // Label about six hours, evenly spaced.
+    let every = n.div_ceil(6).max(1);
+    for (i, (label, v)) in buckets.iter().enumerate() {
+        let x = left + bw * i as f64;
+        let h = plot_h * (*v as f64) / max as f64;
+        let _ = write!(
+            s,
+            r#"<rect class="bar" data-hour="{l}" data-count="{v}" x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" fill="{color}"><title>{l}: {v} {u}</title></rect>"#,
+            l = esc(label),
+            y = base - h,
+            w = (bw * 0.85).max(0.5),
+            u = esc(unit),
+        );
+        if i % every == 0 {
+            let _ = write!(
+                s,
+                r#"<text x="{x:.2}" y="{y}">{l}</text>"#,
+                y = base + 15.0,
+                l = esc(label.rsplit(' ').next().unwrap_or(label)),
+            );
+        }
+    }
+    if buckets.is_empty() {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}">no data</text>"#,
+            left + 8.0,
+            top + 20.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +167,14 @@ mod tests {
         assert!(!s.contains("<script>") && s.contains("&lt;script&gt;"));
         let c = columns("t", &[("a".into(), 5, 1), ("b".into(), 2, 2)], ("x", "y"));
         assert!(c.starts_with("<svg") && c.ends_with("</svg>"));
+        let h = hourly(
+            "t",
+            &[("<b> 10:00".into(), 2), ("x 11:00".into(), 0)],
+            "bans",
+            "#000",
+        );
+        assert!(!h.contains("<b>") && h.contains("&lt;b&gt; 10:00: 2 bans"));
+        assert_eq!(h.matches("<rect class=\"bar\"").count(), 2);
+        assert!(hourly("t", &[], "bans", "#000").contains("no data"));
     }
 }

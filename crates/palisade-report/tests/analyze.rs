@@ -311,3 +311,103 @@ fn elastic_apache_log() {
     let first = r.ips.iter().filter_map(|x| x.first_seen).min().unwrap();
     assert_eq!(first.to_string(), "2015-05-17T10:05:00Z");
 }
+
+/// A log of several chunks (over 3 MiB) with everything the reader and counters must get
+/// right at chunk boundaries: many addresses with minutes that cross chunks, 404 storms,
+/// probes, CRLF endings, garbage and empty lines, an overlong line (kept to its first
+/// 64 KiB) and a last line without a newline.
+fn big_fixture() -> String {
+    let mut s = String::new();
+    let mut n = 0u32;
+    while s.len() < 3_300_000 {
+        let ip = format!("198.51.{}.{}", n % 3, n % 41);
+        let sec = (n / 13) % 3600;
+        let (req, status) = match n % 11 {
+            0 => (format!("GET /w{}.php HTTP/1.1", n % 97), 404),
+            1 => ("GET /.env HTTP/1.1".to_string(), 404),
+            2 => ("GET /index.php?id=1%27%20OR%201=1 HTTP/1.1".into(), 200),
+            3 => ("GET /admin/ HTTP/1.1".into(), 401),
+            _ => (format!("GET /page/{} HTTP/2.0", n % 50), 200),
+        };
+        s += &line(&ip, sec, &req, status, UA);
+        match n % 997 {
+            5 => s += "garbage that is no access log record\n",
+            6 => s += "\n",
+            7 => {
+                s.pop();
+                s += "\r\n";
+            }
+            _ => {}
+        }
+        if n == 4321 {
+            let long = "A".repeat(200_000);
+            s += &line(
+                "203.0.113.77",
+                5,
+                &format!("GET /.git/{long} HTTP/1.1"),
+                404,
+                UA,
+            );
+        }
+        n += 1;
+    }
+    s += &line("203.0.113.78", 9, "GET /.env HTTP/1.1", 404, "curl/8");
+    s.pop(); // no final newline
+    s
+}
+
+/// Everything of an analysis except the time it took.
+fn comparable(a: &palisade_report::analyze::Analysis) -> String {
+    let mut v = serde_json::to_value(a).unwrap();
+    v["seconds"] = serde_json::Value::Null;
+    format!("{v}\n{:?}", a.flagged)
+}
+
+#[test]
+fn threads_give_the_same_result_as_one_thread() {
+    let text = big_fixture();
+    let opts = |threads: usize, max_ips: usize| Options {
+        threshold: 20,
+        record_lines: true,
+        max_ips,
+        threads,
+        ..Default::default()
+    };
+    for max_ips in [500_000, 60] {
+        let one = run(&text, opts(1, max_ips));
+        assert!(one.lines > 15_000, "{}", one.lines);
+        assert!(one.flagged.len() > 1000);
+        assert!(one.proposed().count() > 10);
+        // Line by line, the plain way: split at newlines, cut to 64 KiB.
+        let mut by_line = Analyzer::new(opts(1, max_ips));
+        for l in text.split('\n') {
+            by_line.line(&l.as_bytes()[..l.len().min(64 * 1024)]);
+        }
+        let by_line = by_line.finish(None);
+        // (`line` without `feed_reader` names no input.)
+        let mut one_renamed = comparable(&one);
+        one_renamed = one_renamed.replace("\"path\":\"fixture\"", "\"path\":\"\"");
+        assert_eq!(comparable(&by_line), one_renamed, "max_ips {max_ips}");
+        for threads in [2, 3, 8] {
+            let many = run(&text, opts(threads, max_ips));
+            assert_eq!(comparable(&many), comparable(&one), "{threads} threads");
+        }
+        // A reader that hands out a few bytes at a time changes nothing either.
+        let mut a = Analyzer::new(opts(2, max_ips));
+        a.feed_reader("fixture", Dribble(text.as_bytes()), &mut |_| {})
+            .unwrap();
+        assert_eq!(comparable(&a.finish(None)), comparable(&one));
+    }
+}
+
+/// Reads at most 7 bytes at a time.
+struct Dribble<'a>(&'a [u8]);
+
+impl std::io::Read for Dribble<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(7).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}

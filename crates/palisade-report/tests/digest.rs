@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Smtp;
+use common::{make_certs, Smtp, SmtpSecurity};
 use palisade_config::Config;
 use palisade_core::{Decision, Event, Origin, Timestamp};
 use palisade_report::digest;
@@ -150,7 +150,18 @@ fn check_day(store: &mut dyn palisade_store::Store, t0: i64, exact_history: bool
 fn digest_email_has_text_and_html_parts() {
     let dir = tempfile::tempdir().unwrap();
     let mail_dir = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(mail_dir.path());
+    let (ca, cert, key) = make_certs(dir.path());
+    std::fs::write(dir.path().join("pw"), "digest-secret\n").unwrap();
+    // STARTTLS required before AUTH; the server offers only PLAIN.
+    let smtp = Smtp::start_with(
+        mail_dir.path(),
+        &SmtpSecurity {
+            mode: "starttls",
+            cert: Some((cert, key)),
+            login: Some(("reports".into(), "digest-secret".into())),
+            exclude_mechanisms: vec!["LOGIN"],
+        },
+    );
     let mut store = filled_store(dir.path());
     let until = Timestamp::from_secs(T_SQLITE + 3600);
     let d = digest::collect(
@@ -163,8 +174,9 @@ fn digest_email_has_text_and_html_parts() {
     .unwrap();
     let cfg = Config::parse(
         &format!(
-            "[notify]\n[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"palisade@example.org\"\nto = [\"ops@example.org\"]\n",
-            smtp.port
+            "[notify]\n[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"reports\"\npassword_file = \"pw\"\nfrom = \"palisade@example.org\"\nto = [\"ops@example.org\"]\n",
+            smtp.port,
+            ca.display()
         ),
         &dir.path().join("p.toml"),
         &[],
@@ -173,6 +185,9 @@ fn digest_email_has_text_and_html_parts() {
     let mailer = Mailer::new(cfg.notify.as_ref().unwrap().email.as_ref().unwrap(), &cfg).unwrap();
     d.send(&mailer).unwrap();
     let m = &smtp.parsed(1)[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["mechanism"], "PLAIN");
+    assert_eq!(m["login"], "reports");
     assert_eq!(m["type"], "multipart/alternative");
     let subject = m["headers"]["subject"].as_str().unwrap();
     assert!(
@@ -196,4 +211,94 @@ fn digest_email_has_text_and_html_parts() {
         "{html}"
     );
     assert!(html.contains(">203.0.113.1<"), "top address in the chart");
+    // The hourly chart: both bans of the period in their hour, 11:00 UTC.
+    let b = bars(html);
+    assert_eq!(b.len(), 25, "every hour the period touches");
+    let busy: Vec<_> = b.iter().filter(|x| x.1 > 0).collect();
+    assert_eq!(busy.len(), 1);
+    assert_eq!((busy[0].0.as_str(), busy[0].1), ("2025-03-03 11:00 UTC", 2));
+    let text = text.replace("\r\n", "\n");
+    assert!(
+        text.contains("New bans per hour:\n  2025-03-03 11:00 UTC       2 ####"),
+        "{text}"
+    );
+}
+
+/// The `<rect class="bar">` columns of the hourly chart: (hour label, count, height).
+fn bars(html: &str) -> Vec<(String, u64, f64)> {
+    html.split("<rect class=\"bar\" ")
+        .skip(1)
+        .map(|r| {
+            let attr = |name: &str| {
+                let from = r.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                r[from..from + r[from..].find('"').unwrap()].to_string()
+            };
+            (
+                attr("data-hour"),
+                attr("data-count").parse().unwrap(),
+                attr("height").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn digest_chart_shows_bans_per_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s =
+        palisade_store::open(&format!("sqlite:{}", dir.path().join("p.db").display())).unwrap();
+    // 2025-03-03 00:00 UTC; the period is that day.
+    let day = 1_740_960_000;
+    for (offset, n) in [
+        (2 * 3600 + 5, 3),
+        (2 * 3600 + 3599, 1),
+        (7 * 3600, 2),
+        (23 * 3600 + 59 * 60, 4),
+    ] {
+        for i in 0..n {
+            s.insert_decision(&dec(
+                &format!("198.51.100.{}", offset % 200 + i),
+                "sshd",
+                day + offset,
+            ))
+            .unwrap();
+        }
+    }
+    s.insert_decision(&dec("198.51.100.250", "sshd", day - 1))
+        .unwrap(); // before
+    s.insert_decision(&dec("198.51.100.251", "sshd", day + 86_400))
+        .unwrap(); // after
+    let d = digest::collect(
+        s.as_mut(),
+        Timestamp::from_secs(day),
+        Timestamp::from_secs(day + 86_400),
+        5,
+        None,
+    )
+    .unwrap();
+    assert_eq!(d.summary.decisions_total, 10);
+    assert_eq!(d.bans_per_hour.len(), 24);
+    let b = bars(&d.html());
+    assert_eq!(b.len(), 24, "one column per hour");
+    assert_eq!(b[0].0, "2025-03-03 00:00 UTC");
+    assert_eq!(b[23].0, "2025-03-03 23:00 UTC");
+    let counts: Vec<u64> = b.iter().map(|x| x.1).collect();
+    let mut want = vec![0u64; 24];
+    want[2] = 4;
+    want[7] = 2;
+    want[23] = 4;
+    assert_eq!(counts, want);
+    assert_eq!(counts.iter().sum::<u64>(), d.summary.decisions_total);
+    // Heights follow the counts: the busiest hours fill the plot, the rest in proportion.
+    for (_, n, h) in &b {
+        assert!((h - 140.0 * *n as f64 / 4.0).abs() < 0.01, "{n} → {h}");
+    }
+    assert!(d
+        .html()
+        .contains("<title>2025-03-03 07:00 UTC: 2 bans</title>"));
+    let text = d.text();
+    assert!(
+        text.contains("New bans per hour:\n  2025-03-03 02:00 UTC       4 ########################################\n  2025-03-03 07:00 UTC       2 ####################\n"),
+        "{text}"
+    );
 }

@@ -62,6 +62,10 @@ pub struct AnalyzeArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Threads that parse and classify lines (default: one per CPU, at most 8; 1 = none
+    /// besides the reading thread). The result does not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Addresses listed (0 = every address with a suspicious hit).
     #[arg(long, default_value_t = 50)]
     pub top: usize,
@@ -134,6 +138,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         threshold: a.threshold.unwrap_or(rep.threshold),
         max_ips: a.max_ips.max(1),
         record_lines: a.flagged_lines.is_some(),
+        threads: a.threads.unwrap_or_else(analyze::default_threads).max(1),
         ..Default::default()
     };
     let lv = a.levels.clone().unwrap_or(rep.levels.to_vec());

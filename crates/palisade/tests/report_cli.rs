@@ -1,6 +1,9 @@
 //! End-to-end tests of `palisade record` (fail2ban bridge), `palisade analyze` and
 //! `palisade report` through the binary.
 
+#[path = "../../palisade-report/tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -426,4 +429,75 @@ fn analyze_outputs_scripts_and_apply() {
         "report", "--format", "text", "--period", "1h", "--config", c,
     ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("New bans: 1"));
+}
+
+/// `palisade report --email` through a real SMTP server that requires STARTTLS and a login:
+/// delivered with the right password (read from a file); with a wrong one a clear error, and
+/// the password in neither the error nor the (trace-level) log.
+#[test]
+fn report_email_over_starttls_with_login() {
+    let e = Env::new();
+    let mail = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::make_certs(e.dir.path());
+    let secret = "cli-Secret-42 with spaces";
+    let smtp = common::Smtp::start_with(
+        mail.path(),
+        &common::SmtpSecurity {
+            mode: "starttls",
+            cert: Some((cert, key)),
+            login: Some(("reports".into(), secret.into())),
+            exclude_mechanisms: vec![],
+        },
+    );
+    std::fs::write(e.p("smtp-password"), format!("{secret}\n")).unwrap();
+    std::fs::write(e.p("wrong-password"), "Wrong-Secret-17\n").unwrap();
+    let cfg = |pw: &str| {
+        e.config(&format!(
+            "[notify]\n[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"reports\"\npassword_file = \"{pw}\"\nfrom = \"palisade@example.org\"\nto = [\"ops@example.org\"]\n",
+            smtp.port,
+            ca.display()
+        ))
+    };
+    let run = |c: &Path| {
+        Command::new(BIN)
+            .args(["report", "--email", "--config", c.to_str().unwrap()])
+            .env("TZ", "UTC")
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(&cfg("smtp-password"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("digest e-mailed to ops@example.org"), "{err}");
+    assert!(!err.contains(secret) && !String::from_utf8_lossy(&o.stdout).contains(secret));
+    let m = &smtp.parsed(1)[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["login"], "reports");
+    let parts = m["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert!(parts[0]["body"].as_str().unwrap().contains("New bans: 0"));
+    assert!(parts[1]["body"]
+        .as_str()
+        .unwrap()
+        .contains("New bans per hour (UTC)"));
+
+    let o = run(&cfg("wrong-password"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("refused the login of user \"reports\"") && err.contains("535"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Wrong-Secret-17") && !err.contains(secret),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Wrong-Secret-17"));
+    assert!(
+        smtp.auth_log().ends_with("reports refused\n"),
+        "{}",
+        smtp.auth_log()
+    );
 }

@@ -116,6 +116,20 @@ pub fn form(body: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// How the test SMTP server secures its connections.
+#[derive(Clone, Debug, Default)]
+pub struct SmtpSecurity {
+    /// `"starttls"` (STARTTLS required before anything else), `"tls"` (implicit TLS), or
+    /// empty (plain text).
+    pub mode: &'static str,
+    /// Server certificate chain and key (PEM).
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Required login, when set: user name and password.
+    pub login: Option<(String, String)>,
+    /// AUTH mechanisms not offered (e.g. `["LOGIN"]` to leave only PLAIN).
+    pub exclude_mechanisms: Vec<&'static str>,
+}
+
 /// An aiosmtpd server saving each message as a file in `dir`; killed on drop.
 pub struct Smtp {
     pub port: u16,
@@ -124,9 +138,26 @@ pub struct Smtp {
 }
 
 const SMTP_SCRIPT: &str = r#"
-import sys, time, os, json, email, email.policy
+import sys, time, os, json, email, email.policy, ssl, logging
 from aiosmtpd.controller import Controller
+import warnings
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)  # refused handshakes are expected
+warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")  # implicit TLS
+from aiosmtpd.smtp import AuthResult, LoginPassword
 out, port = sys.argv[1], int(sys.argv[2])
+opts = json.loads(sys.argv[3])
+ctx = None
+if opts.get("cert"):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(opts["cert"], opts["key"])
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == opts["user"]
+          and auth_data.password.decode() == opts["password"])
+    with open(os.path.join(out, "auth.log"), "a") as f:
+        f.write("%s %s %s\n" % (mechanism, auth_data.login.decode(), "ok" if ok else "refused"))
+    if ok:
+        session.x_mechanism = mechanism
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 class H:
     n = 0
     async def handle_DATA(self, server, session, envelope):
@@ -139,27 +170,138 @@ class H:
         m = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         parts = [{"type": p.get_content_type(), "body": p.get_content()} for p in m.walk() if not p.is_multipart()]
         summary = {"headers": {k.lower(): str(v) for k, v in m.items()}, "type": m.get_content_type(), "parts": parts,
-                   "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}
+                   "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                   "tls": bool(server.transport.get_extra_info("cipher")),
+                   "login": getattr(session, "login_data", None) and session.login_data.decode(),
+                   "mechanism": getattr(session, "x_mechanism", None)}
         with open(os.path.join(out, "msg%d.json" % H.n), "w") as f:
             json.dump(summary, f)
         os.rename(tmp, os.path.join(out, "msg%d.eml" % H.n))
         return "250 OK"
-c = Controller(H(), hostname="127.0.0.1", port=port)
+kw = {}
+if opts.get("user"):
+    kw.update(authenticator=authenticator, auth_required=True,
+              auth_exclude_mechanism=opts.get("exclude", []))
+if opts.get("mode") == "starttls":
+    kw.update(tls_context=ctx, require_starttls=True, auth_require_tls=True)
+elif opts.get("mode") == "tls":
+    # Implicit TLS: every byte is encrypted; aiosmtpd's auth_require_tls only knows STARTTLS.
+    kw.update(ssl_context=ctx, auth_require_tls=False)
+else:
+    kw.update(auth_require_tls=False)
+c = Controller(H(), hostname="127.0.0.1", port=port, **kw)
 c.start()
 print("ready", flush=True)
 while True:
     time.sleep(3600)
 "#;
 
+/// A throw-away certificate authority and a server certificate it signed for `127.0.0.1`
+/// and `localhost`, made with the openssl command-line tool in `dir`. Returns
+/// `(ca.pem, server chain, server key)`.
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command-line tool");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Palisade Test CA",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
 impl Smtp {
+    /// A plain-text server without authentication.
     pub fn start(dir: &Path) -> Smtp {
+        Smtp::start_with(dir, &SmtpSecurity::default())
+    }
+
+    /// A server with TLS and/or a required login.
+    pub fn start_with(dir: &Path, sec: &SmtpSecurity) -> Smtp {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let mut opts = serde_json::json!({ "mode": sec.mode, "exclude": sec.exclude_mechanisms });
+        if let Some((cert, key)) = &sec.cert {
+            opts["cert"] = cert.to_str().unwrap().into();
+            opts["key"] = key.to_str().unwrap().into();
+        }
+        if let Some((user, password)) = &sec.login {
+            opts["user"] = user.clone().into();
+            opts["password"] = password.clone().into();
+        }
         let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let mut child = std::process::Command::new(&py)
-            .args(["-c", SMTP_SCRIPT, dir.to_str().unwrap(), &port.to_string()])
+            .args([
+                "-c",
+                SMTP_SCRIPT,
+                dir.to_str().unwrap(),
+                &port.to_string(),
+                &opts.to_string(),
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -178,6 +320,11 @@ impl Smtp {
             dir: dir.to_path_buf(),
             child,
         }
+    }
+
+    /// The server's record of login attempts: `MECHANISM user ok|refused` per line.
+    pub fn auth_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("auth.log")).unwrap_or_default()
     }
 
     /// Waits for `n` saved messages (or 20 s) and returns Python's parse of each
