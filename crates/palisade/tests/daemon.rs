@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+mod common;
+use common::*;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -80,11 +81,9 @@ files = ["{d}/auth.log"]
             .spawn()
             .unwrap();
         let sock = self.p("palisade.sock");
-        wait_for(
-            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
-            20,
-            "control socket",
-        );
+        wait_for("control socket", 20.0, || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
         // Give the tailer time to open the file and seek to its end.
         std::thread::sleep(Duration::from_millis(400));
         child
@@ -101,58 +100,13 @@ files = ["{d}/auth.log"]
         f.flush().unwrap();
     }
     fn stop(&self, mut child: Child) {
-        unsafe_kill(child.id() as i32, 15);
-        let status = wait_child(&mut child, 20);
+        signal(child.id(), "TERM");
+        let status = wait_child(&mut child, 20.0).expect("the daemon did not stop");
         assert!(status.success(), "daemon exit: {status:?}\n{}", self.log());
     }
     fn log(&self) -> String {
         std::fs::read_to_string(self.p("daemon.err")).unwrap_or_default()
     }
-}
-
-fn unsafe_kill(pid: i32, sig: i32) {
-    // No libc dependency: use kill(1) with argv.
-    Command::new("/bin/kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .status()
-        .unwrap();
-}
-
-fn wait_child(c: &mut Child, secs: u64) -> std::process::ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            return s;
-        }
-        if t.elapsed() > Duration::from_secs(secs) {
-            let _ = c.kill();
-            panic!("process did not exit in {secs}s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, secs: u64, what: &str) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn syslog_now() -> String {
-    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
-    now.strftime("%b %e %H:%M:%S").to_string()
-}
-
-fn failed(ip: &str, user: &str) -> String {
-    format!(
-        "{} web1 sshd[4242]: Failed password for invalid user {user} from {ip} port 50522 ssh2",
-        syslog_now()
-    )
 }
 
 #[test]
@@ -166,16 +120,16 @@ fn daemon_bans_unbans_reloads_restarts() {
     // syntax never runs.
     let pwned = env.p("pwned");
     let hostile = [
-        failed("203.0.113.9", "x from 198.51.100.7 port 1"),
-        failed("203.0.113.9", &format!("$(touch {})", pwned.display())),
-        failed("203.0.113.9", &format!("x;touch {}", pwned.display())),
+        sshd_failed("203.0.113.9", "x from 198.51.100.7 port 1"),
+        sshd_failed("203.0.113.9", &format!("$(touch {})", pwned.display())),
+        sshd_failed("203.0.113.9", &format!("x;touch {}", pwned.display())),
     ];
     // An allowlisted address is never banned, however often it fails.
-    let friends: Vec<String> = (0..10).map(|_| failed("192.0.2.55", "root")).collect();
+    let friends: Vec<String> = (0..10).map(|_| sshd_failed("192.0.2.55", "root")).collect();
     env.append(&friends);
     env.append(&hostile);
     let banned = env.p("banned-203.0.113.9");
-    wait_for(|| banned.exists(), 10, "ban of 203.0.113.9");
+    wait_for("ban of 203.0.113.9", 10.0, || banned.exists());
     assert!(
         !env.p("banned-198.51.100.7").exists(),
         "injected address was banned"
@@ -192,20 +146,16 @@ fn daemon_bans_unbans_reloads_restarts() {
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["active_bans"], 1);
     assert_eq!(v["engine"]["allowlisted"], 10);
-    wait_for(
-        || {
-            let o = env.cli(&[
-                "decisions",
-                "list",
-                "--json",
-                "--config",
-                cfg.to_str().unwrap(),
-            ]);
-            String::from_utf8_lossy(&o.stdout).contains("203.0.113.9/32")
-        },
-        10,
-        "stored decision",
-    );
+    wait_for("stored decision", 10.0, || {
+        let o = env.cli(&[
+            "decisions",
+            "list",
+            "--json",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        String::from_utf8_lossy(&o.stdout).contains("203.0.113.9/32")
+    });
 
     // Manual unban through the socket revokes at the responder.
     let o = env.cli(&[
@@ -216,7 +166,7 @@ fn daemon_bans_unbans_reloads_restarts() {
         cfg.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{o:?}");
-    wait_for(|| !banned.exists(), 5, "unban");
+    wait_for("unban", 5.0, || !banned.exists());
     let o = env.cli(&[
         "decisions",
         "list",
@@ -242,8 +192,8 @@ fn daemon_bans_unbans_reloads_restarts() {
     ]);
     assert!(o.status.success(), "{o:?}");
     let net = env.p("banned-198.51.100.0");
-    wait_for(|| net.exists(), 5, "manual ban");
-    wait_for(|| !net.exists(), 10, "expiry of the manual ban");
+    wait_for("manual ban", 5.0, || net.exists());
+    wait_for("expiry of the manual ban", 10.0, || !net.exists());
     // The allowlist refuses a ban that would cover a friend.
     let o = env.cli(&[
         "decisions",
@@ -268,22 +218,20 @@ fn daemon_bans_unbans_reloads_restarts() {
     ]);
     assert!(o.status.success(), "{o:?}");
     let perm = env.p("banned-203.0.113.77");
-    wait_for(|| perm.exists(), 5, "permanent ban");
-    env.append(&[failed("203.0.113.20", "a")]);
+    wait_for("permanent ban", 5.0, || perm.exists());
+    env.append(&[sshd_failed("203.0.113.20", "a")]);
     std::thread::sleep(Duration::from_millis(300));
     env.config(2, "");
-    unsafe_kill(child.id() as i32, 1);
+    signal(child.id(), "HUP");
     std::thread::sleep(Duration::from_millis(800));
     // One more failure reaches the new threshold of 2, counted with the one before reload.
-    env.append(&[failed("203.0.113.20", "b")]);
-    wait_for(
-        || env.p("banned-203.0.113.20").exists(),
-        10,
-        "ban after reload",
-    );
+    env.append(&[sshd_failed("203.0.113.20", "b")]);
+    wait_for("ban after reload", 10.0, || {
+        env.p("banned-203.0.113.20").exists()
+    });
     // A bad configuration on SIGHUP is refused; the daemon keeps running.
     std::fs::write(&cfg, "[general]\nbogus = 1\n").unwrap();
-    unsafe_kill(child.id() as i32, 1);
+    signal(child.id(), "HUP");
     std::thread::sleep(Duration::from_millis(300));
     let st = env.cli(&[
         "status",
@@ -302,14 +250,15 @@ fn daemon_bans_unbans_reloads_restarts() {
     // Restart: bans in force are restored at the responder (reconcile), lines written while
     // stopped are read (saved offsets), nothing is read twice.
     std::fs::remove_file(&perm).unwrap();
-    env.append(&[failed("203.0.113.30", "c"), failed("203.0.113.30", "d")]);
+    env.append(&[
+        sshd_failed("203.0.113.30", "c"),
+        sshd_failed("203.0.113.30", "d"),
+    ]);
     let child = env.start(&cfg);
-    wait_for(|| perm.exists(), 10, "restored permanent ban");
-    wait_for(
-        || env.p("banned-203.0.113.30").exists(),
-        10,
-        "ban from lines written while stopped",
-    );
+    wait_for("restored permanent ban", 10.0, || perm.exists());
+    wait_for("ban from lines written while stopped", 10.0, || {
+        env.p("banned-203.0.113.30").exists()
+    });
     let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(
@@ -355,21 +304,20 @@ fn dry_run_records_but_never_enforces() {
     std::fs::write(env.p("auth.log"), "").unwrap();
     let cfg = env.config(2, "dry_run = true");
     let child = env.start(&cfg);
-    env.append(&[failed("203.0.113.50", "a"), failed("203.0.113.50", "b")]);
-    wait_for(
-        || {
-            let o = env.cli(&[
-                "decisions",
-                "list",
-                "--json",
-                "--config",
-                cfg.to_str().unwrap(),
-            ]);
-            String::from_utf8_lossy(&o.stdout).contains("\"simulated\":true")
-        },
-        10,
-        "simulated decision",
-    );
+    env.append(&[
+        sshd_failed("203.0.113.50", "a"),
+        sshd_failed("203.0.113.50", "b"),
+    ]);
+    wait_for("simulated decision", 10.0, || {
+        let o = env.cli(&[
+            "decisions",
+            "list",
+            "--json",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        String::from_utf8_lossy(&o.stdout).contains("\"simulated\":true")
+    });
     assert!(!env.p("banned-203.0.113.50").exists());
     env.stop(child);
 }
@@ -425,11 +373,9 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     assert!(token.starts_with("pal_"), "{token}");
 
     let child = env.start(&cfg);
-    wait_for(
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        20,
-        "the API port",
-    );
+    wait_for("the API port", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let (code, body) = http(port, "GET", "/api/v1/jails", &token, "");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("sshd"), "{body}");
@@ -438,10 +384,12 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
 
     // 198.51.100.4 is banned; a dashboard allowlist entry lifts the ban and keeps it from
     // being banned again, also across a reload.
-    let lines: Vec<String> = (0..3).map(|_| failed("198.51.100.4", "root")).collect();
+    let lines: Vec<String> = (0..3)
+        .map(|_| sshd_failed("198.51.100.4", "root"))
+        .collect();
     env.append(&lines);
     let banned = env.p("banned-198.51.100.4");
-    wait_for(|| banned.exists(), 10, "ban of 198.51.100.4");
+    wait_for("ban of 198.51.100.4", 10.0, || banned.exists());
     let (code, body) = http(
         port,
         "POST",
@@ -452,22 +400,22 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     assert_eq!(code, 201, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["daemon_updated"], true, "{body}");
-    wait_for(|| !banned.exists(), 5, "ban lifted by the allowlist entry");
+    wait_for("ban lifted by the allowlist entry", 5.0, || {
+        !banned.exists()
+    });
     env.append(&lines);
-    unsafe_kill(child.id() as i32, 1); // reload keeps the dashboard's entries
+    signal(child.id(), "HUP"); // reload keeps the dashboard's entries
     std::thread::sleep(Duration::from_millis(800));
     env.append(&lines);
     // An address outside the entry is still banned (the daemon did read those lines).
     env.append(
         &(0..3)
-            .map(|_| failed("198.51.100.40", "root"))
+            .map(|_| sshd_failed("198.51.100.40", "root"))
             .collect::<Vec<_>>(),
     );
-    wait_for(
-        || env.p("banned-198.51.100.40").exists(),
-        10,
-        "ban of 198.51.100.40",
-    );
+    wait_for("ban of 198.51.100.40", 10.0, || {
+        env.p("banned-198.51.100.40").exists()
+    });
     assert!(!banned.exists(), "an allowlisted address was banned again");
 
     // Removing the entry: the address can be banned again.
@@ -481,6 +429,6 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     );
     assert_eq!(code, 200, "{body}");
     env.append(&lines);
-    wait_for(|| banned.exists(), 10, "ban after the entry was removed");
+    wait_for("ban after the entry was removed", 10.0, || banned.exists());
     env.stop(child);
 }

@@ -3,7 +3,10 @@
 //! Debian package installs them; the tests skip with a message when they are missing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::text;
 
 const F2B: &str = "/etc/fail2ban";
 
@@ -23,13 +26,6 @@ fn have_f2b() -> bool {
         eprintln!("SKIP: fail2ban is not installed in {F2B}");
     }
     ok
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 const LOG: &str = "\

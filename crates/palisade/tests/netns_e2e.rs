@@ -27,7 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+mod common;
+use common::{wait_child, wait_for, BIN};
 const IP: &str = "/usr/sbin/ip";
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH: &str = "/usr/bin/ssh";
@@ -115,34 +116,6 @@ fn run(argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(what: &str, secs: f64, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs_f64(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
-/// Waits for `c` to exit, killing it after `secs`.
-fn wait_child(c: &mut Child, secs: f64) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    loop {
-        if let Ok(Some(s)) = c.try_wait() {
-            return Some(s);
-        }
-        if t.elapsed() > Duration::from_secs_f64(secs) {
-            let _ = c.kill();
-            let _ = c.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The scenario's namespaces, folder and processes; dropping it removes everything.

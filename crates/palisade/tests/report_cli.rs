@@ -2,13 +2,13 @@
 //! `palisade report` through the binary.
 
 #[path = "../../palisade-report/tests/common/mod.rs"]
-mod common;
+mod report_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+mod common;
+use common::*;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -245,17 +245,6 @@ fn palisade_core_time(s: &str) -> i64 {
     t.as_microsecond()
 }
 
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn record_through_the_running_daemon() {
     let e = Env::new();
@@ -271,10 +260,9 @@ fn record_through_the_running_daemon() {
         .spawn()
         .unwrap();
     let sock = e.p("palisade.sock");
-    wait_for(
-        || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
-        "control socket",
-    );
+    wait_for("control socket", 20.0, || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
     let t = now().to_string();
     let o = e.cli(&[
         "record",
@@ -294,26 +282,22 @@ fn record_through_the_running_daemon() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("(daemon)"), "{out}");
     // Enforced through the responder, recorded by the store writer.
-    wait_for(|| e.p("banned-198.51.100.77").exists(), "the responder");
-    wait_for(
-        || {
-            e.decisions(&cfg)
-                .iter()
-                .any(|d| d["target"] == "198.51.100.77/32" && d["origin"] == "fail2ban")
-        },
-        "the stored decision",
-    );
-    wait_for(
-        || {
-            std::fs::read_to_string(&notes).is_ok_and(|t| {
-                t.lines().any(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    v["event"] == "ban" && v["target"] == "198.51.100.77/32"
-                })
+    wait_for("the responder", 20.0, || {
+        e.p("banned-198.51.100.77").exists()
+    });
+    wait_for("the stored decision", 20.0, || {
+        e.decisions(&cfg)
+            .iter()
+            .any(|d| d["target"] == "198.51.100.77/32" && d["origin"] == "fail2ban")
+    });
+    wait_for("the notification", 20.0, || {
+        std::fs::read_to_string(&notes).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["event"] == "ban" && v["target"] == "198.51.100.77/32"
             })
-        },
-        "the notification",
-    );
+        })
+    });
     // Allowlisted: refused by the daemon too.
     let o = e.cli(&["record", "192.0.2.5", "tcp", "22", "5", &t, "--config", c]);
     assert!(!o.status.success());
@@ -438,11 +422,11 @@ fn analyze_outputs_scripts_and_apply() {
 fn report_email_over_starttls_with_login() {
     let e = Env::new();
     let mail = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = common::make_certs(e.dir.path());
+    let (ca, cert, key) = report_common::make_certs(e.dir.path());
     let secret = "cli-Secret-42 with spaces";
-    let smtp = common::Smtp::start_with(
+    let smtp = report_common::Smtp::start_with(
         mail.path(),
-        &common::SmtpSecurity {
+        &report_common::SmtpSecurity {
             mode: "starttls",
             cert: Some((cert, key)),
             login: Some(("reports".into(), secret.into())),
