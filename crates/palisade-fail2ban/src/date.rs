@@ -95,8 +95,7 @@ fn fast_bsd(b: &[u8]) -> bool {
         return false;
     }
     let month = [b[0] | 0x20, b[1] | 0x20, b[2] | 0x20];
-    if !b[..3].iter().all(u8::is_ascii_alphabetic)
-        || !MONTHS.iter().any(|m| m.as_bytes() == month)
+    if !b[..3].iter().all(u8::is_ascii_alphabetic) || !MONTHS.iter().any(|m| m.as_bytes() == month)
     {
         return false;
     }
@@ -1483,7 +1482,9 @@ mod tests {
         let f = t.fast.unwrap();
         let mut lines: Vec<String> = Vec::new();
         let months = ["Jan", "mar", "DEC", "Mon", "Xyz", "Ma1"];
-        let days = [" 1", " 9", "01", "09", "10", "19", "29", "30", "31", "32", "00", " 0", "3 "];
+        let days = [
+            " 1", " 9", "01", "09", "10", "19", "29", "30", "31", "32", "00", " 0", "3 ",
+        ];
         let hours = ["00", "09", "19", "23", "24", "29", " 1", "1:"];
         let mins = ["00", "59", "60", "5"];
         let tails = [

@@ -254,8 +254,7 @@ fn content_head(src: &str) -> Option<&str> {
             b'(' => {
                 depth += 1;
                 if b.get(i + 1) == Some(&b'?')
-                    && b
-                        .get(i + 2)
+                    && b.get(i + 2)
                         .is_some_and(|c| c.is_ascii_lowercase() || *c == b'-')
                 {
                     return None;
@@ -1353,9 +1352,10 @@ mod tests {
             let buf = format!("{l}\n");
             let full = pr.pat.search(&buf, 0, &mut sp);
             let end = buf.len() - 1;
-            let split = h.pat.find_at(&buf, 0).and_then(|(_, e)| {
-                (e < end && !buf[e..end].contains('\n')).then_some((e, end))
-            });
+            let split = h
+                .pat
+                .find_at(&buf, 0)
+                .and_then(|(_, e)| (e < end && !buf[e..end].contains('\n')).then_some((e, end)));
             match split {
                 Some(c) => {
                     assert!(full, "{l:?}");
