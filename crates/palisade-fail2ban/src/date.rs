@@ -62,6 +62,77 @@ pub struct Template {
     weight: f64,
     /// (directive, group index) for pattern templates.
     fields: Vec<(Directive, usize)>,
+    /// Hand-written matcher for the common syslog form of this exact template, if any.
+    fast: Option<FastBsd>,
+}
+
+/// Group indices of the line-start RFC 3164 template
+/// (`{^LN-BEG}(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?`), for [`fast_bsd`].
+#[derive(Debug, Clone, Copy)]
+struct FastBsd {
+    b: usize,
+    d: usize,
+    h: usize,
+    m: usize,
+    s: usize,
+}
+
+/// Recognises `Mmm dd HH:MM:SS ` at line start followed by a non-digit (or `Mmm  d …`),
+/// a strict subset of what the line-start RFC 3164 template matches, for which the regex's
+/// leftmost-first match is known: group 1 and the whole match are `0..15`, `%b` `0..3`,
+/// `%d` `4..6`, `%k` `7..9`, `%M` `10..12`, `%S` `13..15`, no day name, fraction or year.
+/// Anything else returns `false` and the regex decides.
+///
+/// Why the regex agrees: the first byte is a letter, so `\W{0,2}` is empty; month and day
+/// names share no prefix, so the optional day name fails; the day alternatives
+/// `[1-2]\d|[0 ]?[1-9]|3[0-1]` take exactly two characters for ` 1`–` 9`, `01`–`09`,
+/// `10`–`29` and `30`–`31` (`3` alone fails at the following space); the optional space
+/// before the hour is not taken (a digit follows); hour, minute and second take two digits
+/// each; the fraction needs `.`, the year needs a digit after the space, and the closing
+/// `(?=\b|\W|$)` holds before the space.
+fn fast_bsd(b: &[u8]) -> bool {
+    if b.len() < 16 {
+        return false;
+    }
+    let month = [b[0] | 0x20, b[1] | 0x20, b[2] | 0x20];
+    if !b[..3].iter().all(u8::is_ascii_alphabetic) || !MONTHS.iter().any(|m| m.as_bytes() == month)
+    {
+        return false;
+    }
+    let dig = |c: u8| c.is_ascii_digit();
+    let day_ok = match (b[4], b[5]) {
+        (b' ', c) => (b'1'..=b'9').contains(&c),
+        (b'0', c) => (b'1'..=b'9').contains(&c),
+        (b'1' | b'2', c) => dig(c),
+        (b'3', c) => c == b'0' || c == b'1',
+        _ => false,
+    };
+    let hour_ok = match (b[7], b[8]) {
+        (b'0' | b'1', c) => dig(c),
+        (b'2', c) => (b'0'..=b'3').contains(&c),
+        _ => false,
+    };
+    b[3] == b' '
+        && day_ok
+        && b[6] == b' '
+        && hour_ok
+        && b[9] == b':'
+        && (b'0'..=b'5').contains(&b[10])
+        && dig(b[11])
+        && b[12] == b':'
+        && (b'0'..=b'5').contains(&b[13])
+        && dig(b[14])
+        && b[15] == b' '
+        && !b.get(16).copied().is_some_and(dig)
+}
+
+/// The regex of the line-start RFC 3164 default template, as [`Template::pattern`] builds it;
+/// the fast path is only used for a template compiled from exactly this.
+fn bsd_regex(now_year: i16) -> String {
+    format!(
+        "(?iu)^(?:\\W{{0,2}})?((?:(?P<a>mon|tue|wed|thu|fri|sat|sun) )?(?P<b>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec) (?P<d>[1-2]\\d|[0 ]?[1-9]|3[0-1])  ?(?P<H>[0-2]?\\d):(?P<M>[0-5]?\\d):(?P<S>[0-5]?\\d|6[0-1])(?:\\.(?P<f>[0-9]{{1,6}}))?(?: {})?)(?=\\b|\\W|$)",
+        ex_year_re(now_year)
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,6 +544,15 @@ impl Template {
         let mut name = p.to_string();
         let (regex, flags) = set_regex(&mut name, &regex, word_begin, word_end);
         let re = compile(&name, &regex)?;
+        let fast = if flags & LINE_BEGIN != 0 && regex == bsd_regex(now_year) {
+            let g = |n: &str| re.group_index(n);
+            match (g("b"), g("d"), g("H"), g("M"), g("S")) {
+                (Some(b), Some(d), Some(h), Some(m), Some(s)) => Some(FastBsd { b, d, h, m, s }),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let fields = re
             .names()
             .iter()
@@ -488,6 +568,7 @@ impl Template {
             flags,
             weight: 1.0,
             fields,
+            fast,
         })
     }
 
@@ -525,6 +606,7 @@ impl Template {
             flags,
             weight: 1.0,
             fields: Vec::new(),
+            fast: None,
         })
     }
 
@@ -539,6 +621,7 @@ impl Template {
             flags,
             weight: 1.0,
             fields: Vec::new(),
+            fast: None,
         })
     }
 
@@ -872,7 +955,11 @@ impl DateDetector {
         let end = end.min(line.len());
         let pos = pos.min(end);
         let hay = line.get(..end)?;
-        self.slots[i].t.re.find_at(hay, pos)
+        let t = &self.slots[i].t;
+        if t.fast.is_some() && pos == 0 && fast_bsd(hay.as_bytes()) {
+            return Some((0, 15));
+        }
+        t.re.find_at(hay, pos)
     }
 
     /// `matchTime` + `getTime`: finds the date in `line`.
@@ -978,8 +1065,24 @@ impl DateDetector {
         // groups: the same search again, with captures
         let upto = upto.min(line.len());
         let hay = &line[..upto];
-        if !t.re.search(hay, from.min(upto), &mut self.caps) {
-            return None;
+        match t.fast {
+            Some(f) if from == 0 && fast_bsd(hay.as_bytes()) => {
+                let pos = &mut self.caps.pos;
+                pos.clear();
+                pos.resize(t.re.names().len(), None);
+                pos[0] = Some((0, 15));
+                pos[1] = Some((0, 15));
+                pos[f.b] = Some((0, 3));
+                pos[f.d] = Some((4, 6));
+                pos[f.h] = Some((7, 9));
+                pos[f.m] = Some((10, 12));
+                pos[f.s] = Some((13, 15));
+            }
+            _ => {
+                if !t.re.search(hay, from.min(upto), &mut self.caps) {
+                    return None;
+                }
+            }
         }
         let span = self.caps.get(1).unwrap_or((s, e));
         let time = if span.0 == span.1 {
@@ -1365,6 +1468,80 @@ mod tests {
             .detect("192.0.2.1 - - [14/Aug/2005:11:59:59 +0200] \"GET /\"", &c)
             .unwrap();
         assert_eq!(m.time.unwrap().secs(), local("2005-08-14T11:59:59"));
+    }
+
+    #[test]
+    fn fast_bsd_agrees_with_the_regex() {
+        let d = DateDetector::new(None, 2026).unwrap();
+        let t = d
+            .slots
+            .iter()
+            .map(|s| &s.t)
+            .find(|t| t.fast.is_some())
+            .expect("the line-start RFC 3164 template has the fast path");
+        let f = t.fast.unwrap();
+        let mut lines: Vec<String> = Vec::new();
+        let months = ["Jan", "mar", "DEC", "Mon", "Xyz", "Ma1"];
+        let days = [
+            " 1", " 9", "01", "09", "10", "19", "29", "30", "31", "32", "00", " 0", "3 ",
+        ];
+        let hours = ["00", "09", "19", "23", "24", "29", " 1", "1:"];
+        let mins = ["00", "59", "60", "5"];
+        let tails = [
+            " host", " 2026 x", " 2026", " 20x", "", " ", ".123 x", "x", ":", " 1", "\u{e9}",
+        ];
+        for m in months {
+            for dd in days {
+                for h in hours {
+                    for mi in mins {
+                        for tl in tails {
+                            lines.push(format!("{m} {dd} {h}:{mi}:{mi}{tl}"));
+                        }
+                    }
+                }
+            }
+        }
+        lines.push("Mar  3 00:00:05 bastion sshd[1]: x".into());
+        let mut caps = t.re.slots();
+        let mut fast_hits = 0;
+        for l in &lines {
+            if !fast_bsd(l.as_bytes()) {
+                continue;
+            }
+            fast_hits += 1;
+            assert!(t.re.search(l, 0, &mut caps), "{l:?}");
+            assert_eq!(t.re.find_at(l, 0), Some((0, 15)), "{l:?}");
+            for (g, want) in [
+                (0, Some((0, 15))),
+                (1, Some((0, 15))),
+                (f.b, Some((0, 3))),
+                (f.d, Some((4, 6))),
+                (f.h, Some((7, 9))),
+                (f.m, Some((10, 12))),
+                (f.s, Some((13, 15))),
+            ] {
+                assert_eq!(caps.get(g), want, "{l:?} group {g}");
+            }
+            for (g, n) in t.re.names().iter().enumerate() {
+                if matches!(n.as_deref(), Some("a" | "f" | "Y")) {
+                    assert_eq!(caps.get(g), None, "{l:?} {n:?}");
+                }
+            }
+        }
+        assert!(fast_hits > 100, "{fast_hits}");
+        // the detector gives the same result with and without the fast path
+        let c = cx();
+        let mut a = DateDetector::new(None, 2026).unwrap();
+        let mut b = DateDetector::new(None, 2026).unwrap();
+        for s in &mut b.slots {
+            let t = Arc::get_mut(&mut s.t).unwrap();
+            t.fast = None;
+        }
+        for l in lines.iter().step_by(7) {
+            assert_eq!(a.detect(l, &c), b.detect(l, &c), "{l:?}");
+            assert_eq!(a.detect(l, &c), b.detect(l, &c), "{l:?} (second)");
+            assert_eq!(a.template_names(), b.template_names());
+        }
     }
 
     #[test]

@@ -46,6 +46,41 @@ pub struct Pattern {
     logical: Vec<usize>,
     source: String,
     literals: Option<Vec<String>>,
+    /// Every match starts at the search start with one of these (see [`Pattern::may_match_at`]).
+    starts: Option<StartGate>,
+}
+
+/// Literal prefixes one of which begins every match of a pattern anchored at the search start.
+#[derive(Debug)]
+struct StartGate {
+    /// Bit `b` set: some prefix starts with byte `b`.
+    first: [u64; 4],
+    prefixes: Vec<Vec<u8>>,
+}
+
+/// The literal prefixes of a `regex`-syntax pattern that only matches at the search start
+/// (`\A` in front of every match), if every match is known to begin with one of them.
+fn start_gate(src: &str) -> Option<StartGate> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::Look;
+    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    let mut first = [0u64; 4];
+    for l in lits {
+        let b = l.as_bytes()[0] as usize;
+        first[b >> 6] |= 1 << (b & 63);
+    }
+    Some(StartGate {
+        first,
+        prefixes: lits.iter().map(|l| l.as_bytes().to_vec()).collect(),
+    })
 }
 
 /// Why a pattern did not compile.
@@ -83,10 +118,12 @@ impl Pattern {
         let py = PyRegex::parse(source, multiline)?;
         let names = py.group_names().to_vec();
         let literals = py.required_literals();
+        let starts;
         let mut logical = vec![0usize];
         logical.extend(py.emitted_groups().into_iter().map(|g| g as usize));
         let engine = if !py.needs_fancy() {
             let src = py.to_std();
+            starts = start_gate(&src);
             Engine::Std {
                 uni: std_regex(&src).map_err(CompileError)?,
                 ascii: ascii_regex(&src),
@@ -104,6 +141,7 @@ impl Pattern {
             let exact_ascii = build(&py.to_fancy_ascii()).ok().map(Box::new);
             // the relaxed forms are only an optimisation: if they do not compile, skip them
             let rel = py.to_relaxed();
+            starts = start_gate(&rel);
             Engine::Fancy {
                 exact: Box::new(exact),
                 exact_ascii,
@@ -117,7 +155,29 @@ impl Pattern {
             logical,
             source: source.to_string(),
             literals,
+            starts,
         })
+    }
+
+    /// `false` when a search of `hay` from `start` certainly finds no match: the pattern only
+    /// matches at the search start and `hay[start..]` begins with none of its literal
+    /// prefixes. `true` means "maybe".
+    #[inline]
+    pub fn may_match_at(&self, hay: &[u8], start: usize) -> bool {
+        let Some(g) = &self.starts else {
+            return true;
+        };
+        let h = &hay[start.min(hay.len())..];
+        let Some(&b) = h.first() else {
+            return false;
+        };
+        let b = b as usize;
+        g.first[b >> 6] & (1 << (b & 63)) != 0 && g.prefixes.iter().any(|p| h.starts_with(p))
+    }
+
+    /// Whether [`Self::may_match_at`] can rule out anything.
+    pub fn has_start_gate(&self) -> bool {
+        self.starts.is_some()
     }
 
     /// The Python source as given.

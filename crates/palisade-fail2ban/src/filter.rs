@@ -91,7 +91,10 @@ impl Rx {
 
     /// The group dict of the last match, with `alt_*` values merged.
     fn groups(&self, buf: &str, s: &Slots) -> Fail {
-        let mut f = Fail::default();
+        let mut f = Fail {
+            vals: Vec::with_capacity(self.named.len() + 8),
+            ..Fail::default()
+        };
         for (n, i) in &self.named {
             f.vals
                 .push((n.clone(), s.get(*i).map(|(a, b)| buf[a..b].to_string())));
@@ -143,6 +146,7 @@ impl Fail {
     }
     /// `dict.update(other)`; with `skip_none`, `None` values do not overwrite.
     fn update(&mut self, other: &Fail, skip_none: bool) {
+        self.vals.reserve(other.vals.len());
         for (k, v) in &other.vals {
             if skip_none && v.is_none() {
                 continue;
@@ -206,10 +210,68 @@ pub struct FilterDef {
     path: PathBuf,
     options: ResolvedOptions,
     pref: Option<Rx>,
+    /// The prefregex without its final `(?P<content>.+)$` (single-line filters only): its
+    /// leftmost-first match decides the full one's (see [`content_head`]).
+    pref_head: Option<Rx>,
     fail: Vec<Rx>,
     ignore: Vec<Rx>,
     maxlines: usize,
     now_year: i16,
+}
+
+/// The part of a prefregex before a final `(?P<content>.+)$`, when that split is sound: the
+/// head is anchored (`^`), balanced, without top-level alternation or inline flags (`(?s)`
+/// would let `.` take the newline). Then, on a single-line buffer `text\n`, if the head's
+/// leftmost-first match ends at `h < len - 1` with no newline in `buf[h..len-1]`, the full
+/// pattern's leftmost-first match takes the same path through the head (its remainder `.+$`
+/// succeeds there) and `content` is `h..len-1`.
+fn content_head(src: &str) -> Option<&str> {
+    let head = src.strip_suffix("(?P<content>.+)$")?;
+    if !head.starts_with('^') {
+        return None;
+    }
+    let b = head.as_bytes();
+    let (mut depth, mut i, mut class) = (0i32, 0usize, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                i += 2;
+                continue;
+            }
+            b'[' if !class => {
+                class = true;
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                continue;
+            }
+            b']' if class => class = false,
+            _ if class => {}
+            b'(' => {
+                depth += 1;
+                if b.get(i + 1) == Some(&b'?')
+                    && b.get(i + 2)
+                        .is_some_and(|c| c.is_ascii_lowercase() || *c == b'-')
+                {
+                    return None;
+                }
+            }
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+            }
+            b'|' if depth == 0 => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    (i == b.len() && depth == 0 && !class).then_some(head)
 }
 
 fn current_year() -> i16 {
@@ -295,6 +357,10 @@ impl FilterDef {
             return Err(LoadError::NoFailregex { path: p });
         }
         let ml = maxlines > 1;
+        let pref_head = match (&pref, ml) {
+            (Some(pr), false) => content_head(pr.pat.source()).and_then(|h| Rx::new(h, false).ok()),
+            _ => None,
+        };
         let mut fail = Vec::new();
         for (i, s) in options.failregex.iter().enumerate() {
             let rx = compile("failregex", i, s, ml)?;
@@ -330,6 +396,7 @@ impl FilterDef {
             path: path.to_path_buf(),
             options,
             pref,
+            pref_head,
             fail,
             ignore,
             maxlines,
@@ -409,6 +476,11 @@ impl FilterDef {
                 .as_ref()
                 .map(|r| r.pat.slots())
                 .unwrap_or_default(),
+            slots_head: self
+                .pref_head
+                .as_ref()
+                .map(|r| r.pat.slots())
+                .unwrap_or_default(),
             selector,
             cand: vec![true; self.fail.len()],
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
@@ -452,6 +524,7 @@ impl FilterDef {
         }
         let ac = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::Standard)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&pats)
             .ok()?;
         Some(Selector {
@@ -669,6 +742,7 @@ pub struct Matcher {
     buf: String,
     cur: String,
     slots_pref: Slots,
+    slots_head: Slots,
     selector: Option<Selector>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
@@ -868,7 +942,21 @@ impl Matcher {
         // prefregex: its groups are only materialised once a failregex matches
         let mut pre_matched = false;
         let mut content: Option<(usize, usize)> = None;
-        if let Some(pr) = &def.pref {
+        // head split: the prefregex groups come from a capture search of the head, run only
+        // once a failregex matches
+        let mut pref_lazy = false;
+        if let Some(h) = &def.pref_head {
+            let Some((_, e)) = h.pat.find_at(buf, 0) else {
+                return; // every match of the prefregex starts with one of the head
+            };
+            let end = buf.len() - 1; // single-line: `buf` is the text and a newline
+            if e < end && !buf.as_bytes()[e..end].contains(&b'\n') {
+                content = Some((e, end));
+                pre_matched = true;
+                pref_lazy = true;
+            }
+        }
+        if let (Some(pr), false) = (&def.pref, pref_lazy) {
             if !pr.pat.search(buf, 0, &mut self.slots_pref) {
                 return;
             }
@@ -920,6 +1008,9 @@ impl Matcher {
                 }
                 cur_valid = true;
             }
+            if !rx.pat.may_match_at(cur.as_bytes(), 0) {
+                continue;
+            }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
             if !rx.pat.search(cur, 0, &mut slots) {
                 self.rule_slots[i] = slots;
@@ -970,10 +1061,18 @@ impl Matcher {
                 }
             }
             if pre_matched && pre.is_none() {
-                if let Some(pr) = &def.pref {
-                    let mut g = pr.groups(buf, &self.slots_pref);
-                    g.pop("content");
-                    pre = Some(g);
+                match (&def.pref, &def.pref_head) {
+                    (Some(_), Some(h)) if pref_lazy => {
+                        let found = h.pat.search(buf, 0, &mut self.slots_head);
+                        debug_assert!(found, "the head matched before");
+                        pre = Some(h.groups(buf, &self.slots_head));
+                    }
+                    (Some(pr), _) => {
+                        let mut g = pr.groups(buf, &self.slots_pref);
+                        g.pop("content");
+                        pre = Some(g);
+                    }
+                    _ => {}
                 }
             }
             if let Some(p) = &pre {
@@ -1192,5 +1291,86 @@ impl Matcher {
             self.cache.update_in_place(mlfid, &fail);
         }
         (fail, attached)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_head_split() {
+        let h = content_head(r"^(?P<mlfid>\s*\S+ sshd:)(?:error: )?(?P<content>.+)$");
+        assert_eq!(h, Some(r"^(?P<mlfid>\s*\S+ sshd:)(?:error: )?"));
+        assert_eq!(content_head(r"^a\[(?P<content>.+)$"), Some(r"^a\["));
+        assert_eq!(content_head(r"^[(](?P<content>.+)$"), Some(r"^[(]"));
+        assert_eq!(content_head(r"^[]|](?P<content>.+)$"), Some(r"^[]|]"));
+        // not sound to split
+        for bad in [
+            r"a(?P<content>.+)$",
+            r"^a|b(?P<content>.+)$",
+            r"^(?:a(?P<content>.+)$)",
+            r"^a\(?P<content>.+)$",
+            r"^(?s)a(?P<content>.+)$",
+            r"^(?s:a)(?P<content>.+)$",
+            r"^a(?P<content>.+)$x",
+            r"^a(?P<content>.+?)$",
+            r"^a\\\(?P<content>.+)$",
+        ] {
+            assert_eq!(content_head(bad), None, "{bad}");
+        }
+    }
+
+    /// The head split gives the same prefregex groups and content as the full prefregex.
+    #[test]
+    fn content_head_agrees_with_the_prefregex() {
+        let p = Path::new("/etc/fail2ban/filter.d/sshd.conf");
+        if !p.is_file() {
+            eprintln!("SKIP: fail2ban filters not installed");
+            return;
+        }
+        let def = FilterDef::load(p, &LoadOptions::default()).unwrap();
+        let (pr, h) = (def.pref.as_ref().unwrap(), def.pref_head.as_ref().unwrap());
+        let (mut sp, mut sh) = (pr.pat.slots(), h.pat.slots());
+        let content = pr.group("content").unwrap();
+        for l in [
+            " bastion sshd[1]: Invalid user a from 1.2.3.4 port 5",
+            " bastion sshd[1]: error: PAM: Authentication failure for x from 1.2.3.4",
+            " bastion sshd[1]:",
+            " bastion sshd[1]: ",
+            " bastion sshd[1]:  ",
+            " bastion",
+            " ",
+            "",
+            "x",
+            " bastion CRON[2]: pam_unix(cron:session): session opened",
+            "[] <auth.info> host kernel: [ 1.5]: sshd[3]: [ID 1 auth.info] fatal: x",
+            " host sshd(pam_unix)[7]: error: ",
+            " host sshd(pam_unix)[7]: error:  y",
+            " host sshd\u{e9}[7]: \u{e9}",
+        ] {
+            let buf = format!("{l}\n");
+            let full = pr.pat.search(&buf, 0, &mut sp);
+            let end = buf.len() - 1;
+            let split = h
+                .pat
+                .find_at(&buf, 0)
+                .and_then(|(_, e)| (e < end && !buf[e..end].contains('\n')).then_some((e, end)));
+            match split {
+                Some(c) => {
+                    assert!(full, "{l:?}");
+                    assert_eq!(sp.get(content), Some(c), "{l:?}");
+                    assert!(h.pat.search(&buf, 0, &mut sh));
+                    for (name, gi) in &h.named {
+                        assert_eq!(sh.get(*gi), sp.get(pr.group(name).unwrap()), "{l:?} {name}");
+                    }
+                }
+                None => {
+                    if h.pat.find_at(&buf, 0).is_none() {
+                        assert!(!full, "{l:?}");
+                    }
+                }
+            }
+        }
     }
 }
