@@ -142,6 +142,21 @@ def latency(ns, log, mon, start, n, label):
     return {"n": n, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": max(lat)}
 
 
+def proc_cpu(pid):
+    """CPU seconds of a process so far: (own user+system, its waited-for children's). The
+    daemon runs `nft` as a waited-for child, so the second figure is nft's CPU."""
+    try:
+        f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    except OSError:
+        return (float("nan"), float("nan"))
+    tck = os.sysconf("SC_CLK_TCK")
+    return ((int(f[11]) + int(f[12])) / tck, (int(f[13]) + int(f[14])) / tck)
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[0]
+
+
 # --------------------------------------------------------------------------------- Palisade
 
 class Palisade:
@@ -188,6 +203,7 @@ files = ["{log}"]
                     sys.exit("palisade exited; see %s/err.log" % self.dir)
                 time.sleep(0.005)
         self.t_ready = time.perf_counter()
+        self.cpu_ready = proc_cpu(self.p.pid)
         time.sleep(0.3)  # the tailer seeks to the end of the log
 
     def stop(self):
@@ -234,6 +250,7 @@ def bench_palisade(ns, bin_, tmp, a):
     q = Palisade(ns, bin_, tmp, "pal-restore")
     q.seed_store(a.restore_n)
     mon = Monitor(ns, "palisade")
+    load = loadavg()
     q.start()
     ips = [addr(i) for i in range(a.restore_n)]
     if not mon.wait(ips, 300):
@@ -244,7 +261,8 @@ def bench_palisade(ns, bin_, tmp, a):
     if set_count(ns, "palisade", "ban4") < a.restore_n:
         sys.exit("palisade restore: set incomplete")
     r["restore"] = {"n": a.restore_n, "ready_secs": q.t_ready - q.t_start,
-                    "in_set_secs": t1 - q.t_start}
+                    "in_set_secs": t1 - q.t_start, "cpu_self": q.cpu_ready[0],
+                    "cpu_nft": q.cpu_ready[1], "load": load}
     q.stop()
     ns.run([NFT, "flush", "ruleset"])
     return r
@@ -372,9 +390,11 @@ def report(pal, f2b, a):
     L.append("Palisade `nftables` responder vs fail2ban %s `nftables-multiport` action, both in "
              "a private network namespace on this machine, same run (nft %s, %d cores). "
              "Palisade: built-in `sshd` filter; fail2ban: its `sshd` filter with the "
-             "`pyinotify` backend; max_retry 1, ban 1 h.\n"
+             "`pyinotify` backend; max_retry 1, ban 1 h. Load average %s at the start of "
+             "the run (the machine may be shared: wall times then include waiting for a "
+             "core).\n"
              % (sh(["fail2ban-server", "--version"]).split()[-1],
-                sh([NFT, "--version"]).split()[1], os.cpu_count()))
+                sh([NFT, "--version"]).split()[1], os.cpu_count(), a.load_start))
     L.append("| measure | Palisade | fail2ban | ratio |")
     L.append("| --- | --- | --- | --- |")
     pl, fl = pal["latency"], f2b["latency"]
@@ -407,16 +427,19 @@ def report(pal, f2b, a):
              % (pr["n"], pr["ready_secs"], rows, est_r, pr["n"], est_r / pr["ready_secs"]))
     L.append("")
     L.append("(¹) from process start to the control socket accepting, which the daemon opens "
-             "only after its reconcile transaction has committed; `nft monitor` reported the "
-             "last of the %d elements at %.2f s, a figure inflated by the monitor printing "
-             "%d lines." % (pr["n"], pr["in_set_secs"], pr["n"]))
+             "only after its reconcile transaction has committed (load average %s when it "
+             "started). CPU used by then: %.2f s by Palisade, %.2f s by its `nft` child, "
+             "%.2f s in all. `nft monitor` reported the last of the %d elements at %.2f s, a "
+             "figure inflated by the monitor printing %d lines."
+             % (pr["load"], pr["cpu_self"], pr["cpu_nft"], pr["cpu_self"] + pr["cpu_nft"],
+                pr["n"], pr["in_set_secs"], pr["n"]))
     L.append("")
     L.append("fail2ban runs one `nft add element` process per ban (restore included), so its "
              "times grow linearly; its large-N figures are extrapolated from the sizes "
              "measured, as marked. Palisade applies a batch in one `nft -j -f -` transaction "
-             "and restores in one transaction. Latency is measured from the `write(2)` of the "
-             "line to the `nft monitor` event of the element (both in this process), polled "
-             "with nothing else running.\n")
+             "and restores in one `nft -f -` transaction in nft's native syntax. Latency is "
+             "measured from the `write(2)` of the line to the `nft monitor` event of the "
+             "element (both in this process), polled with nothing else running.\n")
     return "\n".join(L)
 
 
@@ -436,6 +459,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
     bin_ = os.path.abspath(a.bin)
+    a.load_start = loadavg()
     ns = Netns()
     tmp = tempfile.mkdtemp(prefix="palbench-")
     atexit.register(shutil.rmtree, tmp, True)

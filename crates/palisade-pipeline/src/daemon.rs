@@ -593,26 +593,16 @@ impl Daemon {
         phase.done("expire decisions");
         let active = store.active_decisions(now)?;
         phase.done("read active decisions");
-        // The responders' transactions (for nftables an `nft` child doing most of the work)
-        // run on their own thread while this one reads the escalation memory.
-        let memory_since = now.minus(Duration::from_secs(7 * 86400));
-        let (reconciled, memory) = std::thread::scope(|scope| {
-            let rec = std::thread::Builder::new()
-                .name("reconcile".into())
-                .spawn_scoped(scope, || responders.reconcile(&active, now))
-                .expect("spawn reconcile thread");
-            let memory = ban_memory(&mut *store, &active, now, memory_since);
-            match rec.join() {
-                Ok(r) => (r, memory),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        });
-        reconciled?;
-        phase.done("reconcile responders (ban memory read meanwhile)");
+        responders.reconcile(&active, now)?;
+        phase.done("reconcile responders");
         let socket = PathBuf::from(&cfg.general.socket);
         let listener = bind_socket(&socket)?;
         phase.done("bind control socket");
 
+        // After the firewall holds the bans: on a busy machine, reading this alongside the
+        // `nft` run only competed with it for a core.
+        let memory_since = now.minus(Duration::from_secs(7 * 86400));
+        let memory = ban_memory(&mut *store, &active, now, memory_since);
         let mut engine = Engine::new(engine_cfg);
         tracing::info!(
             active = active.len(),
