@@ -6,7 +6,7 @@
 #
 #   bench/firewall/run.sh [--bin target/release/palisade] [--md bench/firewall/RESULTS.md]
 #                         [--latency-n 200] [--burst-n 10000] [--restore-n 100000]
-#                         [--f2b-burst-n 1000] [--f2b-restore-n 1000,2000] [--skip-f2b]
+#                         [--restore-runs 3] [--f2b-burst-n 1000] [--f2b-restore-n 1000,2000] [--skip-f2b]
 #
 # Build the binary first: cargo build --release -p palisade
 set -eu

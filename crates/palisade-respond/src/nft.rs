@@ -32,6 +32,16 @@
 //! i.e. one atomic transaction. Applying re-adds an element as *add, delete, add* in that
 //! transaction so that its timeout is replaced even on kernels that do not update the
 //! timeout of an existing element, and so that a present element never makes the batch fail.
+//!
+//! **Reconcile (start-up restore) is the exception: one `nft -f -` run in nft's native
+//! syntax.** For bulk element loads nft parses its own syntax much faster than JSON
+//! (100k elements: ~0.3 s of CPU instead of ~0.5 s, and a third of the bytes). The script is
+//! rendered only from typed values (parsed [`IpNet`]s, whole seconds, validated table name,
+//! ports, protocols and priority), never from log text, and stays one transaction: delete
+//! the table, recreate it, add the elements in a few large `add element` statements. A table
+//! name that nft's grammar reads as a keyword (`ip`, `counter`, …) is a syntax error in the
+//! native syntax; the responder then falls back to the JSON transaction for good (a failed
+//! run commits nothing).
 
 use crate::firewall_util::{
     is_not_found, remaining_secs, run_program, validate_netns, wrap_netns, FirewallStatus,
@@ -43,7 +53,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Elements per `add element` statement in a native-syntax reconcile script.
+const TEXT_CHUNK: usize = 8192;
+
+/// Elements of one set: canonical network and remaining whole seconds (`None` = permanent),
+/// sorted by network, one entry per network.
+type Elems = Vec<(IpNet, Option<u64>)>;
 
 /// A transport protocol a ban can be restricted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -197,22 +215,53 @@ impl SetKey {
     }
 
     /// The network mask for a masked lookup, `None` for host sets.
-    fn mask(self) -> Option<String> {
+    fn mask_addr(self) -> Option<IpAddr> {
         if self.len == self.full() {
             return None;
         }
         Some(if self.v6 {
-            ipnet::Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, self.len)
-                .expect("len < 128")
-                .netmask()
-                .to_string()
+            IpAddr::V6(
+                ipnet::Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, self.len)
+                    .expect("len < 128")
+                    .netmask(),
+            )
         } else {
-            ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, self.len)
-                .expect("len < 32")
-                .netmask()
-                .to_string()
+            IpAddr::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, self.len)
+                    .expect("len < 32")
+                    .netmask(),
+            )
         })
     }
+
+    /// The network mask as text (JSON), `None` for host sets.
+    fn mask(self) -> Option<String> {
+        self.mask_addr().map(|m| m.to_string())
+    }
+}
+
+/// Writes an address for nft's native syntax. IPv6 is written in full (eight hex groups, no
+/// `::`, no embedded IPv4), the one form nft's scanner reads unambiguously.
+fn push_addr(s: &mut String, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(a) => {
+            let [a, b, c, d] = a.octets();
+            let _ = write!(s, "{a}.{b}.{c}.{d}");
+        }
+        IpAddr::V6(a) => {
+            let g = a.segments();
+            let _ = write!(
+                s,
+                "{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}",
+                g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+            );
+        }
+    }
+}
+
+/// Whether a failed nft run is a syntax error (nothing was committed).
+fn is_syntax_error(e: &RespondError) -> bool {
+    matches!(e, RespondError::Failed { stderr, .. } if stderr.contains("syntax error"))
 }
 
 /// What the responder knows exists in the kernel (learned from `reconcile`, or read back).
@@ -228,6 +277,8 @@ pub struct NftResponder {
     name: String,
     cfg: NftConfig,
     known: Option<Known>,
+    /// Reconcile in nft's native syntax (false once nft refused the table name in it).
+    native: bool,
 }
 
 impl NftResponder {
@@ -238,6 +289,7 @@ impl NftResponder {
             name: name.into(),
             cfg,
             known: None,
+            native: true,
         })
     }
 
@@ -283,6 +335,19 @@ impl NftResponder {
         );
         if r.is_err() {
             // Whatever we believed about the kernel may be wrong now: read it back next time.
+            self.known = None;
+        }
+        r.map(|_| ())
+    }
+
+    /// Runs one native-syntax script (one transaction).
+    fn transact_native(&mut self, script: &str) -> Result<(), RespondError> {
+        let r = run_program(
+            &self.argv(&["-f", "-"]),
+            Some(script.as_bytes()),
+            self.timeout(),
+        );
+        if r.is_err() {
             self.known = None;
         }
         r.map(|_| ())
@@ -359,22 +424,14 @@ impl NftResponder {
             .to_string(),
         );
         let mut expr = Vec::new();
-        let mut protos: Vec<&str> = self.cfg.protocols.iter().map(|p| p.as_str()).collect();
-        protos.sort_unstable();
-        protos.dedup();
-        if protos.is_empty() && !self.cfg.ports.is_empty() {
-            protos = vec!["tcp", "udp"];
-        }
+        let (protos, ports) = self.match_lists();
         if !protos.is_empty() {
             expr.push(
                 json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
                 "right": one_or_set(protos.iter().map(|p| json!(p)).collect())}}),
             );
         }
-        if !self.cfg.ports.is_empty() {
-            let mut ports = self.cfg.ports.clone();
-            ports.sort_unstable();
-            ports.dedup();
+        if !ports.is_empty() {
             expr.push(json!({"match": {"op": "==",
                 "left": {"payload": {"protocol": "th", "field": "dport"}},
                 "right": one_or_set(ports.into_iter().map(|p| json!(p)).collect())}}));
@@ -398,6 +455,96 @@ impl NftResponder {
         }
     }
 
+    /// The protocols and destination ports the drop rules match (sorted, deduplicated; TCP
+    /// and UDP when only ports are given).
+    fn match_lists(&self) -> (Vec<&'static str>, Vec<u16>) {
+        let mut protos: Vec<&str> = self.cfg.protocols.iter().map(|p| p.as_str()).collect();
+        protos.sort_unstable();
+        protos.dedup();
+        if protos.is_empty() && !self.cfg.ports.is_empty() {
+            protos = vec!["tcp", "udp"];
+        }
+        let mut ports = self.cfg.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        (protos, ports)
+    }
+
+    /// The reconcile transaction in nft's native syntax: the table dropped and rebuilt with
+    /// its chains, sets, drop rules and elements (the same objects [`Self::table_cmds`],
+    /// [`Self::set_cmds`] and [`Self::elements_cmd`] describe in JSON). Every value is
+    /// rendered from a typed one; the table name is validated (letters, digits, `_`).
+    fn reconcile_script(&self, groups: &BTreeMap<SetKey, Elems>) -> String {
+        let t = &self.cfg.table;
+        let n: usize = groups.values().map(Vec::len).sum();
+        let mut s = String::with_capacity(n * 28 + 2048);
+        let _ = writeln!(
+            s,
+            "add table inet {t}\ndelete table inet {t}\nadd table inet {t}"
+        );
+        for chain in self.chains() {
+            let _ = writeln!(
+                s,
+                "add chain inet {t} {chain} {{ type filter hook {chain} priority {}; \
+                 policy accept; }}",
+                self.cfg.priority
+            );
+        }
+        let (protos, ports) = self.match_lists();
+        let list = |items: Vec<String>| -> String {
+            if items.len() == 1 {
+                items.into_iter().next().expect("one")
+            } else {
+                format!("{{ {} }}", items.join(", "))
+            }
+        };
+        let mut head = String::new();
+        if !protos.is_empty() {
+            let _ = write!(
+                head,
+                "meta l4proto {} ",
+                list(protos.iter().map(|p| p.to_string()).collect())
+            );
+        }
+        if !ports.is_empty() {
+            let _ = write!(
+                head,
+                "th dport {} ",
+                list(ports.iter().map(|p| p.to_string()).collect())
+            );
+        }
+        for (key, elems) in groups {
+            let name = key.name();
+            let ty = if key.v6 { "ipv6_addr" } else { "ipv4_addr" };
+            let _ = writeln!(s, "add set inet {t} {name} {{ type {ty}; flags timeout; }}");
+            let mut rule = head.clone();
+            rule.push_str(if key.v6 { "ip6 saddr " } else { "ip saddr " });
+            if let Some(mask) = key.mask_addr() {
+                rule.push_str("& ");
+                push_addr(&mut rule, mask);
+                rule.push(' ');
+            }
+            let _ = write!(rule, "@{name} counter drop");
+            for chain in self.chains() {
+                let _ = writeln!(s, "add rule inet {t} {chain} {rule}");
+            }
+            for chunk in elems.chunks(TEXT_CHUNK) {
+                let _ = write!(s, "add element inet {t} {name} {{ ");
+                for (i, (net, secs)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    push_addr(&mut s, net.network());
+                    if let Some(secs) = secs {
+                        let _ = write!(s, " timeout {secs}s");
+                    }
+                }
+                s.push_str(" }\n");
+            }
+        }
+        s
+    }
+
     /// An element command, written directly: 100k elements through `serde_json::Value`
     /// would cost more than the kernel's work. Addresses and numbers need no escaping;
     /// `timeouts = false` writes bare values (for `delete`).
@@ -405,7 +552,7 @@ impl NftResponder {
         &self,
         op: &str,
         key: SetKey,
-        elems: &BTreeMap<IpNet, Option<u64>>,
+        elems: &[(IpNet, Option<u64>)],
         timeouts: bool,
     ) -> String {
         let mut s = String::with_capacity(elems.len() * 48 + 128);
@@ -530,24 +677,42 @@ fn parse_elem(key: SetKey, e: &Value) -> Option<(IpNet, Option<Duration>)> {
     Some((net, left))
 }
 
-/// Groups decisions in force by set, one entry per target (the longest remaining time wins
-/// inside a batch; `None` = permanent).
-fn group(batch: &[Decision], now: Timestamp) -> BTreeMap<SetKey, BTreeMap<IpNet, Option<u64>>> {
-    let mut g: BTreeMap<SetKey, BTreeMap<IpNet, Option<u64>>> = BTreeMap::new();
-    for d in batch {
-        let Some(secs) = remaining_secs(d, now) else {
-            continue;
+/// Groups decisions in force by set, one entry per target sorted by network (the longest
+/// remaining time wins inside a batch; `None` = permanent).
+fn group(batch: &[Decision], now: Timestamp) -> BTreeMap<SetKey, Elems> {
+    let mut all: Vec<(SetKey, IpNet, Option<u64>)> = batch
+        .iter()
+        .filter_map(|d| {
+            let secs = remaining_secs(d, now)?;
+            let net = d.target.trunc();
+            Some((SetKey::of(&net), net, secs))
+        })
+        .collect();
+    all.sort_unstable_by_key(|a| (a.0, a.1));
+    let mut g: BTreeMap<SetKey, Elems> = BTreeMap::new();
+    let mut cur: Option<(SetKey, Elems)> = None;
+    for (key, net, secs) in all {
+        let v = match &mut cur {
+            Some((k, v)) if *k == key => v,
+            _ => {
+                if let Some((k, v)) = cur.take() {
+                    g.insert(k, v);
+                }
+                &mut cur.insert((key, Vec::new())).1
+            }
         };
-        let net = d.target.trunc();
-        let slot = g
-            .entry(SetKey::of(&net))
-            .or_default()
-            .entry(net)
-            .or_insert(secs);
-        *slot = match (*slot, secs) {
-            (None, _) | (_, None) => None,
-            (Some(a), Some(b)) => Some(a.max(b)),
-        };
+        match v.last_mut() {
+            Some((n, slot)) if *n == net => {
+                *slot = match (*slot, secs) {
+                    (None, _) | (_, None) => None,
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                };
+            }
+            _ => v.push((net, secs)),
+        }
+    }
+    if let Some((k, v)) = cur {
+        g.insert(k, v);
     }
     g
 }
@@ -589,17 +754,18 @@ impl Responder for NftResponder {
 
     fn revoke(&mut self, batch: &[Decision]) -> Result<(), RespondError> {
         let k = self.known()?;
-        let mut by_set: BTreeMap<SetKey, BTreeMap<IpNet, Option<u64>>> = BTreeMap::new();
+        let mut by_set: BTreeMap<SetKey, BTreeSet<IpNet>> = BTreeMap::new();
         for d in batch {
             let net = d.target.trunc();
             let key = SetKey::of(&net);
             // A set that does not exist holds nothing to revoke.
             if k.sets.contains(&key) {
-                by_set.entry(key).or_default().insert(net, None);
+                by_set.entry(key).or_default().insert(net);
             }
         }
         let mut cmds = Vec::new();
         for (key, nets) in by_set {
+            let nets: Elems = nets.into_iter().map(|n| (n, None)).collect();
             // `add` makes the `delete` valid when the element is absent (or just expired).
             cmds.push(self.elements_cmd("add", key, &nets, false));
             cmds.push(self.elements_cmd("delete", key, &nets, false));
@@ -610,28 +776,70 @@ impl Responder for NftResponder {
     /// One transaction: the table is dropped and rebuilt from the configuration (so a
     /// changed port list or priority takes effect), holding exactly the active decisions
     /// with their remaining time. Packets never see a half-built state.
+    ///
+    /// The transaction is written in nft's native syntax (see the module documentation),
+    /// or in JSON when nft refused the table name in native syntax.
     fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<(), RespondError> {
+        let t0 = Instant::now();
+        let mut groups = group(active, now);
+        groups.entry(SetKey { v6: false, len: 32 }).or_default();
+        groups.entry(SetKey { v6: true, len: 128 }).or_default();
+        let k = Known {
+            table: true,
+            sets: groups.keys().copied().collect(),
+        };
+        let elements: usize = groups.values().map(Vec::len).sum();
+        let t1 = Instant::now();
+        if self.native {
+            let script = self.reconcile_script(&groups);
+            let t2 = Instant::now();
+            match self.transact_native(&script) {
+                Ok(()) => {
+                    tracing::debug!(
+                        responder = %self.name,
+                        elements,
+                        group_ms = format_args!("{:.1}", (t1 - t0).as_secs_f64() * 1e3),
+                        render_ms = format_args!("{:.1}", (t2 - t1).as_secs_f64() * 1e3),
+                        nft_ms = format_args!("{:.1}", t2.elapsed().as_secs_f64() * 1e3),
+                        bytes = script.len(),
+                        "nft reconcile committed (native syntax)"
+                    );
+                    self.known = Some(k);
+                    return Ok(());
+                }
+                Err(e) if is_syntax_error(&e) => {
+                    tracing::info!(
+                        responder = %self.name,
+                        table = %self.cfg.table,
+                        error = %e,
+                        "nft refused the reconcile in native syntax (is the table name an nft \
+                         keyword?); using JSON from now on"
+                    );
+                    self.native = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let t = self.cfg.table.clone();
         let mut cmds = vec![
             json!({"add": {"table": {"family": "inet", "name": t}}}).to_string(),
             json!({"delete": {"table": {"family": "inet", "name": t}}}).to_string(),
         ];
         self.table_cmds(&mut cmds);
-        let mut groups = group(active, now);
-        groups.entry(SetKey { v6: false, len: 32 }).or_default();
-        groups.entry(SetKey { v6: true, len: 128 }).or_default();
-        let mut k = Known {
-            table: true,
-            sets: BTreeSet::new(),
-        };
-        for (key, elems) in groups {
-            self.set_cmds(key, &mut cmds);
-            k.sets.insert(key);
+        for (key, elems) in &groups {
+            self.set_cmds(*key, &mut cmds);
             if !elems.is_empty() {
-                cmds.push(self.elements_cmd("add", key, &elems, true));
+                cmds.push(self.elements_cmd("add", *key, elems, true));
             }
         }
+        let t2 = Instant::now();
         self.transact(cmds)?;
+        tracing::debug!(
+            responder = %self.name,
+            elements,
+            nft_ms = format_args!("{:.1}", t2.elapsed().as_secs_f64() * 1e3),
+            "nft reconcile committed (JSON)"
+        );
         self.known = Some(k);
         Ok(())
     }
@@ -671,6 +879,70 @@ mod tests {
             SetKey { v6: true, len: 64 }.mask().unwrap(),
             "ffff:ffff:ffff:ffff::"
         );
+    }
+
+    #[test]
+    fn native_reconcile_script() {
+        let r = NftResponder::new(
+            "n",
+            NftConfig {
+                ports: vec![80, 22, 22],
+                forward: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let now = Timestamp::from_secs(1000);
+        let d = |target: &str, expires: Option<i64>| Decision {
+            id: 0,
+            target: target.parse().unwrap(),
+            jail: "j".into(),
+            origin: palisade_core::Origin::Jail,
+            reason: String::new(),
+            created: now,
+            expires: expires.map(Timestamp::from_secs),
+            simulated: false,
+            level: 0,
+        };
+        let active = [
+            d("192.0.2.9/32", Some(1100)),
+            d("192.0.2.1/32", None),
+            d("192.0.2.9/32", Some(1500)),
+            d("192.0.2.2/32", Some(900)), // over: skipped
+            d("2001:db8:1:2::7/64", Some(1010)),
+            d("::ffff:198.51.100.1/128", Some(2000)),
+        ];
+        let groups = group(&active, now);
+        assert_eq!(
+            r.reconcile_script(&groups),
+            "add table inet palisade\n\
+             delete table inet palisade\n\
+             add table inet palisade\n\
+             add chain inet palisade input { type filter hook input priority -10; policy accept; }\n\
+             add chain inet palisade forward { type filter hook forward priority -10; policy accept; }\n\
+             add set inet palisade ban4 { type ipv4_addr; flags timeout; }\n\
+             add rule inet palisade input meta l4proto { tcp, udp } th dport { 22, 80 } ip saddr @ban4 counter drop\n\
+             add rule inet palisade forward meta l4proto { tcp, udp } th dport { 22, 80 } ip saddr @ban4 counter drop\n\
+             add element inet palisade ban4 { 192.0.2.1, 192.0.2.9 timeout 500s }\n\
+             add set inet palisade ban6_64 { type ipv6_addr; flags timeout; }\n\
+             add rule inet palisade input meta l4proto { tcp, udp } th dport { 22, 80 } ip6 saddr & ffff:ffff:ffff:ffff:0:0:0:0 @ban6_64 counter drop\n\
+             add rule inet palisade forward meta l4proto { tcp, udp } th dport { 22, 80 } ip6 saddr & ffff:ffff:ffff:ffff:0:0:0:0 @ban6_64 counter drop\n\
+             add element inet palisade ban6_64 { 2001:db8:1:2:0:0:0:0 timeout 10s }\n\
+             add set inet palisade ban6 { type ipv6_addr; flags timeout; }\n\
+             add rule inet palisade input meta l4proto { tcp, udp } th dport { 22, 80 } ip6 saddr @ban6 counter drop\n\
+             add rule inet palisade forward meta l4proto { tcp, udp } th dport { 22, 80 } ip6 saddr @ban6 counter drop\n\
+             add element inet palisade ban6 { 0:0:0:0:0:ffff:c633:6401 timeout 1000s }\n"
+        );
+        // Large sets are split into statements of TEXT_CHUNK elements; no set, no statement.
+        let many: Vec<Decision> = (0..TEXT_CHUNK as u32 + 1)
+            .map(|i| d(&format!("{}/32", std::net::Ipv4Addr::from(i)), None))
+            .collect();
+        let one = NftResponder::new("n", NftConfig::default()).unwrap();
+        let script = one.reconcile_script(&group(&many, now));
+        assert_eq!(script.matches("add element").count(), 2);
+        assert!(script.contains("add element inet palisade ban4 { 0.0.0.0, 0.0.0.1, "));
+        assert!(script.contains("ip saddr @ban4 counter drop\n"));
+        assert!(!script.contains("l4proto") && !script.contains("ban6"));
     }
 
     #[test]
@@ -730,9 +1002,10 @@ mod tests {
             "{rule}"
         );
         assert!(rule.contains(r#""right":"@ban6_64""#), "{rule}");
-        let mut elems = BTreeMap::new();
-        elems.insert("192.0.2.0/24".parse().unwrap(), Some(5));
-        elems.insert("192.0.3.0/24".parse().unwrap(), None);
+        let elems: Elems = vec![
+            ("192.0.2.0/24".parse().unwrap(), Some(5)),
+            ("192.0.3.0/24".parse().unwrap(), None),
+        ];
         let key = SetKey { v6: false, len: 24 };
         let c: Value = serde_json::from_str(&r.elements_cmd("add", key, &elems, true)).unwrap();
         assert_eq!(

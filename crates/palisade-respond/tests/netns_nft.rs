@@ -206,6 +206,91 @@ fn nft_bans_with_real_packets() {
     assert_eq!(t.matrix(PORT), [true; 4]);
 }
 
+/// Reconcile writes nft's native syntax; a table name nft reads as a keyword there makes it
+/// fall back to JSON. Both must build the same table, and a failed native attempt must leave
+/// nothing behind.
+#[test]
+fn nft_native_reconcile_matches_json() {
+    if !available(&[NFT]) {
+        return;
+    }
+    let t = Topology::new();
+    let cfg = |table: &str| NftConfig {
+        table: table.into(),
+        ports: vec![PORT2, 22],
+        protocols: vec![palisade_respond::Protocol::Tcp],
+        forward: true,
+        priority: -7,
+        ..Default::default()
+    };
+    let now = now();
+    let active = [
+        decision("192.0.2.0/24", now, Some(secs(now, 600))),
+        decision("192.0.2.2/32", now, None),
+        decision("192.0.2.3/32", now, Some(secs(now, 90))),
+        decision("192.0.2.3/32", now, Some(secs(now, 900))),
+        decision("fd00:5a1::/64", now, Some(secs(now, 300))),
+        decision("fd00:5a1::2/128", now, Some(secs(now, 300))),
+        decision("::/0", now, Some(secs(now, 30))),
+        decision("::ffff:203.0.113.5/128", now, Some(secs(now, 300))),
+        decision("203.0.113.9/32", secs(now, -100), Some(secs(now, -1))),
+    ];
+    let mut native = responder(&t, cfg("palisade"));
+    let mut json = responder(&t, cfg("counter"));
+    for _ in 0..2 {
+        native.reconcile(&active, now).unwrap();
+        json.reconcile(&active, now).unwrap();
+    }
+    // (`nft list table inet counter` is itself a syntax error: read the whole ruleset.)
+    let block = |listing: &str, table: &str| {
+        let start = listing
+            .find(&format!("table inet {table} {{"))
+            .unwrap_or_else(|| panic!("no table {table}: {listing}"));
+        let len = listing[start..].find("\n}\n").unwrap();
+        // The name appears once, in the header (`counter` also names a statement).
+        listing[start..start + len].replacen(table, "T", 1)
+    };
+    let terse = run_in(&t.srv, &[NFT, "-t", "list", "ruleset"]);
+    let listing = block(&terse, "palisade");
+    assert_eq!(listing, block(&terse, "counter"));
+    assert!(listing.contains("priority filter - 7"), "{listing}");
+    assert!(
+        listing.contains("ip saddr & 255.255.255.0 == @ban4_24"),
+        "{listing}"
+    );
+    // Elements: set name, value and timeout per table, sorted (hash order differs).
+    let doc: serde_json::Value =
+        serde_json::from_str(&run_in(&t.srv, &[NFT, "-j", "list", "ruleset"])).unwrap();
+    let elements = |table: &str| {
+        let mut v = Vec::new();
+        for item in doc["nftables"].as_array().unwrap() {
+            let set = &item["set"];
+            if set["table"] != table {
+                continue;
+            }
+            for e in set["elem"].as_array().into_iter().flatten() {
+                let (val, timeout) = match e.get("elem") {
+                    Some(i) => (i["val"].to_string(), i["timeout"].as_u64()),
+                    None => (e.to_string(), None),
+                };
+                v.push((set["name"].as_str().unwrap().to_string(), val, timeout));
+            }
+        }
+        v.sort();
+        v
+    };
+    let got = elements("palisade");
+    assert_eq!(got, elements("counter"));
+    assert_eq!(got.len(), 7, "{got:?}");
+    assert!(got.contains(&("ban4".into(), "\"192.0.2.2\"".into(), None)));
+    assert!(got.contains(&("ban4".into(), "\"192.0.2.3\"".into(), Some(900))));
+    assert!(got.contains(&("ban6_64".into(), "\"fd00:5a1::\"".into(), Some(300))));
+    assert_eq!(native.status().unwrap().elements.len(), 7);
+    native.uninstall().unwrap();
+    json.uninstall().unwrap();
+    assert!(!ruleset(&t).contains("table inet"), "{}", ruleset(&t));
+}
+
 #[test]
 fn nft_timings_100k_reconcile_10k_apply() {
     if !available(&[NFT]) {

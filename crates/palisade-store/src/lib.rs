@@ -182,7 +182,9 @@ pub trait Store: Send {
     /// Lists decisions, newest (`created`, then id) first. With `target`, returns the decisions
     /// whose target equals it or contains it (a /64 ban is found by any address inside).
     fn decisions(&mut self, q: &DecisionQuery) -> Result<Vec<StoredDecision>, StoreError>;
-    /// Decisions in force at `now` (status active and `expires` later than `now` or never).
+    /// Decisions in force at `now` (status active and `expires` later than `now` or never),
+    /// newest (`created`, then id) first. Backends read them with one query that leaves
+    /// expired rows out in SQL (start-up restores up to 100k+ of them).
     fn active_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError> {
         Ok(self
             .decisions(&DecisionQuery {
@@ -199,12 +201,36 @@ pub trait Store: Send {
     fn revoke_decision(&mut self, id: i64) -> Result<Option<Decision>, StoreError>;
     /// Marks every active decision whose `expires <= now` expired; returns them.
     fn expire_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError>;
+    /// [`Store::expire_decisions`] without reading the rows back: how many were marked.
+    fn expire_decisions_quietly(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(self.expire_decisions(now)?.len() as u64)
+    }
     /// How many bans `target` received since `since` (escalation across restarts).
     ///
     /// Counts decisions whose target is exactly `target` (canonical), created at or after
     /// `since`, of any status, origin, or simulation flag: the same population as
     /// [`IpHistory::times_banned`], so a dry run escalates exactly as the live run would.
     fn ban_count(&mut self, target: &IpNet, since: Timestamp) -> Result<u32, StoreError>;
+    /// [`Store::ban_count`] since `since` of every distinct target with a decision in force
+    /// at `now` (start-up restores the escalation memory of 100k bans with this: one query,
+    /// not one per ban). Targets without a ban since `since` may be left out (count 0).
+    fn active_ban_counts(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<Vec<(IpNet, u32)>, StoreError> {
+        let mut targets: Vec<IpNet> = self
+            .active_decisions(now)?
+            .into_iter()
+            .map(|d| d.target)
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+            .into_iter()
+            .map(|t| Ok((t, self.ban_count(&t, since)?)))
+            .collect()
+    }
     /// History of one address.
     fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError>;
 

@@ -450,6 +450,14 @@ impl Store for PgStore {
         common::decode_changed(decode_decisions(&rows)?)
     }
 
+    fn expire_decisions_quietly(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let stmt = self.statement(
+            "UPDATE decisions SET status = 'expired', updated = $1
+             WHERE status = 'active' AND expires <= $1",
+        )?;
+        Ok(self.client.execute(&stmt, &[&now.0])?)
+    }
+
     fn ban_count(&mut self, target: &IpNet, since: Timestamp) -> Result<u32, StoreError> {
         let stmt =
             self.statement("SELECT COUNT(*) FROM decisions WHERE target = $1 AND created >= $2")?;
@@ -458,6 +466,31 @@ impl Store for PgStore {
             .query_one(&stmt, &[&canonical_net(target).to_string(), &since.0])?
             .try_get(0)?;
         Ok(count_u32(n))
+    }
+
+    fn active_ban_counts(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<Vec<(IpNet, u32)>, StoreError> {
+        let stmt = self.statement(
+            "SELECT target, COUNT(*) FROM decisions
+             WHERE created >= $2 AND target IN (SELECT target FROM decisions
+                 WHERE status = 'active' AND (expires IS NULL OR expires > $1))
+             GROUP BY target",
+        )?;
+        self.client
+            .query(&stmt, &[&now.0, &since.0])?
+            .iter()
+            .map(|r| {
+                let target: String = r.try_get(0)?;
+                let n: i64 = r.try_get(1)?;
+                let net = target
+                    .parse::<IpNet>()
+                    .map_err(|_| StoreError::Corrupt(format!("decisions.target {target:?}")))?;
+                Ok((net, count_u32(n)))
+            })
+            .collect()
     }
 
     fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError> {

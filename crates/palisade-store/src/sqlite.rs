@@ -34,6 +34,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Schema version this binary creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// [`Store::active_ban_counts`]: `?1` = now, `?2` = since. The `decisions_status_expires`
+/// index finds the targets in force, `decisions_target` counts each.
+const ACTIVE_BAN_COUNTS_SQLITE: &str = "SELECT target, COUNT(*) FROM decisions
+     WHERE created >= ?2 AND target IN (SELECT target FROM decisions
+         WHERE status = 'active' AND (expires IS NULL OR expires > ?1))
+     GROUP BY target";
+
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -336,6 +343,52 @@ impl Store for SqliteStore {
         rows.map(|r| r?.decode()).collect()
     }
 
+    fn active_decisions(&mut self, now: Timestamp) -> Result<Vec<Decision>, StoreError> {
+        // No ORDER BY: sorting 100k wide rows in a temporary B-tree costs more than reading
+        // them; they are sorted below. Text columns are borrowed, not copied, where only
+        // parsed.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, target, jail, origin, reason, created, expires, simulated, level
+             FROM decisions WHERE status = 'active' AND (expires IS NULL OR expires > ?1)",
+        )?;
+        let mut rows = stmt.query([now.0])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let corrupt = |what: &str| StoreError::Corrupt(format!("decisions.{what} (id {id})"));
+            let text = |i: usize| -> Result<&str, StoreError> {
+                Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+            };
+            let target = text(1)?.parse::<IpNet>().map_err(|_| corrupt("target"))?;
+            let origin = text(3)?.parse().map_err(|_| corrupt("origin"))?;
+            let level = u32::try_from(r.get::<_, i64>(8)?).map_err(|_| corrupt("level"))?;
+            out.push(Decision {
+                id,
+                target,
+                jail: r.get(2)?,
+                origin,
+                reason: r.get(4)?,
+                created: Timestamp(r.get(5)?),
+                expires: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+                simulated: r.get(7)?,
+                level,
+            });
+        }
+        out.sort_unstable_by_key(|d| std::cmp::Reverse((d.created, d.id)));
+        Ok(out)
+    }
+
+    fn expire_decisions_quietly(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE decisions SET status = 'expired', updated = ?1
+                 WHERE status = 'active' AND expires <= ?1",
+            )?
+            .execute([now.0])?;
+        Ok(n as u64)
+    }
+
     fn revoke_decision(&mut self, id: i64) -> Result<Option<Decision>, StoreError> {
         let raw = self
             .conn
@@ -370,6 +423,25 @@ impl Store for SqliteStore {
                 r.get(0)
             })?;
         Ok(count_u32(n))
+    }
+
+    fn active_ban_counts(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<Vec<(IpNet, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(ACTIVE_BAN_COUNTS_SQLITE)?;
+        let rows = stmt.query_map([now.0, since.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|r| {
+            let (target, n) = r?;
+            let net = target
+                .parse::<IpNet>()
+                .map_err(|_| StoreError::Corrupt(format!("decisions.target {target:?}")))?;
+            Ok((net, count_u32(n)))
+        })
+        .collect()
     }
 
     fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError> {

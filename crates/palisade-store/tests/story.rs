@@ -373,6 +373,18 @@ fn story(b: &Backend) {
         ids(&s.active_decisions(at(150)).unwrap()),
         [d5.id, d1.id, d4.id]
     );
+    // The dedicated start-up query reads exactly what the general listing does, same order.
+    for t in [at(0), at(100), at(150)] {
+        let want = list(
+            &mut *s,
+            DecisionQuery {
+                active_at: Some(t),
+                limit: Some(u32::MAX),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.active_decisions(t).unwrap(), want);
+    }
 
     // --- Expiry and revocation. -----------------------------------------------------------
     assert_eq!(
@@ -380,6 +392,7 @@ fn story(b: &Backend) {
         [d2.clone(), d3.clone()]
     );
     assert_eq!(s.expire_decisions(at(150)).unwrap(), []);
+    assert_eq!(s.expire_decisions_quietly(at(150)).unwrap(), 0);
     assert_eq!(s.revoke_decision(d4.id).unwrap(), Some(d4.clone()));
     assert_eq!(s.revoke_decision(d4.id).unwrap(), None, "already revoked");
     assert_eq!(
@@ -427,6 +440,23 @@ fn story(b: &Backend) {
         0,
         "exact only"
     );
+    // The bulk form restored at start-up: the same counts for every target in force.
+    for since in [at(0), at(70), at(100), at(181)] {
+        let mut bulk = s.active_ban_counts(at(150), since).unwrap();
+        bulk.retain(|(_, n)| *n > 0);
+        bulk.sort();
+        let mut want: Vec<_> = s
+            .active_decisions(at(150))
+            .unwrap()
+            .iter()
+            .map(|d| (d.target, s.ban_count(&d.target, since).unwrap()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(bulk, want, "since {since:?}");
+    }
+    assert!(!s.active_ban_counts(at(150), at(0)).unwrap().is_empty());
 
     // --- Event pagination and filters. ----------------------------------------------------
     let everything = all_events(&mut *s, EventQuery::default(), 5);
@@ -522,6 +552,19 @@ fn story(b: &Backend) {
         !newest[0].event.evidence.is_empty(),
         "2nd event of hour 11 keeps evidence"
     );
+    // Expiring without reading the rows back: the same rows change status.
+    let expiring = (b.scalar)(
+        "SELECT COUNT(*) FROM decisions WHERE status = 'active' AND expires IS NOT NULL",
+    );
+    assert!(expiring > 0);
+    let late = Timestamp(i64::MAX / 2);
+    assert_eq!(s.expire_decisions_quietly(late).unwrap(), expiring as u64);
+    assert_eq!(s.expire_decisions_quietly(late).unwrap(), 0);
+    assert!(s
+        .active_decisions(late)
+        .unwrap()
+        .iter()
+        .all(|d| d.expires.is_none()));
     drop(s);
     drop(open(&b.url));
     assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), SCHEMA);

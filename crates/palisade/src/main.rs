@@ -351,12 +351,17 @@ fn config_check(file: &Path) -> Result<ExitCode> {
 }
 
 fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
+    let t0 = std::time::Instant::now();
     let mut cfg = src.load()?;
     let config = src.describe();
     if dry_run {
         cfg.general.dry_run = true;
     }
     init_logging(&cfg.general.log_level);
+    tracing::debug!(
+        ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
+        "configuration loaded"
+    );
     // Watchers of the daemon: the dashboard's live feed, notifications, AbuseIPDB.
     let feed = palisade_server::FeedHub::new();
     let mut observers = Vec::new();
@@ -376,6 +381,10 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
         signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
+    tracing::debug!(
+        ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
+        "observers built; starting the daemon"
+    );
     let mut daemon =
         Daemon::start(cfg.clone(), opts).context("start-up failed; nothing was started")?;
     let server = match server_cmd::start_server(&cfg, &daemon, feed) {
