@@ -29,6 +29,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_server.sql")),
+    (3, include_str!("../migrations/sqlite/0003_ip_rollup.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -497,8 +498,8 @@ impl Store for SqliteStore {
         let jails = self
             .conn
             .prepare_cached(
-                "SELECT jail, COUNT(*) AS n FROM events WHERE ip = ?1
-                 GROUP BY jail ORDER BY n DESC, jail",
+                "SELECT jail, events FROM ip_jail_events WHERE ip = ?1
+                 ORDER BY events DESC, jail",
             )?
             .query_map([&ip], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
             .map(|r| r.map(|(j, n)| (j, n.max(0) as u64)))
@@ -506,10 +507,10 @@ impl Store for SqliteStore {
         let hours = self
             .conn
             .prepare_cached(
-                "SELECT time / 3600000000 AS h, COUNT(*) FROM events
-                 WHERE ip = ?1 AND time >= ?2 GROUP BY h ORDER BY h",
+                "SELECT hour, events FROM ip_event_hourly
+                 WHERE ip = ?1 AND hour >= ?2 ORDER BY hour",
             )?
-            .query_map(params![&ip, since.0], |r| {
+            .query_map(params![&ip, since.0.div_euclid(common::HOUR_MICROS)], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })?
             .map(|r| r.map(|(h, n)| (common::hour_start(h), n.max(0) as u64)))
