@@ -70,7 +70,10 @@ try {
 const keys = Object.keys(samples[0]);
 const out = { runs };
 for (const k of keys) {
-  const xs = samples.map((s) => s[k]);
-  out[k] = { median_ms: Math.round(median(xs)), max_ms: Math.round(Math.max(...xs)) };
+  // Chromium occasionally reports no paint entry for a load; such runs are left out.
+  const xs = samples.map((s) => s[k]).filter((x) => typeof x === 'number');
+  out[k] = xs.length
+    ? { median_ms: Math.round(median(xs)), max_ms: Math.round(Math.max(...xs)), n: xs.length }
+    : null;
 }
 console.log(JSON.stringify(out));

@@ -21,6 +21,7 @@ use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row, Transaction,
     TransactionBehavior,
 };
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -289,6 +290,31 @@ impl Store for SqliteStore {
                     ip.sample.hour,
                     ip.sample.count,
                 ])?;
+            }
+            // Per-address rollups (schema 3), one upsert per address and per address-hour
+            // of the batch rather than per event (bursts repeat the same few keys). Hours
+            // are `time / 1 h` truncated, as SQL divides in the migration's backfill.
+            let mut per_ip = vec![0i64; plan.ips.len()];
+            let mut per_hour: BTreeMap<(usize, i64), i64> = BTreeMap::new();
+            for row in &plan.rows {
+                per_ip[row.ip] += 1;
+                *per_hour
+                    .entry((row.ip, row.event.time.0 / common::HOUR_MICROS))
+                    .or_default() += 1;
+            }
+            let mut jails = tx.prepare_cached(
+                "INSERT INTO ip_jail_events (ip, jail, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ip, jail) DO UPDATE SET events = events + excluded.events",
+            )?;
+            for (ip, n) in plan.ips.iter().zip(&per_ip) {
+                jails.execute(params![ip.text, jail, n])?;
+            }
+            let mut hours = tx.prepare_cached(
+                "INSERT INTO ip_event_hourly (ip, hour, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ip, hour) DO UPDATE SET events = events + excluded.events",
+            )?;
+            for ((ip, hour), n) in per_hour {
+                hours.execute(params![plan.ips[ip].text, hour, n])?;
             }
         }
         tx.commit()?;

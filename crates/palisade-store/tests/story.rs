@@ -560,7 +560,7 @@ fn story(b: &Backend) {
         if pg {
             "DROP TRIGGER events_ip_rollup ON events"
         } else {
-            "DROP TRIGGER events_ip_rollup"
+            "DROP TABLE IF EXISTS no_such_table"
         },
         if pg {
             "DROP FUNCTION palisade_events_ip_rollup()"
