@@ -210,6 +210,10 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.waitForSelector('#current-ban .banned', { timeout: 10000 });
       const t = await page.textContent('h1');
       assert.ok(t.includes(ip), t);
+      // Its latest events (three lines were appended); fewer than a page, so no "Older events".
+      await page.waitForSelector('#recent-events table');
+      assert.equal(await page.locator('#recent-events tbody tr').count(), 3);
+      assert.equal(await page.locator('#older-events').count(), 0);
       await page.screenshot({ path: path.join(SHOTS, 'ip-banned.png'), fullPage: true });
       await page.click('#unban-current');
       await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });

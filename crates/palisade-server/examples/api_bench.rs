@@ -3,7 +3,10 @@
 //! - `api_bench seed URL EVENTS IPS` fills a store with EVENTS events from IPS addresses
 //!   spread over the last 30 days (plus one decision per 25 addresses).
 //! - `api_bench serve URL ADDR` serves the API on ADDR over that store with a stand-in
-//!   daemon, and prints an admin API token on standard output.
+//!   daemon, prints a read API token on standard output, and sets up the dashboard account
+//!   `bench` (password from `PALISADE_BENCH_PASSWORD`, default `bench`).
+//! - `api_bench ip N` prints the seed's address number N (0 is the heaviest offender; the
+//!   higher N, the fewer events).
 
 use palisade_core::{Clock, Decision, Event, Origin, SystemClock, Timestamp};
 use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig};
@@ -120,10 +123,17 @@ fn seed(url: &str, events: u64, ips: u64) {
 
 fn serve(url: &str, addr: &str) {
     let (token, hash) = palisade_server::auth::new_api_token();
-    palisade_store::open(url)
-        .expect("open store")
+    let mut store = palisade_store::open(url).expect("open store");
+    store
         .token_add("bench", "read", &hash, SystemClock.now())
         .expect("token");
+    // A dashboard account for bench/api/paint.mjs.
+    let password = std::env::var("PALISADE_BENCH_PASSWORD").unwrap_or_else(|_| "bench".into());
+    let pw_hash = palisade_server::auth::hash_password(&password).expect("hash");
+    store
+        .user_set("bench", &pw_hash, SystemClock.now())
+        .expect("user");
+    drop(store);
     let geo = std::env::var("PALISADE_BENCH_GEOIP").ok().map(Into::into);
     let cfg = ServerConfig {
         listen: addr.parse().expect("ADDR"),
@@ -147,8 +157,11 @@ fn main() {
     match a.get(1).map(String::as_str) {
         Some("seed") if a.len() == 5 => seed(&a[2], a[3].parse().unwrap(), a[4].parse().unwrap()),
         Some("serve") if a.len() == 4 => serve(&a[2], &a[3]),
+        Some("ip") if a.len() == 3 => println!("{}", ip_of(a[2].parse().unwrap())),
         _ => {
-            eprintln!("usage: api_bench seed URL EVENTS IPS | api_bench serve URL ADDR");
+            eprintln!(
+                "usage: api_bench seed URL EVENTS IPS | api_bench serve URL ADDR | api_bench ip N"
+            );
             std::process::exit(2);
         }
     }

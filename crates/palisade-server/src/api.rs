@@ -36,6 +36,8 @@ use utoipa::{IntoParams, ToSchema};
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Largest page of events or decisions.
 const MAX_PAGE: u32 = 1000;
+/// Latest events shown on the IP page (older ones are paged through `/events`).
+const IP_RECENT_EVENTS: u32 = 50;
 
 /// Everything handlers share.
 pub(crate) struct Inner {
@@ -451,17 +453,22 @@ pub struct IpDetail {
     /// What Palisade remembers (absent if never seen).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryDto>,
-    /// Events per jail.
+    /// Events per jail (all time), most first.
     pub jails: Vec<JailEvents>,
-    /// Events per hour over the last 30 days.
+    /// Events per hour over the last 30 days, oldest first; hours without events are left
+    /// out.
     pub timeline: Vec<TimelinePoint>,
     /// Decisions covering it, newest first (at most 100).
     pub decisions: Vec<DecisionDto>,
     /// The ban in force, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_ban: Option<DecisionDto>,
-    /// Its latest events (at most 50).
+    /// Its latest events, newest first (at most 50).
     pub recent_events: Vec<EventDto>,
+    /// When it has older events: pass as `cursor` to `/api/v1/events?ip=…` for the next
+    /// (older) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_events_cursor: Option<i64>,
 }
 
 /// Address history.
@@ -864,6 +871,11 @@ pub(crate) async fn unban(
 }
 
 /// Everything about one address: geolocation, history, jails, timeline, bans, events.
+///
+/// The answer is bounded whatever the address's activity: per-jail counts and the hourly
+/// timeline come from per-address rollups, and only the latest 50 events are included —
+/// older ones are paged through `/api/v1/events?ip=…&cursor=` starting at
+/// `recent_events_cursor`.
 #[utoipa::path(get, path = "/api/v1/ips/{ip}", tag = "ips",
     params(("ip" = String, Path, description = "IPv4 or IPv6 address")),
     responses((status = 200, body = IpDetail), (status = 400, body = ErrorBody),
@@ -889,12 +901,20 @@ pub(crate) async fn ip_detail(
             })?;
             let e = s.events(&EventQuery {
                 ip: Some(ip),
-                limit: Some(50),
+                limit: Some(IP_RECENT_EVENTS + 1),
                 ..Default::default()
             })?;
             Ok((h, a, d, e))
         })
         .await?;
+    let mut events = events;
+    let more = events.len() > IP_RECENT_EVENTS as usize;
+    events.truncate(IP_RECENT_EVENTS as usize);
+    let recent_events_cursor = if more {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
     let decisions: Vec<DecisionDto> = decisions.iter().map(|d| decision_dto(d, now)).collect();
     let current_ban = decisions.iter().find(|d| d.in_force).map(|d| DecisionDto {
         id: d.id,
@@ -934,6 +954,7 @@ pub(crate) async fn ip_detail(
         decisions,
         current_ban,
         recent_events: events.into_iter().map(EventDto::from).collect(),
+        recent_events_cursor,
     }))
 }
 

@@ -678,6 +678,92 @@ fn every_read_endpoint_answers() {
 }
 
 #[test]
+fn ip_page_is_bounded_and_older_events_are_paged() {
+    const IP: &str = "203.0.113.9";
+    let now = palisade_core::Clock::now(&palisade_core::SystemClock).secs();
+    let e = env_with(LoginLimits::default(), |s| {
+        // 120 events over the last 5 days, 10 older than the timeline's 30 days.
+        let recent: Vec<Event> = (0..120).map(|i| ev(IP, now - i * 3_600, true)).collect();
+        s.record_events("sshd", &recent[..100]).unwrap();
+        s.record_events("nginx", &recent[100..]).unwrap();
+        let old: Vec<Event> = (0..10)
+            .map(|i| ev(IP, now - 40 * 86_400 - i, false))
+            .collect();
+        s.record_events("sshd", &old).unwrap();
+    });
+    let t = token(&e, "read");
+    let auth = format!("Bearer {t}");
+    let c = ("Authorization", auth.as_str());
+
+    let d = get(&e, &format!("/api/v1/ips/{IP}"), c).json();
+    assert_eq!(d["jails"][0], json!({"jail": "sshd", "events": 110}));
+    assert_eq!(d["jails"][1], json!({"jail": "nginx", "events": 20}));
+    let tl = d["timeline"].as_array().unwrap();
+    assert_eq!(
+        tl.len(),
+        120,
+        "one point per hour with events, last 30 days only"
+    );
+    assert!(tl
+        .windows(2)
+        .all(|w| w[0]["t"].as_str() < w[1]["t"].as_str()));
+    assert_eq!(
+        tl.iter()
+            .map(|p| p["events"].as_u64().unwrap())
+            .sum::<u64>(),
+        120
+    );
+    // The latest 50 events, newest first, and a cursor for the rest.
+    let first = d["recent_events"].as_array().unwrap();
+    assert_eq!(first.len(), 50);
+    let mut ids: Vec<i64> = first.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let mut cursor = d["recent_events_cursor"].as_i64().expect("a cursor");
+    assert_eq!(cursor, *ids.last().unwrap());
+    let mut pages = 0;
+    loop {
+        let p = get(
+            &e,
+            &format!("/api/v1/events?ip={IP}&cursor={cursor}&limit=50"),
+            c,
+        )
+        .json();
+        ids.extend(
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap()),
+        );
+        pages += 1;
+        match p.get("next_cursor").and_then(Value::as_i64) {
+            Some(n) => cursor = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(ids.len(), 130);
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+
+    // An address with few events: no cursor.
+    let few = env_with(LoginLimits::default(), |s| {
+        s.record_events("sshd", &[ev(IP, now, true)]).unwrap();
+    });
+    let t = token(&few, "read");
+    let auth = format!("Bearer {t}");
+    let d = get(
+        &few,
+        &format!("/api/v1/ips/{IP}"),
+        ("Authorization", auth.as_str()),
+    )
+    .json();
+    assert_eq!(d["recent_events"].as_array().unwrap().len(), 1);
+    assert!(d.get("recent_events_cursor").is_none());
+}
+
+#[test]
 fn writes_go_through_the_daemon_and_the_allowlist_is_stored() {
     let e = seeded();
     let (cookie, csrf) = login(&e);

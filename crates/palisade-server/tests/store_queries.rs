@@ -136,6 +136,25 @@ fn story(s: &mut dyn Store) {
             .collect::<Vec<_>>(),
         [(base, 2), (base + H, 1), (base + 2 * H, 1)]
     );
+    // `since` inside an hour: the timeline starts with that hour; jails are all-time.
+    let a = s
+        .ip_activity(
+            "192.0.2.1".parse().unwrap(),
+            Timestamp::from_secs(base + H + 1),
+        )
+        .unwrap();
+    assert_eq!(a.jails.len(), 2);
+    assert_eq!(
+        a.hours
+            .iter()
+            .map(|(t, n)| (t.secs(), *n))
+            .collect::<Vec<_>>(),
+        [(base + H, 1), (base + 2 * H, 1)]
+    );
+    let none = s
+        .ip_activity("192.0.2.200".parse().unwrap(), Timestamp::from_secs(0))
+        .unwrap();
+    assert!(none.jails.is_empty() && none.hours.is_empty());
 
     // Allowlist.
     let e1 = s

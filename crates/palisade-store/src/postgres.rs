@@ -26,6 +26,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_server.sql")),
+    (3, include_str!("../migrations/postgres/0003_ip_rollup.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -605,12 +606,12 @@ impl Store for PgStore {
     fn ip_activity(&mut self, ip: IpAddr, since: Timestamp) -> Result<IpActivity, StoreError> {
         let ip = common::ip_text(ip);
         let jails = self.statement(
-            "SELECT jail, COUNT(*) AS n FROM events WHERE ip = $1
-             GROUP BY jail ORDER BY n DESC, jail",
+            "SELECT jail, events FROM ip_jail_events WHERE ip = $1
+             ORDER BY events DESC, jail",
         )?;
         let hours = self.statement(
-            "SELECT time / 3600000000 AS h, COUNT(*) FROM events
-             WHERE ip = $1 AND time >= $2 GROUP BY h ORDER BY h",
+            "SELECT hour, events FROM ip_event_hourly
+             WHERE ip = $1 AND hour >= $2 ORDER BY hour",
         )?;
         let jails = self
             .client
@@ -620,7 +621,7 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let hours = self
             .client
-            .query(&hours, &[&ip, &since.0])?
+            .query(&hours, &[&ip, &since.0.div_euclid(common::HOUR_MICROS)])?
             .iter()
             .map(|r| {
                 Ok((

@@ -569,6 +569,62 @@ fn story(b: &Backend) {
     drop(open(&b.url));
     assert_eq!((b.scalar)("SELECT COUNT(*) FROM schema_version"), SCHEMA);
 
+    // --- Per-address rollups (schema 3) agree with the events, kept by the trigger and
+    // rebuilt by the migration of a version-2 database. ------------------------------------
+    let rollups_agree = || {
+        let jail_rows = (b.scalar)(
+            "SELECT COUNT(*) FROM (SELECT ip, jail, COUNT(*) AS n FROM events GROUP BY ip, jail) e
+             LEFT JOIN ip_jail_events r ON r.ip = e.ip AND r.jail = e.jail
+             WHERE r.events IS NULL OR r.events <> e.n",
+        );
+        let hour_rows = (b.scalar)(
+            "SELECT COUNT(*) FROM (SELECT ip, time / 3600000000 AS hour, COUNT(*) AS n
+                                   FROM events GROUP BY 1, 2) e
+             LEFT JOIN ip_event_hourly r ON r.ip = e.ip AND r.hour = e.hour
+             WHERE r.events IS NULL OR r.events <> e.n",
+        );
+        assert_eq!(
+            (jail_rows, hour_rows),
+            (0, 0),
+            "rollup rows missing or wrong"
+        );
+        assert_eq!(
+            (b.scalar)("SELECT CAST(COALESCE(SUM(events), 0) AS BIGINT) FROM ip_jail_events"),
+            (b.scalar)("SELECT COUNT(*) FROM events")
+        );
+        assert_eq!(
+            (b.scalar)("SELECT CAST(COALESCE(SUM(events), 0) AS BIGINT) FROM ip_event_hourly"),
+            (b.scalar)("SELECT COUNT(*) FROM events")
+        );
+    };
+    rollups_agree();
+    let pg = b.url.starts_with("postgres");
+    for sql in [
+        if pg {
+            "DROP TRIGGER events_ip_rollup ON events"
+        } else {
+            "DROP TABLE IF EXISTS no_such_table"
+        },
+        if pg {
+            "DROP FUNCTION palisade_events_ip_rollup()"
+        } else {
+            "DROP TABLE IF EXISTS no_such_table"
+        },
+        "DROP TABLE ip_event_hourly",
+        "DROP TABLE ip_jail_events",
+        "DROP INDEX events_ip_id",
+        "CREATE INDEX events_ip_jail ON events (ip, jail)",
+        "DELETE FROM schema_version WHERE version = 3",
+    ] {
+        (b.exec)(sql);
+    }
+    assert_eq!(open(&b.url).schema_version().unwrap(), SCHEMA);
+    rollups_agree();
+    let mut s = open(&b.url);
+    s.record_events("sshd", &[ssh_event(A, 67, true)]).unwrap();
+    drop(s);
+    rollups_agree();
+
     // --- A database from a newer binary is refused, untouched. ----------------------------
     (b.exec)("UPDATE schema_version SET version = 999 WHERE version = (SELECT MAX(version) FROM schema_version)");
     match palisade_store::open(&b.url) {
@@ -578,7 +634,7 @@ fn story(b: &Backend) {
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("opened a database newer than the binary"),
     }
-    assert_eq!((b.scalar)("SELECT COUNT(*) FROM events"), 17);
+    assert_eq!((b.scalar)("SELECT COUNT(*) FROM events"), 18);
     (b.exec)(&format!(
         "UPDATE schema_version SET version = {SCHEMA} WHERE version = 999"
     ));
