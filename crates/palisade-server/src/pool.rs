@@ -42,11 +42,6 @@ impl Latency {
 #[derive(Clone)]
 pub(crate) struct StorePool {
     conns: Arc<Vec<Mutex<Box<dyn Store>>>>,
-    /// One permit per connection. Requests queue here first-come first-served (tokio's
-    /// semaphore is fair), so under load none of them starves: blocking threads racing for
-    /// the connections' mutexes directly (which are not fair) left a few requests waiting
-    /// for hundreds of milliseconds while others barged in.
-    permits: Arc<tokio::sync::Semaphore>,
     next: Arc<AtomicUsize>,
     /// Latency of calls through the pool.
     pub latency: Arc<Latency>,
@@ -61,7 +56,6 @@ impl StorePool {
         }
         Ok(StorePool {
             conns: Arc::new(conns),
-            permits: Arc::new(tokio::sync::Semaphore::new(n)),
             next: Arc::new(AtomicUsize::new(0)),
             latency: Arc::default(),
         })
@@ -102,20 +96,10 @@ impl StorePool {
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = pool.with_sync(f);
-            drop(permit);
-            r
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)
+        tokio::task::spawn_blocking(move || pool.with_sync(f))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)
     }
 }
