@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Longest user name kept in an event, in bytes.
 const USER_MAX: usize = 128;
 
-/// Groups that steer fail2ban itself and are not copied into `Event::fields`.
+/// Groups that steer fail2ban itself.
 const INTERNAL: [&str; 11] = [
     "user",
     "ip4",
@@ -32,6 +32,13 @@ const INTERNAL: [&str; 11] = [
     "content",
     "cidr",
 ];
+
+/// Whether a captured group steers fail2ban itself (tags, multi-line state, `alt_` user
+/// alternatives) rather than being a field of the failure: such groups are not copied into
+/// `Event::fields` nor printed by `check --filter-file`.
+pub fn is_internal_group(name: &str) -> bool {
+    INTERNAL.contains(&name) || name.starts_with("alt_")
+}
 
 /// A fail2ban filter file behind Palisade's [`Filter`] trait.
 pub struct Fail2banFilter {
@@ -120,7 +127,7 @@ impl Fail2banFilter {
         let fields = r
             .fields
             .iter()
-            .filter(|(k, _)| !INTERNAL.contains(&k.as_str()) && !k.starts_with("alt_"))
+            .filter(|(k, _)| !is_internal_group(k))
             .map(|(k, v)| (Arc::<str>::from(k.as_str()), v.clone().into_boxed_str()))
             .collect();
         Some(Event {

@@ -24,8 +24,9 @@ pub fn spec_for(path: &str) -> SourceSpec {
 }
 
 /// Reads a whole log once (no follow, no saved position) and calls `f(line_no, line, ctx)`
-/// for every line; `progress(bytes)` now and then. The one read loop of `check` and `replay`.
-fn for_each_line(
+/// for every line; `progress(bytes)` now and then. The one read loop of the offline runs
+/// (`check`, `replay`, `check --filter-file`). Returns the line count and the source's stats.
+pub fn for_each_line(
     spec: &SourceSpec,
     max_line: usize,
     now: Timestamp,

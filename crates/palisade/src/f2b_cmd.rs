@@ -5,28 +5,10 @@ use anyhow::{Context, Result};
 use palisade_core::Timestamp;
 use palisade_fail2ban::date::TimeCx;
 use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions};
-use palisade_source::{LineMeta, SourceOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-/// Groups that steer fail2ban itself and are not printed as captured fields.
-const INTERNAL: [&str; 12] = [
-    "ip4",
-    "ip6",
-    "dns",
-    "fid",
-    "mlfid",
-    "nofail",
-    "mlfforget",
-    "mlfgained",
-    "content",
-    "cidr",
-    "ip",
-    "user",
-];
 
 /// Parses repeated `--filter-option KEY=VALUE`.
 fn parse_options(opts: &[String]) -> Result<Vec<(String, String)>> {
@@ -80,85 +62,77 @@ pub fn check(
     };
     let rules = def.failregex_count();
     let mut hits = vec![0u64; rules];
-    let (mut lines, mut matched, mut nofail_lines, mut failures) = (0u64, 0u64, 0u64, 0u64);
+    let (mut matched, mut nofail_lines, mut failures) = (0u64, 0u64, 0u64);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_err: Option<std::io::Error> = None;
     let mut res = Vec::new();
     let mut text = String::new();
-    let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
-        lines += 1;
-        text.clear();
-        match std::str::from_utf8(line) {
-            Ok(s) => text.push_str(s),
-            Err(_) => text.push_str(&String::from_utf8_lossy(line)),
-        }
-        let given = journal.then(|| meta.time.unwrap_or(now));
-        res.clear();
-        m.process_line(&text, given, &cx, &mut res);
-        let (mut fail, mut nof) = (false, false);
-        for r in &res {
-            let Some(fid) = r.fid.as_deref() else {
-                continue; // waiting for its address (multi-line)
-            };
-            if r.nofail {
-                nof = true;
-            } else {
-                fail = true;
-                failures += 1;
-                if let Some(h) = hits.get_mut(r.rule) {
-                    *h += 1;
-                }
-            }
-            if !json {
-                continue;
-            }
-            let mut o = serde_json::Map::new();
-            o.insert("line".into(), lines.into());
-            let t = r.time.or(meta.time).unwrap_or(now);
-            o.insert("time".into(), t.to_string().into());
-            o.insert("ip".into(), r.host.as_deref().unwrap_or(fid).into());
-            if r.host.is_none() || r.field("ip").is_some() {
-                // the failure id is not the address (`<F-ID>`): show both
-                o.insert("fid".into(), fid.into());
-            }
-            o.insert("rule".into(), format!("failregex[{}]", r.rule).into());
-            if r.nofail {
-                o.insert("failure".into(), false.into());
-            }
-            if let Some(u) = r.field("user") {
-                o.insert("user".into(), u.into());
-            }
-            for (k, v) in &r.fields {
-                if !INTERNAL.contains(&k.as_str()) && !k.starts_with("alt_") {
-                    o.insert(k.clone(), v.as_str().into());
-                }
-            }
-            let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
-            if let Err(e) = w.and_then(|_| out.write_all(b"\n")) {
-                write_err.get_or_insert(e);
-            }
-        }
-        if fail {
-            matched += 1;
-        } else if nof {
-            nofail_lines += 1;
-        }
-    };
-    let opts = SourceOptions {
-        from_start: true,
-        follow: false,
-        max_line,
-        state_dir: None,
-        ..SourceOptions::default()
-    };
-    let stats = palisade_source::run(
+    let (lines, stats) = palisade_pipeline::offline::for_each_line(
         &palisade_pipeline::offline::spec_for(log),
-        &opts,
-        &mut sink,
-        &stop,
+        max_line,
+        now,
+        &mut |_| {},
+        |line_no, line, ctx| {
+            text.clear();
+            match std::str::from_utf8(line) {
+                Ok(s) => text.push_str(s),
+                Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+            }
+            let given = journal.then(|| ctx.source_time.unwrap_or(now));
+            res.clear();
+            m.process_line(&text, given, &cx, &mut res);
+            let (mut fail, mut nof) = (false, false);
+            for r in &res {
+                let Some(fid) = r.fid.as_deref() else {
+                    continue; // waiting for its address (multi-line)
+                };
+                if r.nofail {
+                    nof = true;
+                } else {
+                    fail = true;
+                    failures += 1;
+                    if let Some(h) = hits.get_mut(r.rule) {
+                        *h += 1;
+                    }
+                }
+                if !json {
+                    continue;
+                }
+                let mut o = serde_json::Map::new();
+                o.insert("line".into(), line_no.into());
+                let t = r.time.or(ctx.source_time).unwrap_or(now);
+                o.insert("time".into(), t.to_string().into());
+                o.insert("ip".into(), r.host.as_deref().unwrap_or(fid).into());
+                if r.host.is_none() || r.field("ip").is_some() {
+                    // the failure id is not the address (`<F-ID>`): show both
+                    o.insert("fid".into(), fid.into());
+                }
+                o.insert("rule".into(), format!("failregex[{}]", r.rule).into());
+                if r.nofail {
+                    o.insert("failure".into(), false.into());
+                }
+                if let Some(u) = r.field("user") {
+                    o.insert("user".into(), u.into());
+                }
+                for (k, v) in &r.fields {
+                    // `ip` is printed above as the address.
+                    if k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
+                        o.insert(k.clone(), v.as_str().into());
+                    }
+                }
+                let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
+                if let Err(e) = w.and_then(|_| out.write_all(b"\n")) {
+                    write_err.get_or_insert(e);
+                }
+            }
+            if fail {
+                matched += 1;
+            } else if nof {
+                nofail_lines += 1;
+            }
+        },
     )?;
     let secs = start.elapsed().as_secs_f64();
     out.flush()?;
