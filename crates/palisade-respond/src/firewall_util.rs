@@ -17,6 +17,25 @@ pub const IP_PROGRAM: &str = "/usr/sbin/ip";
 /// Cap on captured standard output (a 1M-element set listing is ~60 MB of JSON).
 const MAX_STDOUT: u64 = 256 << 20;
 
+/// The protocols and destination ports a responder's drop rules match, from its
+/// `protocols` and `ports` settings: sorted, deduplicated, TCP and UDP when only ports are
+/// given (no protocol and no port: every packet).
+pub fn match_lists(
+    protocols: &[crate::nft::Protocol],
+    ports: &[u16],
+) -> (Vec<&'static str>, Vec<u16>) {
+    let mut protos: Vec<&'static str> = protocols.iter().map(|p| p.as_str()).collect();
+    protos.sort_unstable();
+    protos.dedup();
+    if protos.is_empty() && !ports.is_empty() {
+        protos = vec!["tcp", "udp"];
+    }
+    let mut ports = ports.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    (protos, ports)
+}
+
 /// What a firewall responder currently enforces, read back from the firewall itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FirewallStatus {

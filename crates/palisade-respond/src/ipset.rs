@@ -228,19 +228,12 @@ impl IpsetResponder {
     fn chain_rules(&self, f: Fam) -> Vec<Vec<String>> {
         let set = self.set_of(f);
         let tail = ["-m", "set", "--match-set", &set, "src", "-j", "DROP"];
-        let mut protos: Vec<&str> = self.cfg.protocols.iter().map(|p| p.as_str()).collect();
-        protos.sort_unstable();
-        protos.dedup();
-        if protos.is_empty() && !self.cfg.ports.is_empty() {
-            protos = vec!["tcp", "udp"];
-        }
+        let (protos, ports) =
+            crate::firewall_util::match_lists(&self.cfg.protocols, &self.cfg.ports);
         let to_vec = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         if protos.is_empty() {
             return vec![to_vec(&tail)];
         }
-        let mut ports = self.cfg.ports.clone();
-        ports.sort_unstable();
-        ports.dedup();
         let ports = ports
             .iter()
             .map(|p| p.to_string())

@@ -455,19 +455,9 @@ impl NftResponder {
         }
     }
 
-    /// The protocols and destination ports the drop rules match (sorted, deduplicated; TCP
-    /// and UDP when only ports are given).
+    /// The protocols and destination ports the drop rules match.
     fn match_lists(&self) -> (Vec<&'static str>, Vec<u16>) {
-        let mut protos: Vec<&str> = self.cfg.protocols.iter().map(|p| p.as_str()).collect();
-        protos.sort_unstable();
-        protos.dedup();
-        if protos.is_empty() && !self.cfg.ports.is_empty() {
-            protos = vec!["tcp", "udp"];
-        }
-        let mut ports = self.cfg.ports.clone();
-        ports.sort_unstable();
-        ports.dedup();
-        (protos, ports)
+        crate::firewall_util::match_lists(&self.cfg.protocols, &self.cfg.ports)
     }
 
     /// The reconcile transaction in nft's native syntax: the table dropped and rebuilt with

@@ -12,7 +12,7 @@
 //! itself ("Skipping inserting existing rule", "Could not delete non-existent rule").
 //! Reconcile reads `ufw show added` and adds/deletes only the difference.
 
-use crate::firewall_util::{remaining_secs, run_program, validate_netns, wrap_netns};
+use crate::firewall_util::{match_lists, remaining_secs, run_program, validate_netns, wrap_netns};
 use crate::nft::Protocol;
 use crate::{RespondError, Responder};
 use ipnet::IpNet;
@@ -117,15 +117,7 @@ impl UfwResponder {
         } else {
             net.to_string()
         };
-        let mut protos: Vec<&str> = self.cfg.protocols.iter().map(|p| p.as_str()).collect();
-        protos.sort_unstable();
-        protos.dedup();
-        if protos.is_empty() && !self.cfg.ports.is_empty() {
-            protos = vec!["tcp", "udp"];
-        }
-        let mut ports = self.cfg.ports.clone();
-        ports.sort_unstable();
-        ports.dedup();
+        let (protos, ports) = match_lists(&self.cfg.protocols, &self.cfg.ports);
         let ports = ports
             .iter()
             .map(|p| p.to_string())
