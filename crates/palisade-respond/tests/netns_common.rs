@@ -1,5 +1,6 @@
 //! Shared harness for the network-namespace tests (`#[path]`-included by `netns_nft.rs`,
-//! `netns_ipset.rs`, `netns_ufw.rs`; compiled alone it only runs its own helper entry).
+//! `netns_ipset.rs`, `netns_ufw.rs`, and for its `available` probe by the binary's `netns_e2e.rs`
+//! and `fail2ban_cli.rs`; compiled alone it only runs its own helper entry).
 //!
 //! Topology, all in throwaway namespaces (TEST-NET and ULA addresses, never routed):
 //!

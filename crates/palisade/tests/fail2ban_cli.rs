@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
+#[path = "../../palisade-respond/tests/netns_common.rs"]
+mod netns_common;
 use common::text;
 
 const F2B: &str = "/etc/fail2ban";
@@ -305,19 +307,14 @@ fn import_real_etc_fail2ban_enables_sshd() {
     assert!(o.status.success(), "{}{}", text(&o).0, text(&o).1);
 }
 
-/// `ip netns` available (root); the test skips otherwise unless PALISADE_REQUIRE_NETNS is set.
+/// A network namespace of the test's own, deleted on drop; `None` (test skipped) where
+/// namespaces cannot be made, unless PALISADE_REQUIRE_NETNS=1 (the shared probe panics then).
 fn netns(name: &str) -> Option<NetNs> {
-    let ok = Command::new("ip")
-        .args(["netns", "add", name])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("PALISADE_REQUIRE_NETNS").is_some() {
-            panic!("cannot create network namespace {name}");
-        }
-        eprintln!("SKIP: network namespaces are not available");
+    if !netns_common::available(&["/usr/sbin/nft"]) {
         return None;
     }
+    let st = Command::new("ip").args(["netns", "add", name]).status();
+    assert!(st.is_ok_and(|s| s.success()), "ip netns add {name}");
     Some(NetNs(name.to_owned()))
 }
 

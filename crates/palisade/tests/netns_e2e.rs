@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "../../palisade-respond/tests/netns_common.rs"]
+mod netns_common;
 use common::{wait_child, wait_for, BIN};
 const IP: &str = "/usr/sbin/ip";
 const SSHD: &str = "/usr/sbin/sshd";
@@ -59,41 +61,12 @@ fn helper() {
     std::process::exit(if ok { 0 } else { 3 });
 }
 
-/// Whether the tests can run; prints `SKIP: …` otherwise (panics with
-/// `PALISADE_REQUIRE_NETNS=1`).
+/// Whether the tests can run (the shared probe of the responder netns tests, plus sshd and
+/// ssh); prints `SKIP: …` otherwise (panics with `PALISADE_REQUIRE_NETNS=1`).
 fn available(programs: &[&str]) -> bool {
-    let require = std::env::var("PALISADE_REQUIRE_NETNS").as_deref() == Ok("1");
-    let mut why = None;
-    for p in [IP, SSHD, SSH, SSH_KEYGEN].iter().chain(programs) {
-        if !Path::new(p).exists() {
-            why = Some(format!("{p} is not installed"));
-            break;
-        }
-    }
-    if why.is_none() {
-        let probe = format!("pal-e2e-probe-{}-{}", std::process::id(), next());
-        match Command::new(IP).args(["netns", "add", &probe]).output() {
-            Ok(o) if o.status.success() => {
-                let _ = Command::new(IP).args(["netns", "del", &probe]).output();
-            }
-            Ok(o) => {
-                why = Some(format!(
-                    "cannot create a network namespace (need root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ))
-            }
-            Err(e) => why = Some(format!("cannot run {IP}: {e}")),
-        }
-    }
-    match why {
-        None => true,
-        Some(w) if require => panic!("PALISADE_REQUIRE_NETNS=1 but {w}"),
-        Some(w) => {
-            eprintln!("SKIP: {w}");
-            println!("SKIP: {w}");
-            false
-        }
-    }
+    let mut all = vec![SSHD, SSH, SSH_KEYGEN];
+    all.extend_from_slice(programs);
+    netns_common::available(&all)
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
