@@ -934,12 +934,9 @@ fn engine_loop(
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut actions = Vec::new();
-    // The configured allowlist and the entries added at run time (dashboard): the engine
-    // enforces their union, across reloads.
-    let mut base_allow = engine.config().allowlist.clone();
-    let mut extra_allow: Vec<IpNet> = Vec::new();
-    let union = |base: &Allowlist, extra: &[IpNet]| {
-        Allowlist::new(base.entries().iter().chain(extra).copied())
+    let mut allow = AllowSources {
+        configured: engine.config().allowlist.clone(),
+        extra: Vec::new(),
     };
     loop {
         select! {
@@ -961,23 +958,13 @@ fn engine_loop(
                         }
                     }
                 }
-                Ok(EngineMsg::Control(Request::SetAllowlist { extra }, reply)) => {
-                    extra_allow = extra.into_iter().map(|n| n.trunc()).collect();
-                    extra_allow.sort_unstable();
-                    extra_allow.dedup();
-                    engine.set_allowlist(union(&base_allow, &extra_allow), &mut actions);
-                    ctx.dispatch(&mut actions);
-                    let _ = reply.send(Response::ok(
-                        serde_json::json!({"allowlist": engine.config().allowlist.len()}),
-                    ));
-                }
                 Ok(EngineMsg::Control(req, reply)) => {
-                    let r = handle_control(&mut engine, &jail_names, req, clock.now(), &ctx, &mut actions);
+                    let r = handle_control(&mut engine, &mut allow, &jail_names, req, clock.now(), &ctx, &mut actions);
                     let _ = reply.send(r);
                 }
                 Ok(EngineMsg::Reconfigure(mut cfg, responders, names)) => {
-                    base_allow = cfg.allowlist.clone();
-                    cfg.allowlist = union(&base_allow, &extra_allow);
+                    allow.configured = cfg.allowlist.clone();
+                    cfg.allowlist = allow.combined();
                     engine.reconfigure(*cfg, &mut actions);
                     jail_names = names;
                     let _ = ctx.resp_tx.send(RespMsg::Replace(responders));
@@ -997,8 +984,22 @@ fn engine_loop(
     let _ = ctx.store_tx.send(StoreMsg::Stop);
 }
 
+/// The configured allowlist and the entries added at run time (the dashboard's, from the
+/// store): the engine enforces their union, across reloads.
+struct AllowSources {
+    configured: Allowlist,
+    extra: Vec<IpNet>,
+}
+
+impl AllowSources {
+    fn combined(&self) -> Allowlist {
+        Allowlist::new(self.configured.entries().iter().chain(&self.extra).copied())
+    }
+}
+
 fn handle_control(
     engine: &mut Engine,
+    allow: &mut AllowSources,
     jail_names: &[String],
     req: Request,
     now: Timestamp,
@@ -1080,9 +1081,13 @@ fn handle_control(
                 Err(e) => Response::err(e),
             }
         }
-        // Needs the engine loop's allowlist state; answered there.
-        Request::SetAllowlist { .. } => {
-            Response::err("allowlist updates are handled by the engine loop")
+        Request::SetAllowlist { extra } => {
+            allow.extra = extra.into_iter().map(|n| n.trunc()).collect();
+            allow.extra.sort_unstable();
+            allow.extra.dedup();
+            engine.set_allowlist(allow.combined(), actions);
+            ctx.dispatch(actions);
+            Response::ok(serde_json::json!({"allowlist": engine.config().allowlist.len()}))
         }
     }
 }
