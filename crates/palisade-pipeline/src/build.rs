@@ -34,6 +34,35 @@ pub enum BuildError {
     /// The time zone is unknown.
     #[error("[general] timezone {0:?}: {1}")]
     TimeZone(String, String),
+    /// `[store] password_file` could not be read.
+    #[error("[store] password_file {path}: {message}")]
+    PasswordFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] palisade_store::StoreError),
+}
+
+/// The store URL of a configuration, with the password of `[store] password_file` filled in
+/// (PostgreSQL). Every command, the daemon and the HTTP server open the store through this.
+pub fn store_url(cfg: &Config) -> Result<String, BuildError> {
+    let Some(pf) = &cfg.store.password_file else {
+        return Ok(cfg.store.url.clone());
+    };
+    let pw = std::fs::read_to_string(cfg.resolve(pf)).map_err(|e| BuildError::PasswordFile {
+        path: pf.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(palisade_store::with_password(&cfg.store.url, pw.trim())?)
+}
+
+/// Opens (and migrates) the configured store; see [`store_url`].
+pub fn open_store(cfg: &Config) -> Result<Box<dyn palisade_store::Store>, BuildError> {
+    Ok(palisade_store::open(&store_url(cfg)?)?)
 }
 
 /// The time zone for timestamps without one.

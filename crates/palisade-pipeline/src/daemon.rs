@@ -586,7 +586,7 @@ impl Daemon {
             path: state_dir.clone(),
             source,
         })?;
-        let mut store = palisade_store::open(&cfg.store.url)?;
+        let mut store = crate::build::open_store(&cfg)?;
         phase.done("store open and migrations");
         let now = opts.clock.now();
         store.expire_decisions_quietly(now)?;

@@ -14,5 +14,8 @@ pub mod control;
 pub mod daemon;
 pub mod offline;
 
-pub use build::{build_engine_config, build_filter, build_responder, time_zone, BuildError};
+pub use build::{
+    build_engine_config, build_filter, build_responder, open_store, store_url, time_zone,
+    BuildError,
+};
 pub use daemon::{ControlHandle, Daemon, DaemonOptions, Fanout, Observer, Stats};

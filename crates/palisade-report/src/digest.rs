@@ -27,6 +27,9 @@ pub enum DigestError {
     /// Something is not configured.
     #[error("{0}")]
     Config(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] palisade_pipeline::BuildError),
 }
 
 /// A digest of one period.
@@ -254,17 +257,6 @@ impl Digest {
     }
 }
 
-/// Opens the configured store (resolving `password_file`).
-pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>, DigestError> {
-    let mut url = cfg.store.url.clone();
-    if let Some(pf) = &cfg.store.password_file {
-        let pw = std::fs::read_to_string(cfg.resolve(pf))
-            .map_err(|e| DigestError::Config(format!("reading [store] password_file: {e}")))?;
-        url = palisade_store::with_password(&url, pw.trim())?;
-    }
-    Ok(palisade_store::open(&url)?)
-}
-
 /// Builds and e-mails the digest of the configured period ending now.
 pub fn send_now(cfg: &Config) -> Result<Digest, DigestError> {
     let rep = cfg.report.clone().unwrap_or_default();
@@ -285,7 +277,7 @@ pub fn send_now(cfg: &Config) -> Result<Digest, DigestError> {
             None
         }
     };
-    let mut store = open_store(cfg)?;
+    let mut store = palisade_pipeline::open_store(cfg)?;
     let until = Timestamp::from_jiff(jiff::Timestamp::now());
     let d = collect(
         store.as_mut(),

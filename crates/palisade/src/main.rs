@@ -608,16 +608,6 @@ fn replay(log: &str, config: &Path, json: bool, now: Option<&str>) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_store(cfg: &Config) -> Result<Box<dyn palisade_store::Store>> {
-    let mut url = cfg.store.url.clone();
-    if let Some(pf) = &cfg.store.password_file {
-        let pw = std::fs::read_to_string(cfg.resolve(pf))
-            .with_context(|| format!("reading password_file {pf}"))?;
-        url = palisade_store::with_password(&url, pw.trim())?;
-    }
-    Ok(palisade_store::open(&url)?)
-}
-
 fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
     let cfg = load_config(config)?;
     let socket = PathBuf::from(&cfg.general.socket);
@@ -630,7 +620,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let mut store = open_store(&cfg)?;
+            let mut store = palisade_pipeline::open_store(&cfg)?;
             let q = palisade_store::DecisionQuery {
                 target: ip
                     .as_deref()
@@ -696,7 +686,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             // No daemon: record, and enforce now through the configured responders.
             let d = manual_decision(t, dur, &reason, now);
             let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
-            let mut store = open_store(&cfg)?;
+            let mut store = palisade_pipeline::open_store(&cfg)?;
             record_offline(store.as_mut(), &allow, &d).map_err(anyhow::Error::msg)?;
             if !cfg.general.dry_run {
                 enforce_offline(&cfg, &d, true)?;
@@ -718,7 +708,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                 println!("lifted {} ban(s) of {t} (daemon)", r.data["lifted"]);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut store = open_store(&cfg)?;
+            let mut store = palisade_pipeline::open_store(&cfg)?;
             let q = palisade_store::DecisionQuery {
                 target: Some(t),
                 active_at: Some(now),

@@ -308,7 +308,7 @@ fn apply(
     }
     if !offline.is_empty() {
         let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
-        let mut store = super::open_store(cfg)?;
+        let mut store = palisade_pipeline::open_store(cfg)?;
         let mut kept = Vec::new();
         for d in offline {
             match palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d) {
@@ -416,7 +416,7 @@ pub fn record(a: RecordArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
-    let mut store = super::open_store(&cfg)?;
+    let mut store = palisade_pipeline::open_store(&cfg)?;
     let id = palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d)
         .map_err(anyhow::Error::msg)?;
     println!(
@@ -467,7 +467,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         None => rep.period.0,
     };
     let geo = palisade_report::geo::for_config(Some(&cfg), None)?;
-    let mut store = super::open_store(&cfg)?;
+    let mut store = palisade_pipeline::open_store(&cfg)?;
     let until = SystemClock.now();
     let d = digest::collect(
         store.as_mut(),

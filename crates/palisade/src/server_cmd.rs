@@ -129,17 +129,6 @@ fn server_enabled(cfg: &Config) -> bool {
     cfg.server.as_ref().is_some_and(|s| s.enabled)
 }
 
-/// The store URL with the password from `password_file` filled in.
-fn store_url(cfg: &Config) -> Result<String> {
-    let mut url = cfg.store.url.clone();
-    if let Some(pf) = &cfg.store.password_file {
-        let pw = std::fs::read_to_string(cfg.resolve(pf))
-            .with_context(|| format!("reading password_file {pf}"))?;
-        url = palisade_store::with_password(&url, pw.trim())?;
-    }
-    Ok(url)
-}
-
 /// Server settings from `[server]` (`None` when absent or disabled).
 pub fn server_config(cfg: &Config) -> Option<ServerConfig> {
     let s = cfg.server.as_ref().filter(|s| s.enabled)?;
@@ -169,7 +158,7 @@ pub fn start_server(cfg: &Config, daemon: &Daemon, feed: FeedHub) -> Result<Opti
         return Ok(None);
     };
     let control: Arc<dyn ControlApi> = Arc::new(DaemonControl(daemon.control()));
-    let h = palisade_server::spawn(sc, store_url(cfg)?, control, feed)
+    let h = palisade_server::spawn(sc, palisade_pipeline::store_url(cfg)?, control, feed)
         .context("starting the HTTP server")?;
     Ok(Some(h))
 }
@@ -211,7 +200,7 @@ pub fn user(cfg: &Config, cmd: UserCmd) -> Result<ExitCode> {
                 );
             }
             let hash = palisade_server::auth::hash_password(&pw).map_err(anyhow::Error::msg)?;
-            let mut store = super::open_store(cfg)?;
+            let mut store = palisade_pipeline::open_store(cfg)?;
             let existed = store.user(&name)?.is_some();
             store.user_set(&name, &hash, SystemClock.now())?;
             println!(
@@ -230,7 +219,7 @@ pub fn user(cfg: &Config, cmd: UserCmd) -> Result<ExitCode> {
 
 /// `palisade token …`
 pub fn token(cfg: &Config, cmd: TokenCmd) -> Result<ExitCode> {
-    let mut store = super::open_store(cfg)?;
+    let mut store = palisade_pipeline::open_store(cfg)?;
     match cmd {
         TokenCmd::Add { scope, name } => {
             let (token, hash) = palisade_server::auth::new_api_token();

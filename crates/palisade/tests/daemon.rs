@@ -296,6 +296,22 @@ fn bad_config_starts_nothing() {
         "{o:?}"
     );
     assert!(!env.p("palisade.sock").exists());
+    // The daemon reads [store] password_file like every command does: a missing one is an
+    // error naming it, before anything starts.
+    let cfg = env.config(3, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[store]\n",
+        "[store]\npassword_file = \"/nonexistent/db-password\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[store] password_file /nonexistent/db-password"),
+        "{err}"
+    );
+    assert!(!env.p("palisade.sock").exists());
 }
 
 #[test]
