@@ -280,6 +280,8 @@ enum Msg {
     Ban(Decision),
     Unban(Decision),
     Flush(Sender<()>),
+    /// Answered once every message queued before it has been taken (sends nothing early).
+    Sync(Sender<()>),
 }
 
 /// Settings of the aggregation.
@@ -365,6 +367,15 @@ impl Notifier {
         }
     }
 
+    /// Waits (at most 60 s) until the worker has taken every decision queued so far, without
+    /// sending early: what is pending stays pending until its window ends.
+    pub fn sync(&self) {
+        let (t, r) = bounded(1);
+        if self.tx.send(Msg::Sync(t)).is_ok() {
+            let _ = r.recv_timeout(Duration::from_secs(60));
+        }
+    }
+
     fn push(&self, m: Msg) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(m) {
             self.dropped.fetch_add(1, Relaxed);
@@ -413,6 +424,9 @@ impl Worker {
                 }
                 Ok(Msg::Flush(done)) => {
                     self.send(true);
+                    let _ = done.send(());
+                }
+                Ok(Msg::Sync(done)) => {
                     let _ = done.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
