@@ -22,6 +22,7 @@ fn main() {
     let mut out_path: Option<PathBuf> = None;
     let mut init = Vec::new();
     let mut mo = MatchOptions::default();
+    let mut split = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out_path = args.next().map(PathBuf::from),
@@ -33,6 +34,7 @@ fn main() {
             "--check-all" => mo.check_all = true,
             "--no-prefilter" => mo.prefilter = false,
             "--journal" => mo.journal = true,
+            "--split" => split = true,
             _ => pos.push(a),
         }
     }
@@ -71,42 +73,65 @@ fn main() {
     let mut w = out_path.map(|p| BufWriter::new(std::fs::File::create(p).expect("create out")));
     let mut raw = Vec::with_capacity(4096);
     let mut res = Vec::new();
-    let (mut lines, mut failures, mut nofail) = (0u64, 0u64, 0u64);
+    let lines;
+    let (mut failures, mut nofail) = (0u64, 0u64);
     let t1 = Instant::now();
-    loop {
-        raw.clear();
-        if rd.read_until(b'\n', &mut raw).expect("read") == 0 {
-            break;
-        }
-        lines += 1;
-        let mut l: &[u8] = &raw;
-        while let [rest @ .., b'\n' | b'\r'] = l {
-            l = rest;
-        }
-        let s = String::from_utf8_lossy(l);
-        res.clear();
-        m.process_line(&s, mo.journal.then_some(cx.now), &cx, &mut res);
-        for r in &res {
+    let mut second = def.matcher(mo.clone());
+    let mut on_result = |no: u64, res: &[palisade_fail2ban::RawMatch]| {
+        for r in res {
             if r.nofail || r.fid.is_none() {
                 nofail += 1;
                 continue;
             }
             failures += 1;
             if let Some(w) = w.as_mut() {
-                writeln!(w, "{lines}\t{}", r.fid.as_deref().unwrap_or("")).expect("write");
+                writeln!(w, "{no}\t{}", r.fid.as_deref().unwrap_or("")).expect("write");
             }
         }
+    };
+    let journal = mo.journal;
+    let now = cx.now;
+    let feed = move |f: &mut dyn FnMut(u64, &str, Option<Timestamp>)| {
+        let mut n = 0u64;
+        loop {
+            raw.clear();
+            if rd.read_until(b'\n', &mut raw).expect("read") == 0 {
+                break;
+            }
+            n += 1;
+            let mut l: &[u8] = &raw;
+            while let [rest @ .., b'\n' | b'\r'] = l {
+                l = rest;
+            }
+            let s = String::from_utf8_lossy(l);
+            f(n, &s, journal.then_some(now));
+        }
+        n
+    };
+    if split && m.can_split() {
+        lines = palisade_fail2ban::filter::run_split(&mut m, &mut second, &cx, feed, |no, _, r| {
+            on_result(no, r)
+        });
+    } else {
+        let mut feed = feed;
+        lines = feed(&mut |no, s, given| {
+            res.clear();
+            m.process_line(s, given, &cx, &mut res);
+            on_result(no, &res);
+        });
     }
     let el = t1.elapsed().as_secs_f64();
     if let Some(mut w) = w {
         w.flush().expect("flush");
     }
-    let st = m.stats();
+    let st = m.stats().plus(second.stats());
     eprintln!(
-        "filter {} loaded in {:.1} ms; {lines} lines, {failures} failures, {nofail} no-failure/pending results, {} lines prefiltered; {:.3} s, {:.0} lines/s",
+        "filter {} loaded in {:.1} ms; {lines} lines, {failures} failures, {nofail} no-failure/pending results, {} lines prefiltered, memo {}/{}; {:.3} s, {:.0} lines/s",
         def.name(),
         load_time.as_secs_f64() * 1e3,
         st.prefiltered,
+        st.memo_hits,
+        st.memo_hits + st.memo_misses,
         el,
         lines as f64 / el
     );

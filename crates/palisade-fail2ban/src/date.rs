@@ -808,7 +808,20 @@ pub struct DateDetector {
     /// Whether every template anchors at line start with at most 2 characters before the
     /// date text (bounds the date-removal effect for the literal prefilter).
     pub max_prefix: Option<usize>,
+    /// The RFC 3164 fast path's last hour: (`Mmm dd HH` bytes, "now", offset, zone, time of
+    /// `HH:00:00`), kept only when every second of the hour maps linearly (no zone change,
+    /// no year flip inside it).
+    hour_cache: Option<HourCache>,
+    /// Wall clock for the templates' `last_used`, read every [`WALL_EVERY`] detections.
+    wall: (f64, u32),
 }
+
+/// `Mmm dd HH` (month lower-cased), "now", offset, zone, time of `HH:00:00` in microseconds.
+type HourCache = ([u8; 9], Timestamp, Option<i32>, TimeZone, i64);
+
+/// How many detections share one reading of the wall clock (fail2ban reads it per line to
+/// age its template order by minutes; a few hundred lines apart changes nothing there).
+const WALL_EVERY: u32 = 256;
 
 impl std::fmt::Debug for DateDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -942,6 +955,8 @@ impl DateDetector {
             caps: Slots::default(),
             cache: None,
             max_prefix,
+            hour_cache: None,
+            wall: (0.0, 0),
         })
     }
 
@@ -1035,7 +1050,11 @@ impl DateDetector {
         {
             let sl = &mut self.slots[i];
             sl.hits += 1;
-            sl.last_used = wall_now();
+            if self.wall.1 == 0 {
+                self.wall.0 = wall_now();
+            }
+            self.wall.1 = (self.wall.1 + 1) % WALL_EVERY;
+            sl.last_used = self.wall.0;
             sl.distance = s;
         }
         if self.first_unused == i {
@@ -1087,6 +1106,12 @@ impl DateDetector {
         let span = self.caps.get(1).unwrap_or((s, e));
         let time = if span.0 == span.1 {
             None
+        } else if t.fast.is_some()
+            && span == (0, 15)
+            && self.caps.get(0) == Some((0, 15))
+            && fast_bsd(line.as_bytes())
+        {
+            self.bsd_time(&t, line, cx)
         } else {
             self.time_of(&t, line, grp, cx)
         };
@@ -1129,6 +1154,48 @@ impl DateDetector {
             self.first_unused += 1;
         }
         pos
+    }
+
+    /// The time of a fast-path RFC 3164 date (`line[..15]`, groups in `self.caps`): from the
+    /// hour cache when the same hour was seen, else by `strptime`, caching the hour when its
+    /// first and last second are exactly 3599 s apart (no offset change, no year flip).
+    fn bsd_time(&mut self, t: &Template, line: &str, cx: &TimeCx) -> Option<Timestamp> {
+        let b = line.as_bytes();
+        let mut key = [0u8; 9];
+        key.copy_from_slice(&b[..9]);
+        key[..3].make_ascii_lowercase();
+        let two = |i: usize| (b[i] - b'0') as i64 * 10 + (b[i + 1] - b'0') as i64;
+        let within = (two(10) * 60 + two(13)) * Timestamp::MICROS;
+        if let Some((k, now, off, tz, base)) = &self.hour_cache {
+            if *k == key && *now == cx.now && *off == cx.default_offset_min && *tz == cx.tz {
+                return Some(Timestamp(base + within));
+            }
+        }
+        let exact = self.time_of(t, line, 1, cx);
+        let at = |mm: &str, ss: &str| -> Option<Timestamp> {
+            let vals: Vec<(Directive, &str)> = t
+                .fields
+                .iter()
+                .filter_map(|(d, i)| {
+                    let (x, y) = self.caps.get(*i)?;
+                    Some((
+                        *d,
+                        match d {
+                            Directive::M => mm,
+                            Directive::S => ss,
+                            _ => &line[x..y],
+                        },
+                    ))
+                })
+                .collect();
+            strptime(&vals, cx)
+        };
+        if let (Some(a), Some(z)) = (at("00", "00"), at("59", "59")) {
+            if z.0 - a.0 == 3599 * Timestamp::MICROS && exact.is_some_and(|e| e.0 == a.0 + within) {
+                self.hour_cache = Some((key, cx.now, cx.default_offset_min, cx.tz.clone(), a.0));
+            }
+        }
+        exact
     }
 
     fn time_of(&self, t: &Template, line: &str, grp: usize, cx: &TimeCx) -> Option<Timestamp> {

@@ -1,7 +1,13 @@
 //! A compiled Python-syntax pattern: the `regex` crate when possible, `fancy-regex` otherwise
-//! (behind a relaxed `regex` pre-check), with reusable capture slots.
+//! (behind a relaxed `regex` pre-check), with reusable capture slots and an optional
+//! per-stream memo of capture results ([`Memo`]).
 
-use crate::pyre::{PyReError, PyRegex};
+use crate::pyre::{PyReError, PyRegex, GUARD_GROUP};
+use regex_automata::util::captures::Captures;
+use regex_automata::{meta, Input};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::OnceLock;
 
 /// Capture positions of the last search, reused across searches (no allocation on the
 /// `regex`-crate path).
@@ -10,7 +16,7 @@ pub struct Slots {
     /// `(start, end)` per group index; `None` when the group did not participate.
     pub pos: Vec<Option<(usize, usize)>>,
     locs: Option<regex::CaptureLocations>,
-    blocs: Option<regex::bytes::CaptureLocations>,
+    acaps: Option<Captures>,
 }
 
 impl Slots {
@@ -20,12 +26,54 @@ impl Slots {
     }
 }
 
+/// The ASCII form of a `regex`-crate pattern (`\w`, `\d`, `\s`, `\b` ASCII-only): exact on
+/// ASCII text, much smaller automata.
+#[derive(Debug)]
+struct Ascii {
+    re: meta::Regex,
+    src: String,
+    /// Byte → equivalence class of the pattern's automaton, built on first use by a
+    /// [`Memo`]; `None` when memoising is not sound for this pattern.
+    classes: OnceLock<Option<Box<[u8; 256]>>>,
+}
+
+fn ascii_meta(p: &str) -> Option<Ascii> {
+    let re = meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .hybrid_cache_capacity(16 << 20),
+        )
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .build(p)
+        .ok()?;
+    Some(Ascii {
+        re,
+        src: p.to_string(),
+        classes: OnceLock::new(),
+    })
+}
+
 #[derive(Debug)]
 enum Engine {
-    /// `uni` is exact everywhere; `ascii` (`(?-u)`, small automata) is exact on ASCII text.
-    Std {
-        uni: regex::Regex,
-        ascii: Option<regex::bytes::Regex>,
+    /// The `regex` crate. `uni` is exact everywhere (built on first non-ASCII text when an
+    /// ASCII form exists); `ascii` is exact on ASCII text. With guards (see
+    /// [`PyRegex::to_guarded`]) a match whose guards fail is decided by the exact
+    /// backtracking form.
+    Auto {
+        uni_src: String,
+        uni: OnceLock<Result<regex::Regex, String>>,
+        ascii: Option<Ascii>,
+        /// Emitted group index → Python group index ([`GUARD_GROUP`] for guard groups).
+        logical: Vec<u32>,
+        /// (emitted group, literal that may not start inside its span).
+        guards: Vec<(usize, memchr::memmem::Finder<'static>)>,
+        /// The exact backtracking form, for guarded patterns (built on first need).
+        fancy: Option<(Box<PyRegex>, LazyPattern)>,
     },
     Fancy {
         exact: Box<fancy_regex::Regex>,
@@ -48,8 +96,36 @@ pub struct Pattern {
     literals: Option<Vec<String>>,
     /// Every match starts at the search start with one of these (see [`Pattern::may_match_at`]).
     starts: Option<StartGate>,
+    /// A `regex`-crate pattern matching wherever this one matches (the exact one, the
+    /// guarded form, or the relaxed form of a backtracking pattern), if any.
+    superset: Option<String>,
 }
 
+/// A pattern compiled on first need (`None`: it did not compile).
+type LazyPattern = OnceLock<Option<Box<Pattern>>>;
+
+/// Shape → capture positions (`2 × groups`, `u32::MAX` for a group that did not take part),
+/// or `None` for "no match".
+type MemoMap = HashMap<Box<[u8]>, Option<Box<[u32]>>, BuildHasherDefault<rustc_hash::FxHasher>>;
+
+/// Most entries a [`Memo`] keeps before it starts over.
+const MEMO_MAX: usize = 1 << 14;
+
+/// Capture results of one pattern by the shape of the text searched: the sequence of the
+/// automaton's byte equivalence classes. Two texts with the same sequence cannot be told apart
+/// by the automaton (every transition and look-around test sees only classes), so they have
+/// the same match and the same capture positions; the guard literals are required to be made
+/// of single-byte classes so that guards are decided by the shape too. Bounded: when full it
+/// starts over.
+#[derive(Debug, Default)]
+pub struct Memo {
+    map: MemoMap,
+    key: Vec<u8>,
+    /// Lookups answered from the memo.
+    pub hits: u64,
+    /// Lookups that ran the automaton.
+    pub misses: u64,
+}
 /// Literal prefixes one of which begins every match of a pattern anchored at the search start.
 #[derive(Debug)]
 struct StartGate {
@@ -97,6 +173,7 @@ impl From<PyReError> for CompileError {
 const SIZE_LIMIT: usize = 64 << 20;
 
 fn ascii_regex(p: &str) -> Option<regex::bytes::Regex> {
+    // only for the relaxed pre-check of backtracking patterns
     regex::bytes::RegexBuilder::new(&format!("(?-u){p}"))
         .size_limit(SIZE_LIMIT)
         .dfa_size_limit(16 << 20)
@@ -118,39 +195,81 @@ impl Pattern {
         let py = PyRegex::parse(source, multiline)?;
         let names = py.group_names().to_vec();
         let literals = py.required_literals();
-        let starts;
-        let mut logical = vec![0usize];
-        logical.extend(py.emitted_groups().into_iter().map(|g| g as usize));
-        let engine = if !py.needs_fancy() {
+        let logical = vec![0usize];
+        let (src, groups, guards, fancy) = if py.guardable() {
+            let (src, groups, guards) = py.to_guarded();
+            (src, groups, guards, Some(Box::new(py.clone())))
+        } else if !py.needs_fancy() {
             let src = py.to_std();
-            starts = start_gate(&src);
-            Engine::Std {
-                uni: std_regex(&src).map_err(CompileError)?,
-                ascii: ascii_regex(&src),
-            }
+            let groups = py.emitted_groups();
+            (src, groups, Vec::new(), None)
         } else {
-            let build = |p: &str| {
-                fancy_regex::RegexBuilder::new(p)
-                    .backtrack_limit(1_000_000)
-                    .build()
-                    .map_err(|e| e.to_string())
-            };
-            let fancy = py.to_fancy();
-            let exact =
-                build(&fancy).map_err(|e| CompileError(format!("{e} (translated: {fancy})")))?;
-            let exact_ascii = build(&py.to_fancy_ascii()).ok().map(Box::new);
-            // the relaxed forms are only an optimisation: if they do not compile, skip them
-            let rel = py.to_relaxed();
-            starts = start_gate(&rel);
-            Engine::Fancy {
-                exact: Box::new(exact),
-                exact_ascii,
-                relaxed: std_regex(&rel).ok(),
-                relaxed_ascii: ascii_regex(&rel),
-            }
+            return Pattern::new_fancy(&py, source);
         };
+        let starts = start_gate(&src);
+        let ascii = ascii_meta(&src);
+        let uni = OnceLock::new();
+        if ascii.is_none() {
+            // no ASCII form: the Unicode one is needed for every text, and must compile now
+            let _ = uni.set(Ok(std_regex(&src).map_err(CompileError)?));
+        } else {
+            // the syntax is checked now; the (larger) Unicode automaton is built on first need
+            regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(&src)
+                .map_err(|e| CompileError(e.to_string()))?;
+        }
+        let engine = Engine::Auto {
+            uni_src: src.clone(),
+            uni,
+            ascii,
+            logical: std::iter::once(0).chain(groups).collect(),
+            guards: guards
+                .into_iter()
+                .map(|(g, l)| (g, memchr::memmem::Finder::new(l.as_bytes()).into_owned()))
+                .collect(),
+            fancy: fancy.map(|p| (p, OnceLock::new())),
+        };
+        let superset = Some(src);
         Ok(Pattern {
             engine,
+            names,
+            logical,
+            source: source.to_string(),
+            literals,
+            starts,
+            superset,
+        })
+    }
+
+    /// The `fancy-regex` form (exact), with a relaxed `regex` pre-check.
+    fn new_fancy(py: &PyRegex, source: &str) -> Result<Pattern, CompileError> {
+        let names = py.group_names().to_vec();
+        let literals = py.required_literals();
+        let mut logical = vec![0usize];
+        logical.extend(py.emitted_groups().into_iter().map(|g| g as usize));
+        let build = |p: &str| {
+            fancy_regex::RegexBuilder::new(p)
+                .backtrack_limit(1_000_000)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let fancy = py.to_fancy();
+        let exact =
+            build(&fancy).map_err(|e| CompileError(format!("{e} (translated: {fancy})")))?;
+        let exact_ascii = build(&py.to_fancy_ascii()).ok().map(Box::new);
+        // the relaxed forms are only an optimisation: if they do not compile, skip them
+        let rel = py.to_relaxed();
+        let starts = start_gate(&rel);
+        let relaxed = std_regex(&rel).ok();
+        Ok(Pattern {
+            superset: relaxed.is_some().then(|| rel.clone()),
+            engine: Engine::Fancy {
+                exact: Box::new(exact),
+                exact_ascii,
+                relaxed,
+                relaxed_ascii: ascii_regex(&rel),
+            },
             names,
             logical,
             source: source.to_string(),
@@ -173,6 +292,11 @@ impl Pattern {
         };
         let b = b as usize;
         g.first[b >> 6] & (1 << (b & 63)) != 0 && g.prefixes.iter().any(|p| h.starts_with(p))
+    }
+
+    /// A `regex`-crate pattern that matches wherever this one does (see [`RuleSet`]).
+    pub fn superset(&self) -> Option<&str> {
+        self.superset.as_deref()
     }
 
     /// Whether [`Self::may_match_at`] can rule out anything.
@@ -207,16 +331,11 @@ impl Pattern {
 
     /// New empty slots sized for this pattern.
     pub fn slots(&self) -> Slots {
-        let mut s = Slots {
+        Slots {
             pos: vec![None; self.names.len()],
             locs: None,
-            blocs: None,
-        };
-        if let Engine::Std { uni, ascii } = &self.engine {
-            s.locs = Some(uni.capture_locations());
-            s.blocs = ascii.as_ref().map(|a| a.capture_locations());
+            acaps: None,
         }
-        s
     }
 
     fn fill(&self, slots: &mut Slots, get: impl Fn(usize) -> Option<(usize, usize)>) {
@@ -230,36 +349,153 @@ impl Pattern {
 
     /// Python `pattern.search(hay, start)`; fills `slots` on success.
     pub fn search(&self, hay: &str, start: usize, slots: &mut Slots) -> bool {
+        self.search_in(hay, start, hay.len(), slots, None)
+    }
+
+    /// [`Self::search`] for a caller that knows the leftmost match (if any) ends by `end`
+    /// (e.g. from [`Self::find_at`]): only `hay[start..end]` is searched, look-around still
+    /// seeing the whole text. With a `memo` (and `start == 0`, ASCII text), results are
+    /// remembered by the shape of `hay[..end + 1]`.
+    pub fn search_in(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+        slots: &mut Slots,
+        memo: Option<&mut Memo>,
+    ) -> bool {
         if slots.pos.len() != self.names.len() {
             *slots = self.slots();
         }
-        let ascii = hay.is_ascii();
+        let is_ascii = hay.is_ascii();
         match &self.engine {
-            Engine::Std { ascii: Some(a), .. } if ascii => {
-                let mut locs = match slots.blocs.take() {
-                    Some(l) if l.len() == self.logical.len() => l,
-                    _ => a.capture_locations(),
+            Engine::Auto {
+                uni_src,
+                uni,
+                ascii,
+                logical,
+                guards,
+                fancy,
+            } => {
+                let bytes = hay.as_bytes();
+                let end = end.clamp(start, hay.len());
+                let fill = |slots: &mut Slots, get: &dyn Fn(usize) -> Option<(usize, usize)>| {
+                    slots.pos.iter_mut().for_each(|p| *p = None);
+                    for (i, &l) in logical.iter().enumerate() {
+                        if l != GUARD_GROUP && slots.pos[l as usize].is_none() {
+                            slots.pos[l as usize] = get(i);
+                        }
+                    }
                 };
-                let ok = a
-                    .captures_read_at(&mut locs, hay.as_bytes(), start)
-                    .is_some();
-                if ok {
-                    self.fill(slots, |i| locs.get(i));
-                }
-                slots.blocs = Some(locs);
-                ok
-            }
-            Engine::Std { uni, .. } => {
-                let mut locs = match slots.locs.take() {
-                    Some(l) if l.len() == self.logical.len() => l,
-                    _ => uni.capture_locations(),
+                let holds = |get: &dyn Fn(usize) -> Option<(usize, usize)>| {
+                    guards.iter().all(|(g, lit)| match get(*g) {
+                        Some((a, b)) if b > a => {
+                            let to = (b + lit.needle().len() - 1).min(bytes.len());
+                            lit.find(&bytes[a..to]).is_none()
+                        }
+                        _ => true,
+                    })
                 };
-                let ok = uni.captures_read_at(&mut locs, hay, start).is_some();
-                if ok {
-                    self.fill(slots, |i| locs.get(i));
+                let verdict = match ascii {
+                    Some(a) if is_ascii => {
+                        // the memo's key: shape of everything the search may look at
+                        let look_end = if guards.is_empty() {
+                            (end + 1).min(bytes.len())
+                        } else {
+                            bytes.len()
+                        };
+                        let mut memo = match memo {
+                            Some(m) if start == 0 => a.memo_key(&bytes[..look_end], end, guards, m),
+                            _ => None,
+                        };
+                        if let Some(m) = memo.as_deref_mut() {
+                            if let Some(v) = m.map.get(&m.key[..]) {
+                                m.hits += 1;
+                                return match v {
+                                    None => false,
+                                    Some(v) => {
+                                        for (i, p) in slots.pos.iter_mut().enumerate() {
+                                            *p = (v[2 * i] != u32::MAX).then(|| {
+                                                (v[2 * i] as usize, v[2 * i + 1] as usize)
+                                            });
+                                        }
+                                        true
+                                    }
+                                };
+                            }
+                            m.misses += 1;
+                        }
+                        let mut caps = slots.acaps.take().unwrap_or_else(|| a.re.create_captures());
+                        a.re.search_captures(&Input::new(bytes).range(start..end), &mut caps);
+                        let get = |i: usize| caps.get_group(i).map(|s| (s.start, s.end));
+                        let v = caps.is_match().then(|| {
+                            let ok = holds(&get);
+                            if ok {
+                                fill(slots, &get);
+                            }
+                            ok
+                        });
+                        if let (Some(m), Some(true) | None) = (memo, v) {
+                            if m.map.len() >= MEMO_MAX {
+                                m.map.clear();
+                            }
+                            let val = v.map(|_| {
+                                slots
+                                    .pos
+                                    .iter()
+                                    .flat_map(|p| match p {
+                                        Some((a, b)) => [*a as u32, *b as u32],
+                                        None => [u32::MAX, u32::MAX],
+                                    })
+                                    .collect::<Box<[u32]>>()
+                            });
+                            m.map.insert(m.key.as_slice().into(), val);
+                        }
+                        slots.acaps = Some(caps);
+                        v
+                    }
+                    _ => {
+                        let re = match uni.get_or_init(|| std_regex(uni_src)) {
+                            Ok(r) => r,
+                            Err(_) => return false, // checked at load; only a size limit
+                        };
+                        let mut locs = match slots.locs.take() {
+                            Some(l) if l.len() == logical.len() => l,
+                            _ => re.capture_locations(),
+                        };
+                        let v = re.captures_read_at(&mut locs, hay, start).map(|_| {
+                            let get = |i: usize| locs.get(i);
+                            let ok = holds(&get);
+                            if ok {
+                                fill(slots, &get);
+                            }
+                            ok
+                        });
+                        slots.locs = Some(locs);
+                        v
+                    }
+                };
+                match verdict {
+                    None => false, // the superset has no match
+                    Some(true) => true,
+                    Some(false) => {
+                        let Some((py, exact)) = fancy else {
+                            return false;
+                        };
+                        let exact = exact.get_or_init(|| {
+                            Pattern::new_fancy(py, &self.source).ok().map(Box::new)
+                        });
+                        let Some(exact) = exact else {
+                            return false;
+                        };
+                        let mut s = exact.slots();
+                        let ok = exact.search(hay, start, &mut s);
+                        if ok {
+                            slots.pos.clone_from(&s.pos);
+                        }
+                        ok
+                    }
                 }
-                slots.locs = Some(locs);
-                ok
             }
             Engine::Fancy {
                 exact,
@@ -268,7 +504,7 @@ impl Pattern {
                 relaxed_ascii,
             } => {
                 let pre = match (relaxed_ascii, relaxed) {
-                    (Some(ra), _) if ascii => ra.is_match_at(hay.as_bytes(), start),
+                    (Some(ra), _) if is_ascii => ra.is_match_at(hay.as_bytes(), start),
                     (_, Some(r)) => r.is_match_at(hay, start),
                     _ => true,
                 };
@@ -276,7 +512,7 @@ impl Pattern {
                     return false;
                 }
                 let ex = match exact_ascii {
-                    Some(e) if ascii => e,
+                    Some(e) if is_ascii => e,
                     _ => exact,
                 };
                 match ex.captures_from_pos(hay, start) {
@@ -290,14 +526,28 @@ impl Pattern {
         }
     }
 
-    /// Span of the leftmost match from `start`, without capture groups (automaton only).
+    /// Span of the leftmost match from `start`, without capture groups (automaton only,
+    /// unless guards or a backtracking pattern need the captures).
     pub fn find_at(&self, hay: &str, start: usize) -> Option<(usize, usize)> {
         match &self.engine {
-            Engine::Std { ascii: Some(a), .. } if hay.is_ascii() => a
-                .find_at(hay.as_bytes(), start)
-                .map(|m| (m.start(), m.end())),
-            Engine::Std { uni, .. } => uni.find_at(hay, start).map(|m| (m.start(), m.end())),
-            Engine::Fancy { .. } => {
+            Engine::Auto {
+                ascii: Some(a),
+                guards,
+                ..
+            } if guards.is_empty() && hay.is_ascii() => {
+                a.re.find(Input::new(hay.as_bytes()).range(start..))
+                    .map(|m| (m.start(), m.end()))
+            }
+            Engine::Auto {
+                uni_src,
+                uni,
+                guards,
+                ..
+            } if guards.is_empty() => {
+                let re = uni.get_or_init(|| std_regex(uni_src)).as_ref().ok()?;
+                re.find_at(hay, start).map(|m| (m.start(), m.end()))
+            }
+            _ => {
                 let mut s = self.slots();
                 if self.search(hay, start, &mut s) {
                     s.get(0)
@@ -310,16 +560,155 @@ impl Pattern {
 
     /// Whether the pattern matches anywhere in `hay` (from `start`).
     pub fn is_match_at(&self, hay: &str, start: usize) -> bool {
-        match &self.engine {
-            Engine::Std { uni, .. } => uni.is_match_at(hay, start),
-            Engine::Fancy { exact, relaxed, .. } => {
-                if let Some(rx) = relaxed {
-                    if !rx.is_match_at(hay, start) {
-                        return false;
-                    }
+        self.find_at(hay, start).is_some()
+    }
+}
+
+impl Ascii {
+    /// Writes the memo key of a search ending by `end` that may look at all of `look`
+    /// into `m.key` and returns the memo, or `None` if memoising is not sound here.
+    fn memo_key<'m>(
+        &self,
+        look: &[u8],
+        end: usize,
+        guards: &[(usize, memchr::memmem::Finder<'static>)],
+        m: &'m mut Memo,
+    ) -> Option<&'m mut Memo> {
+        let classes = self
+            .classes
+            .get_or_init(|| {
+                let nfa = regex_automata::nfa::thompson::Compiler::new()
+                    .syntax(
+                        regex_automata::util::syntax::Config::new()
+                            .unicode(false)
+                            .utf8(false),
+                    )
+                    .configure(
+                        regex_automata::nfa::thompson::Config::new()
+                            .nfa_size_limit(Some(SIZE_LIMIT)),
+                    )
+                    .build(&self.src)
+                    .ok()?;
+                let bc = nfa.byte_classes();
+                let mut t = [0u8; 256];
+                for b in 0..=255u8 {
+                    t[b as usize] = bc.get(b);
                 }
-                matches!(exact.find_from_pos(hay, start), Ok(Some(_)))
+                // a guard is decided by its literal's bytes: each must be a class of its own
+                let single = |c: u8| (0..=255u8).filter(|&x| t[x as usize] == c).count() == 1;
+                guards
+                    .iter()
+                    .all(|(_, lit)| lit.needle().iter().all(|&b| single(t[b as usize])))
+                    .then(|| Box::new(t))
+            })
+            .as_deref()?;
+        m.key.clear();
+        m.key.extend_from_slice(&(end as u32).to_le_bytes());
+        m.key.extend(look.iter().map(|&b| classes[b as usize]));
+        Some(m)
+    }
+}
+
+/// One pass over a text telling which of several patterns may match it: a multi-pattern
+/// automaton of their [`Pattern::superset`] forms. A pattern without such a form is always a
+/// candidate. The ASCII automaton (`(?-u)`, small) serves ASCII text; the Unicode one is built
+/// on first need.
+#[derive(Debug)]
+pub struct RuleSet {
+    sources: Vec<String>,
+    /// Set pattern id → pattern index.
+    ids: Vec<usize>,
+    always: Vec<usize>,
+    ascii: Option<regex_automata::meta::Regex>,
+    uni: std::sync::OnceLock<Option<regex_automata::meta::Regex>>,
+    len: usize,
+}
+
+fn build_set(sources: &[String], unicode: bool) -> Option<regex_automata::meta::Regex> {
+    use regex_automata::{meta, util::syntax, MatchKind};
+    meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::All)
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .hybrid_cache_capacity(4 << 20),
+        )
+        .syntax(syntax::Config::new().unicode(unicode).utf8(unicode))
+        .build_many(sources)
+        .ok()
+}
+
+impl RuleSet {
+    /// The set of `patterns` (all candidates when none has a `regex`-crate form).
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a Pattern>) -> RuleSet {
+        let mut sources = Vec::new();
+        let mut ids = Vec::new();
+        let mut always = Vec::new();
+        let mut len = 0;
+        for (i, p) in patterns.into_iter().enumerate() {
+            len += 1;
+            match p.superset() {
+                Some(s) => {
+                    sources.push(s.to_string());
+                    ids.push(i);
+                }
+                None => always.push(i),
             }
         }
+        let ascii = if sources.is_empty() {
+            None
+        } else {
+            build_set(&sources, false)
+        };
+        RuleSet {
+            sources,
+            ids,
+            always,
+            ascii,
+            uni: std::sync::OnceLock::new(),
+            len,
+        }
+    }
+
+    /// A reusable result buffer.
+    pub fn pattern_set(&self) -> regex_automata::PatternSet {
+        regex_automata::PatternSet::new(self.ids.len().max(1))
+    }
+
+    /// Marks in `cand` the patterns that may match `hay` (`ps`: scratch from
+    /// [`Self::pattern_set`]); returns whether any may.
+    pub fn select(
+        &self,
+        hay: &str,
+        ps: &mut regex_automata::PatternSet,
+        cand: &mut [bool],
+    ) -> bool {
+        debug_assert_eq!(cand.len(), self.len);
+        let set = match &self.ascii {
+            Some(a) if hay.is_ascii() => Some(a),
+            _ if self.sources.is_empty() => None,
+            _ => self
+                .uni
+                .get_or_init(|| build_set(&self.sources, true))
+                .as_ref(),
+        };
+        let Some(set) = set else {
+            // no usable automaton: every pattern is a candidate
+            cand.iter_mut().for_each(|c| *c = true);
+            return self.len > 0;
+        };
+        cand.iter_mut().for_each(|c| *c = false);
+        let mut any = false;
+        for &i in &self.always {
+            cand[i] = true;
+            any = true;
+        }
+        ps.clear();
+        set.which_overlapping_matches(&regex_automata::Input::new(hay), ps);
+        for id in ps.iter() {
+            cand[self.ids[id.as_usize()]] = true;
+            any = true;
+        }
+        any
     }
 }

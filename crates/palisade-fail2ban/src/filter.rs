@@ -6,12 +6,13 @@
 
 use crate::config::{ConfigSet, ResolvedOptions};
 use crate::date::{DateDetector, TimeCx};
-use crate::engine::{Pattern, Slots};
+use crate::engine::{Memo, Pattern, RuleSet, Slots};
 use crate::error::LoadError;
 use crate::ini::OMap;
 use crate::tags;
 use palisade_core::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,10 +98,10 @@ impl Rx {
         };
         for (n, i) in &self.named {
             f.vals
-                .push((n.clone(), s.get(*i).map(|(a, b)| buf[a..b].to_string())));
+                .push((n.clone(), s.get(*i).map(|(a, b)| Val::from(&buf[a..b]))));
         }
         for (k, n) in &self.alt {
-            let v = f.get(k).map(String::from);
+            let v = f.get(k).map(Val::from);
             if v.as_deref().is_some_and(|v| !v.is_empty()) && !f.truthy(n) {
                 f.set(n, v);
             }
@@ -109,11 +110,14 @@ impl Rx {
     }
 }
 
+/// A group value: short ones (addresses, user names, connection ids) are stored inline.
+type Val = compact_str::CompactString;
+
 /// A failure's data, as fail2ban's dict: named groups (a `None` value is a group that did not
 /// take part), plus the counters fail2ban keeps in the same dict.
 #[derive(Debug, Clone, Default)]
 struct Fail {
-    vals: Vec<(Arc<str>, Option<String>)>,
+    vals: Vec<(Arc<str>, Option<Val>)>,
     /// `matches`: number of lines (absent = `None`).
     matches: Option<usize>,
     /// `nofail-matches`.
@@ -134,13 +138,13 @@ impl Fail {
     fn truthy(&self, k: &str) -> bool {
         self.get(k).is_some_and(|v| !v.is_empty())
     }
-    fn set(&mut self, k: &str, v: Option<String>) {
+    fn set(&mut self, k: &str, v: Option<Val>) {
         match self.vals.iter_mut().find(|(n, _)| &**n == k) {
             Some(e) => e.1 = v,
             None => self.vals.push((Arc::from(k), v)),
         }
     }
-    fn pop(&mut self, k: &str) -> Option<String> {
+    fn pop(&mut self, k: &str) -> Option<Val> {
         let i = self.vals.iter().position(|(n, _)| &**n == k)?;
         self.vals.remove(i).1
     }
@@ -214,6 +218,8 @@ pub struct FilterDef {
     /// leftmost-first match decides the full one's (see [`content_head`]).
     pref_head: Option<Rx>,
     fail: Vec<Rx>,
+    /// Which failregexes may match a text, in one pass.
+    rule_set: RuleSet,
     ignore: Vec<Rx>,
     maxlines: usize,
     now_year: i16,
@@ -397,6 +403,7 @@ impl FilterDef {
             options,
             pref,
             pref_head,
+            rule_set: RuleSet::new(fail.iter().map(|r| &r.pat)),
             fail,
             ignore,
             maxlines,
@@ -452,15 +459,6 @@ impl FilterDef {
     pub fn matcher(self: &Arc<Self>, opts: MatchOptions) -> Matcher {
         let date = DateDetector::new(self.options.datepattern.as_deref(), self.now_year)
             .expect("checked at load");
-        let selector = if opts.prefilter && self.maxlines == 1 {
-            match (opts.journal, date.max_prefix) {
-                (true, _) => self.build_selector(0, true),
-                (false, Some(cut)) => self.build_selector(cut, true),
-                (false, None) => self.build_selector(0, false),
-            }
-        } else {
-            None
-        };
         Matcher {
             def: self.clone(),
             date,
@@ -481,89 +479,14 @@ impl FilterDef {
                 .as_ref()
                 .map(|r| r.pat.slots())
                 .unwrap_or_default(),
-            selector,
+            pattern_set: self.rule_set.pattern_set(),
+            memos: self.fail.iter().map(|_| Memo::default()).collect(),
+            memo_head: Memo::default(),
+            hint: None,
             cand: vec![true; self.fail.len()],
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
             stats: MatchStats::default(),
         }
-    }
-
-    /// The rule selector: an Aho-Corasick scan for the failregexes' required literals, cut
-    /// by `cut` leading characters (a removed date may have split a literal; `0` when the scan
-    /// runs on the text the regexes see).
-    fn build_selector(&self, cut: usize, pre_date: bool) -> Option<Selector> {
-        let mut pats: Vec<String> = Vec::new();
-        let mut pat_rules: Vec<Vec<usize>> = Vec::new();
-        let mut always = Vec::new();
-        for (i, rx) in self.fail.iter().enumerate() {
-            let Some(lits) = rx.pat.required_literals() else {
-                always.push(i);
-                continue;
-            };
-            let tails: Vec<String> = lits.iter().map(|l| l.chars().skip(cut).collect()).collect();
-            if tails.iter().any(|t: &String| t.is_empty()) {
-                always.push(i);
-                continue;
-            }
-            for t in tails {
-                match pats.iter().position(|p| *p == t) {
-                    Some(j) => {
-                        if !pat_rules[j].contains(&i) {
-                            pat_rules[j].push(i)
-                        }
-                    }
-                    None => {
-                        pats.push(t);
-                        pat_rules.push(vec![i]);
-                    }
-                }
-            }
-        }
-        if pats.is_empty() {
-            return None;
-        }
-        let ac = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&pats)
-            .ok()?;
-        Some(Selector {
-            ac,
-            pat_rules,
-            always,
-            pre_date,
-        })
-    }
-}
-
-/// Picks the failregexes that can match a line from the literals it contains.
-#[derive(Debug)]
-struct Selector {
-    ac: aho_corasick::AhoCorasick,
-    /// Pattern id → rules requiring it.
-    pat_rules: Vec<Vec<usize>>,
-    /// Rules without usable literals (always candidates).
-    always: Vec<usize>,
-    /// Scans the raw line before date detection (else the date-stripped text).
-    pre_date: bool,
-}
-
-impl Selector {
-    /// Marks candidates in `cand`; returns whether there is any.
-    fn select(&self, text: &str, cand: &mut [bool]) -> bool {
-        cand.iter_mut().for_each(|c| *c = false);
-        let mut any = false;
-        for &r in &self.always {
-            cand[r] = true;
-            any = true;
-        }
-        for m in self.ac.find_overlapping_iter(text) {
-            for &r in &self.pat_rules[m.pattern().as_usize()] {
-                cand[r] = true;
-                any = true;
-            }
-        }
-        any
     }
 }
 
@@ -575,12 +498,15 @@ pub struct MatchOptions {
     pub check_all: bool,
     /// Lines carry no date; the caller gives the time (journal).
     pub journal: bool,
-    /// Use the literal prefilter (skips lines that cannot match before date detection).
+    /// Try only the failregexes that the one-pass rule automaton says may match (else every
+    /// failregex, for comparison).
     pub prefilter: bool,
     /// Expiry of `<F-MLFID>` connection entries (fail2ban: 5 minutes, 100 entries).
     pub mlfid_ttl: Duration,
     /// Maximum `<F-MLFID>` entries.
     pub mlfid_max: usize,
+    /// Remember capture results by text shape ([`crate::engine::Memo`]); off only to compare.
+    pub memo: bool,
 }
 
 impl Default for MatchOptions {
@@ -591,6 +517,7 @@ impl Default for MatchOptions {
             prefilter: true,
             mlfid_ttl: Duration::from_secs(300),
             mlfid_max: 100,
+            memo: true,
         }
     }
 }
@@ -600,29 +527,133 @@ impl Default for MatchOptions {
 pub struct MatchStats {
     /// Lines seen.
     pub lines: u64,
-    /// Lines rejected by the literal prefilter.
+    /// Lines on which the rule automaton found no candidate failregex.
     pub prefiltered: u64,
     /// Lines dropped by an `ignoreregex`.
     pub ignored: u64,
+    /// Capture searches answered from the shape memo.
+    pub memo_hits: u64,
+    /// Capture searches that ran an automaton.
+    pub memo_misses: u64,
+}
+
+impl MatchStats {
+    /// Sums the counters of the two stages of a split matcher.
+    pub fn plus(self, o: MatchStats) -> MatchStats {
+        MatchStats {
+            lines: self.lines + o.lines,
+            prefiltered: self.prefiltered + o.prefiltered,
+            ignored: self.ignored + o.ignored,
+            memo_hits: self.memo_hits + o.memo_hits,
+            memo_misses: self.memo_misses + o.memo_misses,
+        }
+    }
+}
+
+/// Lines kept by [`Matcher::prepare`], handed to the second stage in one go.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    /// (line number, text range, findings)
+    recs: Vec<(u64, usize, usize, Prepared)>,
+    slots: Vec<Option<(usize, usize)>>,
+}
+
+/// Lines per hand-over between the two stages.
+const BATCH_LINES: usize = 1024;
+
+/// Runs a log through a filter on two threads, with the results of
+/// [`Matcher::process_line`] in line order: `feed` (on a second thread) calls its argument
+/// with every line (`line number, text, journal time`), `first` prepares them there, and
+/// `second` completes the kept ones on this thread, calling `sink(line number, text,
+/// results)` for each line with results. Both matchers must be of the same filter and
+/// [`Matcher::can_split`]. Returns what `feed` returns.
+pub fn run_split<R: Send>(
+    first: &mut Matcher,
+    second: &mut Matcher,
+    cx: &TimeCx,
+    feed: impl FnOnce(&mut dyn FnMut(u64, &str, Option<Timestamp>)) -> R + Send,
+    mut sink: impl FnMut(u64, &str, &[RawMatch]),
+) -> R {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::sync_channel::<Batch>(8);
+    let (back_tx, back_rx) = mpsc::channel::<Batch>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut batch = Batch::default();
+            let r = feed(&mut |no, line, given| {
+                let before = batch.slots.len();
+                if let Some(p) = first.prepare(line, given, cx, &mut batch.slots) {
+                    let a = batch.text.len();
+                    batch.text.push_str(line);
+                    batch.recs.push((no, a, batch.text.len(), p));
+                    if batch.recs.len() >= BATCH_LINES {
+                        let next = back_rx.try_recv().unwrap_or_default();
+                        let full = std::mem::replace(&mut batch, next);
+                        // the receiver only stops early if it panicked
+                        let _ = tx.send(full);
+                    }
+                } else {
+                    batch.slots.truncate(before);
+                }
+            });
+            if !batch.recs.is_empty() {
+                let _ = tx.send(batch);
+            }
+            r
+        });
+        let mut res = Vec::new();
+        for mut b in rx.iter() {
+            for (no, a, e, p) in &b.recs {
+                let line = &b.text[*a..*e];
+                res.clear();
+                second.complete(line, p, &b.slots, &mut res);
+                if !res.is_empty() {
+                    sink(*no, line, &res);
+                }
+            }
+            b.text.clear();
+            b.recs.clear();
+            b.slots.clear();
+            let _ = back_tx.send(b);
+        }
+        match worker.join() {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    })
 }
 
 /// fail2ban's `Utils.Cache(maxCount, maxTime)`: insertion-ordered, oldest dropped first.
+/// The clock is read at most once per line ([`MlfidCache::tick`]).
 #[derive(Debug, Default)]
 struct MlfidCache {
-    map: HashMap<String, (Fail, Instant, u64)>,
+    map: HashMap<String, (Fail, Instant, u64), BuildHasherDefault<rustc_hash::FxHasher>>,
     order: BTreeMap<u64, String>,
     seq: u64,
+    now: Option<Instant>,
 }
 
 impl MlfidCache {
-    fn get(&mut self, k: &str) -> Option<Fail> {
-        let now = Instant::now();
-        let e = self.map.get(k)?;
-        if e.1 > now {
-            return Some(e.0.clone());
+    /// A new line: the clock will be read again.
+    fn tick(&mut self) {
+        self.now = None;
+    }
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+    /// The live entry for `k` (an expired one is dropped).
+    fn get_mut(&mut self, k: &str) -> Option<&mut Fail> {
+        let now = self.now();
+        match self.map.get(k) {
+            None => return None,
+            Some(e) if e.1 <= now => {
+                self.unset(k);
+                return None;
+            }
+            Some(_) => {}
         }
-        self.unset(k);
-        None
+        self.map.get_mut(k).map(|e| &mut e.0)
     }
     fn update_in_place(&mut self, k: &str, f: &Fail) {
         if let Some(e) = self.map.get_mut(k) {
@@ -630,7 +661,7 @@ impl MlfidCache {
         }
     }
     fn set(&mut self, k: &str, v: Fail, ttl: Duration, max: usize) {
-        let now = Instant::now();
+        let now = self.now();
         if self.map.len() >= max {
             while let Some((&seq, _)) = self.order.iter().next() {
                 let key = self.order.remove(&seq).expect("present");
@@ -649,10 +680,14 @@ impl MlfidCache {
         self.order.insert(self.seq, k.to_string());
         self.map.insert(k.to_string(), (v, now + ttl, self.seq));
     }
+    /// Removes the entry for `k`, returning its data.
+    fn remove(&mut self, k: &str) -> Option<Fail> {
+        let (f, _, seq) = self.map.remove(k)?;
+        self.order.remove(&seq);
+        Some(f)
+    }
     fn unset(&mut self, k: &str) {
-        if let Some((_, _, seq)) = self.map.remove(k) {
-            self.order.remove(&seq);
-        }
+        self.remove(k);
     }
 }
 
@@ -729,6 +764,28 @@ fn split_lines(
     LineSplit { matched, unmatched }
 }
 
+/// What [`Matcher::prepare`] found in a line, for [`Matcher::complete`].
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    span: (usize, usize),
+    date: Option<Timestamp>,
+    no_date: bool,
+    rule: usize,
+    head_end: usize,
+    /// Where the failregex's and the prefregex head's captures start in the slot buffer.
+    slots_at: usize,
+    head_at: Option<usize>,
+}
+
+/// The first stage's findings, used by `find_failure_inner` instead of searching again.
+#[derive(Debug)]
+struct Hint {
+    rule: usize,
+    head_end: usize,
+    slots: Vec<Option<(usize, usize)>>,
+    head: Option<Vec<Option<(usize, usize)>>>,
+}
+
 /// Stateful processing of one log stream with a [`FilterDef`].
 #[derive(Debug)]
 pub struct Matcher {
@@ -743,7 +800,13 @@ pub struct Matcher {
     cur: String,
     slots_pref: Slots,
     slots_head: Slots,
-    selector: Option<Selector>,
+    /// Scratch for the rule automaton.
+    pattern_set: regex_automata::PatternSet,
+    /// Capture results per failregex, and of the prefregex head, by text shape.
+    memos: Vec<Memo>,
+    memo_head: Memo,
+    /// Set by [`Matcher::complete`] for the line in progress.
+    hint: Option<Hint>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
     rule_slots: Vec<Slots>,
@@ -794,7 +857,12 @@ impl Matcher {
 
     /// Counters.
     pub fn stats(&self) -> MatchStats {
-        self.stats
+        let mut s = self.stats;
+        for m in self.memos.iter().chain(std::iter::once(&self.memo_head)) {
+            s.memo_hits += m.hits;
+            s.memo_misses += m.misses;
+        }
+        s
     }
 
     /// fail2ban's `processLine`: examines one line (no trailing newline) and appends the
@@ -807,25 +875,25 @@ impl Matcher {
         out: &mut Vec<RawMatch>,
     ) {
         self.stats.lines += 1;
-        match &self.selector {
-            Some(sel) if sel.pre_date => {
-                if !sel.select(line, &mut self.cand) {
-                    self.stats.prefiltered += 1;
-                    return;
-                }
-            }
-            Some(_) => {}
-            None => self.cand.iter_mut().for_each(|c| *c = true),
-        }
+        self.cache.tick();
+        let (span, date, no_date) = self.line_date(line, given, cx);
+        self.find_failure(line, (span.0, span.1, ""), date, no_date, cx, out)
+    }
+
+    /// `processLine`'s date part: the date's span in `line` (removed before matching), the
+    /// line's time, and whether the line had no date of its own.
+    fn line_date(
+        &mut self,
+        line: &str,
+        given: Option<Timestamp>,
+        cx: &TimeCx,
+    ) -> ((usize, usize), Option<Timestamp>, bool) {
         let mut no_date = false;
-        let tuple;
         let mut date: Option<Timestamp> = None;
         if let Some(g) = given {
-            tuple = (0usize, 0usize, "");
             self.last_time_text.clear();
-            date = Some(g);
             self.last_date = Some(g);
-            return self.find_failure(line, tuple, date, false, cx, out);
+            return ((0, 0), Some(g), false);
         }
         let recent =
             |ld: Option<Timestamp>| ld.is_some_and(|d| d.0 > cx.now.0 - 60 * Timestamp::MICROS);
@@ -857,7 +925,156 @@ impl Matcher {
         if use_last {
             span = (0, 0);
         }
-        self.find_failure(line, (span.0, span.1, ""), date, no_date, cx, out)
+        (span, date, no_date)
+    }
+
+    /// Whether this matcher can be split in two stages ([`Self::prepare`] on one thread,
+    /// [`Self::complete`] on another): single-line filters in server mode whose prefregex,
+    /// if any, splits at its content.
+    pub fn can_split(&self) -> bool {
+        self.def.maxlines == 1
+            && !self.opts.check_all
+            && (self.def.pref.is_none() || self.def.pref_head.is_some())
+    }
+
+    /// First stage of [`Self::process_line`] (see [`Self::can_split`]): the date, the
+    /// prefregex head and the first failregex that matches, with its captures. Everything
+    /// here depends only on the line and the date detector, so a second matcher can finish
+    /// the line on another thread with [`Self::complete`]; a line that cannot give a result
+    /// returns `None`. Call it for every line, in order.
+    pub fn prepare(
+        &mut self,
+        line: &str,
+        given: Option<Timestamp>,
+        cx: &TimeCx,
+        slots_out: &mut Vec<Option<(usize, usize)>>,
+    ) -> Option<Prepared> {
+        debug_assert!(self.can_split());
+        self.stats.lines += 1;
+        let (span, date, no_date) = self.line_date(line, given, cx);
+        let def = self.def.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut cur = std::mem::take(&mut self.cur);
+        buf.clear();
+        buf.push_str(&line[..span.0]);
+        buf.push_str(&line[span.1..]);
+        buf.push('\n');
+        let r = self.prepare_inner(&def, &buf, &mut cur, slots_out);
+        self.buf = buf;
+        self.cur = cur;
+        let (rule, head_end, slots_at, head_at) = r?;
+        Some(Prepared {
+            span,
+            date,
+            no_date,
+            rule,
+            head_end,
+            slots_at,
+            head_at,
+        })
+    }
+
+    fn prepare_inner(
+        &mut self,
+        def: &FilterDef,
+        buf: &str,
+        cur: &mut String,
+        slots_out: &mut Vec<Option<(usize, usize)>>,
+    ) -> Option<(usize, usize, usize, Option<usize>)> {
+        if !def.ignore.is_empty()
+            && (def.ignore.len() as isize) < def.fail.len() as isize - 2
+            && self.ignore_line(buf, None).is_some()
+        {
+            self.stats.ignored += 1;
+            return None;
+        }
+        let mut head_end = 0;
+        let mut content = None;
+        if let Some(h) = &def.pref_head {
+            let (_, e) = h.pat.find_at(buf, 0)?;
+            head_end = e;
+            let end = buf.len() - 1;
+            if e < end && !buf.as_bytes()[e..end].contains(&b'\n') {
+                content = Some((e, end));
+            }
+            // else: the prefregex does not match (it needs a non-empty content)
+            content?;
+        }
+        cur.clear();
+        match content {
+            Some((a, b)) => {
+                cur.push_str(&buf[a..b]);
+                cur.push('\n');
+            }
+            None => cur.push_str(buf),
+        }
+        if !self.select_rules(def, cur) {
+            self.stats.prefiltered += 1;
+            return None;
+        }
+        for (i, rx) in def.fail.iter().enumerate() {
+            if !self.cand[i] || !rx.pat.may_match_at(cur.as_bytes(), 0) {
+                continue;
+            }
+            let mut slots = std::mem::take(&mut self.rule_slots[i]);
+            let memo = self.opts.memo.then_some(&mut self.memos[i]);
+            let found = rx.pat.search_in(cur, 0, cur.len(), &mut slots, memo);
+            if found {
+                let slots_at = slots_out.len();
+                slots_out.extend_from_slice(&slots.pos);
+                self.rule_slots[i] = slots;
+                let head_at = match &def.pref_head {
+                    Some(h) => {
+                        let at = slots_out.len();
+                        let memo = self.opts.memo.then_some(&mut self.memo_head);
+                        let ok = h
+                            .pat
+                            .search_in(buf, 0, head_end, &mut self.slots_head, memo);
+                        debug_assert!(ok, "the head matched before");
+                        slots_out.extend_from_slice(&self.slots_head.pos);
+                        Some(at)
+                    }
+                    None => None,
+                };
+                return Some((i, head_end, slots_at, head_at));
+            }
+            self.rule_slots[i] = slots;
+        }
+        None
+    }
+
+    /// Second stage of [`Self::process_line`] for a line [`Self::prepare`] (on another
+    /// matcher of the same filter) kept: the connection state and the results. `slots` is
+    /// the buffer `prepare` wrote the captures into. Call it for those lines, in order.
+    pub fn complete(
+        &mut self,
+        line: &str,
+        p: &Prepared,
+        slots: &[Option<(usize, usize)>],
+        out: &mut Vec<RawMatch>,
+    ) {
+        self.cache.tick();
+        let n = self.def.fail[p.rule].pat.names().len();
+        self.hint = Some(Hint {
+            rule: p.rule,
+            head_end: p.head_end,
+            slots: slots[p.slots_at..p.slots_at + n].to_vec(),
+            head: p.head_at.map(|at| {
+                let hn = self
+                    .def
+                    .pref_head
+                    .as_ref()
+                    .map_or(0, |h| h.pat.names().len());
+                slots[at..at + hn].to_vec()
+            }),
+        });
+        let cx = TimeCx {
+            now: Timestamp(0),
+            tz: jiff::tz::TimeZone::UTC,
+            default_offset_min: None,
+        };
+        self.find_failure(line, (p.span.0, p.span.1, ""), p.date, p.no_date, &cx, out);
+        self.hint = None;
     }
 
     fn tuple_of(line: &str, span: (usize, usize)) -> TupleLine {
@@ -924,15 +1141,12 @@ impl Matcher {
             buf.push('\n');
         }
         let org_len = if ml { org.len() } else { 1 };
-        if let Some(sel) = self.selector.as_ref().filter(|s| !s.pre_date) {
-            if !sel.select(buf, &mut self.cand) {
-                return;
-            }
-        }
         // lazily materialised single-line buffer for the rare paths that need tuples
         let org_single = |line: &str| vec![Self::tuple_of(line, span)];
 
-        if !def.ignore.is_empty()
+        let hint = self.hint.take();
+        if hint.is_none()
+            && !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
             && self.ignore_line(buf, None).is_some()
         {
@@ -945,10 +1159,16 @@ impl Matcher {
         // head split: the prefregex groups come from a capture search of the head, run only
         // once a failregex matches
         let mut pref_lazy = false;
+        let mut head_end = 0;
         if let Some(h) = &def.pref_head {
-            let Some((_, e)) = h.pat.find_at(buf, 0) else {
+            let found = match &hint {
+                Some(x) => Some((0, x.head_end)),
+                None => h.pat.find_at(buf, 0),
+            };
+            let Some((_, e)) = found else {
                 return; // every match of the prefregex starts with one of the head
             };
+            head_end = e;
             let end = buf.len() - 1; // single-line: `buf` is the text and a newline
             if e < end && !buf.as_bytes()[e..end].contains(&b'\n') {
                 content = Some((e, end));
@@ -984,6 +1204,20 @@ impl Matcher {
             None => cur.push_str(buf),
         }
         let content_buf: Option<String> = None;
+        match &hint {
+            // rules before the hinted one do not match; later ones are tried if need be
+            Some(x) => {
+                for (i, c) in self.cand.iter_mut().enumerate() {
+                    *c = i >= x.rule;
+                }
+            }
+            None => {
+                if !self.select_rules(&def, cur) {
+                    self.stats.prefiltered += 1;
+                    return;
+                }
+            }
+        }
         let mut cur_valid = true;
         // line buffer used to rebuild `cur` after a change (single-line: content or line)
         let mut single_buffer: Option<Vec<TupleLine>> = None;
@@ -1007,12 +1241,25 @@ impl Matcher {
                     tuple_buf(b, cur);
                 }
                 cur_valid = true;
+                // the text changed: ask the automaton again
+                self.select_rules(&def, cur);
+                if !self.cand[i] {
+                    continue;
+                }
             }
             if !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
-            if !rx.pat.search(cur, 0, &mut slots) {
+            let hinted = match &hint {
+                Some(x) if x.rule == i => {
+                    slots.pos.clone_from(&x.slots);
+                    true
+                }
+                _ => false,
+            };
+            let memo = self.opts.memo.then_some(&mut self.memos[i]);
+            if !hinted && !rx.pat.search_in(cur, 0, cur.len(), &mut slots, memo) {
                 self.rule_slots[i] = slots;
                 continue;
             }
@@ -1062,8 +1309,21 @@ impl Matcher {
             }
             if pre_matched && pre.is_none() {
                 match (&def.pref, &def.pref_head) {
+                    (Some(_), Some(h))
+                        if pref_lazy && hint.as_ref().is_some_and(|x| x.head.is_some()) =>
+                    {
+                        let x = hint
+                            .as_ref()
+                            .and_then(|x| x.head.as_ref())
+                            .expect("checked");
+                        self.slots_head.pos.clone_from(x);
+                        pre = Some(h.groups(buf, &self.slots_head));
+                    }
                     (Some(_), Some(h)) if pref_lazy => {
-                        let found = h.pat.search(buf, 0, &mut self.slots_head);
+                        let memo = self.opts.memo.then_some(&mut self.memo_head);
+                        let found = h
+                            .pat
+                            .search_in(buf, 0, head_end, &mut self.slots_head, memo);
                         debug_assert!(found, "the head matched before");
                         pre = Some(h.groups(buf, &self.slots_head));
                     }
@@ -1083,13 +1343,13 @@ impl Matcher {
             let mlfid = fail.get("mlfid").map(String::from);
             let mut attached: Option<String> = None;
             if let Some(id) = &mlfid {
-                let (f, att) = self.merge_failure(id, fail, matched_count);
+                let (f, att) = self.merge_failure(id, fail, matched_count, check_all);
+                let Some(f) = f else {
+                    return; // a "no failure" observation
+                };
                 fail = f;
                 if att {
                     attached = Some(id.clone());
-                }
-                if fail.truthy("nofail") && !check_all {
-                    return;
                 }
             } else {
                 fail.matches = Some(fail.matches.unwrap_or(0) + matched_count);
@@ -1143,7 +1403,7 @@ impl Matcher {
                     };
                     match &fid {
                         Some(f) if *f != ip => {
-                            fail.set("ip", Some(norm));
+                            fail.set("ip", Some(Val::from(norm)));
                             if let Some(k) = &attached {
                                 self.cache.update_in_place(k, &fail);
                             }
@@ -1165,7 +1425,7 @@ impl Matcher {
                 fields: fail
                     .vals
                     .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.to_string())))
                     .collect(),
                 users: fail
                     .users
@@ -1179,6 +1439,16 @@ impl Matcher {
                 break;
             }
         }
+    }
+
+    /// Marks the failregexes that may match `cur`; whether there is any.
+    fn select_rules(&mut self, def: &FilterDef, cur: &str) -> bool {
+        if !self.opts.prefilter {
+            self.cand.iter_mut().for_each(|c| *c = true);
+            return !self.cand.is_empty();
+        }
+        def.rule_set
+            .select(cur, &mut self.pattern_set, &mut self.cand)
     }
 
     fn ignore_line(&mut self, buf: &str, fail_split: Option<&LineSplit>) -> Option<usize> {
@@ -1209,24 +1479,33 @@ impl Matcher {
         fnd
     }
 
-    fn update_users(f: &mut Fail, user: Option<&str>) -> Option<BTreeSet<String>> {
+    /// Adds `user` to the connection's users; returns how many there are.
+    fn update_users(f: &mut Fail, user: Option<&str>) -> usize {
         if let Some(u) = user.filter(|u| !u.is_empty()) {
-            f.users
-                .get_or_insert_with(BTreeSet::new)
-                .insert(u.to_string());
+            let set = f.users.get_or_insert_with(BTreeSet::new);
+            if !set.contains(u) {
+                set.insert(u.to_string());
+            }
         }
-        f.users.clone()
+        f.users.as_ref().map_or(0, BTreeSet::len)
     }
 
-    /// `_mergeFailure`: merges with the connection's earlier data; returns the merged data
-    /// and whether it is the cache entry (later changes must be stored back).
-    fn merge_failure(&mut self, mlfid: &str, mut fail: Fail, matched: usize) -> (Fail, bool) {
-        let existing = self.cache.get(mlfid);
+    /// `_mergeFailure`: merges with the connection's earlier data, in the cache entry itself
+    /// while the connection stays known. Returns the merged data — `None` when it is a "no
+    /// failure" observation and `want_nofail` is false (nothing is copied then) — and whether
+    /// it is the cache entry (later changes must be stored back).
+    fn merge_failure(
+        &mut self,
+        mlfid: &str,
+        mut fail: Fail,
+        matched: usize,
+        want_nofail: bool,
+    ) -> (Option<Fail>, bool) {
         let mut nf: u8 = 0;
         if fail.truthy("mlfgained") {
             nf |= 8 | 1;
             if !fail.truthy("nofail") {
-                let g = fail.get("mlfgained").map(String::from);
+                let g = fail.get("mlfgained").map(Val::from);
                 fail.set("nofail", g);
             }
         } else if fail.truthy("nofail") {
@@ -1235,10 +1514,14 @@ impl Matcher {
         if fail.pop("mlfforget").is_some_and(|v| !v.is_empty()) {
             nf |= 2;
         }
+        let (ttl, max) = (self.opts.mlfid_ttl, self.opts.mlfid_max);
         let users;
         let mut attached = false;
-        if let Some(mut g) = existing {
-            users = Self::update_users(&mut g, fail.get("user"));
+        // `cur`: the merged data, either the cache entry (attached) or `local`
+        let mut local: Option<Fail> = None;
+        if self.cache.get_mut(mlfid).is_some() {
+            let g = self.cache.get_mut(mlfid).expect("present");
+            users = Self::update_users(g, fail.get("user"));
             if g.pop("nofail").is_some_and(|v| !v.is_empty()) {
                 nf |= 4;
             }
@@ -1252,45 +1535,46 @@ impl Matcher {
                 g.matches = None;
             }
             g.update(&fail, true);
-            fail = g;
             if nf & 2 != 0 {
-                self.cache.unset(mlfid);
+                local = self.cache.remove(mlfid);
             } else {
                 attached = true;
             }
         } else if nf & 2 == 0 {
             let u = fail.get("user").map(String::from);
             users = Self::update_users(&mut fail, u.as_deref());
-            self.cache.set(
-                mlfid,
-                fail.clone(),
-                self.opts.mlfid_ttl,
-                self.opts.mlfid_max,
-            );
+            self.cache.set(mlfid, fail, ttl, max);
             attached = true;
         } else {
-            users = None;
+            users = 0;
+            local = Some(fail);
         }
-        let was_pending = std::mem::take(&mut fail.pending);
-        if was_pending || users.as_ref().is_some_and(|u| u.len() > 1) {
-            fail.pop("nofail");
-            fail.pop("mlfgained");
+        let is_local = local.is_some();
+        let cur: &mut Fail = match local.as_mut() {
+            Some(f) => f,
+            None => self.cache.get_mut(mlfid).expect("attached"),
+        };
+        let was_pending = std::mem::take(&mut cur.pending);
+        if was_pending || users > 1 {
+            cur.pop("nofail");
+            cur.pop("mlfgained");
             nf &= !(8 | 1);
         }
         if nf & 1 == 0 {
-            let mut m = fail.nofail_matches.take().unwrap_or(0);
-            m += fail.matches.unwrap_or(0);
+            let mut m = cur.nofail_matches.take().unwrap_or(0);
+            m += cur.matches.unwrap_or(0);
             if nf & 8 == 0 {
                 m += matched;
             }
-            fail.matches = Some(m);
+            cur.matches = Some(m);
         } else if nf & 3 == 1 {
-            fail.nofail_matches = Some(fail.nofail_matches.unwrap_or(0) + matched);
+            cur.nofail_matches = Some(cur.nofail_matches.unwrap_or(0) + matched);
         }
-        if attached {
-            self.cache.update_in_place(mlfid, &fail);
+        if cur.truthy("nofail") && !want_nofail {
+            return (None, attached);
         }
-        (fail, attached)
+        let copy = (!is_local).then(|| cur.clone());
+        (local.or(copy), attached)
     }
 }
 

@@ -682,6 +682,36 @@ enum Mode {
     Std,
     Fancy,
     Relaxed,
+    /// Std, with each guarded repetition `(?:(?!LIT).)*` emitted as a capture group of
+    /// `(?:.)*` whose span is checked afterwards (see [`PyRegex::to_guarded`]).
+    Guarded,
+}
+
+/// Python group index given to the capture groups [`Mode::Guarded`] adds.
+pub const GUARD_GROUP: u32 = u32::MAX;
+
+/// The literal `LIT` of a guarded repetition `(?:(?!LIT).)*` (any bounds, greedy or lazy):
+/// a repeated group whose body is a negative lookahead of a case-sensitive literal followed by
+/// `.`.
+fn guard_literal(n: &Node) -> Option<String> {
+    let Node::Repeat { node, .. } = n else {
+        return None;
+    };
+    let mut body: &Node = node;
+    while let Node::Group(i, GroupKind::NonCapture) = body {
+        body = i;
+    }
+    let Node::Concat(v) = body else {
+        return None;
+    };
+    match v.as_slice() {
+        [Node::Look {
+            ahead: true,
+            negate: true,
+            node,
+        }, Node::Dot] => literal_string(node).filter(|l| !l.is_empty()),
+        _ => None,
+    }
 }
 
 fn push_lit(out: &mut String, c: char) {
@@ -849,6 +879,47 @@ impl PyRegex {
             }
         }
         walk(&self.root)
+    }
+
+    /// Whether [`Self::to_guarded`] applies: every construct the `regex` crate lacks is a
+    /// guarded repetition `(?:(?!LIT).)*` that is not itself inside a repetition (so its
+    /// capture group spans every iteration).
+    pub fn guardable(&self) -> bool {
+        fn walk(n: &Node, in_rep: bool) -> bool {
+            if guard_literal(n).is_some() {
+                return !in_rep;
+            }
+            match n {
+                Node::Backref(_) | Node::Cond { .. } => false,
+                Node::Look {
+                    node,
+                    ahead,
+                    negate,
+                } => *ahead && !*negate && is_boundary_look(node),
+                Node::Group(_, GroupKind::Atomic) => false,
+                Node::Group(i, _) => walk(i, in_rep),
+                Node::Repeat { node, .. } => walk(node, true),
+                Node::Concat(v) | Node::Alt(v) => v.iter().all(|x| walk(x, in_rep)),
+                _ => true,
+            }
+        }
+        self.needs_fancy() && walk(&self.root, false)
+    }
+
+    /// A `regex`-crate pattern whose leftmost-first match, when its guards hold, is the
+    /// Python pattern's: each guarded repetition `(?:(?!LIT).)*` becomes a capture group
+    /// `(?:.)*` (same bounds and greediness) and a guard `(emitted group, LIT)`: no `LIT` may
+    /// start at a position inside the group's span. The lookahead-free pattern matches a
+    /// superset, and tries paths in the same order as a backtracking engine; so if its best
+    /// path satisfies every guard, no better Python path exists and the captures are the
+    /// same. When a guard fails the caller runs the exact engine. Returns the pattern, the
+    /// Python index of each emitted group ([`GUARD_GROUP`] for the added ones) and the guards.
+    /// Only valid when [`Self::guardable`].
+    pub fn to_guarded(&self) -> (String, Vec<u32>, Vec<(usize, String)>) {
+        let mut cx = EmitCx::default();
+        let mut out = String::new();
+        self.emit(&self.root, Mode::Guarded, &mut out, &mut cx);
+        (out, cx.groups, cx.guards)
     }
 
     /// Syntax for the `regex` crate (exact). Only valid when [`Self::needs_fancy`] is false.
@@ -1025,6 +1096,32 @@ impl PyRegex {
                 }
                 out.push(')');
             }
+            Node::Repeat { .. } if mode == Mode::Guarded && guard_literal(n).is_some() => {
+                let Node::Repeat {
+                    min, max, greedy, ..
+                } = n
+                else {
+                    unreachable!()
+                };
+                cx.groups.push(GUARD_GROUP);
+                cx.guards.push((
+                    cx.groups.len(),
+                    guard_literal(n).expect("checked in the guard"),
+                ));
+                out.push('(');
+                self.emit(
+                    &Node::Repeat {
+                        node: Box::new(Node::Dot),
+                        min: *min,
+                        max: *max,
+                        greedy: *greedy,
+                    },
+                    mode,
+                    out,
+                    cx,
+                );
+                out.push(')');
+            }
             Node::Repeat {
                 node,
                 min,
@@ -1131,6 +1228,8 @@ struct EmitCx {
     uses: std::collections::HashMap<String, u32>,
     /// Name under which a Python group was most recently emitted (for backreferences).
     last_name: std::collections::HashMap<u32, String>,
+    /// [`Mode::Guarded`]: (emitted group index, literal) per guarded repetition.
+    guards: Vec<(usize, String)>,
 }
 
 // ---- conditional / backreference elimination ------------------------------------------

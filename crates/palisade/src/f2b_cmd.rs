@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use palisade_core::Timestamp;
 use palisade_fail2ban::date::TimeCx;
-use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions};
+use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions, RawMatch};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,74 +66,97 @@ pub fn check(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_err: Option<std::io::Error> = None;
-    let mut res = Vec::new();
-    let mut text = String::new();
     let start = Instant::now();
-    let (lines, stats) = palisade_pipeline::offline::for_each_line(
-        &palisade_pipeline::offline::spec_for(log),
-        max_line,
-        now,
-        &mut |_| {},
-        |line_no, line, ctx| {
-            text.clear();
-            match std::str::from_utf8(line) {
-                Ok(s) => text.push_str(s),
-                Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+    // one failure line of output per result, in line order
+    let mut sink = |line_no: u64, source_time: Option<Timestamp>, res: &[RawMatch]| {
+        let (mut fail, mut nof) = (false, false);
+        for r in res {
+            let Some(fid) = r.fid.as_deref() else {
+                continue; // waiting for its address (multi-line)
+            };
+            if r.nofail {
+                nof = true;
+            } else {
+                fail = true;
+                failures += 1;
+                if let Some(h) = hits.get_mut(r.rule) {
+                    *h += 1;
+                }
             }
-            let given = journal.then(|| ctx.source_time.unwrap_or(now));
+            if !json {
+                continue;
+            }
+            let mut o = serde_json::Map::new();
+            o.insert("line".into(), line_no.into());
+            let t = r.time.or(source_time).unwrap_or(now);
+            o.insert("time".into(), t.to_string().into());
+            o.insert("ip".into(), r.host.as_deref().unwrap_or(fid).into());
+            if r.host.is_none() || r.field("ip").is_some() {
+                // the failure id is not the address (`<F-ID>`): show both
+                o.insert("fid".into(), fid.into());
+            }
+            o.insert("rule".into(), format!("failregex[{}]", r.rule).into());
+            if r.nofail {
+                o.insert("failure".into(), false.into());
+            }
+            if let Some(u) = r.field("user") {
+                o.insert("user".into(), u.into());
+            }
+            for (k, v) in &r.fields {
+                // `ip` is printed above as the address.
+                if k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
+                    o.insert(k.clone(), v.as_str().into());
+                }
+            }
+            let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
+            if let Err(e) = w.and_then(|_| out.write_all(b"\n")) {
+                write_err.get_or_insert(e);
+            }
+        }
+        if fail {
+            matched += 1;
+        } else if nof {
+            nofail_lines += 1;
+        }
+    };
+    let spec = palisade_pipeline::offline::spec_for(log);
+    // the log's lines as text, with the time journald gave them
+    let feed = |f: &mut dyn FnMut(u64, &str, Option<Timestamp>)| {
+        let mut text = String::new();
+        palisade_pipeline::offline::for_each_line(
+            &spec,
+            max_line,
+            now,
+            &mut |_| {},
+            |no, line, ctx| {
+                text.clear();
+                match std::str::from_utf8(line) {
+                    Ok(s) => text.push_str(s),
+                    Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+                }
+                f(no, &text, journal.then(|| ctx.source_time.unwrap_or(now)));
+            },
+        )
+    };
+    // Two stages on two threads when the filter allows it (same results, same order).
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let mut second = def.matcher(MatchOptions {
+        journal,
+        ..MatchOptions::default()
+    });
+    let (lines, stats) = if parallel && m.can_split() {
+        palisade_fail2ban::filter::run_split(&mut m, &mut second, &cx, feed, |no, _, res| {
+            // journal lines carry their time in the results already
+            sink(no, None, res)
+        })?
+    } else {
+        let mut res = Vec::new();
+        feed(&mut |no, text, given| {
             res.clear();
-            m.process_line(&text, given, &cx, &mut res);
-            let (mut fail, mut nof) = (false, false);
-            for r in &res {
-                let Some(fid) = r.fid.as_deref() else {
-                    continue; // waiting for its address (multi-line)
-                };
-                if r.nofail {
-                    nof = true;
-                } else {
-                    fail = true;
-                    failures += 1;
-                    if let Some(h) = hits.get_mut(r.rule) {
-                        *h += 1;
-                    }
-                }
-                if !json {
-                    continue;
-                }
-                let mut o = serde_json::Map::new();
-                o.insert("line".into(), line_no.into());
-                let t = r.time.or(ctx.source_time).unwrap_or(now);
-                o.insert("time".into(), t.to_string().into());
-                o.insert("ip".into(), r.host.as_deref().unwrap_or(fid).into());
-                if r.host.is_none() || r.field("ip").is_some() {
-                    // the failure id is not the address (`<F-ID>`): show both
-                    o.insert("fid".into(), fid.into());
-                }
-                o.insert("rule".into(), format!("failregex[{}]", r.rule).into());
-                if r.nofail {
-                    o.insert("failure".into(), false.into());
-                }
-                if let Some(u) = r.field("user") {
-                    o.insert("user".into(), u.into());
-                }
-                for (k, v) in &r.fields {
-                    // `ip` is printed above as the address.
-                    if k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
-                        o.insert(k.clone(), v.as_str().into());
-                    }
-                }
-                let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
-                if let Err(e) = w.and_then(|_| out.write_all(b"\n")) {
-                    write_err.get_or_insert(e);
-                }
-            }
-            if fail {
-                matched += 1;
-            } else if nof {
-                nofail_lines += 1;
-            }
-        },
-    )?;
+            m.process_line(text, given, &cx, &mut res);
+            sink(no, given, &res);
+        })?
+    };
     let secs = start.elapsed().as_secs_f64();
     out.flush()?;
     if let Some(e) = write_err {
@@ -141,7 +164,7 @@ pub fn check(
             return Err(e.into());
         }
     }
-    let ms = m.stats();
+    let ms = m.stats().plus(second.stats());
     let missed = lines.saturating_sub(matched + nofail_lines + ms.ignored);
     let mut s = format!(
         "Filter: {} ({} failregex, loaded in {:.0} ms)\n",
