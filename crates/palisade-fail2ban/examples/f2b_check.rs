@@ -73,7 +73,6 @@ fn main() {
     let mut w = out_path.map(|p| BufWriter::new(std::fs::File::create(p).expect("create out")));
     let mut raw = Vec::with_capacity(4096);
     let mut res = Vec::new();
-    let lines;
     let (mut failures, mut nofail) = (0u64, 0u64);
     let t1 = Instant::now();
     let mut second = def.matcher(mo.clone());
@@ -108,18 +107,18 @@ fn main() {
         }
         n
     };
-    if split && m.can_split() {
-        lines = palisade_fail2ban::filter::run_split(&mut m, &mut second, &cx, feed, |no, _, r| {
+    let lines = if split && m.can_split() {
+        palisade_fail2ban::filter::run_split(&mut m, &mut second, &cx, feed, |no, _, r| {
             on_result(no, r)
-        });
+        })
     } else {
         let mut feed = feed;
-        lines = feed(&mut |no, s, given| {
+        feed(&mut |no, s, given| {
             res.clear();
             m.process_line(s, given, &cx, &mut res);
             on_result(no, &res);
-        });
-    }
+        })
+    };
     let el = t1.elapsed().as_secs_f64();
     if let Some(mut w) = w {
         w.flush().expect("flush");
