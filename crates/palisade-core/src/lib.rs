@@ -5,11 +5,13 @@
 pub mod allowlist;
 pub mod decision;
 pub mod event;
+pub mod journal;
 pub mod net;
 pub mod time;
 
 pub use allowlist::{Allowlist, AllowlistError};
 pub use decision::{Decision, Origin};
 pub use event::Event;
+pub use journal::JournalFields;
 pub use net::{aggregate, canonical_ip, parse_ip_bytes, target_of};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp};

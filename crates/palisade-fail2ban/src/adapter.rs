@@ -5,10 +5,17 @@
 //! not an address makes the line [`Outcome::Ignored`]; no DNS lookups), the rule is
 //! `failregex[N]`, the user comes from `<F-USER>` (or `<F-ALT_USER…>`), the other captured
 //! groups go to `Event::fields`, and `<F-NOFAIL>` results are events with `failure = false`.
+//!
+//! In journal mode (`logtype = journal`), a line that comes with journal fields
+//! ([`LineCtx::journal`]) is shown to the filter the way fail2ban's systemd backend shows it,
+//! `host ident[pid]: message` ([`journal_line`]), so `__prefix_line` and `<F-MLFID>` work as in
+//! fail2ban; the line is built in a buffer reused from line to line. A line without journal
+//! fields (a file of such lines already formatted, as `check` reads) is used as it is.
 
 use crate::date::TimeCx;
 use crate::error::LoadError;
 use crate::filter::{FilterDef, LoadOptions, MatchOptions, Matcher, RawMatch};
+use crate::journal::journal_line;
 use jiff::tz::TimeZone;
 use palisade_core::{parse_ip_bytes, Event, Timestamp};
 use palisade_filter::{Filter, LineCtx, Outcome};
@@ -49,6 +56,8 @@ pub struct Fail2banFilter {
     cx: TimeCx,
     journal: bool,
     raw: Vec<RawMatch>,
+    /// The journal line being examined (journal mode), reused.
+    buf: String,
 }
 
 impl std::fmt::Debug for Fail2banFilter {
@@ -106,6 +115,7 @@ impl Fail2banFilter {
             },
             journal,
             raw: Vec::new(),
+            buf: String::new(),
         }
     }
 
@@ -114,7 +124,7 @@ impl Fail2banFilter {
         self.matcher.def()
     }
 
-    fn to_event(&self, r: &RawMatch, line: &[u8], ctx: &LineCtx) -> Option<Event> {
+    fn to_event(&self, r: &RawMatch, line: &[u8], ctx: &LineCtx<'_>) -> Option<Event> {
         let ip = r
             .field("ip")
             .and_then(|s| parse_ip_bytes(s.as_bytes()))
@@ -152,19 +162,30 @@ impl Filter for Fail2banFilter {
         &self.rules
     }
 
-    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
-        let text = String::from_utf8_lossy(line);
+    fn process(&mut self, line: &[u8], ctx: &LineCtx<'_>, out: &mut Vec<Event>) -> Outcome {
         self.cx.now = ctx.now;
         let given = self.journal.then(|| ctx.source_time.unwrap_or(ctx.now));
+        let lossy;
+        // The text the filter sees, and the event's evidence.
+        let (text, evidence): (&str, &[u8]) = match ctx.journal.filter(|_| self.journal) {
+            Some(fields) => {
+                journal_line(&fields, line, &mut self.buf);
+                (&self.buf, self.buf.as_bytes())
+            }
+            None => {
+                lossy = String::from_utf8_lossy(line);
+                (&lossy, line)
+            }
+        };
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
-        self.matcher.process_line(&text, given, &self.cx, &mut raw);
+        self.matcher.process_line(text, given, &self.cx, &mut raw);
         let mut outcome = Outcome::Missed;
         for r in &raw {
             if r.fid.is_none() {
                 continue;
             }
-            match self.to_event(r, line, ctx) {
+            match self.to_event(r, evidence, ctx) {
                 Some(ev) => {
                     out.push(ev);
                     outcome = Outcome::Matched;
@@ -196,6 +217,7 @@ mod tests {
         let ctx = LineCtx {
             now: Timestamp::from_secs(1_741_000_000),
             source_time: None,
+            journal: None,
         };
         let mut out = Vec::new();
         let o = f.process(

@@ -9,7 +9,8 @@
 //!
 //! * [`FilterDef::load`] loads and compiles a filter; [`Matcher`] runs it over a stream and
 //!   returns fail2ban's raw results ([`RawMatch`]: host verbatim, fields, time).
-//! * [`Fail2banFilter`] implements [`palisade_filter::Filter`] on top.
+//! * [`Fail2banFilter`] implements [`palisade_filter::Filter`] on top; in journal mode it
+//!   shows filters fail2ban's `host ident[pid]: message` line ([`journal_line`]).
 //!
 //! Agreement with fail2ban is checked against fail2ban's own annotated corpus
 //! (`tests/corpus.rs`), read at test time from the Debian package; nothing of fail2ban's
@@ -25,9 +26,11 @@ pub mod error;
 pub mod filter;
 pub mod import;
 pub mod ini;
+pub mod journal;
 pub mod pyre;
 pub mod tags;
 
 pub use adapter::Fail2banFilter;
 pub use error::LoadError;
 pub use filter::{FilterDef, LoadOptions, MatchOptions, Matcher, RawMatch};
+pub use journal::journal_line;

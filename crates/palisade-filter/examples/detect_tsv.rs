@@ -44,6 +44,7 @@ fn main() {
     let ctx = LineCtx {
         now,
         source_time: None,
+        journal: None,
     };
     let mut events = Vec::with_capacity(64);
     // (line number, address, rule, counted) of the first event of each matched line;

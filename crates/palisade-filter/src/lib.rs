@@ -15,7 +15,7 @@
 //! OpenSSH, rsyslog and journald escape control characters, so this needs a broken writer.
 #![warn(missing_docs)]
 
-use palisade_core::{Event, Timestamp};
+use palisade_core::{Event, JournalFields, Timestamp};
 
 mod builtin;
 pub mod kernel;
@@ -38,13 +38,17 @@ pub enum FilterError {
 
 /// Per-line context given by the source.
 #[derive(Clone, Copy, Debug)]
-pub struct LineCtx {
+pub struct LineCtx<'a> {
     /// "Now" for inferring the year of RFC 3164 timestamps (a date is never put in the future
     /// relative to this instant). Fixed by `--now` in check/replay.
     pub now: Timestamp,
     /// Time the source itself attached to the line (journald `__REALTIME_TIMESTAMP`), used
     /// when the line carries no timestamp of its own.
     pub source_time: Option<Timestamp>,
+    /// The journal entry's other fields (host, identifier, pid) when the line is a journald
+    /// `MESSAGE`; `None` for files and streams. Built-in filters ignore it; fail2ban filter
+    /// files in journal mode rebuild fail2ban's `host ident[pid]: message` line from it.
+    pub journal: Option<JournalFields<'a>>,
 }
 
 /// What a filter made of one line.
@@ -66,5 +70,5 @@ pub trait Filter: Send {
     fn rules(&self) -> &[std::sync::Arc<str>];
     /// Examines one line (without its trailing newline) and appends events to `out`.
     /// Must not allocate when the line does not match.
-    fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome;
+    fn process(&mut self, line: &[u8], ctx: &LineCtx<'_>, out: &mut Vec<Event>) -> Outcome;
 }

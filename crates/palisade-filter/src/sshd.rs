@@ -553,6 +553,7 @@ mod tests {
         let ctx = LineCtx {
             now: Timestamp::from_secs(1_700_000_000),
             source_time: None,
+            journal: None,
         };
         let mut out = Vec::new();
         (f.process(line, &ctx, &mut out), out)

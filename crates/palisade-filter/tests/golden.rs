@@ -25,6 +25,7 @@ fn run_ctx(
     let ctx = LineCtx {
         now: now(),
         source_time,
+        journal: None,
     };
     let o = f.process(line, &ctx, &mut out);
     assert_eq!(o == Outcome::Matched, !out.is_empty());
@@ -248,6 +249,7 @@ fn sshd_variants() {
     let ctx = LineCtx {
         now: t("2026-01-01T00:10:00Z"),
         source_time: None,
+        journal: None,
     };
     f.process(
         b"Dec 31 23:59:58 h sshd[1]: Invalid user a from 1.2.3.4 port 1",

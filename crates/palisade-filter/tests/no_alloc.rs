@@ -74,10 +74,11 @@ const OTHER_NOISE: &[(&str, &str)] = &[
     ("kernel_fw", "Mar  3 10:00:00 host CRON[1]: (root) CMD (true)"),
 ];
 
-fn ctx() -> LineCtx {
+fn ctx() -> LineCtx<'static> {
     LineCtx {
         now: Timestamp::parse_rfc3339("2025-03-20T00:00:00Z").unwrap(),
         source_time: None,
+        journal: None,
     }
 }
 

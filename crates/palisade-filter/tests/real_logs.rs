@@ -28,6 +28,7 @@ fn run(
     let ctx = LineCtx {
         now: Timestamp::parse_rfc3339(now).unwrap(),
         source_time: None,
+        journal: None,
     };
     let (mut lines, mut matched) = (0, 0);
     let mut rules = BTreeMap::new();

@@ -357,6 +357,7 @@ impl LineSink for SourceSink {
         let ctx = LineCtx {
             now: self.now,
             source_time: meta.time,
+            journal: meta.journal,
         };
         for (jail, f) in self.filters.iter_mut() {
             if f.process(line, &ctx, &mut self.scratch) == Outcome::Matched {

@@ -50,6 +50,7 @@ pub fn for_each_line(
         let ctx = LineCtx {
             now,
             source_time: meta.time,
+            journal: meta.journal,
         };
         f(lines, line, &ctx);
     };

@@ -382,7 +382,7 @@ struct Classifier {
     until: Option<Timestamp>,
     hasher: ahash::RandomState,
     cache: Vec<u64>,
-    ctx: LineCtx,
+    ctx: LineCtx<'static>,
 }
 
 /// What the counters need of one access line in the time window.
@@ -652,6 +652,7 @@ impl Classifier {
             ctx: LineCtx {
                 now,
                 source_time: None,
+                journal: None,
             },
         }
     }

@@ -8,7 +8,7 @@
 use crate::lines::Splitter;
 use crate::state::{self, JournalState};
 use crate::{LineMeta, LineSink, SourceError, SourceOptions, SourceSpec, SourceStats};
-use palisade_core::Timestamp;
+use palisade_core::{JournalFields, Timestamp};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -21,8 +21,11 @@ use std::time::{Duration, Instant};
 /// The program run; found through `PATH`.
 const JOURNALCTL: &str = "journalctl";
 
-/// Fields asked for (journalctl always adds `__CURSOR` and `__REALTIME_TIMESTAMP`).
-const OUTPUT_FIELDS: &str = "--output-fields=MESSAGE,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID";
+/// Fields asked for; journalctl always adds `__CURSOR`, `__REALTIME_TIMESTAMP`,
+/// `__MONOTONIC_TIMESTAMP` and `_BOOT_ID`. Besides `MESSAGE`, they are what fail2ban filter
+/// files need for their `host ident[pid]:` journal prefix.
+const OUTPUT_FIELDS: &str = "--output-fields=MESSAGE,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,\
+     _HOSTNAME,_SOURCE_MONOTONIC_TIMESTAMP";
 
 /// How much of journalctl's standard error is kept for an error message.
 const STDERR_KEEP: usize = 4096;
@@ -39,12 +42,37 @@ pub struct JournalEntry<'a> {
     pub message: Option<Cow<'a, [u8]>>,
     /// `__REALTIME_TIMESTAMP` (microseconds since the epoch).
     pub time: Option<Timestamp>,
-    /// `SYSLOG_IDENTIFIER`, else `_COMM`.
-    pub ident: Option<Cow<'a, str>>,
-    /// `_PID`, else `SYSLOG_PID`.
-    pub pid: Option<u32>,
+    /// `_HOSTNAME`.
+    pub hostname: Option<Cow<'a, str>>,
+    /// `SYSLOG_IDENTIFIER`.
+    pub syslog_identifier: Option<Cow<'a, str>>,
+    /// `_COMM`.
+    pub comm: Option<Cow<'a, str>>,
+    /// `SYSLOG_PID`, as text.
+    pub syslog_pid: Option<Cow<'a, str>>,
+    /// `_PID`, as text.
+    pub pid: Option<Cow<'a, str>>,
+    /// `_SOURCE_MONOTONIC_TIMESTAMP` (microseconds).
+    pub source_monotonic: Option<u64>,
+    /// `__MONOTONIC_TIMESTAMP` (microseconds since boot).
+    pub monotonic: Option<u64>,
     /// `__CURSOR`: where to resume after this entry.
     pub cursor: Option<Cow<'a, str>>,
+}
+
+impl JournalEntry<'_> {
+    /// The entry's fields besides the message, borrowed.
+    pub fn fields(&self) -> JournalFields<'_> {
+        JournalFields {
+            hostname: self.hostname.as_deref(),
+            syslog_identifier: self.syslog_identifier.as_deref(),
+            comm: self.comm.as_deref(),
+            syslog_pid: self.syslog_pid.as_deref(),
+            pid: self.pid.as_deref(),
+            source_monotonic: self.source_monotonic,
+            monotonic: self.monotonic,
+        }
+    }
 }
 
 /// Parses one line of `journalctl -o json` output; `None` if it is not a JSON object.
@@ -56,14 +84,18 @@ pub fn parse_entry(json: &[u8]) -> Option<JournalEntry<'_>> {
         return None;
     }
     let raw: Raw<'_> = serde_json::from_slice(json).ok()?;
+    let micros = |f: &Field<'_>| number(f).and_then(|s| s.parse::<u64>().ok());
     Some(JournalEntry {
         time: number(&raw.realtime)
             .and_then(|s| s.parse::<i64>().ok())
             .map(Timestamp),
-        pid: number(&raw.pid)
-            .or(number(&raw.syslog_pid))
-            .and_then(|s| s.parse::<u32>().ok()),
-        ident: raw.ident.0.or(raw.comm.0).map(text),
+        source_monotonic: micros(&raw.source_monotonic),
+        monotonic: micros(&raw.monotonic),
+        hostname: raw.hostname.0.map(text),
+        syslog_identifier: raw.ident.0.map(text),
+        comm: raw.comm.0.map(text),
+        syslog_pid: raw.syslog_pid.0.map(text),
+        pid: raw.pid.0.map(text),
         cursor: raw.cursor.0.map(text),
         message: raw.message.0,
     })
@@ -91,6 +123,12 @@ struct Raw<'a> {
     message: Field<'a>,
     #[serde(rename = "__REALTIME_TIMESTAMP", borrow, default)]
     realtime: Field<'a>,
+    #[serde(rename = "__MONOTONIC_TIMESTAMP", borrow, default)]
+    monotonic: Field<'a>,
+    #[serde(rename = "_SOURCE_MONOTONIC_TIMESTAMP", borrow, default)]
+    source_monotonic: Field<'a>,
+    #[serde(rename = "_HOSTNAME", borrow, default)]
+    hostname: Field<'a>,
     #[serde(rename = "SYSLOG_IDENTIFIER", borrow, default)]
     ident: Field<'a>,
     #[serde(rename = "_COMM", borrow, default)]
@@ -296,8 +334,7 @@ impl Reader<'_> {
             source: "journald",
             offset: 0,
             time: e.time,
-            ident: e.ident.as_deref(),
-            pid: e.pid,
+            journal: Some(e.fields()),
         };
         self.sink.line(msg, &meta);
     }
@@ -476,9 +513,21 @@ mod tests {
             "no copy without escapes"
         );
         assert_eq!(e.time, Some(Timestamp(1_740_992_400_250_000)));
-        assert_eq!(e.ident.as_deref(), Some("sshd"));
-        assert_eq!(e.pid, Some(1234));
         assert_eq!(e.cursor.as_deref(), Some("s=abc;i=1f"));
+        assert_eq!(
+            e.fields(),
+            JournalFields {
+                hostname: Some("h"),
+                syslog_identifier: Some("sshd"),
+                comm: Some("sshd-session"),
+                syslog_pid: Some("99"),
+                pid: Some("1234"),
+                source_monotonic: None,
+                monotonic: Some(1),
+            }
+        );
+        assert_eq!(e.fields().ident(), Some("sshd"));
+        assert_eq!(e.fields().pid(), Some(1234));
     }
 
     #[test]
@@ -486,8 +535,18 @@ mod tests {
         let e = parse_entry(br#"{"MESSAGE":[102,111,0,255,10],"_COMM":"kernel","SYSLOG_PID":"7"}"#)
             .unwrap();
         assert_eq!(e.message.as_deref(), Some(&b"fo\0\xff\n"[..]));
-        assert_eq!(e.ident.as_deref(), Some("kernel"), "falls back to _COMM");
-        assert_eq!(e.pid, Some(7), "falls back to SYSLOG_PID");
+        assert_eq!(e.fields().ident(), Some("kernel"), "falls back to _COMM");
+        assert_eq!(e.fields().pid(), Some(7), "falls back to SYSLOG_PID");
+        let e = parse_entry(
+            br#"{"MESSAGE":"x","_HOSTNAME":[104,255],"_SOURCE_MONOTONIC_TIMESTAMP":"5123456","__MONOTONIC_TIMESTAMP":"junk"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.hostname.as_deref(),
+            Some("h\u{fffd}"),
+            "binary field decoded lossily"
+        );
+        assert_eq!((e.source_monotonic, e.monotonic), (Some(5_123_456), None));
 
         let e = parse_entry(br#"{"MESSAGE":"a\"b\u00e9\n"}"#).unwrap();
         assert_eq!(e.message.as_deref(), Some("a\"bé\n".as_bytes()));
@@ -499,7 +558,8 @@ mod tests {
 
         let e =
             parse_entry(br#"{"MESSAGE":null,"__REALTIME_TIMESTAMP":"junk","_PID":"-1"}"#).unwrap();
-        assert_eq!(e, JournalEntry::default());
+        assert_eq!((&e.message, e.time), (&None, None));
+        assert_eq!(e.fields().pid(), None, "not a pid");
         let e = parse_entry(br#"{"MESSAGE":[1,2,300],"X":{"a":[1,{}]}}"#).unwrap();
         assert_eq!(e.message, None);
         assert_eq!(

@@ -45,14 +45,16 @@
 //! # journald
 //!
 //! `journalctl -o json` is run as a child (argv, no shell) and each entry's `MESSAGE` is
-//! delivered, with [`LineMeta::time`] from `__REALTIME_TIMESTAMP`, [`LineMeta::ident`] from
-//! `SYSLOG_IDENTIFIER` (else `_COMM`) and [`LineMeta::pid`] from `_PID` (else `SYSLOG_PID`).
-//! No syslog-like prefix is synthesized: filters get the message and the metadata. The
-//! `__CURSOR` of the last delivered entry is saved like file positions.
+//! delivered, with [`LineMeta::time`] from `__REALTIME_TIMESTAMP` and [`LineMeta::journal`]
+//! holding `_HOSTNAME`, `SYSLOG_IDENTIFIER`, `_COMM`, `SYSLOG_PID`, `_PID` and the monotonic
+//! times ([`JournalFields::ident`], [`JournalFields::pid`] pick the program and pid). The
+//! source synthesizes no syslog-like prefix: filters get the message and the metadata (the
+//! fail2ban adapter builds fail2ban's journal line from them). The `__CURSOR` of the last
+//! delivered entry is saved like file positions.
 
 #![warn(missing_docs)]
 
-use palisade_core::Timestamp;
+use palisade_core::{JournalFields, Timestamp};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -84,10 +86,9 @@ pub struct LineMeta<'a> {
     /// Time attached by the source (journald's `__REALTIME_TIMESTAMP`); `None` for files and
     /// streams, whose lines carry their own timestamps.
     pub time: Option<Timestamp>,
-    /// Program name attached by the source (journald `SYSLOG_IDENTIFIER`, else `_COMM`).
-    pub ident: Option<&'a str>,
-    /// Process id attached by the source (journald `_PID`, else `SYSLOG_PID`).
-    pub pid: Option<u32>,
+    /// The journal entry's other fields (host, identifier, pids, monotonic times) for
+    /// journald; `None` for files and streams.
+    pub journal: Option<JournalFields<'a>>,
 }
 
 impl<'a> LineMeta<'a> {
@@ -97,8 +98,7 @@ impl<'a> LineMeta<'a> {
             source,
             offset,
             time: None,
-            ident: None,
-            pid: None,
+            journal: None,
         }
     }
 }

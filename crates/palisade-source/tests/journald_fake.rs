@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-const CANNED: &str = r#"{"__CURSOR":"s=1;i=1","__REALTIME_TIMESTAMP":"1740992400000000","MESSAGE":"Failed password for root from 203.0.113.5 port 22 ssh2","SYSLOG_IDENTIFIER":"sshd","_PID":"4242"}
+const CANNED: &str = r#"{"__CURSOR":"s=1;i=1","__REALTIME_TIMESTAMP":"1740992400000000","MESSAGE":"Failed password for root from 203.0.113.5 port 22 ssh2","SYSLOG_IDENTIFIER":"sshd","_PID":"4242","_HOSTNAME":"bastion"}
 -- this is not json --
 {"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1740992401000000","MESSAGE":[98,105,110,0,255],"_COMM":"kernel"}
 {"__CURSOR":"s=1;i=3","__REALTIME_TIMESTAMP":"1740992402000000","MESSAGE":null}
@@ -49,6 +49,7 @@ struct Entry {
     time: Option<Timestamp>,
     ident: Option<String>,
     pid: Option<u32>,
+    host: Option<String>,
 }
 
 fn collect(out: &mut Vec<Entry>) -> impl FnMut(&[u8], &LineMeta<'_>) + '_ {
@@ -57,8 +58,9 @@ fn collect(out: &mut Vec<Entry>) -> impl FnMut(&[u8], &LineMeta<'_>) + '_ {
         out.push(Entry {
             msg: line.to_vec(),
             time: meta.time,
-            ident: meta.ident.map(str::to_string),
-            pid: meta.pid,
+            ident: meta.journal.and_then(|j| j.ident().map(str::to_string)),
+            pid: meta.journal.and_then(|j| j.pid()),
+            host: meta.journal.and_then(|j| j.hostname.map(str::to_string)),
         })
     }
 }
@@ -93,6 +95,7 @@ fn fake_journalctl_process_handling() {
             time: Some(Timestamp::from_secs(1740992400)),
             ident: Some("sshd".into()),
             pid: Some(4242),
+            host: Some("bastion".into()),
         }
     );
     assert_eq!(got[1].msg, b"bin\0\xff");
@@ -105,6 +108,10 @@ fn fake_journalctl_process_handling() {
     assert!(
         args.contains("-o json") && args.contains("--lines=0"),
         "{args}"
+    );
+    assert!(
+        args.contains("--output-fields=MESSAGE,") && args.contains(",_HOSTNAME,"),
+        "the fields fail2ban's journal prefix needs are asked for: {args}"
     );
     assert!(
         args.trim_end().ends_with("-- _SYSTEMD_UNIT=ssh.service"),

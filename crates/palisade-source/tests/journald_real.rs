@@ -31,8 +31,10 @@ fn real_journal_delivers_a_logged_message() {
     let h = std::thread::spawn(move || {
         let mut sink = |line: &[u8], meta: &LineMeta<'_>| {
             if line.windows(marker2.len()).any(|w| w == marker2.as_bytes()) {
-                *seen2.lock().unwrap() =
-                    Some((meta.ident.map(str::to_string), meta.time.is_some()));
+                *seen2.lock().unwrap() = Some((
+                    meta.journal.and_then(|j| j.ident().map(str::to_string)),
+                    meta.time.is_some(),
+                ));
             }
         };
         run(&spec, &opts, &mut sink, &stop2)
