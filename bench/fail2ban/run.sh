@@ -74,6 +74,11 @@ echo "fail2ban (f2b_replay.py): $(cat "$work/f2b.json")"
 printf '                  peak RSS %s KB\n' "$(rss "$work/f2b.time")"
 printf 'ratio (fail2ban wall / palisade check wall): %.1fx; replay: %.1fx\n' \
   "$(echo "$f2b_secs / $chk_secs" | bc -l)" "$(echo "$f2b_secs / $rp_secs" | bc -l)"
+# processing rates as each tool reports them (filter loading excluded on both sides)
+chk_rate=$(sed -n 's/^Time: .*(\([0-9]*\) lines\/s)$/\1/p' "$work/check.out")
+f2b_rate=$(sed -n 's/.*"lines_per_s": \([0-9]*\).*/\1/p' "$work/f2b.json")
+printf 'processing rate: palisade check %s lines/s, fail2ban %s lines/s: %.1fx\n' \
+  "$chk_rate" "$f2b_rate" "$(echo "$chk_rate / $f2b_rate" | bc -l)"
 
 if [ "${FAIL2BAN_REGEX:-0}" = 1 ] && command -v fail2ban-regex >/dev/null; then
   /usr/bin/time -v fail2ban-regex "$log" "$filter" >"$work/f2br.out" 2>"$work/f2br.time" || true

@@ -294,6 +294,11 @@ impl Pattern {
         g.first[b >> 6] & (1 << (b & 63)) != 0 && g.prefixes.iter().any(|p| h.starts_with(p))
     }
 
+    /// Whether [`Self::superset`] matches exactly where this pattern does.
+    pub fn superset_is_exact(&self) -> bool {
+        matches!(&self.engine, Engine::Auto { guards, .. } if guards.is_empty())
+    }
+
     /// A `regex`-crate pattern that matches wherever this one does (see [`RuleSet`]).
     pub fn superset(&self) -> Option<&str> {
         self.superset.as_deref()

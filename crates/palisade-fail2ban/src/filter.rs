@@ -483,6 +483,7 @@ impl FilterDef {
             memos: self.fail.iter().map(|_| Memo::default()).collect(),
             memo_head: Memo::default(),
             hint: None,
+            spare_hint: None,
             cand: vec![true; self.fail.len()],
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
             stats: MatchStats::default(),
@@ -772,7 +773,8 @@ pub struct Prepared {
     no_date: bool,
     rule: usize,
     head_end: usize,
-    /// Where the failregex's and the prefregex head's captures start in the slot buffer.
+    /// Where the failregex's and the prefregex head's captures start in the slot buffer
+    /// (`usize::MAX`: not captured yet).
     slots_at: usize,
     head_at: Option<usize>,
 }
@@ -807,6 +809,8 @@ pub struct Matcher {
     memo_head: Memo,
     /// Set by [`Matcher::complete`] for the line in progress.
     hint: Option<Hint>,
+    /// The last hint, kept for its buffers.
+    spare_hint: Option<Hint>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
     rule_slots: Vec<Slots>,
@@ -1016,6 +1020,10 @@ impl Matcher {
             if !self.cand[i] || !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
+            if self.opts.prefilter && rx.pat.superset_is_exact() {
+                // the automaton's answer is exact: the second stage captures the groups
+                return Some((i, head_end, usize::MAX, None));
+            }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
             let memo = self.opts.memo.then_some(&mut self.memos[i]);
             let found = rx.pat.search_in(cur, 0, cur.len(), &mut slots, memo);
@@ -1023,19 +1031,8 @@ impl Matcher {
                 let slots_at = slots_out.len();
                 slots_out.extend_from_slice(&slots.pos);
                 self.rule_slots[i] = slots;
-                let head_at = match &def.pref_head {
-                    Some(h) => {
-                        let at = slots_out.len();
-                        let memo = self.opts.memo.then_some(&mut self.memo_head);
-                        let ok = h
-                            .pat
-                            .search_in(buf, 0, head_end, &mut self.slots_head, memo);
-                        debug_assert!(ok, "the head matched before");
-                        slots_out.extend_from_slice(&self.slots_head.pos);
-                        Some(at)
-                    }
-                    None => None,
-                };
+                // the prefregex head's groups are captured by the second stage
+                let head_at = None;
                 return Some((i, head_end, slots_at, head_at));
             }
             self.rule_slots[i] = slots;
@@ -1055,19 +1052,29 @@ impl Matcher {
     ) {
         self.cache.tick();
         let n = self.def.fail[p.rule].pat.names().len();
-        self.hint = Some(Hint {
-            rule: p.rule,
-            head_end: p.head_end,
-            slots: slots[p.slots_at..p.slots_at + n].to_vec(),
-            head: p.head_at.map(|at| {
-                let hn = self
-                    .def
-                    .pref_head
-                    .as_ref()
-                    .map_or(0, |h| h.pat.names().len());
-                slots[at..at + hn].to_vec()
-            }),
+        // the buffers of the previous hint are reused
+        let mut h = self.spare_hint.take().unwrap_or(Hint {
+            rule: 0,
+            head_end: 0,
+            slots: Vec::new(),
+            head: None,
         });
+        h.rule = p.rule;
+        h.head_end = p.head_end;
+        h.slots.clear();
+        if p.slots_at != usize::MAX {
+            h.slots
+                .extend_from_slice(&slots[p.slots_at..p.slots_at + n]);
+        }
+        h.head = p.head_at.map(|at| {
+            let hn = self
+                .def
+                .pref_head
+                .as_ref()
+                .map_or(0, |h| h.pat.names().len());
+            slots[at..at + hn].to_vec()
+        });
+        self.hint = Some(h);
         let cx = TimeCx {
             now: Timestamp(0),
             tz: jiff::tz::TimeZone::UTC,
@@ -1096,6 +1103,7 @@ impl Matcher {
     ) {
         let mut buf = std::mem::take(&mut self.buf);
         let mut cur = std::mem::take(&mut self.cur);
+        let hint = self.hint.take();
         self.find_failure_inner(
             line,
             (span.0, span.1),
@@ -1104,7 +1112,11 @@ impl Matcher {
             out,
             &mut buf,
             &mut cur,
+            hint.as_ref(),
         );
+        if hint.is_some() {
+            self.spare_hint = hint;
+        }
         self.buf = buf;
         self.cur = cur;
     }
@@ -1119,6 +1131,7 @@ impl Matcher {
         out: &mut Vec<RawMatch>,
         buf: &mut String,
         cur: &mut String,
+        hint: Option<&Hint>,
     ) {
         let _ = no_date;
         let def = self.def.clone();
@@ -1144,7 +1157,6 @@ impl Matcher {
         // lazily materialised single-line buffer for the rare paths that need tuples
         let org_single = |line: &str| vec![Self::tuple_of(line, span)];
 
-        let hint = self.hint.take();
         if hint.is_none()
             && !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
@@ -1252,7 +1264,7 @@ impl Matcher {
             }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
             let hinted = match &hint {
-                Some(x) if x.rule == i => {
+                Some(x) if x.rule == i && !x.slots.is_empty() => {
                     slots.pos.clone_from(&x.slots);
                     true
                 }
