@@ -576,21 +576,28 @@ pub fn run_split<R: Send>(
     feed: impl FnOnce(&mut dyn FnMut(u64, &str, Option<Timestamp>)) -> R + Send,
     mut sink: impl FnMut(u64, &str, &[RawMatch]),
 ) -> R {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
     let (tx, rx) = mpsc::sync_channel::<Batch>(8);
     let (back_tx, back_rx) = mpsc::channel::<Batch>();
+    // batches handed over and not finished: when the second stage falls behind, the first
+    // takes the captures itself
+    let in_flight = AtomicUsize::new(0);
+    let in_flight = &in_flight;
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             let mut batch = Batch::default();
+            let mut eager = false;
             let r = feed(&mut |no, line, given| {
                 let before = batch.slots.len();
-                if let Some(p) = first.prepare(line, given, cx, &mut batch.slots) {
+                if let Some(p) = first.prepare(line, given, cx, &mut batch.slots, eager) {
                     let a = batch.text.len();
                     batch.text.push_str(line);
                     batch.recs.push((no, a, batch.text.len(), p));
                     if batch.recs.len() >= BATCH_LINES {
                         let next = back_rx.try_recv().unwrap_or_default();
                         let full = std::mem::replace(&mut batch, next);
+                        eager = in_flight.fetch_add(1, Ordering::Relaxed) >= 2;
                         // the receiver only stops early if it panicked
                         let _ = tx.send(full);
                     }
@@ -616,6 +623,7 @@ pub fn run_split<R: Send>(
             b.text.clear();
             b.recs.clear();
             b.slots.clear();
+            in_flight.fetch_sub(1, Ordering::Relaxed);
             let _ = back_tx.send(b);
         }
         match worker.join() {
@@ -945,13 +953,16 @@ impl Matcher {
     /// prefregex head and the first failregex that matches, with its captures. Everything
     /// here depends only on the line and the date detector, so a second matcher can finish
     /// the line on another thread with [`Self::complete`]; a line that cannot give a result
-    /// returns `None`. Call it for every line, in order.
+    /// returns `None`. Call it for every line, in order. With `eager`, the captures are
+    /// taken here even where the second stage could take them (to balance the two threads;
+    /// the results are the same either way).
     pub fn prepare(
         &mut self,
         line: &str,
         given: Option<Timestamp>,
         cx: &TimeCx,
         slots_out: &mut Vec<Option<(usize, usize)>>,
+        eager: bool,
     ) -> Option<Prepared> {
         debug_assert!(self.can_split());
         self.stats.lines += 1;
@@ -963,7 +974,7 @@ impl Matcher {
         buf.push_str(&line[..span.0]);
         buf.push_str(&line[span.1..]);
         buf.push('\n');
-        let r = self.prepare_inner(&def, &buf, &mut cur, slots_out);
+        let r = self.prepare_inner(&def, &buf, &mut cur, slots_out, eager);
         self.buf = buf;
         self.cur = cur;
         let (rule, head_end, slots_at, head_at) = r?;
@@ -984,6 +995,7 @@ impl Matcher {
         buf: &str,
         cur: &mut String,
         slots_out: &mut Vec<Option<(usize, usize)>>,
+        eager: bool,
     ) -> Option<(usize, usize, usize, Option<usize>)> {
         if !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
@@ -1020,7 +1032,7 @@ impl Matcher {
             if !self.cand[i] || !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
-            if self.opts.prefilter && rx.pat.superset_is_exact() {
+            if !eager && self.opts.prefilter && rx.pat.superset_is_exact() {
                 // the automaton's answer is exact: the second stage captures the groups
                 return Some((i, head_end, usize::MAX, None));
             }
@@ -1031,8 +1043,20 @@ impl Matcher {
                 let slots_at = slots_out.len();
                 slots_out.extend_from_slice(&slots.pos);
                 self.rule_slots[i] = slots;
-                // the prefregex head's groups are captured by the second stage
-                let head_at = None;
+                // the prefregex head's groups: here if eager, else by the second stage
+                let head_at = match &def.pref_head {
+                    Some(h) if eager => {
+                        let at = slots_out.len();
+                        let memo = self.opts.memo.then_some(&mut self.memo_head);
+                        let ok = h
+                            .pat
+                            .search_in(buf, 0, head_end, &mut self.slots_head, memo);
+                        debug_assert!(ok, "the head matched before");
+                        slots_out.extend_from_slice(&self.slots_head.pos);
+                        Some(at)
+                    }
+                    _ => None,
+                };
                 return Some((i, head_end, slots_at, head_at));
             }
             self.rule_slots[i] = slots;
@@ -1347,13 +1371,15 @@ impl Matcher {
                     _ => {}
                 }
             }
-            if let Some(p) = &pre {
-                let mut merged = p.clone();
+            // the prefregex groups, overridden by the failregex's (in server mode they are
+            // used once: a later rule, if any, captures them again)
+            let merged = if check_all { pre.clone() } else { pre.take() };
+            if let Some(mut merged) = merged {
                 merged.update(&fail, false);
                 fail = merged;
             }
-            let mlfid = fail.get("mlfid").map(String::from);
-            let mut attached: Option<String> = None;
+            let mlfid = fail.get("mlfid").map(Val::from);
+            let mut attached: Option<Val> = None;
             if let Some(id) = &mlfid {
                 let (f, att) = self.merge_failure(id, fail, matched_count, check_all);
                 let Some(f) = f else {
