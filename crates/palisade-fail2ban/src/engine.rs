@@ -109,7 +109,7 @@ type LazyPattern = OnceLock<Option<Box<Pattern>>>;
 type MemoMap = HashMap<Box<[u8]>, Option<Box<[u32]>>, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 /// Most entries a [`Memo`] keeps before it starts over.
-const MEMO_MAX: usize = 1 << 14;
+const MEMO_MAX: usize = 1 << 12;
 
 /// Capture results of one pattern by the shape of the text searched: the sequence of the
 /// automaton's byte equivalence classes. Two texts with the same sequence cannot be told apart
