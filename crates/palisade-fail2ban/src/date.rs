@@ -753,6 +753,7 @@ fn unbound_pattern(p: &str) -> String {
     p.to_string()
 }
 
+#[derive(Clone)]
 struct Slot {
     t: Arc<Template>,
     hits: u64,
@@ -795,7 +796,9 @@ type DateCache = (
     Option<Timestamp>,
 );
 
-/// fail2ban's `DateDetector`.
+/// fail2ban's `DateDetector`. Cloning is cheap (the compiled templates are shared) and gives
+/// a detector with the same state.
+#[derive(Clone)]
 pub struct DateDetector {
     slots: Vec<Slot>,
     last_pos: (usize, Option<char>, Option<char>),

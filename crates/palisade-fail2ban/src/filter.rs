@@ -144,6 +144,13 @@ impl Fail {
             None => self.vals.push((Arc::from(k), v)),
         }
     }
+    /// [`Self::set`] with a shared name (no new allocation for it).
+    fn set_shared(&mut self, k: &Arc<str>, v: Option<Val>) {
+        match self.vals.iter_mut().find(|(n, _)| n == k) {
+            Some(e) => e.1 = v,
+            None => self.vals.push((k.clone(), v)),
+        }
+    }
     fn pop(&mut self, k: &str) -> Option<Val> {
         let i = self.vals.iter().position(|(n, _)| &**n == k)?;
         self.vals.remove(i).1
@@ -155,7 +162,7 @@ impl Fail {
             if skip_none && v.is_none() {
                 continue;
             }
-            self.set(k, v.clone());
+            self.set_shared(k, v.clone());
         }
         if other.matches.is_some() {
             self.matches = other.matches;
@@ -222,7 +229,8 @@ pub struct FilterDef {
     rule_set: RuleSet,
     ignore: Vec<Rx>,
     maxlines: usize,
-    now_year: i16,
+    /// The date detector each matcher starts from (templates compiled once).
+    date: DateDetector,
 }
 
 /// The part of a prefregex before a final `(?P<content>.+)$`, when that split is sound: the
@@ -387,8 +395,8 @@ impl FilterDef {
         for (i, s) in options.ignoreregex.iter().enumerate() {
             ignore.push(compile("ignoreregex", i, s, false)?);
         }
-        // the date patterns must compile too
-        DateDetector::new(options.datepattern.as_deref(), now_year).map_err(|e| {
+        // the date patterns must compile too; matchers start from copies of this detector
+        let date = DateDetector::new(options.datepattern.as_deref(), now_year).map_err(|e| {
             LoadError::Regex {
                 path: p.clone(),
                 option: "datepattern".into(),
@@ -407,7 +415,7 @@ impl FilterDef {
             fail,
             ignore,
             maxlines,
-            now_year,
+            date,
         })
     }
 
@@ -457,8 +465,7 @@ impl FilterDef {
 
     /// A new stateful matcher.
     pub fn matcher(self: &Arc<Self>, opts: MatchOptions) -> Matcher {
-        let date = DateDetector::new(self.options.datepattern.as_deref(), self.now_year)
-            .expect("checked at load");
+        let date = self.date.clone();
         Matcher {
             def: self.clone(),
             date,
@@ -612,6 +619,8 @@ pub fn run_split<R: Send>(
         });
         let mut res = Vec::new();
         for mut b in rx.iter() {
+            // the lines of a batch are read within milliseconds: one clock reading
+            second.cache.tick();
             for (no, a, e, p) in &b.recs {
                 let line = &b.text[*a..*e];
                 res.clear();
@@ -644,7 +653,8 @@ struct MlfidCache {
 }
 
 impl MlfidCache {
-    /// A new line: the clock will be read again.
+    /// A new line (or, in [`run_split`], a new batch of lines processed together): the clock
+    /// will be read again.
     fn tick(&mut self) {
         self.now = None;
     }
@@ -775,7 +785,7 @@ fn split_lines(
 
 /// What [`Matcher::prepare`] found in a line, for [`Matcher::complete`].
 #[derive(Debug, Clone, Copy)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     span: (usize, usize),
     date: Option<Timestamp>,
     no_date: bool,
@@ -956,7 +966,7 @@ impl Matcher {
     /// returns `None`. Call it for every line, in order. With `eager`, the captures are
     /// taken here even where the second stage could take them (to balance the two threads;
     /// the results are the same either way).
-    pub fn prepare(
+    pub(crate) fn prepare(
         &mut self,
         line: &str,
         given: Option<Timestamp>,
@@ -1067,14 +1077,14 @@ impl Matcher {
     /// Second stage of [`Self::process_line`] for a line [`Self::prepare`] (on another
     /// matcher of the same filter) kept: the connection state and the results. `slots` is
     /// the buffer `prepare` wrote the captures into. Call it for those lines, in order.
-    pub fn complete(
+    pub(crate) fn complete(
         &mut self,
         line: &str,
         p: &Prepared,
         slots: &[Option<(usize, usize)>],
         out: &mut Vec<RawMatch>,
     ) {
-        self.cache.tick();
+        // the clock is read once per batch ([`run_split`])
         let n = self.def.fail[p.rule].pat.names().len();
         // the buffers of the previous hint are reused
         let mut h = self.spare_hint.take().unwrap_or(Hint {
