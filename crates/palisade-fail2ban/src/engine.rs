@@ -626,6 +626,10 @@ pub struct RuleSet {
     always: Vec<usize>,
     ascii: Option<regex_automata::meta::Regex>,
     uni: std::sync::OnceLock<Option<regex_automata::meta::Regex>>,
+    /// When every pattern only matches at the start of the text: an ASCII leftmost-first
+    /// automaton of them, whose match names the first pattern (in order) that matches (built
+    /// on first use).
+    first: std::sync::OnceLock<Option<regex_automata::meta::Regex>>,
     len: usize,
 }
 
@@ -671,7 +675,73 @@ impl RuleSet {
             always,
             ascii,
             uni: std::sync::OnceLock::new(),
+            first: std::sync::OnceLock::new(),
             len,
+        }
+    }
+
+    fn build_first(&self) -> Option<regex_automata::meta::Regex> {
+        let anchored = |src: &str| {
+            regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(src)
+                .is_ok_and(|h| {
+                    h.properties()
+                        .look_set_prefix()
+                        .contains(regex_syntax::hir::Look::Start)
+                })
+        };
+        if self.sources.is_empty()
+            || !self.always.is_empty()
+            || !self.sources.iter().all(|s| anchored(s))
+        {
+            return None;
+        }
+        regex_automata::meta::Regex::builder()
+            .configure(
+                regex_automata::meta::Config::new()
+                    .nfa_size_limit(Some(SIZE_LIMIT))
+                    .hybrid_cache_capacity(4 << 20),
+            )
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .build_many(&self.sources)
+            .ok()
+    }
+
+    /// For a caller that stops at the first pattern that matches: marks in `cand` that
+    /// pattern and every later one (tried only if it fails to match exactly), from one
+    /// leftmost-first pass when every pattern is anchored at the start; else as
+    /// [`Self::select`]. Returns whether any may match.
+    pub fn select_first(
+        &self,
+        hay: &str,
+        ps: &mut regex_automata::PatternSet,
+        cand: &mut [bool],
+    ) -> bool {
+        let first = match hay.is_ascii() {
+            true => self.first.get_or_init(|| self.build_first()).as_ref(),
+            false => None,
+        };
+        let Some(first) = first else {
+            return self.select(hay, ps, cand);
+        };
+        let input = Input::new(hay.as_bytes()).anchored(regex_automata::Anchored::Yes);
+        match first.search_half(&input) {
+            None => {
+                cand.iter_mut().for_each(|c| *c = false);
+                false
+            }
+            Some(m) => {
+                let p = self.ids[m.pattern().as_usize()];
+                for (i, c) in cand.iter_mut().enumerate() {
+                    *c = i >= p;
+                }
+                true
+            }
         }
     }
 

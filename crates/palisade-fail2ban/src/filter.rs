@@ -1495,8 +1495,13 @@ impl Matcher {
             self.cand.iter_mut().for_each(|c| *c = true);
             return !self.cand.is_empty();
         }
-        def.rule_set
-            .select(cur, &mut self.pattern_set, &mut self.cand)
+        if self.opts.check_all {
+            def.rule_set
+                .select(cur, &mut self.pattern_set, &mut self.cand)
+        } else {
+            def.rule_set
+                .select_first(cur, &mut self.pattern_set, &mut self.cand)
+        }
     }
 
     fn ignore_line(&mut self, buf: &str, fail_split: Option<&LineSplit>) -> Option<usize> {
