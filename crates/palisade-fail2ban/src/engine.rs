@@ -68,8 +68,6 @@ enum Engine {
         uni_src: String,
         uni: OnceLock<Result<regex::Regex, String>>,
         ascii: Option<Ascii>,
-        /// Emitted group index → Python group index ([`GUARD_GROUP`] for guard groups).
-        logical: Vec<u32>,
         /// (emitted group, literal that may not start inside its span).
         guards: Vec<(usize, memchr::memmem::Finder<'static>)>,
         /// The exact backtracking form, for guarded patterns (built on first need).
@@ -90,8 +88,8 @@ pub struct Pattern {
     engine: Engine,
     names: Vec<Option<String>>,
     /// Regex group index → Python group index (copies made by the conditional transform map
-    /// to the same Python group).
-    logical: Vec<usize>,
+    /// to the same Python group; [`GUARD_GROUP`] for the groups of guards).
+    logical: Vec<u32>,
     source: String,
     literals: Option<Vec<String>>,
     /// Every match starts at the search start with one of these (see [`Pattern::may_match_at`]).
@@ -195,7 +193,6 @@ impl Pattern {
         let py = PyRegex::parse(source, multiline)?;
         let names = py.group_names().to_vec();
         let literals = py.required_literals();
-        let logical = vec![0usize];
         let (src, groups, guards, fancy) = if py.guardable() {
             let (src, groups, guards) = py.to_guarded();
             (src, groups, guards, Some(Box::new(py.clone())))
@@ -223,7 +220,6 @@ impl Pattern {
             uni_src: src.clone(),
             uni,
             ascii,
-            logical: std::iter::once(0).chain(groups).collect(),
             guards: guards
                 .into_iter()
                 .map(|(g, l)| (g, memchr::memmem::Finder::new(l.as_bytes()).into_owned()))
@@ -234,7 +230,7 @@ impl Pattern {
         Ok(Pattern {
             engine,
             names,
-            logical,
+            logical: std::iter::once(0).chain(groups).collect(),
             source: source.to_string(),
             literals,
             starts,
@@ -246,8 +242,7 @@ impl Pattern {
     fn new_fancy(py: &PyRegex, source: &str) -> Result<Pattern, CompileError> {
         let names = py.group_names().to_vec();
         let literals = py.required_literals();
-        let mut logical = vec![0usize];
-        logical.extend(py.emitted_groups().into_iter().map(|g| g as usize));
+        let logical = std::iter::once(0).chain(py.emitted_groups()).collect();
         let build = |p: &str| {
             fancy_regex::RegexBuilder::new(p)
                 .backtrack_limit(1_000_000)
@@ -343,11 +338,12 @@ impl Pattern {
         }
     }
 
-    fn fill(&self, slots: &mut Slots, get: impl Fn(usize) -> Option<(usize, usize)>) {
+    /// Python group spans from the engine's groups (`get`), skipping guard groups.
+    fn fill(&self, slots: &mut Slots, get: &dyn Fn(usize) -> Option<(usize, usize)>) {
         slots.pos.iter_mut().for_each(|p| *p = None);
         for (i, &l) in self.logical.iter().enumerate() {
-            if slots.pos[l].is_none() {
-                slots.pos[l] = get(i);
+            if l != GUARD_GROUP && slots.pos[l as usize].is_none() {
+                slots.pos[l as usize] = get(i);
             }
         }
     }
@@ -378,20 +374,11 @@ impl Pattern {
                 uni_src,
                 uni,
                 ascii,
-                logical,
                 guards,
                 fancy,
             } => {
                 let bytes = hay.as_bytes();
                 let end = end.clamp(start, hay.len());
-                let fill = |slots: &mut Slots, get: &dyn Fn(usize) -> Option<(usize, usize)>| {
-                    slots.pos.iter_mut().for_each(|p| *p = None);
-                    for (i, &l) in logical.iter().enumerate() {
-                        if l != GUARD_GROUP && slots.pos[l as usize].is_none() {
-                            slots.pos[l as usize] = get(i);
-                        }
-                    }
-                };
                 let holds = |get: &dyn Fn(usize) -> Option<(usize, usize)>| {
                     guards.iter().all(|(g, lit)| match get(*g) {
                         Some((a, b)) if b > a => {
@@ -436,7 +423,7 @@ impl Pattern {
                         let v = caps.is_match().then(|| {
                             let ok = holds(&get);
                             if ok {
-                                fill(slots, &get);
+                                self.fill(slots, &get);
                             }
                             ok
                         });
@@ -465,14 +452,14 @@ impl Pattern {
                             Err(_) => return false, // checked at load; only a size limit
                         };
                         let mut locs = match slots.locs.take() {
-                            Some(l) if l.len() == logical.len() => l,
+                            Some(l) if l.len() == self.logical.len() => l,
                             _ => re.capture_locations(),
                         };
                         let v = re.captures_read_at(&mut locs, hay, start).map(|_| {
                             let get = |i: usize| locs.get(i);
                             let ok = holds(&get);
                             if ok {
-                                fill(slots, &get);
+                                self.fill(slots, &get);
                             }
                             ok
                         });
@@ -522,7 +509,7 @@ impl Pattern {
                 };
                 match ex.captures_from_pos(hay, start) {
                     Ok(Some(c)) => {
-                        self.fill(slots, |i| c.get(i).map(|m| (m.start(), m.end())));
+                        self.fill(slots, &|i| c.get(i).map(|m| (m.start(), m.end())));
                         true
                     }
                     _ => false,

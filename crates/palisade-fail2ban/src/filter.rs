@@ -489,7 +489,6 @@ impl FilterDef {
             pattern_set: self.rule_set.pattern_set(),
             memos: self.fail.iter().map(|_| Memo::default()).collect(),
             memo_head: Memo::default(),
-            hint: None,
             spare_hint: None,
             cand: vec![true; self.fail.len()],
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
@@ -738,6 +737,33 @@ fn tuple_buf(lines: &[TupleLine], out: &mut String) {
     out.push('\n');
 }
 
+/// The buffer of a single-line filter: the line without its date, and a newline.
+fn single_buf(buf: &mut String, line: &str, span: (usize, usize)) {
+    buf.clear();
+    buf.push_str(&line[..span.0]);
+    buf.push_str(&line[span.1..]);
+    buf.push('\n');
+}
+
+/// The content after a prefregex head ending at `e` in a single-line buffer, when the full
+/// prefregex matches (see [`content_head`]: it needs a non-empty content without newline).
+fn head_content(buf: &str, e: usize) -> Option<(usize, usize)> {
+    let end = buf.len() - 1;
+    (e < end && !buf.as_bytes()[e..end].contains(&b'\n')).then_some((e, end))
+}
+
+/// The text failregexes run on: the content and a newline, or the whole buffer.
+fn content_text(cur: &mut String, buf: &str, content: Option<(usize, usize)>) {
+    cur.clear();
+    match content {
+        Some((a, b)) => {
+            cur.push_str(&buf[a..b]);
+            cur.push('\n');
+        }
+        None => cur.push_str(buf),
+    }
+}
+
 /// Result of a regex search over the buffer, in lines.
 struct LineSplit {
     matched: Vec<TupleLine>,
@@ -788,7 +814,6 @@ fn split_lines(
 pub(crate) struct Prepared {
     span: (usize, usize),
     date: Option<Timestamp>,
-    no_date: bool,
     rule: usize,
     head_end: usize,
     /// Where the failregex's and the prefregex head's captures start in the slot buffer
@@ -825,9 +850,7 @@ pub struct Matcher {
     /// Capture results per failregex, and of the prefregex head, by text shape.
     memos: Vec<Memo>,
     memo_head: Memo,
-    /// Set by [`Matcher::complete`] for the line in progress.
-    hint: Option<Hint>,
-    /// The last hint, kept for its buffers.
+    /// The last hint of [`Matcher::complete`], kept for its buffers.
     spare_hint: Option<Hint>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
@@ -898,24 +921,23 @@ impl Matcher {
     ) {
         self.stats.lines += 1;
         self.cache.tick();
-        let (span, date, no_date) = self.line_date(line, given, cx);
-        self.find_failure(line, (span.0, span.1, ""), date, no_date, cx, out)
+        let (span, date) = self.line_date(line, given, cx);
+        self.find_failure(line, span, date, None, out)
     }
 
-    /// `processLine`'s date part: the date's span in `line` (removed before matching), the
-    /// line's time, and whether the line had no date of its own.
+    /// `processLine`'s date part: the date's span in `line` (removed before matching) and the
+    /// line's time.
     fn line_date(
         &mut self,
         line: &str,
         given: Option<Timestamp>,
         cx: &TimeCx,
-    ) -> ((usize, usize), Option<Timestamp>, bool) {
-        let mut no_date = false;
+    ) -> ((usize, usize), Option<Timestamp>) {
         let mut date: Option<Timestamp> = None;
         if let Some(g) = given {
             self.last_time_text.clear();
             self.last_date = Some(g);
-            return ((0, 0), Some(g), false);
+            return ((0, 0), Some(g));
         }
         let recent =
             |ld: Option<Timestamp>| ld.is_some_and(|d| d.0 > cx.now.0 - 60 * Timestamp::MICROS);
@@ -938,7 +960,6 @@ impl Matcher {
             }
         }
         if date.is_none() {
-            no_date = true;
             if recent(self.last_date) {
                 use_last = true;
                 date = self.last_date;
@@ -947,7 +968,7 @@ impl Matcher {
         if use_last {
             span = (0, 0);
         }
-        (span, date, no_date)
+        (span, date)
     }
 
     /// Whether this matcher can be split in two stages ([`Self::prepare`] on one thread,
@@ -976,14 +997,11 @@ impl Matcher {
     ) -> Option<Prepared> {
         debug_assert!(self.can_split());
         self.stats.lines += 1;
-        let (span, date, no_date) = self.line_date(line, given, cx);
+        let (span, date) = self.line_date(line, given, cx);
         let def = self.def.clone();
         let mut buf = std::mem::take(&mut self.buf);
         let mut cur = std::mem::take(&mut self.cur);
-        buf.clear();
-        buf.push_str(&line[..span.0]);
-        buf.push_str(&line[span.1..]);
-        buf.push('\n');
+        single_buf(&mut buf, line, span);
         let r = self.prepare_inner(&def, &buf, &mut cur, slots_out, eager);
         self.buf = buf;
         self.cur = cur;
@@ -991,7 +1009,6 @@ impl Matcher {
         Some(Prepared {
             span,
             date,
-            no_date,
             rule,
             head_end,
             slots_at,
@@ -1019,21 +1036,10 @@ impl Matcher {
         if let Some(h) = &def.pref_head {
             let (_, e) = h.pat.find_at(buf, 0)?;
             head_end = e;
-            let end = buf.len() - 1;
-            if e < end && !buf.as_bytes()[e..end].contains(&b'\n') {
-                content = Some((e, end));
-            }
-            // else: the prefregex does not match (it needs a non-empty content)
-            content?;
+            // no content: the prefregex does not match
+            content = Some(head_content(buf, e)?);
         }
-        cur.clear();
-        match content {
-            Some((a, b)) => {
-                cur.push_str(&buf[a..b]);
-                cur.push('\n');
-            }
-            None => cur.push_str(buf),
-        }
+        content_text(cur, buf, content);
         if !self.select_rules(def, cur) {
             self.stats.prefiltered += 1;
             return None;
@@ -1108,14 +1114,8 @@ impl Matcher {
                 .map_or(0, |h| h.pat.names().len());
             slots[at..at + hn].to_vec()
         });
-        self.hint = Some(h);
-        let cx = TimeCx {
-            now: Timestamp(0),
-            tz: jiff::tz::TimeZone::UTC,
-            default_offset_min: None,
-        };
-        self.find_failure(line, (p.span.0, p.span.1, ""), p.date, p.no_date, &cx, out);
-        self.hint = None;
+        self.find_failure(line, p.span, p.date, Some(&h), out);
+        self.spare_hint = Some(h);
     }
 
     fn tuple_of(line: &str, span: (usize, usize)) -> TupleLine {
@@ -1126,31 +1126,19 @@ impl Matcher {
         }
     }
 
+    /// `findFailure` for the line without its date (`span`); `hint`: what the first stage of
+    /// a split matcher found.
     fn find_failure(
         &mut self,
         line: &str,
-        span: (usize, usize, &str),
+        span: (usize, usize),
         date: Option<Timestamp>,
-        no_date: bool,
-        _cx: &TimeCx,
+        hint: Option<&Hint>,
         out: &mut Vec<RawMatch>,
     ) {
         let mut buf = std::mem::take(&mut self.buf);
         let mut cur = std::mem::take(&mut self.cur);
-        let hint = self.hint.take();
-        self.find_failure_inner(
-            line,
-            (span.0, span.1),
-            date,
-            no_date,
-            out,
-            &mut buf,
-            &mut cur,
-            hint.as_ref(),
-        );
-        if hint.is_some() {
-            self.spare_hint = hint;
-        }
+        self.find_failure_inner(line, span, date, hint, out, &mut buf, &mut cur);
         self.buf = buf;
         self.cur = cur;
     }
@@ -1161,13 +1149,11 @@ impl Matcher {
         line: &str,
         span: (usize, usize),
         date: Option<Timestamp>,
-        no_date: bool,
+        hint: Option<&Hint>,
         out: &mut Vec<RawMatch>,
         buf: &mut String,
         cur: &mut String,
-        hint: Option<&Hint>,
     ) {
-        let _ = no_date;
         let def = self.def.clone();
         let ml = def.maxlines > 1;
         let check_all = self.opts.check_all;
@@ -1182,10 +1168,7 @@ impl Matcher {
             org = self.line_buffer.clone();
             tuple_buf(&org, buf);
         } else {
-            buf.clear();
-            buf.push_str(&line[..span.0]);
-            buf.push_str(&line[span.1..]);
-            buf.push('\n');
+            single_buf(buf, line, span);
         }
         let org_len = if ml { org.len() } else { 1 };
         // lazily materialised single-line buffer for the rare paths that need tuples
@@ -1215,9 +1198,8 @@ impl Matcher {
                 return; // every match of the prefregex starts with one of the head
             };
             head_end = e;
-            let end = buf.len() - 1; // single-line: `buf` is the text and a newline
-            if e < end && !buf.as_bytes()[e..end].contains(&b'\n') {
-                content = Some((e, end));
+            if let Some(c) = head_content(buf, e) {
+                content = Some(c);
                 pre_matched = true;
                 pref_lazy = true;
             }
@@ -1240,16 +1222,7 @@ impl Matcher {
             }
         }
         let mut pre: Option<Fail> = None;
-        // the text failregexes run on
-        cur.clear();
-        match content {
-            Some((a, b)) => {
-                cur.push_str(&buf[a..b]);
-                cur.push('\n');
-            }
-            None => cur.push_str(buf),
-        }
-        let content_buf: Option<String> = None;
+        content_text(cur, buf, content);
         match &hint {
             // rules before the hinted one do not match; later ones are tried if need be
             Some(x) => {
@@ -1275,7 +1248,6 @@ impl Matcher {
                 if ml {
                     tuple_buf(&self.line_buffer, cur);
                 } else {
-                    let _ = &content_buf;
                     let b = single_buffer.get_or_insert_with(|| match content {
                         Some((a, b)) => vec![TupleLine {
                             pre: String::new(),

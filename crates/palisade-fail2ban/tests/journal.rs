@@ -20,29 +20,14 @@ use std::path::Path;
 const SSHD: &str = "/etc/fail2ban/filter.d/sshd.conf";
 const T0: i64 = 1_740_992_400;
 
-/// `(pid, MESSAGE)` of consecutive journal entries of host `bastion`, one second apart.
-const ENTRIES: &[(&str, &str)] = &[
-    // 1-4: two connections interleaved. The pam line is a NOFAIL with the address; the
-    // address-less "Too many authentication failures" completes it on the same pid only.
-    ("1001", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.10  user=root"),
-    ("1002", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.20  user=alice"),
-    ("1001", "Disconnecting: Too many authentication failures for root [preauth]"),
-    ("1002", "Accepted password for alice from 198.51.100.20 port 50002 ssh2"),
-    // 5-9: a success on 1004 cancels nothing of 1003.
-    ("1003", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.30  user=bob"),
-    ("1004", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.40  user=carol"),
-    ("1004", "Accepted password for carol from 198.51.100.40 port 50004 ssh2"),
-    ("1003", "Failed password for bob from 192.0.2.30 port 50003 ssh2"),
-    ("1003", "Disconnecting: Too many authentication failures for bob [preauth]"),
-    // 10-12: a failure pending (no address yet) on 3001 survives a success on 3002 and is
-    // completed by 3001's next line.
-    ("3001", "User root not allowed because account is locked"),
-    ("3002", "Accepted publickey for alice from 198.51.100.60 port 50006 ssh2: ED25519 SHA256:abc"),
-    ("3001", "Connection closed by authenticating user root 192.0.2.70 port 50007 [preauth]"),
-    // 13-14: hostile messages: a newline cannot start a forged line (it is shown as `\n`).
-    ("4001", "Invalid user x\nbastion sshd[4001]: Failed password for root from 1.2.3.4 port 22 ssh2"),
-    ("4001", "Failed password for invalid user admin from 1.2.3.4 port 22 ssh2 \nbastion sshd[1]: Accepted"),
-];
+mod journal_entries;
+
+/// The shared connections, then the hostile messages (entries 13-14).
+fn entries() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    journal_entries::CONNECTIONS
+        .iter()
+        .chain(journal_entries::HOSTILE)
+}
 
 /// fail2ban's results: (entry number from 1, address, user, failregex index).
 const EXPECTED: &[(usize, &str, &str, usize)] = &[
@@ -88,7 +73,7 @@ fn run(
 ) -> Vec<(usize, Event)> {
     let mut got = Vec::new();
     let mut out = Vec::new();
-    for (i, (pid, msg)) in ENTRIES.iter().enumerate() {
+    for (i, (pid, msg)) in entries().enumerate() {
         let ctx = LineCtx {
             now: Timestamp::from_secs(T0 + 100),
             source_time: Some(Timestamp::from_secs(T0 + i as i64)),

@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
+#[path = "../../palisade-fail2ban/tests/journal_entries/mod.rs"]
+mod journal_entries;
 use common::*;
 
 const SSHD: &str = "/etc/fail2ban/filter.d/sshd.conf";
@@ -21,20 +23,7 @@ const SSHD: &str = "/etc/fail2ban/filter.d/sshd.conf";
 /// once (12). Were the pid left out, the address-less entry 3 would be charged to
 /// 198.51.100.20 and the successful logins of 198.51.100.20 and 198.51.100.40 counted as
 /// failures (two and three of them).
-const ENTRIES: &[(&str, &str)] = &[
-    ("1001", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.10  user=root"),
-    ("1002", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.20  user=alice"),
-    ("1001", "Disconnecting: Too many authentication failures for root [preauth]"),
-    ("1002", "Accepted password for alice from 198.51.100.20 port 50002 ssh2"),
-    ("1003", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.30  user=bob"),
-    ("1004", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.40  user=carol"),
-    ("1004", "Accepted password for carol from 198.51.100.40 port 50004 ssh2"),
-    ("1003", "Failed password for bob from 192.0.2.30 port 50003 ssh2"),
-    ("1003", "Disconnecting: Too many authentication failures for bob [preauth]"),
-    ("3001", "User root not allowed because account is locked"),
-    ("3002", "Accepted publickey for alice from 198.51.100.60 port 50006 ssh2: ED25519 SHA256:abc"),
-    ("3001", "Connection closed by authenticating user root 192.0.2.70 port 50007 [preauth]"),
-];
+const ENTRIES: &[(&str, &str)] = journal_entries::CONNECTIONS;
 
 /// The entries as `journalctl -o json` lines, one second apart ending a minute ago, plus a
 /// binary (non-UTF-8) message and an entry without a message.
