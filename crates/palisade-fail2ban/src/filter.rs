@@ -959,11 +959,9 @@ impl Matcher {
                 date = Some(cx.now);
             }
         }
-        if date.is_none() {
-            if recent(self.last_date) {
-                use_last = true;
-                date = self.last_date;
-            }
+        if date.is_none() && recent(self.last_date) {
+            use_last = true;
+            date = self.last_date;
         }
         if use_last {
             span = (0, 0);
