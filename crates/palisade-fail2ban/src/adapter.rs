@@ -16,6 +16,7 @@ use crate::date::TimeCx;
 use crate::error::LoadError;
 use crate::filter::{FilterDef, LoadOptions, MatchOptions, Matcher, RawMatch};
 use crate::journal::journal_line;
+use crate::name::Name;
 use jiff::tz::TimeZone;
 use palisade_core::{parse_ip_bytes, Event, Timestamp};
 use palisade_filter::{Filter, LineCtx, Outcome};
@@ -56,6 +57,8 @@ pub struct Fail2banFilter {
     cx: TimeCx,
     journal: bool,
     raw: Vec<RawMatch>,
+    /// The events' field names, shared.
+    field_names: Vec<(Name, Arc<str>)>,
     /// The journal line being examined (journal mode), reused.
     buf: String,
 }
@@ -115,6 +118,11 @@ impl Fail2banFilter {
             },
             journal,
             raw: Vec::new(),
+            field_names: def
+                .field_names()
+                .into_iter()
+                .map(|n| (n, Arc::from(n.as_str())))
+                .collect(),
             buf: String::new(),
         }
     }
@@ -138,7 +146,13 @@ impl Fail2banFilter {
             .fields
             .iter()
             .filter(|(k, _)| !is_internal_group(k))
-            .map(|(k, v)| (Arc::<str>::from(k.as_str()), v.clone().into_boxed_str()))
+            .map(|(k, v)| {
+                let k = match self.field_names.iter().find(|(n, _)| n == k) {
+                    Some((_, a)) => a.clone(),
+                    None => Arc::from(k.as_str()),
+                };
+                (k, Box::<str>::from(v.as_str()))
+            })
             .collect();
         Some(Event {
             time,

@@ -106,8 +106,10 @@ type LazyPattern = OnceLock<Option<Box<Pattern>>>;
 /// or `None` for "no match".
 type MemoMap = HashMap<Box<[u8]>, Option<Box<[u32]>>, BuildHasherDefault<rustc_hash::FxHasher>>;
 
-/// Most entries a [`Memo`] keeps before it starts over.
-const MEMO_MAX: usize = 1 << 12;
+/// Most bytes (keys, values and a per-entry allowance) a [`Memo`] holds before it starts over.
+const MEMO_BYTES: usize = 1 << 20;
+/// Per-entry allowance of [`MEMO_BYTES`]: the map slot and the two allocations' headers.
+const MEMO_ENTRY: usize = 64;
 
 /// Capture results of one pattern by the shape of the text searched: the sequence of the
 /// automaton's byte equivalence classes. Two texts with the same sequence cannot be told apart
@@ -119,6 +121,8 @@ const MEMO_MAX: usize = 1 << 12;
 pub struct Memo {
     map: MemoMap,
     key: Vec<u8>,
+    /// Bytes held, as counted against [`MEMO_BYTES`].
+    bytes: usize,
     /// Lookups answered from the memo.
     pub hits: u64,
     /// Lookups that ran the automaton.
@@ -390,15 +394,27 @@ impl Pattern {
                 };
                 let verdict = match ascii {
                     Some(a) if is_ascii => {
-                        // the memo's key: shape of everything the search may look at
+                        // the memo's key: shape of everything the capture search may look at.
+                        // Without guards that is the leftmost-first match and the byte after
+                        // it (look-around); if the caller does not know where the match ends,
+                        // the forward automaton finds it, so that the rest of the text (a key
+                        // fingerprint, say) does not split the memo.
+                        let mut end = end;
+                        let mut memo = memo.filter(|_| start == 0);
                         let look_end = if guards.is_empty() {
+                            if memo.is_some() && end == bytes.len() {
+                                match a.re.search_half(&Input::new(bytes).range(start..end)) {
+                                    None => return false,
+                                    Some(m) => end = m.offset(),
+                                }
+                            }
                             (end + 1).min(bytes.len())
                         } else {
                             bytes.len()
                         };
-                        let mut memo = match memo {
-                            Some(m) if start == 0 => a.memo_key(&bytes[..look_end], end, guards, m),
-                            _ => None,
+                        let mut memo = match memo.take() {
+                            Some(m) => a.memo_key(&bytes[..look_end], end, guards, m),
+                            None => None,
                         };
                         if let Some(m) = memo.as_deref_mut() {
                             if let Some(v) = m.map.get(&m.key[..]) {
@@ -428,9 +444,12 @@ impl Pattern {
                             ok
                         });
                         if let (Some(m), Some(true) | None) = (memo, v) {
-                            if m.map.len() >= MEMO_MAX {
+                            let size = MEMO_ENTRY + m.key.len() + 8 * slots.pos.len();
+                            if m.bytes + size > MEMO_BYTES {
                                 m.map.clear();
+                                m.bytes = 0;
                             }
+                            m.bytes += size;
                             let val = v.map(|_| {
                                 slots
                                     .pos
@@ -772,5 +791,60 @@ impl RuleSet {
             any = true;
         }
         any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memoised searches give what plain ones give, including when the text after the match
+    /// differs (the key then covers only the match and the byte after it) and when the
+    /// automaton had to read past the match to find where it ends.
+    #[test]
+    fn memo_agrees_with_plain_search() {
+        let patterns = [
+            r"^(?P<a>abcd|ab)",
+            r"^Accepted (?P<m>\w+) for (?P<u>\S+) from (?P<h>\d+\.\d+)(?:\s|$)",
+            r"^x(?P<n>\d+)y?$",
+            r"^(?P<w>\w+) (?P<rest>(?:(?! from ).)*)$",
+        ];
+        let texts = [
+            "abcx\n",
+            "abcd\n",
+            "abcdef\n",
+            "ab\n",
+            "Accepted password for carol from 10.20 port 1 ssh2: ED25519 SHA256:3025\n",
+            "Accepted password for carol from 10.20 port 1 ssh2: ED25519 SHA256:ffff\n",
+            "Accepted publickey for dave from 11.21\n",
+            "Accepted publickey for dave from 11.21x\n",
+            "x12y\n",
+            "x12\n",
+            "x12yz\n",
+            "one two three\n",
+            "one two from three\n",
+            "uno dos tres\n",
+        ];
+        for (k, src) in patterns.into_iter().enumerate() {
+            let p = Pattern::new(src, false).expect(src);
+            let mut memo = Memo::default();
+            for round in 0..2 {
+                for t in texts {
+                    let mut plain = p.slots();
+                    let want = p.search_in(t, 0, t.len(), &mut plain, None);
+                    let mut got = p.slots();
+                    let found = p.search_in(t, 0, t.len(), &mut got, Some(&mut memo));
+                    assert_eq!(found, want, "{src} {t:?} round {round}");
+                    if want {
+                        assert_eq!(got.pos, plain.pos, "{src} {t:?} round {round}");
+                    }
+                }
+            }
+            // (the last one is guarded: its memo key may be unavailable)
+            assert!(
+                k == 3 || memo.hits > 0,
+                "{src}: the second round is answered from the memo"
+            );
+        }
     }
 }

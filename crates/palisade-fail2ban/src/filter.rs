@@ -9,9 +9,10 @@ use crate::date::{DateDetector, TimeCx};
 use crate::engine::{Memo, Pattern, RuleSet, Slots};
 use crate::error::LoadError;
 use crate::ini::OMap;
+use crate::name::{Name, KNOWN};
 use crate::tags;
 use palisade_core::Timestamp;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,9 +36,9 @@ pub struct LoadOptions {
 pub(crate) struct Rx {
     pat: Pattern,
     /// `(name, group)` for every named group.
-    named: Vec<(Arc<str>, usize)>,
+    named: Vec<(Name, usize)>,
     /// `alt_*` groups: (group name, merged name), sorted by group name.
-    alt: Vec<(Arc<str>, Arc<str>)>,
+    alt: Vec<(Name, Name)>,
     skiplines: Vec<usize>,
 }
 
@@ -49,7 +50,7 @@ impl Rx {
         let mut skip = Vec::new();
         for (i, n) in pat.names().iter().enumerate() {
             let Some(n) = n else { continue };
-            named.push((Arc::<str>::from(n.as_str()), i));
+            named.push((Name::new(n), i));
             if let Some(k) = n.strip_prefix("skiplines") {
                 skip.push((k.parse::<usize>().unwrap_or(0), i));
             }
@@ -65,14 +66,11 @@ impl Rx {
                         }
                         _ => r,
                     };
-                    alt.push((
-                        Arc::<str>::from(n.as_str()),
-                        Arc::<str>::from(tags::map_tag(base).as_str()),
-                    ));
+                    alt.push((Name::new(n), Name::new(&tags::map_tag(base))));
                 }
             }
         }
-        alt.sort();
+        alt.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         skip.sort();
         Ok(Rx {
             pat,
@@ -86,8 +84,8 @@ impl Rx {
         self.named.iter().any(|(x, _)| &**x == n)
     }
 
-    fn group(&self, n: &str) -> Option<usize> {
-        self.named.iter().find(|(x, _)| &**x == n).map(|(_, i)| *i)
+    fn group(&self, n: Name) -> Option<usize> {
+        self.named.iter().find(|(x, _)| *x == n).map(|(_, i)| *i)
     }
 
     /// The group dict of the last match, with `alt_*` values merged.
@@ -96,11 +94,11 @@ impl Rx {
             vals: Vec::with_capacity(self.named.len() + 8),
             ..Fail::default()
         };
-        for (n, i) in &self.named {
+        for &(n, i) in &self.named {
             f.vals
-                .push((n.clone(), s.get(*i).map(|(a, b)| Val::from(&buf[a..b]))));
+                .push((n, s.get(i).map(|(a, b)| Val::from(&buf[a..b]))));
         }
-        for (k, n) in &self.alt {
+        for &(k, n) in &self.alt {
             let v = f.get(k).map(Val::from);
             if v.as_deref().is_some_and(|v| !v.is_empty()) && !f.truthy(n) {
                 f.set(n, v);
@@ -111,48 +109,41 @@ impl Rx {
 }
 
 /// A group value: short ones (addresses, user names, connection ids) are stored inline.
-type Val = compact_str::CompactString;
+pub type Val = compact_str::CompactString;
 
 /// A failure's data, as fail2ban's dict: named groups (a `None` value is a group that did not
 /// take part), plus the counters fail2ban keeps in the same dict.
 #[derive(Debug, Clone, Default)]
 struct Fail {
-    vals: Vec<(Arc<str>, Option<Val>)>,
+    vals: Vec<(Name, Option<Val>)>,
     /// `matches`: number of lines (absent = `None`).
     matches: Option<usize>,
     /// `nofail-matches`.
     nofail_matches: Option<usize>,
-    /// `users`.
-    users: Option<BTreeSet<String>>,
+    /// `users`: sorted, without duplicates.
+    users: Option<Vec<Val>>,
     /// `mlfpending`.
     pending: bool,
 }
 
 impl Fail {
-    fn get(&self, k: &str) -> Option<&str> {
+    fn get(&self, k: Name) -> Option<&str> {
         self.vals
             .iter()
-            .find(|(n, _)| &**n == k)
+            .find(|(n, _)| *n == k)
             .and_then(|(_, v)| v.as_deref())
     }
-    fn truthy(&self, k: &str) -> bool {
+    fn truthy(&self, k: Name) -> bool {
         self.get(k).is_some_and(|v| !v.is_empty())
     }
-    fn set(&mut self, k: &str, v: Option<Val>) {
-        match self.vals.iter_mut().find(|(n, _)| &**n == k) {
+    fn set(&mut self, k: Name, v: Option<Val>) {
+        match self.vals.iter_mut().find(|(n, _)| *n == k) {
             Some(e) => e.1 = v,
-            None => self.vals.push((Arc::from(k), v)),
+            None => self.vals.push((k, v)),
         }
     }
-    /// [`Self::set`] with a shared name (no new allocation for it).
-    fn set_shared(&mut self, k: &Arc<str>, v: Option<Val>) {
-        match self.vals.iter_mut().find(|(n, _)| n == k) {
-            Some(e) => e.1 = v,
-            None => self.vals.push((k.clone(), v)),
-        }
-    }
-    fn pop(&mut self, k: &str) -> Option<Val> {
-        let i = self.vals.iter().position(|(n, _)| &**n == k)?;
+    fn pop(&mut self, k: Name) -> Option<Val> {
+        let i = self.vals.iter().position(|(n, _)| *n == k)?;
         self.vals.remove(i).1
     }
     /// `dict.update(other)`; with `skip_none`, `None` values do not overwrite.
@@ -162,7 +153,7 @@ impl Fail {
             if skip_none && v.is_none() {
                 continue;
             }
-            self.set_shared(k, v.clone());
+            self.set(*k, v.clone());
         }
         if other.matches.is_some() {
             self.matches = other.matches;
@@ -195,9 +186,9 @@ pub struct RawMatch {
     pub time: Option<Timestamp>,
     /// Every named group with a value (merged over the connection for `<F-MLFID>` filters;
     /// `prefregex` groups included), plus `ip` when the failure id is not the address.
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(Name, Val)>,
     /// All users seen on the connection (`<F-MLFID>` filters), sorted.
-    pub users: Vec<String>,
+    pub users: Vec<Val>,
     /// Number of log lines that make up this failure (fail2ban's `attempts`).
     pub matches: usize,
     /// A "no failure" observation (`<F-NOFAIL>`, or `<F-MLFGAINED>` success).
@@ -209,7 +200,7 @@ impl RawMatch {
     pub fn field(&self, k: &str) -> Option<&str> {
         self.fields
             .iter()
-            .find(|(a, _)| a == k)
+            .find(|(a, _)| *a == k)
             .map(|(_, v)| v.as_str())
     }
 }
@@ -434,6 +425,19 @@ impl FilterDef {
         &self.options
     }
 
+    /// Every name a [`RawMatch`] field of this filter can have.
+    pub fn field_names(&self) -> Vec<Name> {
+        let mut v = vec![KNOWN.ip];
+        let rxs = self.pref.iter().chain(&self.pref_head).chain(&self.fail);
+        for rx in rxs.chain(&self.ignore) {
+            v.extend(rx.named.iter().map(|(n, _)| *n));
+            v.extend(rx.alt.iter().map(|(_, n)| *n));
+        }
+        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        v.dedup();
+        v
+    }
+
     /// Number of failregexes.
     pub fn failregex_count(&self) -> usize {
         self.fail.len()
@@ -466,8 +470,7 @@ impl FilterDef {
     /// A new stateful matcher.
     pub fn matcher(self: &Arc<Self>, opts: MatchOptions) -> Matcher {
         let date = self.date.clone();
-        Matcher {
-            def: self.clone(),
+        let st = MatchState {
             date,
             opts,
             line_buffer: Vec::new(),
@@ -493,6 +496,10 @@ impl FilterDef {
             cand: vec![true; self.fail.len()],
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
             stats: MatchStats::default(),
+        };
+        Matcher {
+            def: self.clone(),
+            st,
         }
     }
 }
@@ -619,7 +626,7 @@ pub fn run_split<R: Send>(
         let mut res = Vec::new();
         for mut b in rx.iter() {
             // the lines of a batch are read within milliseconds: one clock reading
-            second.cache.tick();
+            second.st.cache.tick();
             for (no, a, e, p) in &b.recs {
                 let line = &b.text[*a..*e];
                 res.clear();
@@ -645,8 +652,8 @@ pub fn run_split<R: Send>(
 /// The clock is read at most once per line ([`MlfidCache::tick`]).
 #[derive(Debug, Default)]
 struct MlfidCache {
-    map: HashMap<String, (Fail, Instant, u64), BuildHasherDefault<rustc_hash::FxHasher>>,
-    order: BTreeMap<u64, String>,
+    map: HashMap<Val, (Fail, Instant, u64), BuildHasherDefault<rustc_hash::FxHasher>>,
+    order: BTreeMap<u64, Val>,
     seq: u64,
     now: Option<Instant>,
 }
@@ -673,10 +680,9 @@ impl MlfidCache {
         }
         self.map.get_mut(k).map(|e| &mut e.0)
     }
-    fn update_in_place(&mut self, k: &str, f: &Fail) {
-        if let Some(e) = self.map.get_mut(k) {
-            e.0 = f.clone();
-        }
+    /// The entry for `k`, live or not.
+    fn entry_mut(&mut self, k: &str) -> Option<&mut Fail> {
+        self.map.get_mut(k).map(|e| &mut e.0)
     }
     fn set(&mut self, k: &str, v: Fail, ttl: Duration, max: usize) {
         let now = self.now();
@@ -695,8 +701,9 @@ impl MlfidCache {
             return;
         }
         self.seq += 1;
-        self.order.insert(self.seq, k.to_string());
-        self.map.insert(k.to_string(), (v, now + ttl, self.seq));
+        let k = Val::from(k);
+        self.order.insert(self.seq, k.clone());
+        self.map.insert(k, (v, now + ttl, self.seq));
     }
     /// Removes the entry for `k`, returning its data.
     fn remove(&mut self, k: &str) -> Option<Fail> {
@@ -809,6 +816,16 @@ fn split_lines(
     LineSplit { matched, unmatched }
 }
 
+/// Result of [`MatchState::merge_failure`].
+enum Merged {
+    /// A "no failure" observation that is not wanted.
+    NoFailure,
+    /// The merged data, no longer (or never) in the cache.
+    Own(Fail),
+    /// The merged data is the connection's cache entry.
+    Entry,
+}
+
 /// What [`Matcher::prepare`] found in a line, for [`Matcher::complete`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Prepared {
@@ -835,6 +852,14 @@ struct Hint {
 #[derive(Debug)]
 pub struct Matcher {
     def: Arc<FilterDef>,
+    st: MatchState,
+}
+
+/// A [`Matcher`]'s state. Its methods take the definition as an argument: the matcher's `Arc`
+/// is not cloned per line (two matchers of one filter on two threads would fight over the
+/// reference count's cache line).
+#[derive(Debug)]
+struct MatchState {
     date: DateDetector,
     opts: MatchOptions,
     line_buffer: Vec<TupleLine>,
@@ -878,7 +903,8 @@ pub fn ipaddr_string(host: &str, cidr: Option<u8>, v4: Option<bool>) -> String {
             };
             format!("{}/{}", std::net::Ipv4Addr::from(u32::from(a) & m), c)
         }
-        (IpAddr::V4(a), _) => a.to_string(),
+        // the text parsed, so it is already in canonical form (std rejects leading zeros)
+        (IpAddr::V4(_), _) => host.to_string(),
         (IpAddr::V6(a), Some(c)) if c < 128 => {
             let m = if c == 0 {
                 0
@@ -902,12 +928,7 @@ impl Matcher {
 
     /// Counters.
     pub fn stats(&self) -> MatchStats {
-        let mut s = self.stats;
-        for m in self.memos.iter().chain(std::iter::once(&self.memo_head)) {
-            s.memo_hits += m.hits;
-            s.memo_misses += m.misses;
-        }
-        s
+        self.st.stats()
     }
 
     /// fail2ban's `processLine`: examines one line (no trailing newline) and appends the
@@ -919,10 +940,66 @@ impl Matcher {
         cx: &TimeCx,
         out: &mut Vec<RawMatch>,
     ) {
+        self.st.process_line(&self.def, line, given, cx, out)
+    }
+
+    /// Whether this matcher can be split in two stages ([`Self::prepare`] on one thread,
+    /// [`Self::complete`] on another): single-line filters in server mode whose prefregex,
+    /// if any, splits at its content.
+    pub fn can_split(&self) -> bool {
+        self.st.can_split(&self.def)
+    }
+
+    /// First stage of [`Self::process_line`] (see [`MatchState::prepare`]).
+    pub(crate) fn prepare(
+        &mut self,
+        line: &str,
+        given: Option<Timestamp>,
+        cx: &TimeCx,
+        slots_out: &mut Vec<Option<(usize, usize)>>,
+        eager: bool,
+    ) -> Option<Prepared> {
+        self.st
+            .prepare(&self.def, line, given, cx, slots_out, eager)
+    }
+
+    /// Second stage of [`Self::process_line`] (see [`MatchState::complete`]).
+    pub(crate) fn complete(
+        &mut self,
+        line: &str,
+        p: &Prepared,
+        slots: &[Option<(usize, usize)>],
+        out: &mut Vec<RawMatch>,
+    ) {
+        self.st.complete(&self.def, line, p, slots, out)
+    }
+}
+
+impl MatchState {
+    /// Counters.
+    fn stats(&self) -> MatchStats {
+        let mut s = self.stats;
+        for m in self.memos.iter().chain(std::iter::once(&self.memo_head)) {
+            s.memo_hits += m.hits;
+            s.memo_misses += m.misses;
+        }
+        s
+    }
+
+    /// fail2ban's `processLine`: examines one line (no trailing newline) and appends the
+    /// failures found. `given` is the time for journal-style lines that carry no date.
+    fn process_line(
+        &mut self,
+        def: &FilterDef,
+        line: &str,
+        given: Option<Timestamp>,
+        cx: &TimeCx,
+        out: &mut Vec<RawMatch>,
+    ) {
         self.stats.lines += 1;
         self.cache.tick();
         let (span, date) = self.line_date(line, given, cx);
-        self.find_failure(line, span, date, None, out)
+        self.find_failure(def, line, span, date, None, out)
     }
 
     /// `processLine`'s date part: the date's span in `line` (removed before matching) and the
@@ -972,10 +1049,8 @@ impl Matcher {
     /// Whether this matcher can be split in two stages ([`Self::prepare`] on one thread,
     /// [`Self::complete`] on another): single-line filters in server mode whose prefregex,
     /// if any, splits at its content.
-    pub fn can_split(&self) -> bool {
-        self.def.maxlines == 1
-            && !self.opts.check_all
-            && (self.def.pref.is_none() || self.def.pref_head.is_some())
+    fn can_split(&self, def: &FilterDef) -> bool {
+        def.maxlines == 1 && !self.opts.check_all && (def.pref.is_none() || def.pref_head.is_some())
     }
 
     /// First stage of [`Self::process_line`] (see [`Self::can_split`]): the date, the
@@ -985,22 +1060,22 @@ impl Matcher {
     /// returns `None`. Call it for every line, in order. With `eager`, the captures are
     /// taken here even where the second stage could take them (to balance the two threads;
     /// the results are the same either way).
-    pub(crate) fn prepare(
+    fn prepare(
         &mut self,
+        def: &FilterDef,
         line: &str,
         given: Option<Timestamp>,
         cx: &TimeCx,
         slots_out: &mut Vec<Option<(usize, usize)>>,
         eager: bool,
     ) -> Option<Prepared> {
-        debug_assert!(self.can_split());
+        debug_assert!(self.can_split(def));
         self.stats.lines += 1;
         let (span, date) = self.line_date(line, given, cx);
-        let def = self.def.clone();
         let mut buf = std::mem::take(&mut self.buf);
         let mut cur = std::mem::take(&mut self.cur);
         single_buf(&mut buf, line, span);
-        let r = self.prepare_inner(&def, &buf, &mut cur, slots_out, eager);
+        let r = self.prepare_inner(def, &buf, &mut cur, slots_out, eager);
         self.buf = buf;
         self.cur = cur;
         let (rule, head_end, slots_at, head_at) = r?;
@@ -1024,7 +1099,7 @@ impl Matcher {
     ) -> Option<(usize, usize, usize, Option<usize>)> {
         if !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
-            && self.ignore_line(buf, None).is_some()
+            && self.ignore_line(def, buf, None).is_some()
         {
             self.stats.ignored += 1;
             return None;
@@ -1046,8 +1121,9 @@ impl Matcher {
             if !self.cand[i] || !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
-            if !eager && self.opts.prefilter && rx.pat.superset_is_exact() {
-                // the automaton's answer is exact: the second stage captures the groups
+            if !eager && self.opts.prefilter {
+                // the second stage searches this rule (and, if it does not match after all,
+                // the later ones)
                 return Some((i, head_end, usize::MAX, None));
             }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
@@ -1081,15 +1157,16 @@ impl Matcher {
     /// Second stage of [`Self::process_line`] for a line [`Self::prepare`] (on another
     /// matcher of the same filter) kept: the connection state and the results. `slots` is
     /// the buffer `prepare` wrote the captures into. Call it for those lines, in order.
-    pub(crate) fn complete(
+    fn complete(
         &mut self,
+        def: &FilterDef,
         line: &str,
         p: &Prepared,
         slots: &[Option<(usize, usize)>],
         out: &mut Vec<RawMatch>,
     ) {
         // the clock is read once per batch ([`run_split`])
-        let n = self.def.fail[p.rule].pat.names().len();
+        let n = def.fail.get(p.rule).map_or(0, |r| r.pat.names().len());
         // the buffers of the previous hint are reused
         let mut h = self.spare_hint.take().unwrap_or(Hint {
             rule: 0,
@@ -1105,14 +1182,10 @@ impl Matcher {
                 .extend_from_slice(&slots[p.slots_at..p.slots_at + n]);
         }
         h.head = p.head_at.map(|at| {
-            let hn = self
-                .def
-                .pref_head
-                .as_ref()
-                .map_or(0, |h| h.pat.names().len());
+            let hn = def.pref_head.as_ref().map_or(0, |h| h.pat.names().len());
             slots[at..at + hn].to_vec()
         });
-        self.find_failure(line, p.span, p.date, Some(&h), out);
+        self.find_failure(def, line, p.span, p.date, Some(&h), out);
         self.spare_hint = Some(h);
     }
 
@@ -1128,6 +1201,7 @@ impl Matcher {
     /// a split matcher found.
     fn find_failure(
         &mut self,
+        def: &FilterDef,
         line: &str,
         span: (usize, usize),
         date: Option<Timestamp>,
@@ -1136,7 +1210,7 @@ impl Matcher {
     ) {
         let mut buf = std::mem::take(&mut self.buf);
         let mut cur = std::mem::take(&mut self.cur);
-        self.find_failure_inner(line, span, date, hint, out, &mut buf, &mut cur);
+        self.find_failure_inner(def, line, span, date, hint, out, &mut buf, &mut cur);
         self.buf = buf;
         self.cur = cur;
     }
@@ -1144,6 +1218,7 @@ impl Matcher {
     #[allow(clippy::too_many_arguments)]
     fn find_failure_inner(
         &mut self,
+        def: &FilterDef,
         line: &str,
         span: (usize, usize),
         date: Option<Timestamp>,
@@ -1152,7 +1227,7 @@ impl Matcher {
         buf: &mut String,
         cur: &mut String,
     ) {
-        let def = self.def.clone();
+        let kn = &*KNOWN;
         let ml = def.maxlines > 1;
         let check_all = self.opts.check_all;
         // the buffer: for single-line filters no per-line allocation
@@ -1175,7 +1250,7 @@ impl Matcher {
         if hint.is_none()
             && !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
-            && self.ignore_line(buf, None).is_some()
+            && self.ignore_line(def, buf, None).is_some()
         {
             self.stats.ignored += 1;
             return;
@@ -1208,7 +1283,7 @@ impl Matcher {
             }
             pre_matched = true;
             content = pr
-                .group("content")
+                .group(kn.content)
                 .and_then(|g| self.slots_pref.get(g))
                 .filter(|(a, b)| b > a);
             if let (Some((a, b)), true) = (content, ml) {
@@ -1229,7 +1304,7 @@ impl Matcher {
                 }
             }
             None => {
-                if !self.select_rules(&def, cur) {
+                if !self.select_rules(def, cur) {
                     self.stats.prefiltered += 1;
                     return;
                 }
@@ -1258,7 +1333,7 @@ impl Matcher {
                 }
                 cur_valid = true;
                 // the text changed: ask the automaton again
-                self.select_rules(&def, cur);
+                self.select_rules(def, cur);
                 if !self.cand[i] {
                     continue;
                 }
@@ -1303,7 +1378,7 @@ impl Matcher {
             let matched_count = if org_len <= 1 { 1 } else { split.matched.len() };
             if !def.ignore.is_empty() {
                 let fr = if ml { Some(&split) } else { None };
-                if self.ignore_line(cur, fr).is_some() {
+                if self.ignore_line(def, cur, fr).is_some() {
                     self.stats.ignored += 1;
                     cur_valid = false;
                     if !check_all {
@@ -1345,7 +1420,7 @@ impl Matcher {
                     }
                     (Some(pr), _) => {
                         let mut g = pr.groups(buf, &self.slots_pref);
-                        g.pop("content");
+                        g.pop(kn.content);
                         pre = Some(g);
                     }
                     _ => {}
@@ -1358,37 +1433,42 @@ impl Matcher {
                 merged.update(&fail, false);
                 fail = merged;
             }
-            let mlfid = fail.get("mlfid").map(Val::from);
-            let mut attached: Option<Val> = None;
-            if let Some(id) = &mlfid {
-                let (f, att) = self.merge_failure(id, fail, matched_count, check_all);
-                let Some(f) = f else {
-                    return; // a "no failure" observation
-                };
-                fail = f;
-                if att {
-                    attached = Some(id.clone());
+            let mlfid = fail.get(kn.mlfid).map(Val::from);
+            // the merged data: the connection's cache entry itself (changes below are the
+            // entry's), or this line's own
+            let mut own: Fail;
+            let fail: &mut Fail = match &mlfid {
+                Some(id) => match self.merge_failure(id, fail, matched_count, check_all) {
+                    Merged::NoFailure => return,
+                    Merged::Own(f) => {
+                        own = f;
+                        &mut own
+                    }
+                    Merged::Entry => self.cache.entry_mut(id).expect("merged into the entry"),
+                },
+                None => {
+                    fail.matches = Some(fail.matches.unwrap_or(0) + matched_count);
+                    own = fail;
+                    &mut own
                 }
-            } else {
-                fail.matches = Some(fail.matches.unwrap_or(0) + matched_count);
-            }
-            let mut fid = fail.get("fid").map(String::from);
+            };
+            let mut fid = fail.get(kn.fid).map(String::from);
             let mut cidr: Option<u8> = None;
             let mut v4 = None;
             let host: Option<String>;
-            if let Some(ip) = fail.get("ip4") {
+            if let Some(ip) = fail.get(kn.ip4) {
                 host = Some(ip.to_string());
                 v4 = Some(true);
-            } else if let Some(ip) = fail.get("ip6") {
+            } else if let Some(ip) = fail.get(kn.ip6) {
                 host = Some(ip.to_string());
                 v4 = Some(false);
-            } else if let Some(d) = fail.get("dns") {
+            } else if let Some(d) = fail.get(kn.dns) {
                 host = Some(d.to_string());
             } else {
                 host = None;
             }
             if v4.is_some() {
-                cidr = fail.get("cidr").and_then(|c| c.parse::<u8>().ok());
+                cidr = fail.get(kn.cidr).and_then(|c| c.parse::<u8>().ok());
             }
             let ip_for_fid: Option<String> = match &host {
                 Some(h) => Some(h.clone()),
@@ -1404,9 +1484,6 @@ impl Matcher {
             match ip_for_fid {
                 None => {
                     fail.pending = true;
-                    if let Some(k) = &attached {
-                        self.cache.update_in_place(k, &fail);
-                    }
                     if !check_all {
                         return;
                     }
@@ -1421,10 +1498,7 @@ impl Matcher {
                     };
                     match &fid {
                         Some(f) if *f != ip => {
-                            fail.set("ip", Some(Val::from(norm)));
-                            if let Some(k) = &attached {
-                                self.cache.update_in_place(k, &fail);
-                            }
+                            fail.set(kn.ip, Some(Val::from(norm)));
                             out_fid = Some(f.clone());
                         }
                         _ => {
@@ -1443,15 +1517,11 @@ impl Matcher {
                 fields: fail
                     .vals
                     .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.to_string())))
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone())))
                     .collect(),
-                users: fail
-                    .users
-                    .as_ref()
-                    .map(|u| u.iter().cloned().collect())
-                    .unwrap_or_default(),
+                users: fail.users.clone().unwrap_or_default(),
                 matches: fail.matches.unwrap_or(0),
-                nofail: fail.truthy("nofail"),
+                nofail: fail.truthy(kn.nofail),
             });
             if !check_all {
                 break;
@@ -1474,8 +1544,12 @@ impl Matcher {
         }
     }
 
-    fn ignore_line(&mut self, buf: &str, fail_split: Option<&LineSplit>) -> Option<usize> {
-        let def = self.def.clone();
+    fn ignore_line(
+        &mut self,
+        def: &FilterDef,
+        buf: &str,
+        fail_split: Option<&LineSplit>,
+    ) -> Option<usize> {
         let ml = def.maxlines > 1;
         let mut own = String::new();
         let buf = match (fail_split, ml) {
@@ -1505,50 +1579,49 @@ impl Matcher {
     /// Adds `user` to the connection's users; returns how many there are.
     fn update_users(f: &mut Fail, user: Option<&str>) -> usize {
         if let Some(u) = user.filter(|u| !u.is_empty()) {
-            let set = f.users.get_or_insert_with(BTreeSet::new);
-            if !set.contains(u) {
-                set.insert(u.to_string());
+            let set = f.users.get_or_insert_with(Vec::new);
+            if let Err(i) = set.binary_search_by(|x| x.as_str().cmp(u)) {
+                set.insert(i, Val::from(u));
             }
         }
-        f.users.as_ref().map_or(0, BTreeSet::len)
+        f.users.as_ref().map_or(0, Vec::len)
     }
 
     /// `_mergeFailure`: merges with the connection's earlier data, in the cache entry itself
-    /// while the connection stays known. Returns the merged data — `None` when it is a "no
-    /// failure" observation and `want_nofail` is false (nothing is copied then) — and whether
-    /// it is the cache entry (later changes must be stored back).
+    /// while the connection stays known. Says where the merged data is (nothing when it is a
+    /// "no failure" observation and `want_nofail` is false).
     fn merge_failure(
         &mut self,
         mlfid: &str,
         mut fail: Fail,
         matched: usize,
         want_nofail: bool,
-    ) -> (Option<Fail>, bool) {
+    ) -> Merged {
+        let kn = &*KNOWN;
         let mut nf: u8 = 0;
-        if fail.truthy("mlfgained") {
+        if fail.truthy(kn.mlfgained) {
             nf |= 8 | 1;
-            if !fail.truthy("nofail") {
-                let g = fail.get("mlfgained").map(Val::from);
-                fail.set("nofail", g);
+            if !fail.truthy(kn.nofail) {
+                let g = fail.get(kn.mlfgained).map(Val::from);
+                fail.set(kn.nofail, g);
             }
-        } else if fail.truthy("nofail") {
+        } else if fail.truthy(kn.nofail) {
             nf |= 1;
         }
-        if fail.pop("mlfforget").is_some_and(|v| !v.is_empty()) {
+        if fail.pop(kn.mlfforget).is_some_and(|v| !v.is_empty()) {
             nf |= 2;
         }
         let (ttl, max) = (self.opts.mlfid_ttl, self.opts.mlfid_max);
         let users;
-        let mut attached = false;
         // `cur`: the merged data, either the cache entry (attached) or `local`
         let mut local: Option<Fail> = None;
         if self.cache.get_mut(mlfid).is_some() {
             let g = self.cache.get_mut(mlfid).expect("present");
-            users = Self::update_users(g, fail.get("user"));
-            if g.pop("nofail").is_some_and(|v| !v.is_empty()) {
+            users = Self::update_users(g, fail.get(kn.user));
+            if g.pop(kn.nofail).is_some_and(|v| !v.is_empty()) {
                 nf |= 4;
             }
-            if g.pop("mlfgained").is_some_and(|v| !v.is_empty()) {
+            if g.pop(kn.mlfgained).is_some_and(|v| !v.is_empty()) {
                 nf |= 4;
             }
             if nf & 8 != 0 {
@@ -1560,27 +1633,23 @@ impl Matcher {
             g.update(&fail, true);
             if nf & 2 != 0 {
                 local = self.cache.remove(mlfid);
-            } else {
-                attached = true;
             }
         } else if nf & 2 == 0 {
-            let u = fail.get("user").map(String::from);
+            let u = fail.get(kn.user).map(String::from);
             users = Self::update_users(&mut fail, u.as_deref());
             self.cache.set(mlfid, fail, ttl, max);
-            attached = true;
         } else {
             users = 0;
             local = Some(fail);
         }
-        let is_local = local.is_some();
         let cur: &mut Fail = match local.as_mut() {
             Some(f) => f,
             None => self.cache.get_mut(mlfid).expect("attached"),
         };
         let was_pending = std::mem::take(&mut cur.pending);
         if was_pending || users > 1 {
-            cur.pop("nofail");
-            cur.pop("mlfgained");
+            cur.pop(kn.nofail);
+            cur.pop(kn.mlfgained);
             nf &= !(8 | 1);
         }
         if nf & 1 == 0 {
@@ -1593,17 +1662,38 @@ impl Matcher {
         } else if nf & 3 == 1 {
             cur.nofail_matches = Some(cur.nofail_matches.unwrap_or(0) + matched);
         }
-        if cur.truthy("nofail") && !want_nofail {
-            return (None, attached);
+        if cur.truthy(kn.nofail) && !want_nofail {
+            return Merged::NoFailure;
         }
-        let copy = (!is_local).then(|| cur.clone());
-        (local.or(copy), attached)
+        match local {
+            Some(f) => Merged::Own(f),
+            None => Merged::Entry,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipaddr_string_normalises_like_fail2ban() {
+        for (host, cidr, v4, want) in [
+            ("1.2.3.4", None, Some(true), "1.2.3.4"),
+            ("255.255.255.255", None, Some(true), "255.255.255.255"),
+            ("0.0.0.0", None, None, "0.0.0.0"),
+            // not an address for std (leading zeros): kept as written
+            ("192.030.0.6", None, Some(true), "192.030.0.6"),
+            ("1.2.3.4", Some(24), Some(true), "1.2.3.0/24"),
+            ("1.2.3.4", Some(32), Some(true), "1.2.3.4"),
+            ("::ffff:1.2.3.4", None, Some(false), "1.2.3.4"),
+            ("2001:DB8::1", None, Some(false), "2001:db8::1"),
+            ("2001:db8::1", Some(32), Some(false), "2001:db8::/32"),
+            ("example.com", None, None, "example.com"),
+        ] {
+            assert_eq!(ipaddr_string(host, cidr, v4), want, "{host} {cidr:?}");
+        }
+    }
 
     #[test]
     fn content_head_split() {
@@ -1639,7 +1729,7 @@ mod tests {
         let def = FilterDef::load(p, &LoadOptions::default()).unwrap();
         let (pr, h) = (def.pref.as_ref().unwrap(), def.pref_head.as_ref().unwrap());
         let (mut sp, mut sh) = (pr.pat.slots(), h.pat.slots());
-        let content = pr.group("content").unwrap();
+        let content = pr.group(KNOWN.content).unwrap();
         for l in [
             " bastion sshd[1]: Invalid user a from 1.2.3.4 port 5",
             " bastion sshd[1]: error: PAM: Authentication failure for x from 1.2.3.4",
@@ -1669,7 +1759,11 @@ mod tests {
                     assert_eq!(sp.get(content), Some(c), "{l:?}");
                     assert!(h.pat.search(&buf, 0, &mut sh));
                     for (name, gi) in &h.named {
-                        assert_eq!(sh.get(*gi), sp.get(pr.group(name).unwrap()), "{l:?} {name}");
+                        assert_eq!(
+                            sh.get(*gi),
+                            sp.get(pr.group(*name).unwrap()),
+                            "{l:?} {name}"
+                        );
                     }
                 }
                 None => {

@@ -27,6 +27,7 @@ pub mod filter;
 pub mod import;
 pub mod ini;
 pub mod journal;
+pub mod name;
 pub mod pyre;
 pub mod tags;
 

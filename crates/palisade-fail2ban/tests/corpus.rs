@@ -414,7 +414,9 @@ fn run_test(
                                     })
                                     .unwrap_or_default();
                                 want.sort();
-                                want == r.users
+                                want.iter()
+                                    .map(String::as_str)
+                                    .eq(r.users.iter().map(|u| u.as_str()))
                             }
                             _ => match (r.field(k), v) {
                                 (None, Value::Null) => true,

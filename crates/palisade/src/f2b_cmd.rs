@@ -104,8 +104,8 @@ pub fn check(
             }
             for (k, v) in &r.fields {
                 // `ip` is printed above as the address.
-                if k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
-                    o.insert(k.clone(), v.as_str().into());
+                if &**k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
+                    o.insert(k.to_string(), v.as_str().into());
                 }
             }
             let w = serde_json::to_writer(&mut out, &o).map_err(std::io::Error::from);
