@@ -18,7 +18,7 @@ use crate::engine::{Pattern, Slots};
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::TimeZone;
 use palisade_core::Timestamp;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Template flag: anchored at line begin.
 const LINE_BEGIN: u8 = 8;
@@ -57,7 +57,7 @@ pub struct Template {
     /// The pattern as written (for `{DATE}` wrapping), if it is a pattern template.
     pattern: Option<String>,
     kind: Kind,
-    re: Pattern,
+    re: TemplateRe,
     flags: u8,
     weight: f64,
     /// (directive, group index) for pattern templates.
@@ -516,6 +516,57 @@ fn compile(name: &str, regex: &str) -> Result<Pattern, DateError> {
         .map_err(|e| DateError(format!("date template {name:?}: {} (regex {regex})", e.0)))
 }
 
+/// A template's regex, compiled on first use: a filter loads some fifty default templates
+/// and a log needs one or two. The syntax and the group names are read at once.
+#[derive(Debug)]
+struct TemplateRe {
+    name: String,
+    src: String,
+    names: Vec<Option<String>>,
+    /// The compiled pattern (`None`: it did not compile, and the template never matches).
+    cell: OnceLock<Option<Pattern>>,
+}
+
+impl TemplateRe {
+    fn new(name: &str, src: &str) -> Result<TemplateRe, DateError> {
+        let py = crate::pyre::PyRegex::parse(src, false)
+            .map_err(|e| DateError(format!("date template {name:?}: {e} (regex {src})")))?;
+        Ok(TemplateRe {
+            name: name.to_string(),
+            src: src.to_string(),
+            names: py.group_names().to_vec(),
+            cell: OnceLock::new(),
+        })
+    }
+
+    /// Compiles now, reporting a failure (user-given templates).
+    fn check(&self) -> Result<(), DateError> {
+        if self.cell.get().is_none() {
+            let p = compile(&self.name, &self.src)?;
+            let _ = self.cell.set(Some(p));
+        }
+        Ok(())
+    }
+
+    fn get(&self) -> Option<&Pattern> {
+        self.cell
+            .get_or_init(|| compile(&self.name, &self.src).ok())
+            .as_ref()
+    }
+
+    fn source(&self) -> &str {
+        &self.src
+    }
+
+    fn names(&self) -> &[Option<String>] {
+        &self.names
+    }
+
+    fn group_index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.as_deref() == Some(name))
+    }
+}
+
 impl Template {
     /// A strptime-style pattern template (`DatePatternRegex`).
     fn pattern(
@@ -543,7 +594,7 @@ impl Template {
         }
         let mut name = p.to_string();
         let (regex, flags) = set_regex(&mut name, &regex, word_begin, word_end);
-        let re = compile(&name, &regex)?;
+        let re = TemplateRe::new(&name, &regex)?;
         let fast = if flags & LINE_BEGIN != 0 && regex == bsd_regex(now_year) {
             let g = |n: &str| re.group_index(n);
             match (g("b"), g("d"), g("H"), g("M"), g("S")) {
@@ -599,7 +650,7 @@ impl Template {
             (r, f, 1)
         };
         Ok(Template {
-            re: compile(&name, &regex)?,
+            re: TemplateRe::new(&name, &regex)?,
             name,
             pattern: None,
             kind: Kind::Epoch { grp, long },
@@ -614,7 +665,7 @@ impl Template {
         let mut name = "TAI64N".to_string();
         let (regex, flags) = set_regex(&mut name, "@[0-9a-f]{24}", word_begin, true);
         Ok(Template {
-            re: compile(&name, &regex)?,
+            re: TemplateRe::new(&name, &regex)?,
             name,
             pattern: None,
             kind: Kind::Tai64n,
@@ -902,22 +953,20 @@ impl DateDetector {
                                 None => t0.name.clone(),
                             };
                             let wrapped = replace_date_tag(p, &inner);
-                            push(
-                                Arc::new(Template::from_spec(&wrapped, now_year)?),
-                                ignore_dup,
-                                &mut list,
-                            )?;
+                            let t = Template::from_spec(&wrapped, now_year)?;
+                            // a template of the filter's own: its errors are the filter's
+                            t.re.check()?;
+                            push(Arc::new(t), ignore_dup, &mut list)?;
                         }
                     } else if key == "{NONE}" {
                         let mut t = Template::pattern("{UNB}^", WordBegin::Yes, now_year)?;
                         t.name = "{NONE}".into();
+                        t.re.check()?;
                         push(Arc::new(t), false, &mut list)?;
                     } else {
-                        push(
-                            Arc::new(Template::from_spec(p, now_year)?),
-                            false,
-                            &mut list,
-                        )?;
+                        let t = Template::from_spec(p, now_year)?;
+                        t.re.check()?;
+                        push(Arc::new(t), false, &mut list)?;
                     }
                 }
             }
@@ -977,7 +1026,7 @@ impl DateDetector {
         if t.fast.is_some() && pos == 0 && fast_bsd(hay.as_bytes()) {
             return Some((0, 15));
         }
-        t.re.find_at(hay, pos)
+        t.re.get()?.find_at(hay, pos)
     }
 
     /// `matchTime` + `getTime`: finds the date in `line`.
@@ -1101,7 +1150,10 @@ impl DateDetector {
                 pos[f.s] = Some((13, 15));
             }
             _ => {
-                if !t.re.search(hay, from.min(upto), &mut self.caps) {
+                let found =
+                    t.re.get()
+                        .is_some_and(|re| re.search(hay, from.min(upto), &mut self.caps));
+                if !found {
                     return None;
                 }
             }
@@ -1541,6 +1593,24 @@ mod tests {
     }
 
     #[test]
+    fn default_templates_compile() {
+        // compiled on first use in operation: every one must compile, with the group names
+        // read at load
+        let d = DateDetector::new(None, 2026).unwrap();
+        assert!(d.slots.len() > 20);
+        for sl in &d.slots {
+            let re = sl.t.re.get().unwrap_or_else(|| panic!("{}", sl.t.name));
+            assert_eq!(re.names(), sl.t.re.names(), "{}", sl.t.name);
+        }
+    }
+
+    #[test]
+    fn a_bad_datepattern_is_reported_at_load() {
+        let e = DateDetector::new(Some("%Y-%m-%d (?P<x"), 2026).unwrap_err();
+        assert!(e.0.contains("date template"), "{}", e.0);
+    }
+
+    #[test]
     fn fast_bsd_agrees_with_the_regex() {
         let d = DateDetector::new(None, 2026).unwrap();
         let t = d
@@ -1572,15 +1642,16 @@ mod tests {
             }
         }
         lines.push("Mar  3 00:00:05 bastion sshd[1]: x".into());
-        let mut caps = t.re.slots();
+        let re = t.re.get().expect("the template compiles");
+        let mut caps = re.slots();
         let mut fast_hits = 0;
         for l in &lines {
             if !fast_bsd(l.as_bytes()) {
                 continue;
             }
             fast_hits += 1;
-            assert!(t.re.search(l, 0, &mut caps), "{l:?}");
-            assert_eq!(t.re.find_at(l, 0), Some((0, 15)), "{l:?}");
+            assert!(re.search(l, 0, &mut caps), "{l:?}");
+            assert_eq!(re.find_at(l, 0), Some((0, 15)), "{l:?}");
             for (g, want) in [
                 (0, Some((0, 15))),
                 (1, Some((0, 15))),

@@ -74,10 +74,17 @@ enum Engine {
         fancy: Option<(Box<PyRegex>, LazyPattern)>,
     },
     Fancy {
-        exact: Box<fancy_regex::Regex>,
+        /// The exact form (`None`: it did not compile). Built at load for a filter's own
+        /// backtracking patterns (its errors are the filter's); for the exact form of a
+        /// guarded pattern, which is built during a search, only when a non-ASCII text
+        /// needs it.
+        exact: OnceLock<Option<Box<fancy_regex::Regex>>>,
+        exact_src: String,
         /// The same with ASCII-only classes (exact on ASCII text, much smaller automata).
         exact_ascii: Option<Box<fancy_regex::Regex>>,
-        relaxed: Option<regex::Regex>,
+        /// The relaxed pre-check for non-ASCII text (built on first need, like `exact`).
+        relaxed: OnceLock<Option<regex::Regex>>,
+        relaxed_src: String,
         relaxed_ascii: Option<regex::bytes::Regex>,
     },
 }
@@ -183,6 +190,13 @@ fn ascii_regex(p: &str) -> Option<regex::bytes::Regex> {
         .ok()
 }
 
+fn fancy_build(p: &str) -> Result<fancy_regex::Regex, String> {
+    fancy_regex::RegexBuilder::new(p)
+        .backtrack_limit(1_000_000)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 fn std_regex(p: &str) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(p)
         .size_limit(SIZE_LIMIT)
@@ -205,7 +219,7 @@ impl Pattern {
             let groups = py.emitted_groups();
             (src, groups, Vec::new(), None)
         } else {
-            return Pattern::new_fancy(&py, source);
+            return Pattern::new_fancy(&py, source, false);
         };
         let starts = start_gate(&src);
         let ascii = ascii_meta(&src);
@@ -242,32 +256,40 @@ impl Pattern {
         })
     }
 
-    /// The `fancy-regex` form (exact), with a relaxed `regex` pre-check.
-    fn new_fancy(py: &PyRegex, source: &str) -> Result<Pattern, CompileError> {
+    /// The `fancy-regex` form (exact), with a relaxed `regex` pre-check. With `lazy`, the
+    /// forms for non-ASCII text are built on first need.
+    fn new_fancy(py: &PyRegex, source: &str, lazy: bool) -> Result<Pattern, CompileError> {
         let names = py.group_names().to_vec();
         let literals = py.required_literals();
         let logical = std::iter::once(0).chain(py.emitted_groups()).collect();
-        let build = |p: &str| {
-            fancy_regex::RegexBuilder::new(p)
-                .backtrack_limit(1_000_000)
-                .build()
-                .map_err(|e| e.to_string())
-        };
         let fancy = py.to_fancy();
-        let exact =
-            build(&fancy).map_err(|e| CompileError(format!("{e} (translated: {fancy})")))?;
-        let exact_ascii = build(&py.to_fancy_ascii()).ok().map(Box::new);
+        let exact_ascii = fancy_build(&py.to_fancy_ascii()).ok().map(Box::new);
+        let exact = OnceLock::new();
+        if !lazy || exact_ascii.is_none() {
+            let e = fancy_build(&fancy)
+                .map_err(|e| CompileError(format!("{e} (translated: {fancy})")))?;
+            let _ = exact.set(Some(Box::new(e)));
+        }
         // the relaxed forms are only an optimisation: if they do not compile, skip them
         let rel = py.to_relaxed();
         let starts = start_gate(&rel);
-        let relaxed = std_regex(&rel).ok();
+        let relaxed = OnceLock::new();
+        if !lazy {
+            let _ = relaxed.set(std_regex(&rel).ok());
+        }
+        let superset = match relaxed.get() {
+            Some(r) => r.is_some().then(|| rel.clone()),
+            None => None,
+        };
         Ok(Pattern {
-            superset: relaxed.is_some().then(|| rel.clone()),
+            superset,
             engine: Engine::Fancy {
-                exact: Box::new(exact),
+                exact,
+                exact_src: fancy,
                 exact_ascii,
                 relaxed,
                 relaxed_ascii: ascii_regex(&rel),
+                relaxed_src: rel,
             },
             names,
             logical,
@@ -494,7 +516,9 @@ impl Pattern {
                             return false;
                         };
                         let exact = exact.get_or_init(|| {
-                            Pattern::new_fancy(py, &self.source).ok().map(Box::new)
+                            Pattern::new_fancy(py, &self.source, true)
+                                .ok()
+                                .map(Box::new)
                         });
                         let Some(exact) = exact else {
                             return false;
@@ -510,21 +534,31 @@ impl Pattern {
             }
             Engine::Fancy {
                 exact,
+                exact_src,
                 exact_ascii,
                 relaxed,
+                relaxed_src,
                 relaxed_ascii,
             } => {
-                let pre = match (relaxed_ascii, relaxed) {
-                    (Some(ra), _) if is_ascii => ra.is_match_at(hay.as_bytes(), start),
-                    (_, Some(r)) => r.is_match_at(hay, start),
-                    _ => true,
+                let pre = match relaxed_ascii {
+                    Some(ra) if is_ascii => ra.is_match_at(hay.as_bytes(), start),
+                    _ => match relaxed.get_or_init(|| std_regex(relaxed_src).ok()) {
+                        Some(r) => r.is_match_at(hay, start),
+                        None => true,
+                    },
                 };
                 if !pre {
                     return false;
                 }
                 let ex = match exact_ascii {
                     Some(e) if is_ascii => e,
-                    _ => exact,
+                    _ => {
+                        let build = || fancy_build(exact_src).ok().map(Box::new);
+                        match exact.get_or_init(build) {
+                            Some(e) => e,
+                            None => return false, // checked at load, or only a size limit
+                        }
+                    }
                 };
                 match ex.captures_from_pos(hay, start) {
                     Ok(Some(c)) => {
