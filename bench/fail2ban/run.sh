@@ -3,8 +3,9 @@
 # log: `palisade check --filter-file`, `palisade replay` (maxretry 5, findtime 10m, bantime
 # 10m, per address) and fail2ban's server path (../shared/bench/f2b_replay.py); fail2ban-regex
 # too with FAIL2BAN_REGEX=1. Prints lines/s, peak RSS, failures/bans/banned addresses, ratio.
+# `check` and fail2ban run in turns, ROUNDS times (default 3); the ratio is the rounds' median.
 #
-#   bash bench/fail2ban/run.sh [LOG]
+#   [ROUNDS=N] bash bench/fail2ban/run.sh [LOG]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -29,12 +30,34 @@ secs() { awk -F': ' '/Elapsed \(wall/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++)
 
 echo "log: $log ($lines lines)"
 
-/usr/bin/time -v "$bin" check "$log" --filter-file "$filter" --now "$now" \
-  >"$work/check.out" 2>"$work/check.time"
-chk_secs=$(secs "$work/check.time")
-chk_matched=$(grep -o '[0-9]* matched' "$work/check.out" | cut -d' ' -f1)
-printf 'palisade check --filter-file: %s matched, %.2f s, %.0f lines/s, peak RSS %s KB\n' \
-  "$chk_matched" "$chk_secs" "$(echo "$lines / $chk_secs" | bc -l)" "$(rss "$work/check.time")"
+rounds="${ROUNDS:-3}"
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# The machine's speed drifts over a minute, so the two tools are run in turns, each round a
+# `check` then a fail2ban run, and the median of the rounds' ratios is the result.
+: >"$work/wall.ratios"
+: >"$work/rate.ratios"
+: >"$work/f2b.secs"
+for r in $(seq "$rounds"); do
+  /usr/bin/time -v "$bin" check "$log" --filter-file "$filter" --now "$now" \
+    >"$work/check.out" 2>"$work/check.time"
+  chk_secs=$(secs "$work/check.time")
+  chk_matched=$(grep -o '[0-9]* matched' "$work/check.out" | cut -d' ' -f1)
+  chk_rate=$(sed -n 's/^Time: .*(\([0-9]*\) lines\/s)$/\1/p' "$work/check.out")
+  /usr/bin/time -v /usr/bin/python3 "$shared/f2b_replay.py" "$log" sshd \
+    --maxretry 5 --findtime 600 --bantime 600 >"$work/f2b.json" 2>"$work/f2b.time"
+  f2b_secs=$(secs "$work/f2b.time")
+  f2b_rate=$(sed -n 's/.*"lines_per_s": \([0-9]*\).*/\1/p' "$work/f2b.json")
+  echo "$f2b_secs" >>"$work/f2b.secs"
+  echo "$f2b_secs / $chk_secs" | bc -l >>"$work/wall.ratios"
+  echo "$chk_rate / $f2b_rate" | bc -l >>"$work/rate.ratios"
+  printf 'round %s: palisade check --filter-file: %s matched, %.2f s, %.0f lines/s (processing %s lines/s), peak RSS %s KB\n' \
+    "$r" "$chk_matched" "$chk_secs" "$(echo "$lines / $chk_secs" | bc -l)" "$chk_rate" "$(rss "$work/check.time")"
+  printf '         fail2ban (f2b_replay.py): %.2f s, processing %s lines/s, peak RSS %s KB; ratio %.1fx wall, %.1fx processing\n' \
+    "$f2b_secs" "$f2b_rate" "$(rss "$work/f2b.time")" \
+    "$(tail -1 "$work/wall.ratios")" "$(tail -1 "$work/rate.ratios")"
+done
+echo "fail2ban (f2b_replay.py), last round: $(cat "$work/f2b.json")"
 
 cat >"$work/replay.toml" <<TOML
 [general]
@@ -67,18 +90,12 @@ rp_secs=$(secs "$work/replay.err")
 printf 'palisade replay:  %s\n                  %.2f s wall, %.0f lines/s, peak RSS %s KB\n' \
   "$rp_summary" "$rp_secs" "$(echo "$lines / $rp_secs" | bc -l)" "$(rss "$work/replay.err")"
 
-/usr/bin/time -v /usr/bin/python3 "$shared/f2b_replay.py" "$log" sshd \
-  --maxretry 5 --findtime 600 --bantime 600 >"$work/f2b.json" 2>"$work/f2b.time"
-f2b_secs=$(secs "$work/f2b.time")
-echo "fail2ban (f2b_replay.py): $(cat "$work/f2b.json")"
-printf '                  peak RSS %s KB\n' "$(rss "$work/f2b.time")"
-printf 'ratio (fail2ban wall / palisade check wall): %.1fx; replay: %.1fx\n' \
-  "$(echo "$f2b_secs / $chk_secs" | bc -l)" "$(echo "$f2b_secs / $rp_secs" | bc -l)"
-# processing rates as each tool reports them (filter loading excluded on both sides)
-chk_rate=$(sed -n 's/^Time: .*(\([0-9]*\) lines\/s)$/\1/p' "$work/check.out")
-f2b_rate=$(sed -n 's/.*"lines_per_s": \([0-9]*\).*/\1/p' "$work/f2b.json")
-printf 'processing rate: palisade check %s lines/s, fail2ban %s lines/s: %.1fx\n' \
-  "$chk_rate" "$f2b_rate" "$(echo "$chk_rate / $f2b_rate" | bc -l)"
+printf 'ratio (fail2ban wall / palisade check wall), median of %s rounds: %.1fx (rounds: %s)\n' \
+  "$rounds" "$(median <"$work/wall.ratios")" "$(xargs printf '%.1f ' <"$work/wall.ratios")"
+printf 'processing rate ratio, median of %s rounds: %.1fx (rounds: %s)\n' \
+  "$rounds" "$(median <"$work/rate.ratios")" "$(xargs printf '%.1f ' <"$work/rate.ratios")"
+printf 'replay: %.1fx (median fail2ban wall / replay wall)\n' \
+  "$(echo "$(median <"$work/f2b.secs") / $rp_secs" | bc -l)"
 
 if [ "${FAIL2BAN_REGEX:-0}" = 1 ] && command -v fail2ban-regex >/dev/null; then
   /usr/bin/time -v fail2ban-regex "$log" "$filter" >"$work/f2br.out" 2>"$work/f2br.time" || true
