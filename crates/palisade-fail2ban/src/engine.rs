@@ -315,11 +315,6 @@ impl Pattern {
         g.first[b >> 6] & (1 << (b & 63)) != 0 && g.prefixes.iter().any(|p| h.starts_with(p))
     }
 
-    /// Whether [`Self::superset`] matches exactly where this pattern does.
-    pub fn superset_is_exact(&self) -> bool {
-        matches!(&self.engine, Engine::Auto { guards, .. } if guards.is_empty())
-    }
-
     /// A `regex`-crate pattern that matches wherever this one does (see [`RuleSet`]).
     pub fn superset(&self) -> Option<&str> {
         self.superset.as_deref()
@@ -382,7 +377,9 @@ impl Pattern {
     /// [`Self::search`] for a caller that knows the leftmost match (if any) ends by `end`
     /// (e.g. from [`Self::find_at`]): only `hay[start..end]` is searched, look-around still
     /// seeing the whole text. With a `memo` (and `start == 0`, ASCII text), results are
-    /// remembered by the shape of `hay[..end + 1]`.
+    /// remembered by the shape of `hay[..end + 1]`; when `end` is the text's end (the caller
+    /// does not know), by the match's end `e` and the shape of `hay[..e + 1]` (guarded
+    /// patterns: of the whole text).
     pub fn search_in(
         &self,
         hay: &str,

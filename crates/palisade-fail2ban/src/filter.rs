@@ -547,7 +547,8 @@ pub struct MatchStats {
     pub ignored: u64,
     /// Capture searches answered from the shape memo.
     pub memo_hits: u64,
-    /// Capture searches that ran an automaton.
+    /// Capture searches that ran the capture automaton (a text that the forward automaton
+    /// finds no match in counts as neither).
     pub memo_misses: u64,
 }
 
@@ -1054,12 +1055,13 @@ impl MatchState {
     }
 
     /// First stage of [`Self::process_line`] (see [`Self::can_split`]): the date, the
-    /// prefregex head and the first failregex that matches, with its captures. Everything
-    /// here depends only on the line and the date detector, so a second matcher can finish
-    /// the line on another thread with [`Self::complete`]; a line that cannot give a result
-    /// returns `None`. Call it for every line, in order. With `eager`, the captures are
-    /// taken here even where the second stage could take them (to balance the two threads;
-    /// the results are the same either way).
+    /// prefregex head and the first failregex the rule automaton allows (with `eager`: the
+    /// first that matches, with its captures). Everything here depends only on the line and
+    /// the date detector, so a second matcher can finish the line on another thread with
+    /// [`Self::complete`], which searches the rule (and, if it does not match after all, the
+    /// later ones) unless the captures are given; a line that no failregex can match returns
+    /// `None`. Call it for every line, in order. `eager` balances the two threads: the
+    /// results are the same either way.
     fn prepare(
         &mut self,
         def: &FilterDef,
@@ -1644,7 +1646,7 @@ impl MatchState {
         }
         let cur: &mut Fail = match local.as_mut() {
             Some(f) => f,
-            None => self.cache.get_mut(mlfid).expect("attached"),
+            None => self.cache.entry_mut(mlfid).expect("attached"),
         };
         let was_pending = std::mem::take(&mut cur.pending);
         if was_pending || users > 1 {
