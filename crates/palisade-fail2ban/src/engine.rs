@@ -147,11 +147,7 @@ struct StartGate {
 /// (`\A` in front of every match), if every match is known to begin with one of them.
 fn start_gate(src: &str) -> Option<StartGate> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    use regex_syntax::hir::Look;
-    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
-    if !hir.properties().look_set_prefix().contains(Look::Start) {
-        return None;
-    }
+    let hir = start_anchored(src)?;
     let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
     let lits = seq.literals()?;
     if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
@@ -166,6 +162,14 @@ fn start_gate(src: &str) -> Option<StartGate> {
         first,
         prefixes: lits.iter().map(|l| l.as_bytes().to_vec()).collect(),
     })
+}
+
+/// The syntax tree of a `regex`-syntax pattern that only matches at the search start (`\A`
+/// in front of every match).
+fn start_anchored(src: &str) -> Option<regex_syntax::hir::Hir> {
+    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
+    let look = hir.properties().look_set_prefix();
+    look.contains(regex_syntax::hir::Look::Start).then_some(hir)
 }
 
 /// Why a pattern did not compile.
@@ -419,7 +423,7 @@ impl Pattern {
                         // the forward automaton finds it, so that the rest of the text (a key
                         // fingerprint, say) does not split the memo.
                         let mut end = end;
-                        let mut memo = memo.filter(|_| start == 0);
+                        let memo = memo.filter(|_| start == 0);
                         let look_end = if guards.is_empty() {
                             if memo.is_some() && end == bytes.len() {
                                 match a.re.search_half(&Input::new(bytes).range(start..end)) {
@@ -431,10 +435,8 @@ impl Pattern {
                         } else {
                             bytes.len()
                         };
-                        let mut memo = match memo.take() {
-                            Some(m) => a.memo_key(&bytes[..look_end], end, guards, m),
-                            None => None,
-                        };
+                        let mut memo =
+                            memo.and_then(|m| a.memo_key(&bytes[..look_end], end, guards, m));
                         if let Some(m) = memo.as_deref_mut() {
                             if let Some(v) = m.map.get(&m.key[..]) {
                                 m.hits += 1;
@@ -670,12 +672,18 @@ pub struct RuleSet {
     len: usize,
 }
 
-fn build_set(sources: &[String], unicode: bool) -> Option<regex_automata::meta::Regex> {
-    use regex_automata::{meta, util::syntax, MatchKind};
+/// The automaton of several patterns: `MatchKind::All` for overlapping searches,
+/// `LeftmostFirst` to name the first pattern (in order) that matches.
+fn build_set(
+    sources: &[String],
+    unicode: bool,
+    kind: regex_automata::MatchKind,
+) -> Option<regex_automata::meta::Regex> {
+    use regex_automata::{meta, util::syntax};
     meta::Regex::builder()
         .configure(
             meta::Config::new()
-                .match_kind(MatchKind::All)
+                .match_kind(kind)
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .hybrid_cache_capacity(4 << 20),
         )
@@ -704,7 +712,7 @@ impl RuleSet {
         let ascii = if sources.is_empty() {
             None
         } else {
-            build_set(&sources, false)
+            build_set(&sources, false, regex_automata::MatchKind::All)
         };
         RuleSet {
             sources,
@@ -718,35 +726,17 @@ impl RuleSet {
     }
 
     fn build_first(&self) -> Option<regex_automata::meta::Regex> {
-        let anchored = |src: &str| {
-            regex_syntax::ParserBuilder::new()
-                .build()
-                .parse(src)
-                .is_ok_and(|h| {
-                    h.properties()
-                        .look_set_prefix()
-                        .contains(regex_syntax::hir::Look::Start)
-                })
-        };
         if self.sources.is_empty()
             || !self.always.is_empty()
-            || !self.sources.iter().all(|s| anchored(s))
+            || !self.sources.iter().all(|s| start_anchored(s).is_some())
         {
             return None;
         }
-        regex_automata::meta::Regex::builder()
-            .configure(
-                regex_automata::meta::Config::new()
-                    .nfa_size_limit(Some(SIZE_LIMIT))
-                    .hybrid_cache_capacity(4 << 20),
-            )
-            .syntax(
-                regex_automata::util::syntax::Config::new()
-                    .unicode(false)
-                    .utf8(false),
-            )
-            .build_many(&self.sources)
-            .ok()
+        build_set(
+            &self.sources,
+            false,
+            regex_automata::MatchKind::LeftmostFirst,
+        )
     }
 
     /// For a caller that stops at the first pattern that matches: marks in `cand` that
@@ -801,7 +791,7 @@ impl RuleSet {
             _ if self.sources.is_empty() => None,
             _ => self
                 .uni
-                .get_or_init(|| build_set(&self.sources, true))
+                .get_or_init(|| build_set(&self.sources, true, regex_automata::MatchKind::All))
                 .as_ref(),
         };
         let Some(set) = set else {

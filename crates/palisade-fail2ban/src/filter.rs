@@ -70,7 +70,7 @@ impl Rx {
                 }
             }
         }
-        alt.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        alt.sort();
         skip.sort();
         Ok(Rx {
             pat,
@@ -433,7 +433,7 @@ impl FilterDef {
             v.extend(rx.named.iter().map(|(n, _)| *n));
             v.extend(rx.alt.iter().map(|(_, n)| *n));
         }
-        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        v.sort();
         v.dedup();
         v
     }
@@ -565,7 +565,7 @@ impl MatchStats {
     }
 }
 
-/// Lines kept by [`Matcher::prepare`], handed to the second stage in one go.
+/// Lines kept by [`MatchState::prepare`], handed to the second stage in one go.
 #[derive(Default)]
 struct Batch {
     text: String,
@@ -604,7 +604,11 @@ pub fn run_split<R: Send>(
             let mut eager = false;
             let r = feed(&mut |no, line, given| {
                 let before = batch.slots.len();
-                if let Some(p) = first.prepare(line, given, cx, &mut batch.slots, eager) {
+                let prepared =
+                    first
+                        .st
+                        .prepare(&first.def, line, given, cx, &mut batch.slots, eager);
+                if let Some(p) = prepared {
                     let a = batch.text.len();
                     batch.text.push_str(line);
                     batch.recs.push((no, a, batch.text.len(), p));
@@ -631,7 +635,7 @@ pub fn run_split<R: Send>(
             for (no, a, e, p) in &b.recs {
                 let line = &b.text[*a..*e];
                 res.clear();
-                second.complete(line, p, &b.slots, &mut res);
+                second.st.complete(&second.def, line, p, &b.slots, &mut res);
                 if !res.is_empty() {
                     sink(*no, line, &res);
                 }
@@ -827,9 +831,9 @@ enum Merged {
     Entry,
 }
 
-/// What [`Matcher::prepare`] found in a line, for [`Matcher::complete`].
+/// What [`MatchState::prepare`] found in a line, for [`MatchState::complete`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Prepared {
+struct Prepared {
     span: (usize, usize),
     date: Option<Timestamp>,
     rule: usize,
@@ -841,7 +845,7 @@ pub(crate) struct Prepared {
 }
 
 /// The first stage's findings, used by `find_failure_inner` instead of searching again.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Hint {
     rule: usize,
     head_end: usize,
@@ -876,7 +880,7 @@ struct MatchState {
     /// Capture results per failregex, and of the prefregex head, by text shape.
     memos: Vec<Memo>,
     memo_head: Memo,
-    /// The last hint of [`Matcher::complete`], kept for its buffers.
+    /// The last hint of [`MatchState::complete`], kept for its buffers.
     spare_hint: Option<Hint>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
@@ -944,35 +948,10 @@ impl Matcher {
         self.st.process_line(&self.def, line, given, cx, out)
     }
 
-    /// Whether this matcher can be split in two stages ([`Self::prepare`] on one thread,
-    /// [`Self::complete`] on another): single-line filters in server mode whose prefregex,
-    /// if any, splits at its content.
+    /// Whether this matcher can be split in two stages on two threads ([`run_split`]):
+    /// single-line filters in server mode whose prefregex, if any, splits at its content.
     pub fn can_split(&self) -> bool {
         self.st.can_split(&self.def)
-    }
-
-    /// First stage of [`Self::process_line`] (see [`MatchState::prepare`]).
-    pub(crate) fn prepare(
-        &mut self,
-        line: &str,
-        given: Option<Timestamp>,
-        cx: &TimeCx,
-        slots_out: &mut Vec<Option<(usize, usize)>>,
-        eager: bool,
-    ) -> Option<Prepared> {
-        self.st
-            .prepare(&self.def, line, given, cx, slots_out, eager)
-    }
-
-    /// Second stage of [`Self::process_line`] (see [`MatchState::complete`]).
-    pub(crate) fn complete(
-        &mut self,
-        line: &str,
-        p: &Prepared,
-        slots: &[Option<(usize, usize)>],
-        out: &mut Vec<RawMatch>,
-    ) {
-        self.st.complete(&self.def, line, p, slots, out)
     }
 }
 
@@ -1170,12 +1149,7 @@ impl MatchState {
         // the clock is read once per batch ([`run_split`])
         let n = def.fail.get(p.rule).map_or(0, |r| r.pat.names().len());
         // the buffers of the previous hint are reused
-        let mut h = self.spare_hint.take().unwrap_or(Hint {
-            rule: 0,
-            head_end: 0,
-            slots: Vec::new(),
-            head: None,
-        });
+        let mut h = self.spare_hint.take().unwrap_or_default();
         h.rule = p.rule;
         h.head_end = p.head_end;
         h.slots.clear();
@@ -1617,8 +1591,7 @@ impl MatchState {
         let users;
         // `cur`: the merged data, either the cache entry (attached) or `local`
         let mut local: Option<Fail> = None;
-        if self.cache.get_mut(mlfid).is_some() {
-            let g = self.cache.get_mut(mlfid).expect("present");
+        if let Some(g) = self.cache.get_mut(mlfid) {
             users = Self::update_users(g, fail.get(kn.user));
             if g.pop(kn.nofail).is_some_and(|v| !v.is_empty()) {
                 nf |= 4;
@@ -1637,7 +1610,7 @@ impl MatchState {
                 local = self.cache.remove(mlfid);
             }
         } else if nf & 2 == 0 {
-            let u = fail.get(kn.user).map(String::from);
+            let u = fail.get(kn.user).map(Val::from);
             users = Self::update_users(&mut fail, u.as_deref());
             self.cache.set(mlfid, fail, ttl, max);
         } else {

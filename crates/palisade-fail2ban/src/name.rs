@@ -42,6 +42,19 @@ impl PartialEq for Name {
 
 impl Eq for Name {}
 
+impl PartialOrd for Name {
+    fn partial_cmp(&self, o: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Name {
+    /// By text (equal texts are one name, so this agrees with `==`).
+    fn cmp(&self, o: &Name) -> std::cmp::Ordering {
+        self.0.cmp(o.0)
+    }
+}
+
 impl PartialEq<str> for Name {
     fn eq(&self, o: &str) -> bool {
         self.0 == o

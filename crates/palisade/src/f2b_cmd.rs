@@ -104,7 +104,7 @@ pub fn check(
             }
             for (k, v) in &r.fields {
                 // `ip` is printed above as the address.
-                if &**k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
+                if *k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
                     o.insert(k.to_string(), v.as_str().into());
                 }
             }
