@@ -1035,6 +1035,9 @@ impl DateDetector {
         if n == 0 {
             return None;
         }
+        if let Some(m) = self.detect_fast(line, cx) {
+            return Some(m);
+        }
         // (template, start, end, search from, search end)
         let mut found: Option<(usize, usize, usize, usize, usize)> = None;
         let mut ignore_by_search = usize::MAX;
@@ -1183,6 +1186,67 @@ impl DateDetector {
         Some(DateMatch { span, time })
     }
 
+    /// [`Self::detect`] when the template that matched last is the line-start RFC 3164 one
+    /// and [`fast_bsd`] recognises the line: the general path's result and bookkeeping
+    /// (that template first, found at `0..15` with those groups, so no reordering), without
+    /// its searches; `None` when this does not apply.
+    fn detect_fast(&mut self, line: &str, cx: &TimeCx) -> Option<DateMatch> {
+        let i = self.last_idx;
+        let b = line.as_bytes();
+        let f = self.slots.get(i)?.t.fast?;
+        if !fast_bsd(b) {
+            return None;
+        }
+        let sl = &mut self.slots[i];
+        sl.hits += 1;
+        if self.wall.1 == 0 {
+            self.wall.0 = wall_now();
+        }
+        self.wall.1 = (self.wall.1 + 1) % WALL_EVERY;
+        sl.last_used = self.wall.0;
+        sl.distance = 0;
+        if self.first_unused == i {
+            self.first_unused += 1;
+        }
+        // `fast_bsd` holds: bytes 0..16 are ASCII
+        self.last_pos = (0, None, Some(b[0] as char));
+        self.last_end = (15, Some(b[14] as char), Some(b[15] as char));
+        let time = match self.hour_time(b, cx) {
+            Some(t) => Some(t),
+            None => {
+                let pos = &mut self.caps.pos;
+                pos.clear();
+                pos.resize(self.slots[i].t.re.names().len(), None);
+                pos[0] = Some((0, 15));
+                pos[1] = Some((0, 15));
+                pos[f.b] = Some((0, 3));
+                pos[f.d] = Some((4, 6));
+                pos[f.h] = Some((7, 9));
+                pos[f.m] = Some((10, 12));
+                pos[f.s] = Some((13, 15));
+                let t = self.slots[i].t.clone();
+                self.bsd_time(&t, line, cx)
+            }
+        };
+        Some(DateMatch {
+            span: (0, 15),
+            time,
+        })
+    }
+
+    /// The time of a fast-path RFC 3164 date from the hour cache, if it holds that hour.
+    fn hour_time(&self, b: &[u8], cx: &TimeCx) -> Option<Timestamp> {
+        let (k, now, off, tz, base) = self.hour_cache.as_ref()?;
+        let same = k[..3].eq_ignore_ascii_case(&b[..3]) && k[3..] == b[3..9];
+        if !(same && *now == cx.now && *off == cx.default_offset_min && *tz == cx.tz) {
+            return None;
+        }
+        let two = |i: usize| (b[i] - b'0') as i64 * 10 + (b[i + 1] - b'0') as i64;
+        Some(Timestamp(
+            base + (two(10) * 60 + two(13)) * Timestamp::MICROS,
+        ))
+    }
+
     fn reorder(&mut self, num: usize) -> usize {
         let untime = self.slots[num].last_used - 300.0;
         let weight = self.slots[num].weight();
@@ -1221,10 +1285,8 @@ impl DateDetector {
         key[..3].make_ascii_lowercase();
         let two = |i: usize| (b[i] - b'0') as i64 * 10 + (b[i + 1] - b'0') as i64;
         let within = (two(10) * 60 + two(13)) * Timestamp::MICROS;
-        if let Some((k, now, off, tz, base)) = &self.hour_cache {
-            if *k == key && *now == cx.now && *off == cx.default_offset_min && *tz == cx.tz {
-                return Some(Timestamp(base + within));
-            }
+        if let Some(t) = self.hour_time(b, cx) {
+            return Some(t);
         }
         let exact = self.time_of(t, line, 1, cx);
         let at = |mm: &str, ss: &str| -> Option<Timestamp> {
@@ -1682,6 +1744,31 @@ mod tests {
             assert_eq!(a.detect(l, &c), b.detect(l, &c), "{l:?}");
             assert_eq!(a.detect(l, &c), b.detect(l, &c), "{l:?} (second)");
             assert_eq!(a.template_names(), b.template_names());
+        }
+        // runs of syslog lines (after the first, the detector's own fast path and hour
+        // cache), other formats and hour changes between them
+        let seq = [
+            "Mar  3 00:00:05 h sshd[1]: a",
+            "Mar  3 00:00:06 h x",
+            "2026-03-03 00:00:07 x",
+            "Mar  3 00:59:59 h x",
+            "Mar  3 01:00:00 h x",
+            "mar 13 01:00:00 h",
+            "[Mar  3 00:00:05] h",
+            "Mar  3 00:00:05 h",
+            "Dec 31 23:59:59 h",
+            "Jan  1 00:00:00 h",
+        ];
+        let state = |d: &DateDetector| {
+            let slots: Vec<_> = d.slots.iter().map(|s| (s.hits, s.distance)).collect();
+            (slots, d.last_pos, d.last_idx, d.first_unused)
+        };
+        for _ in 0..3 {
+            for l in seq {
+                assert_eq!(a.detect(l, &c), b.detect(l, &c), "{l:?}");
+                assert_eq!(a.template_names(), b.template_names());
+                assert_eq!(state(&a), state(&b), "{l:?}");
+            }
         }
     }
 

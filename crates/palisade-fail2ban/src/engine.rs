@@ -324,6 +324,13 @@ impl Pattern {
         self.superset.as_deref()
     }
 
+    /// Whether the [`Self::superset`] is this pattern itself on ASCII text, with no guards: a
+    /// leftmost-first match of it found elsewhere (by a [`RuleSet`]) ends where this
+    /// pattern's own match ends, and can be given to [`Self::search_in`] as `end`.
+    pub fn superset_is_exact(&self) -> bool {
+        matches!(&self.engine, Engine::Auto { ascii: Some(_), guards, .. } if guards.is_empty())
+    }
+
     /// Whether [`Self::may_match_at`] can rule out anything.
     pub fn has_start_gate(&self) -> bool {
         self.starts.is_some()
@@ -742,13 +749,17 @@ impl RuleSet {
     /// For a caller that stops at the first pattern that matches: marks in `cand` that
     /// pattern and every later one (tried only if it fails to match exactly), from one
     /// leftmost-first pass when every pattern is anchored at the start; else as
-    /// [`Self::select`]. Returns whether any may match.
+    /// [`Self::select`]. Returns whether any may match; `end` is set to that first pattern
+    /// and where its superset's leftmost-first match ends, when the pass found one (see
+    /// [`Pattern::superset_is_exact`]), else `None`.
     pub fn select_first(
         &self,
         hay: &str,
         ps: &mut regex_automata::PatternSet,
         cand: &mut [bool],
+        end: &mut Option<(usize, usize)>,
     ) -> bool {
+        *end = None;
         let first = match hay.is_ascii() {
             true => self.first.get_or_init(|| self.build_first()).as_ref(),
             false => None,
@@ -767,6 +778,7 @@ impl RuleSet {
                 for (i, c) in cand.iter_mut().enumerate() {
                     *c = i >= p;
                 }
+                *end = Some((p, m.offset()));
                 true
             }
         }

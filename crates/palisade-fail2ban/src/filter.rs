@@ -494,6 +494,7 @@ impl FilterDef {
             memo_head: Memo::default(),
             spare_hint: None,
             cand: vec![true; self.fail.len()],
+            first_end: None,
             rule_slots: self.fail.iter().map(|r| r.pat.slots()).collect(),
             stats: MatchStats::default(),
         };
@@ -651,6 +652,15 @@ pub fn run_split<R: Send>(
             Err(e) => std::panic::resume_unwind(e),
         }
     })
+}
+
+/// Where failregex `i`'s match ends, if the rule automaton's pass (`first`: its first
+/// candidate and that candidate's match end) tells.
+fn known_end(first: Option<(usize, usize)>, i: usize, rx: &Rx) -> Option<usize> {
+    match first {
+        Some((p, e)) if p == i && rx.pat.superset_is_exact() => Some(e),
+        _ => None,
+    }
 }
 
 /// fail2ban's `Utils.Cache(maxCount, maxTime)`: insertion-ordered, oldest dropped first.
@@ -837,6 +847,8 @@ struct Prepared {
     span: (usize, usize),
     date: Option<Timestamp>,
     rule: usize,
+    /// Where the rule's match ends, if known (`usize::MAX`: not known).
+    rule_end: usize,
     head_end: usize,
     /// Where the failregex's and the prefregex head's captures start in the slot buffer
     /// (`usize::MAX`: not captured yet).
@@ -848,6 +860,8 @@ struct Prepared {
 #[derive(Debug, Default)]
 struct Hint {
     rule: usize,
+    /// As [`Prepared::rule_end`].
+    rule_end: usize,
     head_end: usize,
     slots: Vec<Option<(usize, usize)>>,
     head: Option<Vec<Option<(usize, usize)>>>,
@@ -884,6 +898,9 @@ struct MatchState {
     spare_hint: Option<Hint>,
     /// Candidate failregexes for the current line.
     cand: Vec<bool>,
+    /// From the last [`Self::select_rules`]: the first candidate and where its match ends,
+    /// when the rule automaton found that (see [`RuleSet::select_first`]).
+    first_end: Option<(usize, usize)>,
     rule_slots: Vec<Slots>,
     stats: MatchStats,
 }
@@ -1059,11 +1076,12 @@ impl MatchState {
         let r = self.prepare_inner(def, &buf, &mut cur, slots_out, eager);
         self.buf = buf;
         self.cur = cur;
-        let (rule, head_end, slots_at, head_at) = r?;
+        let (rule, rule_end, head_end, slots_at, head_at) = r?;
         Some(Prepared {
             span,
             date,
             rule,
+            rule_end,
             head_end,
             slots_at,
             head_at,
@@ -1077,7 +1095,7 @@ impl MatchState {
         cur: &mut String,
         slots_out: &mut Vec<Option<(usize, usize)>>,
         eager: bool,
-    ) -> Option<(usize, usize, usize, Option<usize>)> {
+    ) -> Option<(usize, usize, usize, usize, Option<usize>)> {
         if !def.ignore.is_empty()
             && (def.ignore.len() as isize) < def.fail.len() as isize - 2
             && self.ignore_line(def, buf, None).is_some()
@@ -1102,14 +1120,17 @@ impl MatchState {
             if !self.cand[i] || !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
+            let end = known_end(self.first_end, i, rx);
             if !eager && self.opts.prefilter {
                 // the second stage searches this rule (and, if it does not match after all,
                 // the later ones)
-                return Some((i, head_end, usize::MAX, None));
+                return Some((i, end.unwrap_or(usize::MAX), head_end, usize::MAX, None));
             }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
             let memo = self.opts.memo.then_some(&mut self.memos[i]);
-            let found = rx.pat.search_in(cur, 0, cur.len(), &mut slots, memo);
+            let found = rx
+                .pat
+                .search_in(cur, 0, end.unwrap_or(cur.len()), &mut slots, memo);
             if found {
                 let slots_at = slots_out.len();
                 slots_out.extend_from_slice(&slots.pos);
@@ -1128,7 +1149,7 @@ impl MatchState {
                     }
                     _ => None,
                 };
-                return Some((i, head_end, slots_at, head_at));
+                return Some((i, usize::MAX, head_end, slots_at, head_at));
             }
             self.rule_slots[i] = slots;
         }
@@ -1151,6 +1172,7 @@ impl MatchState {
         // the buffers of the previous hint are reused
         let mut h = self.spare_hint.take().unwrap_or_default();
         h.rule = p.rule;
+        h.rule_end = p.rule_end;
         h.head_end = p.head_end;
         h.slots.clear();
         if p.slots_at != usize::MAX {
@@ -1278,6 +1300,7 @@ impl MatchState {
                 for (i, c) in self.cand.iter_mut().enumerate() {
                     *c = i >= x.rule;
                 }
+                self.first_end = (x.rule_end != usize::MAX).then_some((x.rule, x.rule_end));
             }
             None => {
                 if !self.select_rules(def, cur) {
@@ -1325,8 +1348,9 @@ impl MatchState {
                 }
                 _ => false,
             };
+            let end = known_end(self.first_end, i, rx).unwrap_or(cur.len());
             let memo = self.opts.memo.then_some(&mut self.memos[i]);
-            if !hinted && !rx.pat.search_in(cur, 0, cur.len(), &mut slots, memo) {
+            if !hinted && !rx.pat.search_in(cur, 0, end, &mut slots, memo) {
                 self.rule_slots[i] = slots;
                 continue;
             }
@@ -1507,6 +1531,7 @@ impl MatchState {
 
     /// Marks the failregexes that may match `cur`; whether there is any.
     fn select_rules(&mut self, def: &FilterDef, cur: &str) -> bool {
+        self.first_end = None;
         if !self.opts.prefilter {
             self.cand.iter_mut().for_each(|c| *c = true);
             return !self.cand.is_empty();
@@ -1515,8 +1540,12 @@ impl MatchState {
             def.rule_set
                 .select(cur, &mut self.pattern_set, &mut self.cand)
         } else {
-            def.rule_set
-                .select_first(cur, &mut self.pattern_set, &mut self.cand)
+            def.rule_set.select_first(
+                cur,
+                &mut self.pattern_set,
+                &mut self.cand,
+                &mut self.first_end,
+            )
         }
     }
 
