@@ -94,9 +94,9 @@ fn fast_bsd(b: &[u8]) -> bool {
     if b.len() < 16 {
         return false;
     }
-    let month = [b[0] | 0x20, b[1] | 0x20, b[2] | 0x20];
-    if !b[..3].iter().all(u8::is_ascii_alphabetic) || !MONTHS.iter().any(|m| m.as_bytes() == month)
-    {
+    // the month: three letters, in any case (`| 0x20` lowers a letter)
+    let month = u32::from_le_bytes([b[0], b[1], b[2], 0]) | 0x20_20_20;
+    if !b[..3].iter().all(u8::is_ascii_alphabetic) || !MONTH_KEYS.contains(&month) {
         return false;
     }
     let dig = |c: u8| c.is_ascii_digit();
@@ -171,6 +171,18 @@ fn directive_of(name: &str) -> Directive {
         _ => Directive::Other,
     }
 }
+
+/// [`MONTHS`] as little-endian `u32`s (for [`fast_bsd`]).
+const MONTH_KEYS: [u32; 12] = {
+    let mut k = [0u32; 12];
+    let mut i = 0;
+    while i < 12 {
+        let m = MONTHS[i].as_bytes();
+        k[i] = u32::from_le_bytes([m[0], m[1], m[2], 0]);
+        i += 1;
+    }
+    k
+};
 
 const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -871,7 +883,18 @@ pub struct DateDetector {
 }
 
 /// `Mmm dd HH` (month lower-cased), "now", offset, zone, time of `HH:00:00` in microseconds.
-type HourCache = ([u8; 9], Timestamp, Option<i32>, TimeZone, i64);
+type HourCache = (HourKey, Timestamp, Option<i32>, TimeZone, i64);
+
+/// The hour of a fast-path RFC 3164 date: `Mmm dd HH` with the month in lower case, as
+/// the first eight bytes (little-endian) and the ninth.
+type HourKey = (u64, u8);
+
+/// [`HourKey`] of `b` (at least 9 bytes, the first three ASCII letters).
+fn hour_key(b: &[u8]) -> HourKey {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    (u64::from_le_bytes(w) | 0x20_20_20, b[8])
+}
 
 /// How many detections share one reading of the wall clock (fail2ban reads it per line to
 /// age its template order by minutes; a few hundred lines apart changes nothing there).
@@ -1237,8 +1260,7 @@ impl DateDetector {
     /// The time of a fast-path RFC 3164 date from the hour cache, if it holds that hour.
     fn hour_time(&self, b: &[u8], cx: &TimeCx) -> Option<Timestamp> {
         let (k, now, off, tz, base) = self.hour_cache.as_ref()?;
-        let same = k[..3].eq_ignore_ascii_case(&b[..3]) && k[3..] == b[3..9];
-        if !(same && *now == cx.now && *off == cx.default_offset_min && *tz == cx.tz) {
+        if !(*k == hour_key(b) && *now == cx.now && *off == cx.default_offset_min && *tz == cx.tz) {
             return None;
         }
         let two = |i: usize| (b[i] - b'0') as i64 * 10 + (b[i + 1] - b'0') as i64;
@@ -1280,9 +1302,7 @@ impl DateDetector {
     /// first and last second are exactly 3599 s apart (no offset change, no year flip).
     fn bsd_time(&mut self, t: &Template, line: &str, cx: &TimeCx) -> Option<Timestamp> {
         let b = line.as_bytes();
-        let mut key = [0u8; 9];
-        key.copy_from_slice(&b[..9]);
-        key[..3].make_ascii_lowercase();
+        let key = hour_key(b);
         let two = |i: usize| (b[i] - b'0') as i64 * 10 + (b[i + 1] - b'0') as i64;
         let within = (two(10) * 60 + two(13)) * Timestamp::MICROS;
         if let Some(t) = self.hour_time(b, cx) {

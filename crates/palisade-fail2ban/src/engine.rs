@@ -41,6 +41,8 @@ fn ascii_meta(p: &str) -> Option<Ascii> {
     let re = meta::Regex::builder()
         .configure(
             meta::Config::new()
+                // only ever run on ASCII text: no code point to split
+                .utf8_empty(false)
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .hybrid_cache_capacity(16 << 20),
         )
@@ -691,6 +693,8 @@ fn build_set(
         .configure(
             meta::Config::new()
                 .match_kind(kind)
+                // the ASCII automata only ever run on ASCII text: no code point to split
+                .utf8_empty(unicode)
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .hybrid_cache_capacity(4 << 20),
         )
