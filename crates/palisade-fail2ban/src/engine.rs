@@ -106,6 +106,8 @@ pub struct Pattern {
     /// A `regex`-crate pattern matching wherever this one matches (the exact one, the
     /// guarded form, or the relaxed form of a backtracking pattern), if any.
     superset: Option<String>,
+    /// For [`Self::find_start`] (built on first use).
+    start_dfa: OnceLock<Option<StartDfa>>,
 }
 
 /// A pattern compiled on first need (`None`: it did not compile).
@@ -172,6 +174,72 @@ fn start_anchored(src: &str) -> Option<regex_syntax::hir::Hir> {
     let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
     let look = hir.properties().look_set_prefix();
     look.contains(regex_syntax::hir::Look::Start).then_some(hir)
+}
+
+/// A forward lazy DFA of patterns that only match at the start of the text, run byte by byte
+/// for the end of the leftmost-first match: what the `meta` regex's automaton computes,
+/// without a `meta` search's setup per call (the scratch space is the caller's). ASCII
+/// forms (`(?-u)`), so only for ASCII text.
+#[derive(Debug)]
+pub struct StartDfa {
+    dfa: regex_automata::hybrid::dfa::DFA,
+}
+
+/// Scratch space of a [`StartDfa`] (one per thread, each for one automaton).
+#[derive(Debug, Default)]
+pub struct StartCache(Option<regex_automata::hybrid::dfa::Cache>);
+
+impl StartDfa {
+    /// The automaton of `sources` (pattern ids in order), if each only matches at the start.
+    fn build(sources: &[String], capacity: usize) -> Option<StartDfa> {
+        use regex_automata::{hybrid::dfa, nfa::thompson, util::syntax};
+        if !sources.iter().all(|s| start_anchored(s).is_some()) {
+            return None;
+        }
+        let dfa = dfa::DFA::builder()
+            .configure(
+                dfa::Config::new()
+                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                    .cache_capacity(capacity),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(SIZE_LIMIT))
+                    .which_captures(thompson::WhichCaptures::None),
+            )
+            .build_many(sources)
+            .ok()?;
+        Some(StartDfa { dfa })
+    }
+
+    /// End and pattern id of the leftmost-first match of ASCII `hay` (matches start at 0),
+    /// or `Err` if the automaton cannot tell (the caller then asks the `meta` regex).
+    fn find(&self, cache: &mut StartCache, hay: &[u8]) -> Result<Option<(usize, usize)>, ()> {
+        let dfa = &self.dfa;
+        let cache = cache.0.get_or_insert_with(|| dfa.create_cache());
+        let input = Input::new(hay).anchored(regex_automata::Anchored::Yes);
+        let mut sid = dfa.start_state_forward(cache, &input).map_err(|_| ())?;
+        let mut found = None;
+        for (i, &b) in hay.iter().enumerate() {
+            sid = dfa.next_state(cache, sid, b).map_err(|_| ())?;
+            if sid.is_tagged() {
+                // matches are reported one byte late: this state ends a match at `i`
+                if sid.is_match() {
+                    found = Some((i, dfa.match_pattern(cache, sid, 0).as_usize()));
+                } else if sid.is_dead() {
+                    return Ok(found);
+                } else if sid.is_quit() {
+                    return Err(());
+                }
+            }
+        }
+        sid = dfa.next_eoi_state(cache, sid).map_err(|_| ())?;
+        if sid.is_match() {
+            found = Some((hay.len(), dfa.match_pattern(cache, sid, 0).as_usize()));
+        }
+        Ok(found)
+    }
 }
 
 /// Why a pattern did not compile.
@@ -259,6 +327,7 @@ impl Pattern {
             literals,
             starts,
             superset,
+            start_dfa: OnceLock::new(),
         })
     }
 
@@ -302,6 +371,7 @@ impl Pattern {
             source: source.to_string(),
             literals,
             starts,
+            start_dfa: OnceLock::new(),
         })
     }
 
@@ -611,6 +681,28 @@ impl Pattern {
         }
     }
 
+    /// [`Self::find_at`] from the start of `hay`, for a pattern that only matches there:
+    /// with a [`StartDfa`] stepped by hand on ASCII text (`cache`: the caller's, for this
+    /// pattern only), else as `find_at`.
+    pub fn find_start(&self, cache: &mut StartCache, hay: &str) -> Option<(usize, usize)> {
+        if let Engine::Auto {
+            ascii: Some(a),
+            guards,
+            ..
+        } = &self.engine
+        {
+            if guards.is_empty() && hay.is_ascii() {
+                let dfa = self
+                    .start_dfa
+                    .get_or_init(|| StartDfa::build(std::slice::from_ref(&a.src), 16 << 20));
+                if let Some(Ok(m)) = dfa.as_ref().map(|d| d.find(cache, hay.as_bytes())) {
+                    return m.map(|(e, _)| (0, e));
+                }
+            }
+        }
+        self.find_at(hay, 0)
+    }
+
     /// Whether the pattern matches anywhere in `hay` (from `start`).
     pub fn is_match_at(&self, hay: &str, start: usize) -> bool {
         self.find_at(hay, start).is_some()
@@ -677,7 +769,7 @@ pub struct RuleSet {
     /// When every pattern only matches at the start of the text: an ASCII leftmost-first
     /// automaton of them, whose match names the first pattern (in order) that matches (built
     /// on first use).
-    first: std::sync::OnceLock<Option<regex_automata::meta::Regex>>,
+    first: std::sync::OnceLock<Option<StartDfa>>,
     len: usize,
 }
 
@@ -736,18 +828,11 @@ impl RuleSet {
         }
     }
 
-    fn build_first(&self) -> Option<regex_automata::meta::Regex> {
-        if self.sources.is_empty()
-            || !self.always.is_empty()
-            || !self.sources.iter().all(|s| start_anchored(s).is_some())
-        {
+    fn build_first(&self) -> Option<StartDfa> {
+        if self.sources.is_empty() || !self.always.is_empty() {
             return None;
         }
-        build_set(
-            &self.sources,
-            false,
-            regex_automata::MatchKind::LeftmostFirst,
-        )
+        StartDfa::build(&self.sources, 4 << 20)
     }
 
     /// For a caller that stops at the first pattern that matches: marks in `cand` that
@@ -756,11 +841,13 @@ impl RuleSet {
     /// [`Self::select`]. Returns whether any may match; `end` is set to that first pattern
     /// and where its superset's leftmost-first match ends, when the pass found one (see
     /// [`Pattern::superset_is_exact`]), else `None`.
+    /// `cache`: the caller's scratch for this set.
     pub fn select_first(
         &self,
         hay: &str,
         ps: &mut regex_automata::PatternSet,
         cand: &mut [bool],
+        cache: &mut StartCache,
         end: &mut Option<(usize, usize)>,
     ) -> bool {
         *end = None;
@@ -768,21 +855,21 @@ impl RuleSet {
             true => self.first.get_or_init(|| self.build_first()).as_ref(),
             false => None,
         };
-        let Some(first) = first else {
-            return self.select(hay, ps, cand);
+        let found = match first.map(|f| f.find(cache, hay.as_bytes())) {
+            Some(Ok(m)) => m,
+            _ => return self.select(hay, ps, cand),
         };
-        let input = Input::new(hay.as_bytes()).anchored(regex_automata::Anchored::Yes);
-        match first.search_half(&input) {
+        match found {
             None => {
                 cand.iter_mut().for_each(|c| *c = false);
                 false
             }
-            Some(m) => {
-                let p = self.ids[m.pattern().as_usize()];
+            Some((e, id)) => {
+                let p = self.ids[id];
                 for (i, c) in cand.iter_mut().enumerate() {
                     *c = i >= p;
                 }
-                *end = Some((p, m.offset()));
+                *end = Some((p, e));
                 true
             }
         }
@@ -883,5 +970,76 @@ mod tests {
                 "{src}: the second round is answered from the memo"
             );
         }
+    }
+
+    /// The hand-stepped start automaton ends matches where the `meta` regex does, alone and
+    /// as a leftmost-first set (which pattern, and where), including empty matches, matches
+    /// at the end of the text, look-around and texts no pattern matches.
+    #[test]
+    fn start_dfa_agrees_with_meta() {
+        let patterns: Vec<String> = [
+            r"^(?:\S+ )?(?:sshd(?:\[\d+\])?: )?",
+            r"^a(?:b|bc)",
+            r"^x\b",
+            r"^abc$",
+            r"^(?:ab|a)c?",
+            r"^Received disconnect from (?:\d+\.){3}\d+ port \d+:\s*11:",
+            r"^(?:\s*\w+)*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let texts = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "x",
+            "x y",
+            "xy",
+            "host sshd[12]: Failed",
+            "host sshd: x",
+            "sshd[1]: ",
+            " ",
+            "Received disconnect from 1.2.3.4 port 22:11: bye",
+            "Received disconnect from 1.2.3.4 port 22:3: bye",
+            "word word  word!",
+        ];
+        let meta = |srcs: &[String]| {
+            meta::Regex::builder()
+                .configure(meta::Config::new().match_kind(regex_automata::MatchKind::LeftmostFirst))
+                .syntax(
+                    regex_automata::util::syntax::Config::new()
+                        .unicode(false)
+                        .utf8(false),
+                )
+                .build_many(srcs)
+                .unwrap()
+        };
+        let check = |srcs: &[String]| {
+            let dfa = StartDfa::build(srcs, 1 << 20).expect("anchored patterns");
+            let re = meta(srcs);
+            let mut cache = StartCache::default();
+            for t in texts {
+                let input = Input::new(t).anchored(regex_automata::Anchored::Yes);
+                let want = re
+                    .search_half(&input)
+                    .map(|m| (m.offset(), m.pattern().as_usize()));
+                let got = dfa.find(&mut cache, t.as_bytes()).expect("no quit bytes");
+                assert_eq!(got, want, "{srcs:?} {t:?}");
+            }
+        };
+        for p in &patterns {
+            check(std::slice::from_ref(p));
+        }
+        check(&patterns);
+        let mut rev = patterns.clone();
+        rev.reverse();
+        check(&rev);
+        assert!(
+            StartDfa::build(&["a".to_string()], 1 << 20).is_none(),
+            "not anchored"
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::config::{ConfigSet, ResolvedOptions};
 use crate::date::{DateDetector, TimeCx};
-use crate::engine::{Memo, Pattern, RuleSet, Slots};
+use crate::engine::{Memo, Pattern, RuleSet, Slots, StartCache};
 use crate::error::LoadError;
 use crate::ini::OMap;
 use crate::name::{Name, KNOWN};
@@ -490,6 +490,8 @@ impl FilterDef {
                 .map(|r| r.pat.slots())
                 .unwrap_or_default(),
             pattern_set: self.rule_set.pattern_set(),
+            rule_cache: StartCache::default(),
+            head_cache: StartCache::default(),
             memos: self.fail.iter().map(|_| Memo::default()).collect(),
             memo_head: Memo::default(),
             spare_hint: None,
@@ -891,6 +893,9 @@ struct MatchState {
     slots_head: Slots,
     /// Scratch for the rule automaton.
     pattern_set: regex_automata::PatternSet,
+    rule_cache: StartCache,
+    /// Scratch for the prefregex head's automaton.
+    head_cache: StartCache,
     /// Capture results per failregex, and of the prefregex head, by text shape.
     memos: Vec<Memo>,
     memo_head: Memo,
@@ -1106,7 +1111,7 @@ impl MatchState {
         let mut head_end = 0;
         let mut content = None;
         if let Some(h) = &def.pref_head {
-            let (_, e) = h.pat.find_at(buf, 0)?;
+            let (_, e) = h.pat.find_start(&mut self.head_cache, buf)?;
             head_end = e;
             // no content: the prefregex does not match
             content = Some(head_content(buf, e)?);
@@ -1263,7 +1268,7 @@ impl MatchState {
         if let Some(h) = &def.pref_head {
             let found = match &hint {
                 Some(x) => Some((0, x.head_end)),
-                None => h.pat.find_at(buf, 0),
+                None => h.pat.find_start(&mut self.head_cache, buf),
             };
             let Some((_, e)) = found else {
                 return; // every match of the prefregex starts with one of the head
@@ -1544,6 +1549,7 @@ impl MatchState {
                 cur,
                 &mut self.pattern_set,
                 &mut self.cand,
+                &mut self.rule_cache,
                 &mut self.first_end,
             )
         }
