@@ -176,10 +176,10 @@ fn start_anchored(src: &str) -> Option<regex_syntax::hir::Hir> {
     look.contains(regex_syntax::hir::Look::Start).then_some(hir)
 }
 
-/// A forward lazy DFA of patterns that only match at the start of the text, run byte by byte
-/// for the end of the leftmost-first match: what the `meta` regex's automaton computes,
-/// without a `meta` search's setup per call (the scratch space is the caller's). ASCII
-/// forms (`(?-u)`), so only for ASCII text.
+/// A forward lazy DFA of patterns that only match at the start of the text, for the end of
+/// the leftmost-first match: what the `meta` regex's automaton computes, without a `meta`
+/// search's setup per call (no captures, no strategy choice, and the scratch space is the
+/// caller's, not a pool's). ASCII forms (`(?-u)`), so only for ASCII text.
 #[derive(Debug)]
 pub struct StartDfa {
     dfa: regex_automata::hybrid::dfa::DFA,
@@ -219,26 +219,10 @@ impl StartDfa {
         let dfa = &self.dfa;
         let cache = cache.0.get_or_insert_with(|| dfa.create_cache());
         let input = Input::new(hay).anchored(regex_automata::Anchored::Yes);
-        let mut sid = dfa.start_state_forward(cache, &input).map_err(|_| ())?;
-        let mut found = None;
-        for (i, &b) in hay.iter().enumerate() {
-            sid = dfa.next_state(cache, sid, b).map_err(|_| ())?;
-            if sid.is_tagged() {
-                // matches are reported one byte late: this state ends a match at `i`
-                if sid.is_match() {
-                    found = Some((i, dfa.match_pattern(cache, sid, 0).as_usize()));
-                } else if sid.is_dead() {
-                    return Ok(found);
-                } else if sid.is_quit() {
-                    return Err(());
-                }
-            }
+        match dfa.try_search_fwd(cache, &input) {
+            Ok(m) => Ok(m.map(|m| (m.offset(), m.pattern().as_usize()))),
+            Err(_) => Err(()),
         }
-        sid = dfa.next_eoi_state(cache, sid).map_err(|_| ())?;
-        if sid.is_match() {
-            found = Some((hay.len(), dfa.match_pattern(cache, sid, 0).as_usize()));
-        }
-        Ok(found)
     }
 }
 
@@ -682,7 +666,7 @@ impl Pattern {
     }
 
     /// [`Self::find_at`] from the start of `hay`, for a pattern that only matches there:
-    /// with a [`StartDfa`] stepped by hand on ASCII text (`cache`: the caller's, for this
+    /// with a [`StartDfa`] on ASCII text (`cache`: the caller's, for this
     /// pattern only), else as `find_at`.
     pub fn find_start(&self, cache: &mut StartCache, hay: &str) -> Option<(usize, usize)> {
         if let Engine::Auto {
