@@ -1125,19 +1125,7 @@ impl DateDetector {
         }
         let (mut i, s, e, from, upto) = hit?;
         let t = self.slots[i].t.clone();
-        {
-            let sl = &mut self.slots[i];
-            sl.hits += 1;
-            if self.wall.1 == 0 {
-                self.wall.0 = wall_now();
-            }
-            self.wall.1 = (self.wall.1 + 1) % WALL_EVERY;
-            sl.last_used = self.wall.0;
-            sl.distance = s;
-        }
-        if self.first_unused == i {
-            self.first_unused += 1;
-        }
+        self.mark_used(i, s);
         self.last_pos = (s, char_before(line, s), char_at(line, s));
         let eb = if e == 0 {
             line.chars().next_back()
@@ -1164,16 +1152,7 @@ impl DateDetector {
         let hay = &line[..upto];
         match t.fast {
             Some(f) if from == 0 && fast_bsd(hay.as_bytes()) => {
-                let pos = &mut self.caps.pos;
-                pos.clear();
-                pos.resize(t.re.names().len(), None);
-                pos[0] = Some((0, 15));
-                pos[1] = Some((0, 15));
-                pos[f.b] = Some((0, 3));
-                pos[f.d] = Some((4, 6));
-                pos[f.h] = Some((7, 9));
-                pos[f.m] = Some((10, 12));
-                pos[f.s] = Some((13, 15));
+                self.fast_caps(t.re.names().len(), f);
             }
             _ => {
                 let found =
@@ -1220,34 +1199,15 @@ impl DateDetector {
         if !fast_bsd(b) {
             return None;
         }
-        let sl = &mut self.slots[i];
-        sl.hits += 1;
-        if self.wall.1 == 0 {
-            self.wall.0 = wall_now();
-        }
-        self.wall.1 = (self.wall.1 + 1) % WALL_EVERY;
-        sl.last_used = self.wall.0;
-        sl.distance = 0;
-        if self.first_unused == i {
-            self.first_unused += 1;
-        }
+        self.mark_used(i, 0);
         // `fast_bsd` holds: bytes 0..16 are ASCII
         self.last_pos = (0, None, Some(b[0] as char));
         self.last_end = (15, Some(b[14] as char), Some(b[15] as char));
         let time = match self.hour_time(b, cx) {
             Some(t) => Some(t),
             None => {
-                let pos = &mut self.caps.pos;
-                pos.clear();
-                pos.resize(self.slots[i].t.re.names().len(), None);
-                pos[0] = Some((0, 15));
-                pos[1] = Some((0, 15));
-                pos[f.b] = Some((0, 3));
-                pos[f.d] = Some((4, 6));
-                pos[f.h] = Some((7, 9));
-                pos[f.m] = Some((10, 12));
-                pos[f.s] = Some((13, 15));
                 let t = self.slots[i].t.clone();
+                self.fast_caps(t.re.names().len(), f);
                 self.bsd_time(&t, line, cx)
             }
         };
@@ -1267,6 +1227,36 @@ impl DateDetector {
         Some(Timestamp(
             base + (two(10) * 60 + two(13)) * Timestamp::MICROS,
         ))
+    }
+
+    /// Template `i` matched at `s`: fail2ban's hit count, last use and distance, and the
+    /// first template not used yet.
+    fn mark_used(&mut self, i: usize, s: usize) {
+        let sl = &mut self.slots[i];
+        sl.hits += 1;
+        if self.wall.1 == 0 {
+            self.wall.0 = wall_now();
+        }
+        self.wall.1 = (self.wall.1 + 1) % WALL_EVERY;
+        sl.last_used = self.wall.0;
+        sl.distance = s;
+        if self.first_unused == i {
+            self.first_unused += 1;
+        }
+    }
+
+    /// The groups (`groups` in all) of a [`fast_bsd`] date (`line[..15]`), in `self.caps`.
+    fn fast_caps(&mut self, groups: usize, f: FastBsd) {
+        let pos = &mut self.caps.pos;
+        pos.clear();
+        pos.resize(groups, None);
+        pos[0] = Some((0, 15));
+        pos[1] = Some((0, 15));
+        pos[f.b] = Some((0, 3));
+        pos[f.d] = Some((4, 6));
+        pos[f.h] = Some((7, 9));
+        pos[f.m] = Some((10, 12));
+        pos[f.s] = Some((13, 15));
     }
 
     fn reorder(&mut self, num: usize) -> usize {

@@ -757,18 +757,13 @@ pub struct RuleSet {
     len: usize,
 }
 
-/// The automaton of several patterns: `MatchKind::All` for overlapping searches,
-/// `LeftmostFirst` to name the first pattern (in order) that matches.
-fn build_set(
-    sources: &[String],
-    unicode: bool,
-    kind: regex_automata::MatchKind,
-) -> Option<regex_automata::meta::Regex> {
+/// The automaton of several patterns for overlapping searches (which of them match).
+fn build_set(sources: &[String], unicode: bool) -> Option<regex_automata::meta::Regex> {
     use regex_automata::{meta, util::syntax};
     meta::Regex::builder()
         .configure(
             meta::Config::new()
-                .match_kind(kind)
+                .match_kind(regex_automata::MatchKind::All)
                 // the ASCII automata only ever run on ASCII text: no code point to split
                 .utf8_empty(unicode)
                 .nfa_size_limit(Some(SIZE_LIMIT))
@@ -799,7 +794,7 @@ impl RuleSet {
         let ascii = if sources.is_empty() {
             None
         } else {
-            build_set(&sources, false, regex_automata::MatchKind::All)
+            build_set(&sources, false)
         };
         RuleSet {
             sources,
@@ -878,7 +873,7 @@ impl RuleSet {
             _ if self.sources.is_empty() => None,
             _ => self
                 .uni
-                .get_or_init(|| build_set(&self.sources, true, regex_automata::MatchKind::All))
+                .get_or_init(|| build_set(&self.sources, true))
                 .as_ref(),
         };
         let Some(set) = set else {
