@@ -122,19 +122,18 @@ pub fn check(
     let spec = palisade_pipeline::offline::spec_for(log);
     // the log's lines as text, with the time journald gave them
     let feed = |f: &mut dyn FnMut(u64, &str, Option<Timestamp>)| {
-        let mut text = String::new();
         palisade_pipeline::offline::for_each_line(
             &spec,
             max_line,
             now,
             &mut |_| {},
             |no, line, ctx| {
-                text.clear();
-                match std::str::from_utf8(line) {
-                    Ok(s) => text.push_str(s),
-                    Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+                let given = journal.then(|| ctx.source_time.unwrap_or(now));
+                match simdutf8::basic::from_utf8(line) {
+                    Ok(s) => f(no, s, given),
+                    // not UTF-8: read with replacement characters
+                    Err(_) => f(no, &String::from_utf8_lossy(line), given),
                 }
-                f(no, &text, journal.then(|| ctx.source_time.unwrap_or(now)));
             },
         )
     };

@@ -37,6 +37,48 @@ Mar  3 00:00:07 bastion cron[1]: (root) CMD (true)
 Mar  3 00:00:08 bastion sshd[102]: Failed password for root from 203.0.113.9 port 22 ssh2
 ";
 
+/// A line that is not UTF-8 is matched with replacement characters, not dropped, and the
+/// lines around it are unaffected.
+#[test]
+fn check_filter_file_reads_invalid_utf8() {
+    if !have_f2b() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let mut bytes = LOG.as_bytes().to_vec();
+    bytes.extend_from_slice(
+        b"Mar  3 00:00:09 bastion sshd[103]: Invalid user \xff\xfeweb from 198.51.100.7 port 5\n",
+    );
+    bytes.extend_from_slice(
+        b"Mar  3 00:00:10 bastion sshd[104]: Invalid user x from 198.51.100.8 port 5\n",
+    );
+    std::fs::write(&log, bytes).unwrap();
+    let o = bin()
+        .arg("check")
+        .arg(&log)
+        .args([
+            "--filter-file",
+            "/etc/fail2ban/filter.d/sshd.conf",
+            "--json",
+        ])
+        .args(["--now", "2026-11-22T00:00:00Z"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 5, "{out}");
+    assert_eq!(v[3]["line"], 5);
+    assert_eq!(v[3]["ip"], "198.51.100.7");
+    assert_eq!(v[3]["user"], "\u{fffd}\u{fffd}web");
+    assert_eq!(v[4]["line"], 6);
+    assert_eq!(v[4]["ip"], "198.51.100.8");
+}
+
 #[test]
 fn check_filter_file_reports_raw_hosts_as_json() {
     if !have_f2b() {
