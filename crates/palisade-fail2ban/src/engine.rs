@@ -412,6 +412,46 @@ impl Pattern {
         self.names.iter().position(|n| n.as_deref() == Some(name))
     }
 
+    /// Whether every match of this pattern has group `name` taking part with a non-empty
+    /// text: proven on the syntax tree (the group lies on the pattern's top-level sequence,
+    /// through groups only, and cannot match the empty string). `false` when unsure
+    /// (backtracking or guarded patterns, a group that may be skipped).
+    pub fn group_always_nonempty(&self, name: &str) -> bool {
+        use regex_syntax::hir::{Hir, HirKind};
+        fn walk(h: &Hir, want: &dyn Fn(u32) -> bool) -> bool {
+            match h.kind() {
+                HirKind::Capture(c) if want(c.index) => {
+                    c.sub.properties().minimum_len().is_some_and(|n| n > 0)
+                }
+                HirKind::Capture(c) => walk(&c.sub, want),
+                HirKind::Concat(items) => items.iter().any(|x| walk(x, want)),
+                _ => false,
+            }
+        }
+        let Engine::Auto {
+            guards,
+            fancy: None,
+            ..
+        } = &self.engine
+        else {
+            return false;
+        };
+        let (true, Some(src), Some(py)) =
+            (guards.is_empty(), &self.superset, self.group_index(name))
+        else {
+            return false;
+        };
+        let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(src) else {
+            return false;
+        };
+        let want = |i: u32| {
+            self.logical
+                .get(i as usize)
+                .is_some_and(|&l| l as usize == py)
+        };
+        walk(&hir, &want)
+    }
+
     /// Literals at least one of which occurs in every match.
     pub fn required_literals(&self) -> Option<&[String]> {
         self.literals.as_deref()
@@ -951,7 +991,33 @@ mod tests {
         }
     }
 
-    /// The hand-stepped start automaton ends matches where the `meta` regex does, alone and
+    /// A group is proven to take part with a non-empty text only on the pattern's top-level
+    /// sequence, through groups, and when it cannot match the empty string.
+    #[test]
+    fn group_always_nonempty_is_conservative() {
+        for (src, nofail, forget) in [
+            (
+                r"^(?P<nofail>Received (?P<mlfforget>disconnect)) from x",
+                true,
+                true,
+            ),
+            (r"^x(?P<nofail>(?P<mlfforget>y)z)", true, true),
+            (r"^(?P<nofail>a)?(?P<mlfforget>b)", false, true),
+            (r"^(?:(?P<nofail>a)|b)c", false, false),
+            (r"^(?P<nofail>a*)b", false, false),
+            (r"^(?P<nofail>a)(?:(?P<mlfforget>b))+", true, false),
+            (r"^(?P<x>a)b", false, false),
+        ] {
+            let p = Pattern::new(src, false).expect(src);
+            assert_eq!(p.group_always_nonempty("nofail"), nofail, "{src}");
+            assert_eq!(p.group_always_nonempty("mlfforget"), forget, "{src}");
+        }
+        // a backtracking pattern is never claimed
+        let p = Pattern::new(r"^(?P<nofail>a)(?=b)", false).unwrap();
+        assert!(!p.group_always_nonempty("nofail"));
+    }
+
+    /// The start automaton ends matches where the `meta` regex does, alone and
     /// as a leftmost-first set (which pattern, and where), including empty matches, matches
     /// at the end of the text, look-around and texts no pattern matches.
     #[test]

@@ -40,6 +40,10 @@ pub(crate) struct Rx {
     /// `alt_*` groups: (group name, merged name), sorted by group name.
     alt: Vec<(Name, Name)>,
     skiplines: Vec<usize>,
+    /// Every match has non-empty `nofail` and `mlfforget` groups and no `mlfid` or
+    /// `mlfgained` group of its own: on a connection without a cache entry its result is "no
+    /// failure" and nothing is kept, whatever else it captures (see `find_failure_inner`).
+    nofail_forget: bool,
 }
 
 impl Rx {
@@ -72,11 +76,17 @@ impl Rx {
         }
         alt.sort();
         skip.sort();
+        let nofail_forget = pat.superset_is_exact()
+            && pat.group_always_nonempty("nofail")
+            && pat.group_always_nonempty("mlfforget")
+            && pat.group_index("mlfid").is_none()
+            && pat.group_index("mlfgained").is_none();
         Ok(Rx {
             pat,
             named,
             alt,
             skiplines: skip.into_iter().map(|(_, i)| i).collect(),
+            nofail_forget,
         })
     }
 
@@ -1345,6 +1355,27 @@ impl MatchState {
             if !rx.pat.may_match_at(cur.as_bytes(), 0) {
                 continue;
             }
+            // A rule that certainly matches here (the automaton found its match) and whose
+            // every match is "no failure, forget the connection" (`Rx::nofail_forget`): when
+            // the connection has no cache entry, fail2ban's merge ends in "no failure" and
+            // keeps nothing, so its captures are not needed.
+            if rx.nofail_forget
+                && pref_lazy
+                && !ml
+                && !check_all
+                && def.ignore.is_empty()
+                && known_end(self.first_end, i, rx).is_some()
+            {
+                if pre.is_none() {
+                    pre = self.pref_groups(def, buf, hint, pref_lazy, head_end);
+                }
+                if let Some(id) = pre.as_ref().and_then(|p| p.get(kn.mlfid)) {
+                    // (the same lookup as the merge's: an expired entry is dropped)
+                    if self.cache.get_mut(id).is_none() {
+                        return;
+                    }
+                }
+            }
             let mut slots = std::mem::take(&mut self.rule_slots[i]);
             let hinted = match &hint {
                 Some(x) if x.rule == i && !x.slots.is_empty() => {
@@ -1404,32 +1435,7 @@ impl MatchState {
                 }
             }
             if pre_matched && pre.is_none() {
-                match (&def.pref, &def.pref_head) {
-                    (Some(_), Some(h))
-                        if pref_lazy && hint.as_ref().is_some_and(|x| x.head.is_some()) =>
-                    {
-                        let x = hint
-                            .as_ref()
-                            .and_then(|x| x.head.as_ref())
-                            .expect("checked");
-                        self.slots_head.pos.clone_from(x);
-                        pre = Some(h.groups(buf, &self.slots_head));
-                    }
-                    (Some(_), Some(h)) if pref_lazy => {
-                        let memo = self.opts.memo.then_some(&mut self.memo_head);
-                        let found = h
-                            .pat
-                            .search_in(buf, 0, head_end, &mut self.slots_head, memo);
-                        debug_assert!(found, "the head matched before");
-                        pre = Some(h.groups(buf, &self.slots_head));
-                    }
-                    (Some(pr), _) => {
-                        let mut g = pr.groups(buf, &self.slots_pref);
-                        g.pop(kn.content);
-                        pre = Some(g);
-                    }
-                    _ => {}
-                }
+                pre = self.pref_groups(def, buf, hint, pref_lazy, head_end);
             }
             // the prefregex groups, overridden by the failregex's (in server mode they are
             // used once: a later rule, if any, captures them again)
@@ -1531,6 +1537,40 @@ impl MatchState {
             if !check_all {
                 break;
             }
+        }
+    }
+
+    /// The prefregex's groups of the line in `buf` (its content removed): from the first
+    /// stage's captures of the head, a memoised capture search of the head (`head_end`: where
+    /// it ends), or the whole prefregex's last search.
+    fn pref_groups(
+        &mut self,
+        def: &FilterDef,
+        buf: &str,
+        hint: Option<&Hint>,
+        pref_lazy: bool,
+        head_end: usize,
+    ) -> Option<Fail> {
+        match (&def.pref, &def.pref_head) {
+            (Some(_), Some(h)) if pref_lazy && hint.is_some_and(|x| x.head.is_some()) => {
+                let x = hint.and_then(|x| x.head.as_ref()).expect("checked");
+                self.slots_head.pos.clone_from(x);
+                Some(h.groups(buf, &self.slots_head))
+            }
+            (Some(_), Some(h)) if pref_lazy => {
+                let memo = self.opts.memo.then_some(&mut self.memo_head);
+                let found = h
+                    .pat
+                    .search_in(buf, 0, head_end, &mut self.slots_head, memo);
+                debug_assert!(found, "the head matched before");
+                Some(h.groups(buf, &self.slots_head))
+            }
+            (Some(pr), _) => {
+                let mut g = pr.groups(buf, &self.slots_pref);
+                g.pop(KNOWN.content);
+                Some(g)
+            }
+            _ => None,
         }
     }
 
