@@ -37,6 +37,28 @@ Mar  3 00:00:07 bastion cron[1]: (root) CMD (true)
 Mar  3 00:00:08 bastion sshd[102]: Failed password for root from 203.0.113.9 port 22 ssh2
 ";
 
+/// `check LOG --filter-file sshd.conf --json`: the results, stdout and stderr.
+fn check_sshd_json(log: &Path) -> (Vec<serde_json::Value>, String, String) {
+    let o = bin()
+        .arg("check")
+        .arg(log)
+        .args([
+            "--filter-file",
+            "/etc/fail2ban/filter.d/sshd.conf",
+            "--json",
+        ])
+        .args(["--now", "2026-11-22T00:00:00Z"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (v, out, err)
+}
+
 /// A line that is not UTF-8 is matched with replacement characters, not dropped, and the
 /// lines around it are unaffected.
 #[test]
@@ -54,23 +76,7 @@ fn check_filter_file_reads_invalid_utf8() {
         b"Mar  3 00:00:10 bastion sshd[104]: Invalid user x from 198.51.100.8 port 5\n",
     );
     std::fs::write(&log, bytes).unwrap();
-    let o = bin()
-        .arg("check")
-        .arg(&log)
-        .args([
-            "--filter-file",
-            "/etc/fail2ban/filter.d/sshd.conf",
-            "--json",
-        ])
-        .args(["--now", "2026-11-22T00:00:00Z"])
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let v: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (v, out, _) = check_sshd_json(&log);
     assert_eq!(v.len(), 5, "{out}");
     assert_eq!(v[3]["line"], 5);
     assert_eq!(v[3]["ip"], "198.51.100.7");
@@ -87,23 +93,7 @@ fn check_filter_file_reports_raw_hosts_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("auth.log");
     std::fs::write(&log, LOG).unwrap();
-    let o = bin()
-        .arg("check")
-        .arg(&log)
-        .args([
-            "--filter-file",
-            "/etc/fail2ban/filter.d/sshd.conf",
-            "--json",
-        ])
-        .args(["--now", "2026-11-22T00:00:00Z"])
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let v: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (v, out, err) = check_sshd_json(&log);
     assert_eq!(v.len(), 3, "{out}");
     assert_eq!(v[0]["line"], 1);
     assert_eq!(v[0]["ip"], "192.030.0.6", "host exactly as written");
