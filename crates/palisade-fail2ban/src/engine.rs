@@ -412,11 +412,12 @@ impl Pattern {
         self.names.iter().position(|n| n.as_deref() == Some(name))
     }
 
-    /// Whether every match of this pattern has group `name` taking part with a non-empty
-    /// text: proven on the syntax tree (the group lies on the pattern's top-level sequence,
-    /// through groups only, and cannot match the empty string). `false` when unsure
-    /// (backtracking or guarded patterns, a group that may be skipped).
-    pub fn group_always_nonempty(&self, name: &str) -> bool {
+    /// Whether every match of this pattern has each of the groups `names` taking part with a
+    /// non-empty text: proven on the syntax tree (the group lies on the pattern's top-level
+    /// sequence, through groups only, and cannot match the empty string). `false` when
+    /// unsure (only patterns that are their own [`Self::superset`] are examined; a group
+    /// that may be skipped).
+    pub fn groups_always_nonempty(&self, names: &[&str]) -> bool {
         use regex_syntax::hir::{Hir, HirKind};
         fn walk(h: &Hir, want: &dyn Fn(u32) -> bool) -> bool {
             match h.kind() {
@@ -428,28 +429,23 @@ impl Pattern {
                 _ => false,
             }
         }
-        let Engine::Auto {
-            guards,
-            fancy: None,
-            ..
-        } = &self.engine
-        else {
-            return false;
-        };
-        let (true, Some(src), Some(py)) =
-            (guards.is_empty(), &self.superset, self.group_index(name))
-        else {
+        let (true, Some(src)) = (self.superset_is_exact(), &self.superset) else {
             return false;
         };
         let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(src) else {
             return false;
         };
-        let want = |i: u32| {
-            self.logical
-                .get(i as usize)
-                .is_some_and(|&l| l as usize == py)
-        };
-        walk(&hir, &want)
+        names.iter().all(|name| {
+            let Some(py) = self.group_index(name) else {
+                return false;
+            };
+            let want = |i: u32| {
+                self.logical
+                    .get(i as usize)
+                    .is_some_and(|&l| l as usize == py)
+            };
+            walk(&hir, &want)
+        })
     }
 
     /// Literals at least one of which occurs in every match.
@@ -799,11 +795,11 @@ pub struct RuleSet {
 
 /// The automaton of several patterns for overlapping searches (which of them match).
 fn build_set(sources: &[String], unicode: bool) -> Option<regex_automata::meta::Regex> {
-    use regex_automata::{meta, util::syntax};
+    use regex_automata::{meta, util::syntax, MatchKind};
     meta::Regex::builder()
         .configure(
             meta::Config::new()
-                .match_kind(regex_automata::MatchKind::All)
+                .match_kind(MatchKind::All)
                 // the ASCII automata only ever run on ASCII text: no code point to split
                 .utf8_empty(unicode)
                 .nfa_size_limit(Some(SIZE_LIMIT))
@@ -859,8 +855,8 @@ impl RuleSet {
     /// leftmost-first pass when every pattern is anchored at the start; else as
     /// [`Self::select`]. Returns whether any may match; `end` is set to that first pattern
     /// and where its superset's leftmost-first match ends, when the pass found one (see
-    /// [`Pattern::superset_is_exact`]), else `None`.
-    /// `cache`: the caller's scratch for this set.
+    /// [`Pattern::superset_is_exact`]), else `None`. `cache`: the caller's scratch for this
+    /// set.
     pub fn select_first(
         &self,
         hay: &str,
@@ -994,7 +990,7 @@ mod tests {
     /// A group is proven to take part with a non-empty text only on the pattern's top-level
     /// sequence, through groups, and when it cannot match the empty string.
     #[test]
-    fn group_always_nonempty_is_conservative() {
+    fn groups_always_nonempty_is_conservative() {
         for (src, nofail, forget) in [
             (
                 r"^(?P<nofail>Received (?P<mlfforget>disconnect)) from x",
@@ -1009,12 +1005,14 @@ mod tests {
             (r"^(?P<x>a)b", false, false),
         ] {
             let p = Pattern::new(src, false).expect(src);
-            assert_eq!(p.group_always_nonempty("nofail"), nofail, "{src}");
-            assert_eq!(p.group_always_nonempty("mlfforget"), forget, "{src}");
+            assert_eq!(p.groups_always_nonempty(&["nofail"]), nofail, "{src}");
+            assert_eq!(p.groups_always_nonempty(&["mlfforget"]), forget, "{src}");
+            let both = p.groups_always_nonempty(&["nofail", "mlfforget"]);
+            assert_eq!(both, nofail && forget, "{src}");
         }
         // a backtracking pattern is never claimed
         let p = Pattern::new(r"^(?P<nofail>a)(?=b)", false).unwrap();
-        assert!(!p.group_always_nonempty("nofail"));
+        assert!(!p.groups_always_nonempty(&["nofail"]));
     }
 
     /// The start automaton ends matches where the `meta` regex does, alone and

@@ -77,8 +77,7 @@ impl Rx {
         alt.sort();
         skip.sort();
         let nofail_forget = pat.superset_is_exact()
-            && pat.group_always_nonempty("nofail")
-            && pat.group_always_nonempty("mlfforget")
+            && pat.groups_always_nonempty(&["nofail", "mlfforget"])
             && pat.group_index("mlfid").is_none()
             && pat.group_index("mlfgained").is_none();
         Ok(Rx {
@@ -1359,12 +1358,13 @@ impl MatchState {
             // every match is "no failure, forget the connection" (`Rx::nofail_forget`): when
             // the connection has no cache entry, fail2ban's merge ends in "no failure" and
             // keeps nothing, so its captures are not needed.
+            let known = known_end(self.first_end, i, rx);
             if rx.nofail_forget
                 && pref_lazy
                 && !ml
                 && !check_all
                 && def.ignore.is_empty()
-                && known_end(self.first_end, i, rx).is_some()
+                && known.is_some()
             {
                 if pre.is_none() {
                     pre = self.pref_groups(def, buf, hint, pref_lazy, head_end);
@@ -1384,7 +1384,7 @@ impl MatchState {
                 }
                 _ => false,
             };
-            let end = known_end(self.first_end, i, rx).unwrap_or(cur.len());
+            let end = known.unwrap_or(cur.len());
             let memo = self.opts.memo.then_some(&mut self.memos[i]);
             if !hinted && !rx.pat.search_in(cur, 0, end, &mut slots, memo) {
                 self.rule_slots[i] = slots;
