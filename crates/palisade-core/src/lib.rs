@@ -7,6 +7,7 @@ pub mod decision;
 pub mod event;
 pub mod journal;
 pub mod net;
+pub mod observe;
 pub mod time;
 
 pub use allowlist::{Allowlist, AllowlistError};
@@ -14,4 +15,5 @@ pub use decision::{Decision, Origin};
 pub use event::Event;
 pub use journal::JournalFields;
 pub use net::{aggregate, canonical_ip, parse_ip_bytes, target_of};
+pub use observe::{Fanout, Observer, UnbanReason};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp};

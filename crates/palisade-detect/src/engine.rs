@@ -67,16 +67,7 @@ pub struct EngineConfig {
     pub dry_run: bool,
 }
 
-/// Why a ban was lifted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnbanReason {
-    /// Its time ran out.
-    Expired,
-    /// An operator lifted it.
-    Manual,
-    /// A longer ban of the same target replaced it.
-    Replaced,
-}
+pub use palisade_core::UnbanReason;
 
 /// What the engine asks the rest of the pipeline to do.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,7 +12,7 @@ use crate::control::{self, Request, Response};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use ipnet::IpNet;
 use palisade_config::Config;
-use palisade_core::{Allowlist, Clock, Decision, Event, Origin, Timestamp};
+use palisade_core::{Allowlist, Clock, Decision, Event, Observer, Origin, Timestamp};
 use palisade_detect::{Action, Engine, UnbanReason};
 use palisade_filter::{Filter, LineCtx, Outcome};
 use palisade_respond::Responder;
@@ -54,50 +54,6 @@ pub enum DaemonError {
     /// A responder failed to reconcile at start.
     #[error("responder {0}: reconcile failed: {1}")]
     Reconcile(String, String),
-}
-
-/// Watches what the daemon does (live feed, notifications). Called on the engine thread:
-/// implementations must be quick and never block (queue and drop rather than wait).
-pub trait Observer: Send + Sync {
-    /// An event was counted in `jail`.
-    fn event(&self, _jail: &str, _event: &Event) {}
-    /// A ban was decided.
-    fn ban(&self, _decision: &Decision) {}
-    /// A ban was lifted.
-    fn unban(&self, _decision: &Decision, _reason: UnbanReason) {}
-}
-
-/// Several observers behind one (the daemon takes one): each call goes to every member, in
-/// order. Members must be quick, as every [`Observer`] must.
-pub struct Fanout(pub Vec<Arc<dyn Observer>>);
-
-impl Fanout {
-    /// One observer from any number: `None` for none, the member itself for one.
-    pub fn combine(mut v: Vec<Arc<dyn Observer>>) -> Option<Arc<dyn Observer>> {
-        match v.len() {
-            0 => None,
-            1 => v.pop(),
-            _ => Some(Arc::new(Fanout(v))),
-        }
-    }
-}
-
-impl Observer for Fanout {
-    fn event(&self, jail: &str, event: &Event) {
-        for o in &self.0 {
-            o.event(jail, event);
-        }
-    }
-    fn ban(&self, d: &Decision) {
-        for o in &self.0 {
-            o.ban(d);
-        }
-    }
-    fn unban(&self, d: &Decision, why: UnbanReason) {
-        for o in &self.0 {
-            o.unban(d, why);
-        }
-    }
 }
 
 /// A cloneable handle to send control requests to the running daemon in-process (the same

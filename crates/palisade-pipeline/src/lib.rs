@@ -18,4 +18,5 @@ pub use build::{
     build_engine_config, build_filter, build_responder, open_store, store_url, time_zone,
     BuildError,
 };
-pub use daemon::{ControlHandle, Daemon, DaemonOptions, Fanout, Observer, Stats};
+pub use daemon::{ControlHandle, Daemon, DaemonOptions, Stats};
+pub use palisade_core::{Fanout, Observer};

@@ -3,7 +3,7 @@
 //! (`palisade report`) and the AbuseIPDB reporter.
 //!
 //! Everything that runs inside the daemon (notifier, AbuseIPDB reporter) is a
-//! [`palisade_pipeline::Observer`] that only queues work for its own background thread, so the
+//! [`palisade_core::Observer`] that only queues work for its own background thread, so the
 //! engine is never blocked by a slow mail server or web hook.
 
 #![warn(missing_docs)]
@@ -21,7 +21,7 @@ pub mod svg;
 
 pub use notify::build_notifier;
 
-use palisade_pipeline::{Fanout, Observer};
+use palisade_core::{Fanout, Observer};
 use std::sync::Arc;
 
 /// Problems building the daemon-side reporting observers.

@@ -1,7 +1,7 @@
 //! Notifications about decisions (`[notify]`): e-mail, a web hook (Palisade JSON, Slack or
 //! Discord shape) and a JSON-lines file.
 //!
-//! The [`Notifier`] is a [`palisade_pipeline::Observer`]: the engine thread only pushes the
+//! The [`Notifier`] is a [`palisade_core::Observer`]: the engine thread only pushes the
 //! decision onto a bounded queue (dropping and counting if it is full), and one background
 //! thread does the rest, so a slow mail server never delays a ban.
 //!
@@ -20,9 +20,9 @@ use crate::mail::{hostname, Mailer};
 use crate::secret::Secret;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use palisade_config::Config;
+use palisade_core::Observer;
+use palisade_core::UnbanReason;
 use palisade_core::{Clock, Decision, Timestamp};
-use palisade_detect::UnbanReason;
-use palisade_pipeline::Observer;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;

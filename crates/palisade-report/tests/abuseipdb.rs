@@ -4,8 +4,8 @@ mod common;
 
 use common::{form, Receiver};
 use palisade_config::Config;
+use palisade_core::Observer;
 use palisade_core::{Clock, Decision, Event, Origin, Timestamp};
-use palisade_pipeline::Observer;
 use palisade_report::abuseipdb::build_reporter_with;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

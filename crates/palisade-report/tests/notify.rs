@@ -5,8 +5,8 @@ mod common;
 
 use common::{Receiver, Smtp};
 use palisade_config::Config;
+use palisade_core::Observer;
 use palisade_core::{Clock, Decision, Origin, Timestamp};
-use palisade_pipeline::Observer;
 use palisade_report::notify::build_notifier_with;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
