@@ -6,6 +6,7 @@
 //! the files are watched with inotify (through `notify`): any change wakes the loop at once,
 //! and the poll interval is only the fallback.
 
+use crate::health::{InputState, SourceHealth};
 use crate::lines::Splitter;
 use crate::state::{self, FilePos, FilesState, FINGERPRINT_LEN};
 use crate::stream::deliver;
@@ -79,6 +80,8 @@ struct Tail {
     had_file: bool,
     /// The last open or read failed and was logged: do not log again until it works.
     failing: bool,
+    /// The state last published (`None`: not yet).
+    state: Option<InputState>,
 }
 
 /// What [`Tail::check`] needs besides the tail.
@@ -88,6 +91,7 @@ struct Ctx<'a> {
     stats: &'a mut SourceStats,
     saved: &'a mut BTreeMap<String, FilePos>,
     dirty: &'a mut bool,
+    health: Option<&'a SourceHealth>,
 }
 
 /// Reads from `pos` until `buf` is full or the file ends.
@@ -173,16 +177,33 @@ impl Tail {
             retired: Vec::new(),
             had_file: false,
             failing: false,
+            state: None,
+        }
+    }
+
+    /// Publishes this file's state when it changed.
+    fn set_state(&mut self, state: InputState, error: Option<String>, cx: &Ctx<'_>) {
+        if self.state == Some(state) {
+            return;
+        }
+        if state == InputState::Missing && !self.had_file {
+            // Never seen (typically a typo or a service not installed): say so once.
+            tracing::warn!(path = %self.path.display(), "log file missing; waiting for it to appear");
+        }
+        self.state = Some(state);
+        if let Some(h) = cx.health {
+            h.set(&self.name, state, error);
         }
     }
 
     /// Logs a problem with this file once per failure streak.
-    fn fail(&mut self, what: &str, e: &std::io::Error, stats: &mut SourceStats) {
+    fn fail(&mut self, what: &str, e: &std::io::Error, cx: &mut Ctx<'_>) {
         if !self.failing {
             self.failing = true;
-            stats.errors += 1;
+            cx.stats.errors += 1;
             tracing::warn!(path = %self.path.display(), error = %e, "{what}");
         }
+        self.set_state(InputState::Unreadable, Some(format!("{what}: {e}")), cx);
     }
 
     /// Brings this path up to date; returns whether a read budget ran out (more to read).
@@ -219,7 +240,7 @@ impl Tail {
             Ok(m) if m.is_file() => m,
             Ok(_) => {
                 let e = std::io::Error::other("not a regular file");
-                self.fail("cannot follow log file", &e, cx.stats);
+                self.fail("cannot follow log file", &e, cx);
                 return busy;
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -229,10 +250,11 @@ impl Tail {
                     *cx.dirty = true;
                 }
                 self.failing = false;
+                self.set_state(InputState::Missing, None, cx);
                 return busy;
             }
             Err(e) => {
-                self.fail("cannot stat log file", &e, cx.stats);
+                self.fail("cannot stat log file", &e, cx);
                 return busy;
             }
         };
@@ -248,14 +270,21 @@ impl Tail {
 
         let just_opened = self.cur.is_none();
         if just_opened {
+            let rotated = self.had_file;
             match self.open(cx) {
                 Ok(open) => {
                     self.cur = Some(open);
                     self.failing = false;
                     *cx.dirty = true;
+                    let st = if rotated {
+                        InputState::Rotated
+                    } else {
+                        InputState::Ok
+                    };
+                    self.set_state(st, None, cx);
                 }
                 Err(e) => {
-                    self.fail("cannot open log file", &e, cx.stats);
+                    self.fail("cannot open log file", &e, cx);
                     return busy;
                 }
             }
@@ -278,12 +307,18 @@ impl Tail {
         }
 
         match read_open(cur, &self.name, Some(READ_BUDGET), cx) {
-            Ok((_, more)) => {
+            Ok((got, more)) => {
                 self.failing = false;
+                if self.state != Some(InputState::Ok)
+                    && (got || self.state != Some(InputState::Rotated))
+                {
+                    // Back to normal: readable again, or lines read since the rotation.
+                    self.set_state(InputState::Ok, None, cx);
+                }
                 busy | more
             }
             Err(e) => {
-                self.fail("cannot read log file", &e, cx.stats);
+                self.fail("cannot read log file", &e, cx);
                 busy
             }
         }
@@ -529,6 +564,7 @@ struct Tailer<'a> {
     state_path: Option<PathBuf>,
     last_save: Option<Instant>,
     save_failing: bool,
+    health: Option<&'a SourceHealth>,
 }
 
 impl<'a> Tailer<'a> {
@@ -564,8 +600,14 @@ impl<'a> Tailer<'a> {
         }
         // Glob matches that are gone and finished with are forgotten.
         let before = self.tails.len();
+        let health = self.health;
         self.tails.retain(|t| {
-            t.literal || t.cur.is_some() || !t.retired.is_empty() || matched.contains(&t.path)
+            let keep =
+                t.literal || t.cur.is_some() || !t.retired.is_empty() || matched.contains(&t.path);
+            if let (false, Some(h)) = (keep, health) {
+                h.remove(&t.name);
+            }
+            keep
         });
         if self.tails.len() != before {
             self.known = self.tails.iter().map(|t| t.path.clone()).collect();
@@ -597,6 +639,7 @@ impl<'a> Tailer<'a> {
             stats: &mut self.stats,
             saved: &mut self.saved,
             dirty: &mut self.dirty,
+            health: self.health,
         };
         for t in &mut self.tails {
             if stop.load(Ordering::Relaxed) {
@@ -667,6 +710,7 @@ pub(crate) fn run(
     opts: &SourceOptions,
     sink: &mut dyn LineSink,
     stop: &AtomicBool,
+    health: Option<&SourceHealth>,
 ) -> Result<SourceStats, SourceError> {
     let state_path = opts.state_dir.as_deref().and_then(|d| spec.state_file(d));
     let saved = state_path
@@ -686,6 +730,7 @@ pub(crate) fn run(
         state_path,
         last_save: None,
         save_failing: false,
+        health,
     };
     let mut watch = if opts.follow { Watch::new() } else { None };
     t.rescan(true);

@@ -60,11 +60,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 mod files;
+mod health;
 mod journald;
 mod lines;
 mod state;
 mod stream;
 
+pub use health::{InputHealth, InputState, SourceHealth};
 pub use journald::{parse_entry, JournalEntry};
 pub use stream::run_reader;
 
@@ -309,6 +311,18 @@ pub fn run(
     sink: &mut dyn LineSink,
     stop: &AtomicBool,
 ) -> Result<SourceStats, SourceError> {
+    run_with_health(spec, opts, sink, stop, None)
+}
+
+/// [`run`], publishing the state of each input (files: missing, unreadable, rotated) in
+/// `health` as it changes. A file missing when the source starts is logged as a warning.
+pub fn run_with_health(
+    spec: &SourceSpec,
+    opts: &SourceOptions,
+    sink: &mut dyn LineSink,
+    stop: &AtomicBool,
+    health: Option<&SourceHealth>,
+) -> Result<SourceStats, SourceError> {
     spec.validate()?;
     opts.validate()?;
     if let Some(dir) = &opts.state_dir {
@@ -318,7 +332,7 @@ pub fn run(
         })?;
     }
     match spec {
-        SourceSpec::Files { patterns } => files::run(spec, patterns, opts, sink, stop),
+        SourceSpec::Files { patterns } => files::run(spec, patterns, opts, sink, stop, health),
         SourceSpec::Journald { matches } => journald::run(spec, matches, opts, sink, stop),
         SourceSpec::Stdin => {
             let stdin = std::io::stdin();
