@@ -8,8 +8,10 @@
 
 #![warn(missing_docs)]
 
+mod merge;
 mod schema;
 
+pub use merge::MergeError;
 pub use schema::*;
 
 use serde::de::DeserializeOwned;

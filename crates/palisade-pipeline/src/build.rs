@@ -104,29 +104,43 @@ pub fn build_filter(
         });
     };
     let path = cfg.resolve(file.get_ref());
-    // The jail's `options` are the filter's `[Init]` overrides, as fail2ban's
-    // `filter = name[mode=aggressive]`. `logtype = journal` also tells the filter that lines
-    // carry no date of their own.
-    let mut init: Vec<(String, String)> = jail
-        .options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    // fail2ban's systemd backend reads messages without a date: `logtype = journal`.
-    if jail.journal.is_some() && !jail.options.contains_key("logtype") {
-        init.push(("logtype".into(), "journal".into()));
-    }
-    let opts = palisade_fail2ban::LoadOptions {
-        init,
-        ..palisade_fail2ban::LoadOptions::default()
-    };
-    let f = palisade_fail2ban::Fail2banFilter::load(&path, &opts, tz.clone()).map_err(|e| {
-        BuildError::Filter {
+    #[cfg(not(feature = "fail2ban"))]
+    {
+        let _ = tz;
+        Err(BuildError::Filter {
             jail: name,
-            message: format!("filter_file {}: {e}", path.display()),
+            message: format!(
+                "filter_file {}: this build has no fail2ban support (cargo feature `fail2ban`)",
+                path.display()
+            ),
+        })
+    }
+    #[cfg(feature = "fail2ban")]
+    {
+        // The jail's `options` are the filter's `[Init]` overrides, as fail2ban's
+        // `filter = name[mode=aggressive]`. `logtype = journal` also tells the filter that lines
+        // carry no date of their own.
+        let mut init: Vec<(String, String)> = jail
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // fail2ban's systemd backend reads messages without a date: `logtype = journal`.
+        if jail.journal.is_some() && !jail.options.contains_key("logtype") {
+            init.push(("logtype".into(), "journal".into()));
         }
-    })?;
-    Ok(Box::new(f))
+        let opts = palisade_fail2ban::LoadOptions {
+            init,
+            ..palisade_fail2ban::LoadOptions::default()
+        };
+        let f = palisade_fail2ban::Fail2banFilter::load(&path, &opts, tz.clone()).map_err(|e| {
+            BuildError::Filter {
+                jail: name,
+                message: format!("filter_file {}: {e}", path.display()),
+            }
+        })?;
+        Ok(Box::new(f))
+    }
 }
 
 /// Builds one responder from its section.

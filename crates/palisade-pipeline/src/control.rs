@@ -1,8 +1,11 @@
-//! The control socket: one JSON request per connection line, one JSON response line.
-//! Used by `palisade decisions add|delete` and `palisade status` while the daemon runs.
-//! The socket is created mode 0600 (root only).
+//! The control socket: one JSON [`Request`] per connection line, one JSON [`Response`] line.
+//! Used by `palisade decisions add|delete`, `palisade status`, `palisade reload` and
+//! `palisade record` while the daemon runs. The socket is created mode 0600 (root only).
+//!
+//! The messages are the typed ones of [`palisade_proto::control`]; this module only moves
+//! them over the socket.
 
-use serde::{Deserialize, Serialize};
+pub use palisade_proto::control::{unexpected, ControlError, Reply, Request, Response};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,75 +14,12 @@ use std::time::Duration;
 /// Largest request accepted, in bytes.
 pub const MAX_REQUEST: u64 = 64 * 1024;
 
-/// A request to the daemon.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    /// Counters, jails, bans in force.
-    Status,
-    /// Ban an address or network.
-    Ban {
-        /// Address or CIDR.
-        target: String,
-        /// Seconds; `None` = permanent.
-        duration_secs: Option<u64>,
-        /// Why.
-        reason: String,
-    },
-    /// Lift bans of an address or network.
-    Unban {
-        /// Address or CIDR.
-        target: String,
-    },
-    /// Record (and enforce) a ban decided elsewhere: fail2ban's `actionban` through
-    /// `palisade record`. The allowlist still applies.
-    Record {
-        /// The decision as decided (origin, jail, created, expires).
-        decision: palisade_core::Decision,
-    },
-    /// Replace the allowlist entries kept outside the configuration (the dashboard's, from the
-    /// store). The daemon enforces the configured allowlist plus these; bans in force that the
-    /// result covers are lifted.
-    SetAllowlist {
-        /// Networks (addresses as /32 or /128).
-        extra: Vec<ipnet::IpNet>,
-    },
-}
+/// Largest answer read, in bytes (a status with 1000 bans fits many times over).
+pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
-/// The daemon's answer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Response {
-    /// Whether the request succeeded.
-    pub ok: bool,
-    /// Error or short message.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// Payload (status object, decision).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
-}
-
-impl Response {
-    /// A failure.
-    pub fn err(msg: impl Into<String>) -> Self {
-        Response {
-            ok: false,
-            message: msg.into(),
-            data: serde_json::Value::Null,
-        }
-    }
-    /// A success with data.
-    pub fn ok(data: serde_json::Value) -> Self {
-        Response {
-            ok: true,
-            message: String::new(),
-            data,
-        }
-    }
-}
-
-/// Sends one request to the daemon at `socket`. `Ok(None)` when no daemon listens there.
-pub fn call(socket: &Path, req: &Request) -> std::io::Result<Option<Response>> {
+/// Sends one request to the daemon at `socket`. `Ok(None)` when no daemon listens there;
+/// `Err` when the exchange itself failed (an unreadable answer is `InvalidData`).
+pub fn call(socket: &Path, req: &Request) -> std::io::Result<Option<Result<Reply, ControlError>>> {
     let mut s = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
@@ -92,22 +32,24 @@ pub fn call(socket: &Path, req: &Request) -> std::io::Result<Option<Response>> {
         }
         Err(e) => return Err(e),
     };
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // A reload re-reads the configuration and restarts the sources: allow it time.
+    s.set_read_timeout(Some(Duration::from_secs(90)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
-    let mut r = BufReader::new(s.take(16 * 1024 * 1024));
+    let mut r = BufReader::new(s.take(MAX_ANSWER));
     let mut out = String::new();
     r.read_line(&mut out)?;
-    serde_json::from_str(&out)
-        .map(Some)
+    serde_json::from_str::<Response>(&out)
+        .map(|r| Some(r.into()))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Reads one request from a connection (bounded).
-pub fn read_request(s: &UnixStream) -> Result<Request, String> {
+/// Reads one request from a connection (bounded). The error is the refusal to send back.
+pub fn read_request(s: &UnixStream) -> Result<Request, ControlError> {
     let mut r = BufReader::new(s.take(MAX_REQUEST));
     let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))
+    r.read_line(&mut line)
+        .map_err(|e| ControlError::Refused(format!("reading the request: {e}")))?;
+    serde_json::from_str(&line).map_err(|e| ControlError::Refused(format!("bad request: {e}")))
 }

@@ -8,17 +8,21 @@
 //! ```
 
 use crate::build::{build_engine_config, build_filter, build_responder, time_zone, BuildError};
-use crate::control::{self, Request, Response};
+use crate::control::{self, ControlError, Reply, Request};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use ipnet::IpNet;
 use palisade_config::Config;
 use palisade_core::{Allowlist, Clock, Decision, Event, Observer, Origin, Timestamp};
 use palisade_detect::{Action, Engine, UnbanReason};
 use palisade_filter::{Filter, LineCtx, Outcome};
+use palisade_proto::status::{
+    Counters, EngineCounters, JailStatus, Lag, ResponderHealth, SourceState, SourceStatus,
+    StatusReport, StoreHealth,
+};
 use palisade_respond::Responder;
-use palisade_source::{LineMeta, LineSink, SourceOptions, SourceSpec};
+use palisade_source::{InputState, LineMeta, LineSink, SourceHealth, SourceOptions, SourceSpec};
 use palisade_store::Store;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -61,17 +65,62 @@ pub enum DaemonError {
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: Sender<EngineMsg>,
+    supervisor: Supervisor,
 }
 
 impl ControlHandle {
-    /// Sends a request and waits (at most 20 s) for the answer.
-    pub fn call(&self, req: Request) -> Response {
+    /// Sends a request and waits for the answer (at most 20 s; a reload 60 s).
+    pub fn call(&self, req: Request) -> Result<Reply, ControlError> {
         let (rtx, rrx) = bounded(1);
-        if self.tx.send(EngineMsg::Control(req, rtx)).is_err() {
-            return Response::err("daemon is stopping");
+        let wait = if req == Request::Reload {
+            self.supervisor.reload(Some(rtx));
+            Duration::from_secs(60)
+        } else {
+            if self.tx.send(EngineMsg::Control(req, rtx)).is_err() {
+                return Err(ControlError::Unavailable("the daemon is stopping".into()));
+            }
+            Duration::from_secs(20)
+        };
+        rrx.recv_timeout(wait).unwrap_or_else(|_| {
+            Err(ControlError::Unavailable(
+                "the daemon did not answer".into(),
+            ))
+        })
+    }
+}
+
+/// Where a reload's answer goes (`None`: a signal asked, nobody waits).
+pub type ReloadReply = Option<Sender<Result<Reply, ControlError>>>;
+
+/// What the thread that owns the [`Daemon`] is asked to do (see [`Daemon::wait`]).
+pub enum Supervise {
+    /// Re-read the configuration and apply it; answer through [`Daemon::reload_with`].
+    Reload(ReloadReply),
+    /// Stop.
+    Stop,
+}
+
+/// Asks the thread that owns the [`Daemon`] to reload or stop: from a signal handler
+/// thread, or from a `reload` control request. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    tx: Sender<Supervise>,
+}
+
+impl Supervisor {
+    /// Asks for a reload; `reply` gets the outcome.
+    pub fn reload(&self, reply: ReloadReply) {
+        if let Err(e) = self.tx.send(Supervise::Reload(reply)) {
+            if let Supervise::Reload(Some(r)) = e.into_inner() {
+                let _ = r.send(Err(ControlError::Unavailable(
+                    "the daemon is stopping".into(),
+                )));
+            }
         }
-        rrx.recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| Response::err("daemon did not answer"))
+    }
+    /// Asks the daemon's owner to stop.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Supervise::Stop);
     }
 }
 
@@ -85,6 +134,8 @@ pub struct DaemonOptions {
     pub clock: Arc<dyn Clock>,
     /// Told about events and decisions (live feed, notifiers).
     pub observer: Option<Arc<dyn Observer>>,
+    /// Where the configuration came from, for status (`/etc/palisade/palisade.toml`).
+    pub config_name: String,
 }
 
 impl Default for DaemonOptions {
@@ -94,6 +145,7 @@ impl Default for DaemonOptions {
             follow: true,
             clock: Arc::new(palisade_core::SystemClock),
             observer: None,
+            config_name: String::new(),
         }
     }
 }
@@ -119,27 +171,142 @@ pub struct Stats {
     pub filter_errors: AtomicU64,
     /// Why each skipped jail of the running configuration was skipped (`jail "x": …`).
     pub jail_errors: Mutex<Vec<String>>,
+    /// Successful reloads.
+    pub reloads: AtomicU64,
+    /// Refused or failed reloads.
+    pub reload_failures: AtomicU64,
+    /// Health (status only; off the hot path).
+    health: Mutex<Health>,
+    /// Lines and the wall time of the last line, per input (file path, `journald`, `stdin`).
+    source_lines: Mutex<BTreeMap<String, (u64, Timestamp)>>,
+    /// Lines per second, as `f64` bits.
+    rate: AtomicU64,
+}
+
+/// What status reports beyond counters.
+#[derive(Debug, Default)]
+struct Health {
+    version: String,
+    started: Timestamp,
+    config: String,
+    time_zone: String,
+    store: StoreHealth,
+    responders: BTreeMap<String, ResponderHealth>,
+    last_ban: Option<Decision>,
+    sources: Vec<SourceEntry>,
+}
+
+/// A running source group, for status.
+#[derive(Debug)]
+struct SourceEntry {
+    key: String,
+    files: bool,
+    health: Arc<SourceHealth>,
+    /// Set when its thread ended: `Some(error)` if it failed.
+    ended: Option<Option<String>>,
 }
 
 impl Stats {
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "lines": self.lines.load(Relaxed),
-            "events": self.events.load(Relaxed),
-            "events_dropped": self.events_dropped.load(Relaxed),
-            "decisions": self.decisions.load(Relaxed),
-            "responder_errors": self.responder_errors.load(Relaxed),
-            "store_errors": self.store_errors.load(Relaxed),
-            "source_errors": self.source_errors.load(Relaxed),
-            "filter_errors": self.filter_errors.load(Relaxed),
-            "jail_errors": self.jail_errors.lock().unwrap().clone(),
-        })
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters, as status reports them.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            lines: self.lines.load(Relaxed),
+            events: self.events.load(Relaxed),
+            events_dropped: self.events_dropped.load(Relaxed),
+            decisions: self.decisions.load(Relaxed),
+            responder_errors: self.responder_errors.load(Relaxed),
+            store_errors: self.store_errors.load(Relaxed),
+            source_errors: self.source_errors.load(Relaxed),
+            filter_errors: self.filter_errors.load(Relaxed),
+            reloads: self.reloads.load(Relaxed),
+            reload_failures: self.reload_failures.load(Relaxed),
+            header_rejects: 0,
+            jail_errors: self.jail_errors.lock().unwrap().clone(),
+        }
+    }
+
+    fn responder_result(&self, name: &str, r: Result<(), String>) {
+        let mut h = self.health();
+        let e = h.responders.entry(name.to_owned()).or_default();
+        e.name = name.to_owned();
+        match r {
+            Ok(()) => e.ok = true,
+            Err(msg) => {
+                e.ok = false;
+                e.failures += 1;
+                e.last_error = Some(msg);
+            }
+        }
+    }
+
+    fn store_result(&self, r: Result<(), String>) {
+        let mut h = self.health();
+        match r {
+            Ok(()) => h.store.ok = true,
+            Err(msg) => {
+                h.store.ok = false;
+                h.store.failures += 1;
+                h.store.last_error = Some(msg);
+            }
+        }
+    }
+
+    /// Per-input status of the sources running now.
+    fn sources(&self) -> Vec<SourceStatus> {
+        let lines = self.source_lines.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = |path: &str| lines.get(path).copied().unwrap_or_default();
+        let mut out = Vec::new();
+        for s in &self.health().sources {
+            let failed = s.ended.clone().flatten();
+            let stopped = s.ended.is_some();
+            let inputs: Vec<(String, Option<InputState>, Option<String>)> = if s.files {
+                s.health
+                    .snapshot()
+                    .into_iter()
+                    .map(|(p, h)| (p, Some(h.state), h.error))
+                    .collect()
+            } else {
+                // journald, stdin: the name lines carry.
+                let name = s.key.split(' ').next().unwrap_or("").to_owned();
+                vec![(name, None, None)]
+            };
+            for (path, state, error) in inputs {
+                let (n, last) = seen(&path);
+                let state = match state {
+                    _ if stopped => SourceState::Stopped,
+                    Some(InputState::Missing) => SourceState::Missing,
+                    Some(InputState::Unreadable) => SourceState::Unreadable,
+                    Some(InputState::Rotated) => SourceState::Rotated,
+                    Some(InputState::Ok) | None => SourceState::Ok,
+                };
+                out.push(SourceStatus {
+                    path: if s.files { path } else { s.key.clone() },
+                    state,
+                    lines: n,
+                    last_line: (n > 0).then_some(last),
+                    error: failed.clone().or(error),
+                });
+            }
+            if s.files && out.is_empty() && failed.is_some() {
+                out.push(SourceStatus {
+                    path: s.key.clone(),
+                    state: SourceState::Stopped,
+                    error: failed,
+                    ..SourceStatus::default()
+                });
+            }
+        }
+        out
     }
 }
 
 enum EngineMsg {
     Events(Vec<(u16, Event)>),
-    Control(Request, Sender<Response>),
+    Control(Request, Sender<Result<Reply, ControlError>>),
     Reconfigure(
         Box<palisade_detect::EngineConfig>,
         Box<ResponderSet>,
@@ -213,6 +380,22 @@ impl ResponderSet {
         })
     }
 
+    /// Lists the responders in the health report (healthy until a failure).
+    fn register(&self, stats: &Stats) {
+        let mut h = stats.health();
+        let names: Vec<&str> = self.responders.iter().map(|r| r.name()).collect();
+        h.responders.retain(|n, _| names.contains(&n.as_str()));
+        for n in names {
+            h.responders
+                .entry(n.to_owned())
+                .or_insert_with(|| ResponderHealth {
+                    name: n.to_owned(),
+                    ok: true,
+                    ..ResponderHealth::default()
+                });
+        }
+    }
+
     fn targets(&self, d: &Decision) -> &[usize] {
         self.routes.get(&d.jail).unwrap_or(&self.default)
     }
@@ -228,10 +411,12 @@ impl ResponderSet {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(e) = self.responders[i].apply(&batch, now) {
+            let r = self.responders[i].apply(&batch, now);
+            if let Err(e) = &r {
                 stats.responder_errors.fetch_add(1, Relaxed);
                 tracing::error!(responder = self.responders[i].name(), error = %e, "apply failed");
             }
+            stats.responder_result(self.responders[i].name(), r.map_err(|e| e.to_string()));
         }
     }
 
@@ -249,10 +434,12 @@ impl ResponderSet {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(e) = self.responders[i].revoke(&batch) {
+            let r = self.responders[i].revoke(&batch);
+            if let Err(e) = &r {
                 stats.responder_errors.fetch_add(1, Relaxed);
                 tracing::error!(responder = self.responders[i].name(), error = %e, "revoke failed");
             }
+            stats.responder_result(self.responders[i].name(), r.map_err(|e| e.to_string()));
         }
     }
 
@@ -290,10 +477,33 @@ struct SourceSink {
     stats: Arc<Stats>,
     lines: u64,
     now: Timestamp,
+    /// The input the last lines came from, and how many since published.
+    input: String,
+    input_lines: u64,
 }
 
 impl SourceSink {
+    /// Adds the lines of the current input to its status entry.
+    fn publish_input(&mut self) {
+        if self.input_lines > 0 {
+            let now = self.clock.now();
+            let mut m = self
+                .stats
+                .source_lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match m.get_mut(self.input.as_str()) {
+                Some(e) => *e = (e.0 + self.input_lines, now),
+                None => {
+                    m.insert(self.input.clone(), (self.input_lines, now));
+                }
+            }
+            self.input_lines = 0;
+        }
+    }
+
     fn flush(&mut self) {
+        self.publish_input();
         self.stats.lines.fetch_add(self.lines, Relaxed);
         self.lines = 0;
         if !self.batch.is_empty() {
@@ -307,6 +517,12 @@ impl SourceSink {
 impl LineSink for SourceSink {
     fn line(&mut self, line: &[u8], meta: &LineMeta<'_>) {
         self.lines += 1;
+        if meta.source != self.input {
+            self.publish_input();
+            self.input.clear();
+            self.input.push_str(meta.source);
+        }
+        self.input_lines += 1;
         if self.lines & 0xfff == 0 {
             self.now = self.clock.now();
         }
@@ -520,6 +736,8 @@ pub struct Daemon {
     follow: bool,
     clock: Arc<dyn Clock>,
     source_errors: Arc<Mutex<Vec<String>>>,
+    supervisor: Supervisor,
+    supervise_rx: Receiver<Supervise>,
 }
 
 impl Daemon {
@@ -536,6 +754,23 @@ impl Daemon {
         let (groups, filters) =
             build_group_filters(&cfg, source_groups(&cfg), &enabled, &tz, &stats);
         let mut responders = ResponderSet::build(&cfg)?;
+        responders.register(&stats);
+        {
+            let mut h = stats.health();
+            h.version = env!("CARGO_PKG_VERSION").to_owned();
+            h.started = opts.clock.now();
+            h.config = opts.config_name.clone();
+            h.time_zone = tz.iana_name().unwrap_or("local").to_owned();
+            h.store = StoreHealth {
+                kind: if cfg.store.url.starts_with("postgres") {
+                    "postgres".into()
+                } else {
+                    "sqlite".into()
+                },
+                ok: true,
+                ..StoreHealth::default()
+            };
+        }
         phase.done("build filters and responders");
         let state_dir = PathBuf::from(&cfg.general.state_dir);
         std::fs::create_dir_all(&state_dir).map_err(|source| DaemonError::Io {
@@ -604,12 +839,17 @@ impl Daemon {
                 .expect("spawn engine thread")
         };
         let control_stop = Arc::new(AtomicBool::new(false));
+        let (supervise_tx, supervise_rx) = bounded::<Supervise>(16);
+        let supervisor = Supervisor { tx: supervise_tx };
         let control = {
-            let tx = engine_tx.clone();
+            let handle = ControlHandle {
+                tx: engine_tx.clone(),
+                supervisor: supervisor.clone(),
+            };
             let stop = control_stop.clone();
             std::thread::Builder::new()
                 .name("control".into())
-                .spawn(move || control_loop(listener, tx, stop))
+                .spawn(move || control_loop(listener, handle, stop))
                 .expect("spawn control thread")
         };
         let mut d = Daemon {
@@ -627,6 +867,8 @@ impl Daemon {
             follow: opts.follow,
             clock: opts.clock,
             source_errors: Default::default(),
+            supervisor,
+            supervise_rx,
         };
         d.start_sources(&cfg, groups, filters);
         phase.done("start threads");
@@ -640,7 +882,15 @@ impl Daemon {
         filters: Vec<Vec<(u16, Box<dyn Filter>)>>,
     ) {
         self.sources_stop = Arc::new(AtomicBool::new(false));
-        for (g, f) in groups.into_iter().zip(filters) {
+        self.stats.health().sources.clear();
+        for (i, (g, f)) in groups.into_iter().zip(filters).enumerate() {
+            let health = Arc::new(SourceHealth::new());
+            self.stats.health().sources.push(SourceEntry {
+                key: g.key.clone(),
+                files: matches!(g.spec, SourceSpec::Files { .. }),
+                health: health.clone(),
+                ended: None,
+            });
             let opts = SourceOptions {
                 from_start: self.opts_from_start,
                 max_line: cfg.general.max_line,
@@ -657,6 +907,8 @@ impl Daemon {
                 stats: self.stats.clone(),
                 lines: 0,
                 now: self.clock.now(),
+                input: String::new(),
+                input_lines: 0,
             };
             let stop = self.sources_stop.clone();
             let stats = self.stats.clone();
@@ -668,15 +920,34 @@ impl Daemon {
                     g.key.chars().take(40).collect::<String>()
                 ))
                 .spawn(move || {
-                    match palisade_source::run(&g.spec, &opts, &mut sink, &stop) {
-                        Ok(s) => tracing::info!(source = %key, lines = s.lines, "source finished"),
+                    let r = palisade_source::run_with_health(
+                        &g.spec,
+                        &opts,
+                        &mut sink,
+                        &stop,
+                        Some(&health),
+                    );
+                    let failed = match r {
+                        Ok(s) => {
+                            tracing::info!(source = %key, lines = s.lines, "source finished");
+                            None
+                        }
                         Err(e) => {
                             stats.source_errors.fetch_add(1, Relaxed);
                             tracing::error!(source = %key, error = %e, "source failed");
                             errors.lock().unwrap().push(format!("{key}: {e}"));
+                            Some(e.to_string())
+                        }
+                    };
+                    sink.flush();
+                    // Sources stopped for a reload are replaced; others are reported ended.
+                    if !stop.load(Relaxed) || failed.is_some() {
+                        if let Some(s) = stats.health().sources.get_mut(i) {
+                            if Arc::ptr_eq(&s.health, &health) {
+                                s.ended = Some(failed);
+                            }
                         }
                     }
-                    sink.flush();
                 })
                 .expect("spawn source thread");
             self.sources.push(h);
@@ -698,6 +969,8 @@ impl Daemon {
         let (groups, filters) =
             build_group_filters(&cfg, source_groups(&cfg), &enabled, &tz, &self.stats);
         let responders = ResponderSet::build(&cfg)?;
+        responders.register(&self.stats);
+        self.stats.health().time_zone = tz.iana_name().unwrap_or("local").to_owned();
         let names = enabled.iter().map(|j| j.name.get_ref().clone()).collect();
         // Stop sources (they save their positions), swap engine settings, restart sources.
         self.stop_sources();
@@ -711,6 +984,45 @@ impl Daemon {
         Ok(())
     }
 
+    /// Reloads with a configuration loaded by the caller (`Err`: it did not load or
+    /// validate): counts the outcome in `reloads` / `reload_failures`, logs it, and answers
+    /// whoever asked. On any error the running configuration stays.
+    pub fn reload_with(&mut self, loaded: Result<Config, String>, reply: ReloadReply) {
+        let r = match loaded {
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                Err(ControlError::Refused(e))
+            }
+            Ok(cfg) => self.reload(cfg).map_err(|e| {
+                tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                ControlError::Refused(e.to_string())
+            }),
+        };
+        let r = match r {
+            Ok(()) => Ok(Reply::Reloaded(
+                self.stats.reloads.fetch_add(1, Relaxed) + 1,
+            )),
+            Err(e) => {
+                self.stats.reload_failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        };
+        if let Some(tx) = reply {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Blocks until a reload or a stop is asked for (through [`Daemon::supervisor`] or a
+    /// `reload` control request).
+    pub fn wait(&self) -> Supervise {
+        self.supervise_rx.recv().unwrap_or(Supervise::Stop)
+    }
+
+    /// A handle to ask [`Daemon::wait`] for a reload or a stop (signal handling).
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.clone()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -720,6 +1032,7 @@ impl Daemon {
     pub fn control(&self) -> ControlHandle {
         ControlHandle {
             tx: self.engine_tx.clone(),
+            supervisor: self.supervisor.clone(),
         }
     }
 
@@ -783,7 +1096,7 @@ fn bind_socket(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, Daemo
 
 fn control_loop(
     listener: std::os::unix::net::UnixListener,
-    tx: Sender<EngineMsg>,
+    handle: ControlHandle,
     stop: Arc<AtomicBool>,
 ) {
     use std::io::Write;
@@ -793,18 +1106,9 @@ fn control_loop(
         }
         let Ok(mut s) = conn else { continue };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let resp = match control::read_request(&s) {
-            Ok(req) => {
-                let (rtx, rrx) = bounded(1);
-                if tx.send(EngineMsg::Control(req, rtx)).is_err() {
-                    Response::err("daemon is stopping")
-                } else {
-                    rrx.recv_timeout(Duration::from_secs(20))
-                        .unwrap_or_else(|_| Response::err("daemon did not answer"))
-                }
-            }
-            Err(e) => Response::err(e),
-        };
+        let resp: control::Response = control::read_request(&s)
+            .and_then(|req| handle.call(req))
+            .into();
         let mut line = serde_json::to_string(&resp).unwrap_or_default();
         line.push('\n');
         let _ = s.write_all(line.as_bytes());
@@ -848,6 +1152,7 @@ impl EngineCtx {
                     if let Some(o) = &self.observer {
                         o.ban(&d);
                     }
+                    self.stats.health().last_ban = Some(d.clone());
                     apply.push(d);
                 }
                 Action::Unban(d, why) => {
@@ -891,6 +1196,9 @@ fn engine_loop(
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut actions = Vec::new();
+    // Lines per second: sampled every few seconds on the tick.
+    let mut sample = (std::time::Instant::now(), ctx.stats.lines.load(Relaxed));
+    let mut last_event_delay: Option<f64> = None;
     let mut allow = AllowSources {
         configured: engine.config().allowlist.clone(),
         extra: Vec::new(),
@@ -899,6 +1207,10 @@ fn engine_loop(
         select! {
             recv(rx) -> msg => match msg {
                 Ok(EngineMsg::Events(batch)) => {
+                    if let Some((_, ev)) = batch.last() {
+                        let micros = clock.now().micros().saturating_sub(ev.time.micros());
+                        last_event_delay = Some(micros as f64 / 1e6);
+                    }
                     let mut per_jail: HashMap<u16, Vec<Event>> = HashMap::new();
                     for (jail, ev) in batch {
                         if let (Some(o), Some(name)) = (&ctx.observer, jail_names.get(jail as usize)) {
@@ -916,7 +1228,8 @@ fn engine_loop(
                     }
                 }
                 Ok(EngineMsg::Control(req, reply)) => {
-                    let r = handle_control(&mut engine, &mut allow, &jail_names, req, clock.now(), &ctx, &mut actions);
+                    let lag = Lag { queued_batches: rx.len() as u64, last_event_delay_secs: last_event_delay };
+                    let r = handle_control(&mut engine, &mut allow, &jail_names, req, clock.now(), &ctx, &mut actions, lag);
                     let _ = reply.send(r);
                 }
                 Ok(EngineMsg::Reconfigure(mut cfg, responders, names)) => {
@@ -934,6 +1247,13 @@ fn engine_loop(
             recv(tick) -> _ => {
                 engine.expire(clock.now(), &mut actions);
                 ctx.dispatch(&mut actions);
+                let dt = sample.0.elapsed().as_secs_f64();
+                if dt >= 2.0 {
+                    let lines = ctx.stats.lines.load(Relaxed);
+                    let rate = lines.saturating_sub(sample.1) as f64 / dt;
+                    ctx.stats.rate.store(rate.to_bits(), Relaxed);
+                    sample = (std::time::Instant::now(), lines);
+                }
             }
         }
     }
@@ -954,6 +1274,7 @@ impl AllowSources {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle_control(
     engine: &mut Engine,
     allow: &mut AllowSources,
@@ -962,81 +1283,53 @@ fn handle_control(
     now: Timestamp,
     ctx: &EngineCtx,
     actions: &mut Vec<Action>,
-) -> Response {
+    lag: Lag,
+) -> Result<Reply, ControlError> {
     match req {
-        Request::Status => {
-            let mut active: Vec<&Decision> = engine.active().filter(|d| d.active_at(now)).collect();
-            active.sort_by_key(|d| std::cmp::Reverse(d.created));
-            let jails: Vec<serde_json::Value> = engine
-                .jail_stats()
-                .into_iter()
-                .map(|(name, s, tracked)| {
-                    serde_json::json!({"name": &*name, "failures": s.failures,
-                        "detections": s.detections, "tracked": tracked, "evicted": s.evicted})
-                })
-                .collect();
-            let es = engine.stats();
-            Response::ok(serde_json::json!({
-                "counters": ctx.stats.json(),
-                "engine": {"allowlisted": es.allowlisted, "while_banned": es.while_banned, "bans": es.bans},
-                "jails": jails,
-                "jail_names": jail_names,
-                "active_bans": active.len(),
-                "bans": active.iter().take(1000).collect::<Vec<_>>(),
-            }))
-        }
+        Request::Status => Ok(Reply::Status(Box::new(status_report(
+            engine, jail_names, now, ctx, lag,
+        )))),
         Request::Ban {
             target,
             duration_secs,
             reason,
         } => {
-            let t = match parse_target(&target) {
-                Ok(t) => t,
-                Err(e) => return Response::err(e),
-            };
             let reason = if reason.is_empty() {
                 "manual ban".to_string()
             } else {
                 reason
             };
-            match engine.manual_ban(
-                t,
-                duration_secs.map(Duration::from_secs),
-                &reason,
-                now,
-                actions,
-            ) {
-                Ok(d) => {
-                    ctx.dispatch(actions);
-                    ctx.sync_responders();
-                    Response::ok(serde_json::to_value(d).unwrap_or_default())
-                }
-                Err(e) => Response::err(e),
-            }
+            let d = engine
+                .manual_ban(
+                    target.trunc(),
+                    duration_secs.map(Duration::from_secs),
+                    &reason,
+                    now,
+                    actions,
+                )
+                .map_err(ControlError::Refused)?;
+            ctx.dispatch(actions);
+            ctx.sync_responders();
+            Ok(Reply::Banned(d))
         }
         Request::Unban { target } => {
-            let t = match parse_target(&target) {
-                Ok(t) => t,
-                Err(e) => return Response::err(e),
-            };
+            let t = target.trunc();
             let n = engine.unban(&t, actions);
             ctx.dispatch(actions);
             ctx.sync_responders();
             // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
             let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
-            Response::ok(serde_json::json!({"lifted": n}))
+            Ok(Reply::Lifted(n as u64))
         }
         Request::Record { mut decision } => {
             decision.id = 0;
             decision.target = decision.target.trunc();
             decision.simulated |= engine.config().dry_run;
-            match engine.adopt(decision.clone(), actions) {
-                Ok(()) => {
-                    ctx.dispatch(actions);
-                    Response::ok(serde_json::to_value(&decision).unwrap_or_default())
-                }
-                Err(e) => Response::err(e),
-            }
+            engine
+                .adopt(decision.clone(), actions)
+                .map_err(ControlError::Refused)?;
+            ctx.dispatch(actions);
+            Ok(Reply::Recorded(decision))
         }
         Request::SetAllowlist { extra } => {
             allow.extra = extra.into_iter().map(|n| n.trunc()).collect();
@@ -1044,8 +1337,61 @@ fn handle_control(
             allow.extra.dedup();
             engine.set_allowlist(allow.combined(), actions);
             ctx.dispatch(actions);
-            Response::ok(serde_json::json!({"allowlist": engine.config().allowlist.len()}))
+            Ok(Reply::AllowlistSet(engine.config().allowlist.len() as u64))
         }
+        // Handled by the daemon's owner (ControlHandle sends it there); not the engine's.
+        Request::Reload => Err(ControlError::Refused(
+            "reload is handled by the daemon's supervisor".into(),
+        )),
+    }
+}
+
+fn status_report(
+    engine: &Engine,
+    jail_names: &[String],
+    now: Timestamp,
+    ctx: &EngineCtx,
+    lag: Lag,
+) -> StatusReport {
+    let mut active: Vec<&Decision> = engine.active().filter(|d| d.active_at(now)).collect();
+    active.sort_by_key(|d| std::cmp::Reverse(d.created));
+    let jails = engine
+        .jail_stats()
+        .into_iter()
+        .map(|(name, s, tracked)| JailStatus {
+            name: name.to_string(),
+            failures: s.failures,
+            detections: s.detections,
+            tracked: tracked as u64,
+            evicted: s.evicted,
+        })
+        .collect();
+    let es = engine.stats();
+    let stats = &ctx.stats;
+    let sources = stats.sources();
+    let h = stats.health();
+    StatusReport {
+        version: h.version.clone(),
+        started: h.started,
+        uptime_secs: now.since(h.started).as_secs(),
+        config: h.config.clone(),
+        time_zone: h.time_zone.clone(),
+        counters: stats.counters(),
+        engine: EngineCounters {
+            allowlisted: es.allowlisted,
+            while_banned: es.while_banned,
+            bans: es.bans,
+        },
+        jails,
+        jail_names: jail_names.to_vec(),
+        active_bans: active.len() as u64,
+        bans: active.iter().take(1000).map(|d| (*d).clone()).collect(),
+        last_ban: h.last_ban.clone(),
+        lines_per_sec: f64::from_bits(stats.rate.load(Relaxed)),
+        lag,
+        sources,
+        store: h.store.clone(),
+        responders: h.responders.values().cloned().collect(),
     }
 }
 
@@ -1122,7 +1468,9 @@ fn store_loop(
     let err = |e: palisade_store::StoreError, what: &str| {
         stats.store_errors.fetch_add(1, Relaxed);
         tracing::error!(error = %e, "store {what} failed");
+        stats.store_result(Err(format!("{what}: {e}")));
     };
+    let ok = || stats.store_result(Ok(()));
     let mut last_expire = clock.now();
     loop {
         let msg = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -1131,16 +1479,14 @@ fn store_loop(
             Err(_) => break,
         };
         match msg {
-            Some(StoreMsg::Events(jail, evs)) => {
-                if let Err(e) = store.record_events(&jail, &evs) {
-                    err(e, "events");
-                }
-            }
-            Some(StoreMsg::Decision(d)) => {
-                if let Err(e) = store.insert_decision(&d) {
-                    err(e, "decision");
-                }
-            }
+            Some(StoreMsg::Events(jail, evs)) => match store.record_events(&jail, &evs) {
+                Ok(_) => ok(),
+                Err(e) => err(e, "events"),
+            },
+            Some(StoreMsg::Decision(d)) => match store.insert_decision(&d) {
+                Ok(_) => ok(),
+                Err(e) => err(e, "decision"),
+            },
             Some(StoreMsg::Revoke(target)) => {
                 let q = palisade_store::DecisionQuery {
                     target: Some(target),
@@ -1176,22 +1522,6 @@ fn store_loop(
         }
     }
     let _ = store.expire_decisions_quietly(clock.now());
-}
-
-/// Records a decision directly in the store (daemon not running): used by
-/// `palisade decisions add` and `palisade record`. The daemon applies it at its next start.
-pub fn record_offline(
-    store: &mut dyn Store,
-    allowlist: &Allowlist,
-    d: &Decision,
-) -> Result<i64, String> {
-    if allowlist.overlaps(&d.target) {
-        return Err(format!(
-            "{} is covered by the allowlist; not banned",
-            d.target
-        ));
-    }
-    store.insert_decision(d).map_err(|e| e.to_string())
 }
 
 /// A manual decision for `target`.

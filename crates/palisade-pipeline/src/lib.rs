@@ -12,11 +12,12 @@
 pub mod build;
 pub mod control;
 pub mod daemon;
+pub mod manual;
 pub mod offline;
 
 pub use build::{
     build_engine_config, build_filter, build_responder, open_store, store_url, time_zone,
     BuildError,
 };
-pub use daemon::{ControlHandle, Daemon, DaemonOptions, Stats};
+pub use daemon::{ControlHandle, Daemon, DaemonOptions, Stats, Supervise, Supervisor};
 pub use palisade_core::{Fanout, Observer};

@@ -16,13 +16,18 @@ use std::sync::Arc;
 struct Idle;
 
 impl ControlApi for Idle {
-    fn status(&self) -> Result<serde_json::Value, ControlError> {
-        Ok(serde_json::json!({"counters": {}, "jails": [], "active_bans": 0}))
+    fn status(&self) -> Result<palisade_proto::StatusReport, ControlError> {
+        Ok(palisade_proto::StatusReport::default())
     }
-    fn ban(&self, _: &str, _: Option<u64>, _: &str) -> Result<serde_json::Value, ControlError> {
+    fn ban(
+        &self,
+        _: ipnet::IpNet,
+        _: Option<std::time::Duration>,
+        _: &str,
+    ) -> Result<palisade_core::Decision, ControlError> {
         Err(ControlError::Unavailable("benchmark".into()))
     }
-    fn unban(&self, _: &str) -> Result<serde_json::Value, ControlError> {
+    fn unban(&self, _: ipnet::IpNet) -> Result<u64, ControlError> {
         Err(ControlError::Unavailable("benchmark".into()))
     }
 }

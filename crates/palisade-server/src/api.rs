@@ -439,7 +439,20 @@ pub struct UnbanRequest {
 pub struct ControlAnswer {
     /// The daemon's payload (the decision taken, or `{"lifted": n}`).
     #[schema(value_type = Object)]
-    pub result: serde_json::Value,
+    pub result: ControlResult,
+}
+
+/// What the daemon did.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ControlResult {
+    /// The decision taken.
+    Banned(palisade_core::Decision),
+    /// Bans lifted.
+    Lifted {
+        /// How many.
+        lifted: u64,
+    },
 }
 
 /// Everything about one address.
@@ -547,12 +560,24 @@ pub struct AllowRequest {
 pub struct JailsDto {
     /// Per-jail counters (`name`, `failures`, `detections`, `tracked`, `evicted`).
     #[schema(value_type = Vec<Object>)]
-    pub jails: serde_json::Value,
+    pub jails: Vec<palisade_proto::JailStatus>,
     /// Daemon-wide counters.
     #[schema(value_type = Object)]
-    pub counters: serde_json::Value,
+    pub counters: palisade_proto::Counters,
     /// Bans in force.
     pub active_bans: u64,
+    /// Log lines read per second.
+    pub lines_per_sec: f64,
+    /// Each log input: `path`, `state` (`ok`, `missing`, `unreadable`, `rotated`,
+    /// `stopped`), `lines`, `last_line`.
+    #[schema(value_type = Vec<Object>)]
+    pub sources: Vec<palisade_proto::SourceStatus>,
+    /// Each responder: `name`, `ok`, `last_error`, `failures`.
+    #[schema(value_type = Vec<Object>)]
+    pub responders: Vec<palisade_proto::ResponderHealth>,
+    /// The store: `kind`, `ok`, `failures`, `last_error`.
+    #[schema(value_type = Object)]
+    pub store: palisade_proto::StoreHealth,
 }
 
 /// Server facts for the dashboard.
@@ -812,7 +837,7 @@ pub(crate) async fn ban(
     body: Result<Json<BanRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ControlAnswer>), ApiError> {
     let Json(req) = body?;
-    let target = parse_net(&req.target)?.to_string();
+    let target = parse_net(&req.target)?;
     let secs = req
         .duration
         .as_deref()
@@ -825,8 +850,16 @@ pub(crate) async fn ban(
         .unwrap_or_else(|| format!("manual ban by {}", p.name));
     let reason: String = reason.chars().take(256).collect();
     tracing::info!(user = %p.name, %target, "ban requested over the API");
-    let result = control_call(&st, move |c| c.ban(&target, secs, &reason)).await?;
-    Ok((StatusCode::CREATED, Json(ControlAnswer { result })))
+    let d = control_call(&st, move |c| {
+        c.ban(target, secs.map(Duration::from_secs), &reason)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ControlAnswer {
+            result: ControlResult::Banned(d),
+        }),
+    ))
 }
 
 /// Lifts every ban of the decision's target.
@@ -846,10 +879,12 @@ pub(crate) async fn delete_decision(
         .run(move |s| s.decision(id))
         .await?
         .ok_or(ApiError::NotFound)?;
-    let target = d.decision.target.to_string();
+    let target = d.decision.target;
     tracing::info!(user = %p.name, %target, "unban requested over the API");
-    let result = control_call(&st, move |c| c.unban(&target)).await?;
-    Ok(Json(ControlAnswer { result }))
+    let lifted = control_call(&st, move |c| c.unban(target)).await?;
+    Ok(Json(ControlAnswer {
+        result: ControlResult::Lifted { lifted },
+    }))
 }
 
 /// Lifts the bans of an address or network.
@@ -864,10 +899,12 @@ pub(crate) async fn unban(
     body: Result<Json<UnbanRequest>, JsonRejection>,
 ) -> Result<Json<ControlAnswer>, ApiError> {
     let Json(req) = body?;
-    let target = parse_net(&req.target)?.to_string();
+    let target = parse_net(&req.target)?;
     tracing::info!(user = %p.name, %target, "unban requested over the API");
-    let result = control_call(&st, move |c| c.unban(&target)).await?;
-    Ok(Json(ControlAnswer { result }))
+    let lifted = control_call(&st, move |c| c.unban(target)).await?;
+    Ok(Json(ControlAnswer {
+        result: ControlResult::Lifted { lifted },
+    }))
 }
 
 /// Everything about one address: geolocation, history, jails, timeline, bans, events.
@@ -1115,9 +1152,13 @@ pub(crate) async fn jails(State(st): State<AppState>) -> Result<Json<JailsDto>, 
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(JailsDto {
-        jails: s["jails"].clone(),
-        counters: s["counters"].clone(),
-        active_bans: s["active_bans"].as_u64().unwrap_or(0),
+        jails: s.jails,
+        counters: s.counters,
+        active_bans: s.active_bans,
+        lines_per_sec: s.lines_per_sec,
+        sources: s.sources,
+        responders: s.responders,
+        store: s.store,
     }))
 }
 
@@ -1196,6 +1237,133 @@ fn prom(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::f
     );
 }
 
+/// The daemon's part of `/metrics`, read from the typed status (a renamed field does not
+/// compile, rather than exporting 0).
+fn write_status_metrics(out: &mut String, s: &palisade_proto::StatusReport) {
+    let c = &s.counters;
+    for (name, value, help) in [
+        ("palisade_lines_read_total", c.lines, "Log lines read."),
+        (
+            "palisade_events_total",
+            c.events,
+            "Events produced by filters.",
+        ),
+        (
+            "palisade_events_dropped_total",
+            c.events_dropped,
+            "Event batches not stored because the store writer was behind.",
+        ),
+        ("palisade_decisions_total", c.decisions, "Decisions taken."),
+        (
+            "palisade_responder_errors_total",
+            c.responder_errors,
+            "Responder failures.",
+        ),
+        (
+            "palisade_store_errors_total",
+            c.store_errors,
+            "Store write failures.",
+        ),
+        (
+            "palisade_source_errors_total",
+            c.source_errors,
+            "Log source failures.",
+        ),
+        (
+            "palisade_reloads_total",
+            c.reloads,
+            "Successful configuration reloads.",
+        ),
+        (
+            "palisade_reload_failures_total",
+            c.reload_failures,
+            "Refused or failed configuration reloads.",
+        ),
+    ] {
+        prom(out, name, "counter", help, value);
+    }
+    prom(
+        out,
+        "palisade_active_bans",
+        "gauge",
+        "Bans in force.",
+        s.active_bans,
+    );
+    prom(
+        out,
+        "palisade_lines_per_second",
+        "gauge",
+        "Log lines read per second, over the last seconds.",
+        s.lines_per_sec,
+    );
+    prom(
+        out,
+        "palisade_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+        s.uptime_secs,
+    );
+    prom(
+        out,
+        "palisade_store_up",
+        "gauge",
+        "Whether the store's last write succeeded.",
+        u8::from(s.store.ok),
+    );
+    type JailField = fn(&palisade_proto::JailStatus) -> u64;
+    let per_jail: [(&str, &str, &str, JailField); 3] = [
+        (
+            "palisade_jail_failures_total",
+            "counter",
+            "Failures counted per jail.",
+            |j| j.failures,
+        ),
+        (
+            "palisade_jail_detections_total",
+            "counter",
+            "Detections per jail.",
+            |j| j.detections,
+        ),
+        (
+            "palisade_jail_tracked",
+            "gauge",
+            "Addresses tracked per jail.",
+            |j| j.tracked,
+        ),
+    ];
+    for (metric, kind, help, get) in per_jail {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for j in &s.jails {
+            let _ = writeln!(out, "{metric}{{jail=\"{}\"}} {}", label(&j.name), get(j));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_source_lines_total Lines read per log input.\n# TYPE palisade_source_lines_total counter"
+    );
+    for src in &s.sources {
+        let _ = writeln!(
+            out,
+            "palisade_source_lines_total{{path=\"{}\",state=\"{}\"}} {}",
+            label(&src.path),
+            src.state.as_str(),
+            src.lines
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP palisade_responder_up Whether the responder's last apply or revoke succeeded.\n# TYPE palisade_responder_up gauge"
+    );
+    for r in &s.responders {
+        let _ = writeln!(
+            out,
+            "palisade_responder_up{{responder=\"{}\"}} {}",
+            label(&r.name),
+            u8::from(r.ok)
+        );
+    }
+}
+
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -1222,74 +1390,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
         u8::from(status.is_some()),
     );
     if let Some(s) = &status {
-        let n = |k: &str| s["counters"][k].as_u64().unwrap_or(0);
-        for (name, key, help) in [
-            ("palisade_lines_read_total", "lines", "Log lines read."),
-            (
-                "palisade_events_total",
-                "events",
-                "Events produced by filters.",
-            ),
-            (
-                "palisade_events_dropped_total",
-                "events_dropped",
-                "Event batches not stored because the store writer was behind.",
-            ),
-            ("palisade_decisions_total", "decisions", "Decisions taken."),
-            (
-                "palisade_responder_errors_total",
-                "responder_errors",
-                "Responder failures.",
-            ),
-            (
-                "palisade_store_errors_total",
-                "store_errors",
-                "Store write failures.",
-            ),
-            (
-                "palisade_source_errors_total",
-                "source_errors",
-                "Log source failures.",
-            ),
-        ] {
-            prom(&mut out, name, "counter", help, n(key));
-        }
-        prom(
-            &mut out,
-            "palisade_active_bans",
-            "gauge",
-            "Bans in force.",
-            s["active_bans"].as_u64().unwrap_or(0),
-        );
-        let jails = s["jails"].as_array().cloned().unwrap_or_default();
-        for (metric, key, help) in [
-            (
-                "palisade_jail_failures_total",
-                "failures",
-                "Failures counted per jail.",
-            ),
-            (
-                "palisade_jail_detections_total",
-                "detections",
-                "Detections per jail.",
-            ),
-            (
-                "palisade_jail_tracked",
-                "tracked",
-                "Addresses tracked per jail.",
-            ),
-        ] {
-            let kind = if key == "tracked" { "gauge" } else { "counter" };
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for j in &jails {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{jail=\"{}\"}} {}",
-                    label(j["name"].as_str().unwrap_or("")),
-                    j[key].as_u64().unwrap_or(0)
-                );
-            }
-        }
+        write_status_metrics(&mut out, s);
     }
     let l = &st.pool.latency;
     let _ = writeln!(

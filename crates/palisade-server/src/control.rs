@@ -4,37 +4,27 @@
 
 use ipnet::IpNet;
 use palisade_core::{Decision, Event};
+pub use palisade_proto::{ControlError, StatusReport};
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Why the daemon did not do what was asked.
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ControlError {
-    /// No daemon is reachable (stopping, not answering): HTTP 503.
-    #[error("daemon unavailable: {0}")]
-    Unavailable(String),
-    /// The daemon refused (allowlisted target, bad address…): HTTP 422.
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Requests to the running daemon. Calls block (up to the daemon's answer timeout); the
-/// server makes them from blocking threads.
+/// Requests to the running daemon, in the typed messages of [`palisade_proto`]. Calls block
+/// (up to the daemon's answer timeout); the server makes them from blocking threads.
+/// [`ControlError::Unavailable`] becomes HTTP 503, [`ControlError::Refused`] 422.
 pub trait ControlApi: Send + Sync {
-    /// Counters, jails and bans in force, as the daemon reports them (`palisade status
-    /// --json`): an object with `counters`, `jails`, `active_bans`, `bans`.
-    fn status(&self) -> Result<serde_json::Value, ControlError>;
-    /// Bans `target` (address or CIDR) for `duration_secs` (`None` = permanent); returns the
-    /// decision taken.
+    /// The daemon's status report (what `palisade status --json` prints).
+    fn status(&self) -> Result<StatusReport, ControlError>;
+    /// Bans `target` for `duration` (`None` = permanent); returns the decision taken.
     fn ban(
         &self,
-        target: &str,
-        duration_secs: Option<u64>,
+        target: IpNet,
+        duration: Option<Duration>,
         reason: &str,
-    ) -> Result<serde_json::Value, ControlError>;
-    /// Lifts the bans of `target`; returns `{"lifted": n}`.
-    fn unban(&self, target: &str) -> Result<serde_json::Value, ControlError>;
+    ) -> Result<Decision, ControlError>;
+    /// Lifts the bans of `target`; returns how many were lifted.
+    fn unban(&self, target: IpNet) -> Result<u64, ControlError>;
     /// Replaces the allowlist entries that come from the database (the configuration's own
     /// entries stay); bans in force that they cover are lifted by the daemon.
     fn set_allowlist(&self, _db_entries: Vec<IpNet>) -> Result<(), ControlError> {

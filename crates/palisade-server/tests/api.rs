@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 use palisade_core::{Decision, Event, Origin, Timestamp};
+use palisade_proto::{Counters, JailStatus, StatusReport};
 use palisade_server::{ControlApi, ControlError, FeedHub, FeedItem, LoginLimits, ServerConfig};
 use palisade_store::Store;
 use serde_json::{json, Value};
@@ -22,31 +23,61 @@ struct FakeDaemon {
 }
 
 impl ControlApi for FakeDaemon {
-    fn status(&self) -> Result<Value, ControlError> {
+    fn status(&self) -> Result<StatusReport, ControlError> {
         self.calls.lock().unwrap().push("status".into());
-        Ok(json!({
-            "counters": {"lines": 1234, "events": 56, "events_dropped": 0, "decisions": 7,
-                         "responder_errors": 1, "store_errors": 0, "source_errors": 0},
-            "jails": [{"name": "sshd", "failures": 50, "detections": 7, "tracked": 3, "evicted": 0}],
-            "active_bans": 2,
-            "bans": []
-        }))
+        Ok(StatusReport {
+            counters: Counters {
+                lines: 1234,
+                events: 56,
+                decisions: 7,
+                responder_errors: 1,
+                ..Counters::default()
+            },
+            jails: vec![JailStatus {
+                name: "sshd".into(),
+                failures: 50,
+                detections: 7,
+                tracked: 3,
+                evicted: 0,
+            }],
+            active_bans: 2,
+            ..StatusReport::default()
+        })
     }
-    fn ban(&self, target: &str, secs: Option<u64>, reason: &str) -> Result<Value, ControlError> {
+    fn ban(
+        &self,
+        target: IpNet,
+        dur: Option<Duration>,
+        reason: &str,
+    ) -> Result<Decision, ControlError> {
+        let secs = dur.map(|d| d.as_secs());
+        let target_s = target.to_string();
         self.calls
             .lock()
             .unwrap()
-            .push(format!("ban {target} {secs:?} {reason}"));
-        if target.starts_with("10.") {
+            .push(format!("ban {target_s} {secs:?} {reason}"));
+        if target_s.starts_with("10.") {
             return Err(ControlError::Refused(format!(
-                "{target} is covered by the allowlist; not banned"
+                "{target_s} is covered by the allowlist; not banned"
             )));
         }
-        Ok(json!({"target": target}))
+        let now = Timestamp::from_secs(1_700_000_000);
+        Ok(Decision {
+            id: 0,
+            target,
+            jail: "manual".into(),
+            origin: Origin::Manual,
+            reason: reason.into(),
+            created: now,
+            expires: dur.map(|d| now.plus(d)),
+            simulated: false,
+            level: 0,
+        })
     }
-    fn unban(&self, target: &str) -> Result<Value, ControlError> {
-        self.calls.lock().unwrap().push(format!("unban {target}"));
-        Ok(json!({"lifted": 1}))
+    fn unban(&self, target: IpNet) -> Result<u64, ControlError> {
+        let target_s = target.to_string();
+        self.calls.lock().unwrap().push(format!("unban {target_s}"));
+        Ok(1)
     }
     fn set_allowlist(&self, nets: Vec<IpNet>) -> Result<(), ControlError> {
         *self.allow.lock().unwrap() = nets;

@@ -3,7 +3,7 @@
 
 use palisade_core::Timestamp;
 use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig, TlsFiles};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -16,13 +16,18 @@ const PASSWORD: &str = "correct horse battery";
 struct NoDaemon;
 
 impl ControlApi for NoDaemon {
-    fn status(&self) -> Result<Value, ControlError> {
-        Ok(json!({"counters": {}, "jails": [], "active_bans": 0}))
+    fn status(&self) -> Result<palisade_proto::StatusReport, ControlError> {
+        Ok(palisade_proto::StatusReport::default())
     }
-    fn ban(&self, _: &str, _: Option<u64>, _: &str) -> Result<Value, ControlError> {
+    fn ban(
+        &self,
+        _: ipnet::IpNet,
+        _: Option<std::time::Duration>,
+        _: &str,
+    ) -> Result<palisade_core::Decision, ControlError> {
         Err(ControlError::Unavailable("test".into()))
     }
-    fn unban(&self, _: &str) -> Result<Value, ControlError> {
+    fn unban(&self, _: ipnet::IpNet) -> Result<u64, ControlError> {
         Err(ControlError::Unavailable("test".into()))
     }
 }
