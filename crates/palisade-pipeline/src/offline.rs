@@ -275,7 +275,6 @@ pub fn check_filter_file(
     now: Timestamp,
     max_line: usize,
     mut on_match: Option<&mut dyn FnMut(serde_json::Map<String, serde_json::Value>)>,
-    progress: &mut dyn FnMut(u64),
 ) -> Result<FilterFileReport, FilterFileError> {
     use palisade_fail2ban::date::TimeCx;
     use palisade_fail2ban::filter::{FilterDef, LoadOptions, MatchOptions, RawMatch};
@@ -358,7 +357,7 @@ pub fn check_filter_file(
     };
     // the log's lines as text, with the time journald gave them
     let feed = |f: &mut dyn FnMut(u64, &str, Option<Timestamp>)| {
-        for_each_line(spec, max_line, now, progress, |no, line, ctx| {
+        for_each_line(spec, max_line, now, &mut |_| {}, |no, line, ctx| {
             let given = journal.then(|| ctx.source_time.unwrap_or(now));
             match simdutf8::basic::from_utf8(line) {
                 Ok(s) => f(no, s, given),

@@ -1,14 +1,20 @@
 //! `palisade`: the thin binary. Command-line parsing, logging set-up and output formatting;
 //! all behaviour lives in the library crates.
+//!
+//! Cargo features (all on by default) leave whole parts out of small builds (the agent fleet
+//! mode needs): `server` (HTTP API, dashboard, `user`/`token`), `notify` (notifications,
+//! digest, AbuseIPDB, `analyze`, `report`, `record`), `fail2ban` (filter files, `check
+//! --filter-file`, `import fail2ban`, `run --fail2ban`), `postgres` (the PostgreSQL store).
+//! `cargo build -p palisade --no-default-features` runs, checks, replays and reports status
+//! on SQLite with the built-in filters.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade_config::Config;
 use palisade_core::{Clock, SystemClock, Timestamp};
-use palisade_pipeline::control::{self, Request};
-use palisade_pipeline::daemon::{manual_decision, parse_target, record_offline};
-use palisade_pipeline::offline;
-use palisade_pipeline::{Daemon, DaemonOptions};
+use palisade_pipeline::daemon::{manual_decision, parse_target};
+use palisade_pipeline::{manual, offline};
+use palisade_pipeline::{Daemon, DaemonOptions, Supervise};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,11 +22,16 @@ use std::sync::Arc;
 
 mod firewall;
 
+#[cfg(feature = "fail2ban")]
 mod f2b_cmd;
 
+#[cfg(feature = "notify")]
 mod report_cmd;
 
+#[cfg(feature = "server")]
 mod server_cmd;
+
+mod status_cmd;
 
 /// mimalloc: the filters' per-line work allocates many small short-lived values (group
 /// dictionaries, results) on two threads, where it is much faster than the system allocator.
@@ -95,6 +106,7 @@ enum Cmd {
         filter_option: Vec<String>,
     },
     /// Import another tool's configuration as a Palisade configuration.
+    #[cfg(feature = "fail2ban")]
     Import {
         #[command(subcommand)]
         cmd: ImportCmd,
@@ -122,12 +134,16 @@ enum Cmd {
         cmd: DecisionsCmd,
     },
     /// Analyse web access logs: suspicious clients, threat level, addresses to block.
+    #[cfg(feature = "notify")]
     Analyze(report_cmd::AnalyzeArgs),
     /// Record a ban decided by fail2ban (for fail2ban's `actionban`).
+    #[cfg(feature = "notify")]
     Record(report_cmd::RecordArgs),
     /// Digest of a period from the store (bans, jails, top addresses), optionally e-mailed.
+    #[cfg(feature = "notify")]
     Report(report_cmd::ReportArgs),
     /// Dashboard accounts (`user add NAME`).
+    #[cfg(feature = "server")]
     User {
         /// Configuration file (store).
         #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
@@ -136,6 +152,7 @@ enum Cmd {
         cmd: server_cmd::UserCmd,
     },
     /// API tokens (`token add --scope read|admin`, `token list`, `token delete ID`).
+    #[cfg(feature = "server")]
     Token {
         /// Configuration file (store).
         #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
@@ -143,14 +160,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: server_cmd::TokenCmd,
     },
-    /// Show the running daemon's state.
+    /// Show the running daemon's state (exit status 3 when no daemon runs).
     Status {
         /// Configuration file (control socket).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Print JSON.
+        /// Print the status report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Make the running daemon re-read its configuration (as SIGHUP does); fails with the
+    /// validation error when the new configuration is refused.
+    Reload {
+        /// Configuration file (control socket).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
     /// Inspect or clean up the firewall state of the nftables/ipset/ufw responders.
     Firewall {
@@ -165,6 +189,7 @@ enum Cmd {
     },
 }
 
+#[cfg(feature = "fail2ban")]
 #[derive(Subcommand)]
 enum ImportCmd {
     /// fail2ban jails (`jail.conf`, `jail.local`, `jail.d/`) → commented Palisade TOML.
@@ -236,11 +261,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        // The reader went away (`palisade decisions list | head`): nothing more to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("palisade: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether an error comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -252,7 +287,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             dry_run,
             once,
         } => {
-            let src = f2b_cmd::RunConfig::new(config, fail2ban);
+            let src = RunConfig::new(config, fail2ban);
             run(&src, from_start, dry_run, once)
         }
         Cmd::Config {
@@ -267,17 +302,26 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             max_line,
             filter_file,
             filter_option,
-        } => match filter_file {
-            Some(ff) => f2b_cmd::check(
-                &log,
-                &ff,
-                &filter_option,
-                json,
-                parse_now(now.as_deref())?,
-                max_line,
-            ),
-            None => check(&log, &filter, mode, json, now.as_deref(), max_line),
-        },
+        } => {
+            match filter_file {
+                #[cfg(feature = "fail2ban")]
+                Some(ff) => f2b_cmd::check(
+                    &log,
+                    &ff,
+                    &filter_option,
+                    json,
+                    parse_now(now.as_deref())?,
+                    max_line,
+                ),
+                #[cfg(not(feature = "fail2ban"))]
+                Some(_) => {
+                    let _ = filter_option;
+                    bail!("--filter-file: this build has no fail2ban support (cargo feature `fail2ban`)")
+                }
+                None => check(&log, &filter, mode, json, now.as_deref(), max_line),
+            }
+        }
+        #[cfg(feature = "fail2ban")]
         Cmd::Import {
             cmd: ImportCmd::Fail2ban { dir, output },
         } => f2b_cmd::import(&dir, output.as_deref()),
@@ -288,11 +332,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             now,
         } => replay(&log, &config, json, now.as_deref()),
         Cmd::Decisions { config, cmd } => decisions(&config, cmd),
-        Cmd::Status { config, json } => status(&config, json),
+        Cmd::Status { config, json } => status_cmd::status(&load_config(&config)?, json),
+        Cmd::Reload { config } => status_cmd::reload(&load_config(&config)?),
+        #[cfg(feature = "server")]
         Cmd::User { config, cmd } => server_cmd::user(&load_config(&config)?, cmd),
+        #[cfg(feature = "server")]
         Cmd::Token { config, cmd } => server_cmd::token(&load_config(&config)?, cmd),
+        #[cfg(feature = "notify")]
         Cmd::Analyze(a) => report_cmd::analyze(a),
+        #[cfg(feature = "notify")]
         Cmd::Record(a) => report_cmd::record(a),
+        #[cfg(feature = "notify")]
         Cmd::Report(a) => report_cmd::report(a),
         Cmd::Firewall {
             config,
@@ -305,8 +355,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only for a person at a terminal, and never with NO_COLOR (no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -355,7 +409,63 @@ fn config_check(file: &Path) -> Result<ExitCode> {
     }
 }
 
-fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
+/// Where `palisade run` takes its configuration from: a Palisade file, fail2ban's jails, or
+/// both (the file's settings, plus the fail2ban jails and their responders and allowlist).
+struct RunConfig {
+    config: Option<PathBuf>,
+    fail2ban: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// `--config` and `--fail2ban` as given. Without `--config`, the default file is used
+    /// when it exists or when there is no `--fail2ban`.
+    fn new(config: Option<PathBuf>, fail2ban: Option<PathBuf>) -> Self {
+        let config = match (config, &fail2ban) {
+            (Some(c), _) => Some(c),
+            (None, None) => Some(PathBuf::from(DEFAULT_CONFIG)),
+            (None, Some(_)) => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        RunConfig { config, fail2ban }
+    }
+
+    /// For logs and status.
+    fn describe(&self) -> String {
+        match (&self.config, &self.fail2ban) {
+            (Some(c), Some(f)) => format!("{} + fail2ban {}", c.display(), f.display()),
+            (Some(c), None) => c.display().to_string(),
+            (None, Some(f)) => format!("fail2ban {}", f.display()),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Loads (start and every reload): the file, merged with fail2ban's imported jails
+    /// ([`Config::merge_imported`]).
+    fn load(&self) -> Result<Config> {
+        let base = self.config.as_deref().map(load_config).transpose()?;
+        let Some(dir) = &self.fail2ban else {
+            return base.context("no configuration");
+        };
+        #[cfg(not(feature = "fail2ban"))]
+        {
+            let _ = base;
+            bail!(
+                "--fail2ban {}: this build has no fail2ban support (cargo feature `fail2ban`)",
+                dir.display()
+            );
+        }
+        #[cfg(feature = "fail2ban")]
+        {
+            let imported = f2b_cmd::imported_config(dir)?;
+            let Some(mut cfg) = base else {
+                return Ok(imported);
+            };
+            cfg.merge_imported(imported)?;
+            Ok(cfg)
+        }
+    }
+}
+
+fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let mut cfg = src.load()?;
     let config = src.describe();
@@ -368,9 +478,13 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
         "configuration loaded"
     );
     // Watchers of the daemon: the dashboard's live feed, notifications, AbuseIPDB.
+    #[allow(unused_mut)]
+    let mut observers: Vec<Arc<dyn palisade_pipeline::Observer>> = Vec::new();
+    #[cfg(feature = "server")]
     let feed = palisade_server::FeedHub::new();
-    let mut observers = Vec::new();
+    #[cfg(feature = "server")]
     observers.extend(server_cmd::observer(&cfg, &feed));
+    #[cfg(feature = "notify")]
     observers.extend(
         palisade_report::build_observers(&cfg).context("start-up failed; nothing was started")?,
     );
@@ -379,6 +493,7 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
         follow: !once,
         clock: Arc::new(SystemClock),
         observer: palisade_pipeline::Fanout::combine(observers),
+        config_name: config.clone(),
     };
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -392,6 +507,7 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
     );
     let mut daemon =
         Daemon::start(cfg.clone(), opts).context("start-up failed; nothing was started")?;
+    #[cfg(feature = "server")]
     let server = match server_cmd::start_server(&cfg, &daemon, feed) {
         Ok(s) => s,
         Err(e) => {
@@ -399,53 +515,69 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
             return Err(e.context("start-up failed; nothing was started"));
         }
     };
+    #[cfg(feature = "server")]
     if let Some(s) = &server {
         tracing::info!(url = %s.url(), "dashboard and API listening");
     }
+    #[cfg(feature = "notify")]
     let stop_digest = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[cfg(feature = "notify")]
     let digest = (!once)
         .then(|| palisade_report::digest::spawn_daily(&cfg, stop_digest.clone()))
         .flatten();
     tracing::info!(config = %config, "palisade running");
-    let stop_all = |daemon: Daemon, server: Option<palisade_server::ServerHandle>| {
+    let stop_all = |daemon: Daemon| {
+        #[cfg(feature = "server")]
         if let Some(s) = server {
             s.shutdown();
         }
-        stop_digest.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = digest {
-            let _ = t.join();
+        #[cfg(feature = "notify")]
+        {
+            stop_digest.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(t) = digest {
+                let _ = t.join();
+            }
         }
         daemon.shutdown();
     };
     if once {
         daemon.wait_sources();
         let errors = daemon.source_errors();
-        stop_all(daemon, server);
+        stop_all(daemon);
         if !errors.is_empty() {
             bail!("source errors: {}", errors.join("; "));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    for sig in signals.forever() {
-        match sig {
-            signal_hook::consts::SIGHUP => match src.load() {
-                Ok(mut new) => {
-                    if dry_run {
-                        new.general.dry_run = true;
-                    }
-                    if let Err(e) = daemon.reload(new) {
-                        tracing::error!(error = %e, "reload failed; keeping the running configuration");
-                    }
+    // Signals become requests to this thread, like `palisade reload` does.
+    let supervisor = daemon.supervisor();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    supervisor.reload(None);
+                } else {
+                    supervisor.stop();
+                    break;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload refused; keeping the running configuration")
+            }
+        })
+        .context("starting the signal thread")?;
+    while let Supervise::Reload(reply) = daemon.wait() {
+        let loaded = src
+            .load()
+            .map(|mut new| {
+                if dry_run {
+                    new.general.dry_run = true;
                 }
-            },
-            _ => break,
-        }
+                new
+            })
+            .map_err(|e| format!("{e:#}"));
+        daemon.reload_with(loaded, reply);
     }
     tracing::info!("stopping");
-    stop_all(daemon, server);
+    stop_all(daemon);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -526,12 +658,11 @@ fn check(
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    out.flush()?;
     if let Some(e) = write_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+        return Err(e.into());
     }
+    out.flush()?;
+    drop(out);
     let rate = rep.lines as f64 / rep.seconds.max(1e-9);
     let mut summary = format!(
         "Lines: {} read, {} matched, {} missed, {} ignored, {} cut (over {} bytes)\nRules:\n",
@@ -547,7 +678,7 @@ fn check(
     if json {
         eprint!("{summary}");
     } else {
-        print!("{summary}");
+        std::io::stdout().lock().write_all(summary.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -608,14 +739,13 @@ fn replay(log: &str, config: &Path, json: bool, now: Option<&str>) -> Result<Exi
     if json {
         eprint!("{summary}");
     } else {
-        print!("{summary}");
+        std::io::stdout().lock().write_all(summary.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
     let cfg = load_config(config)?;
-    let socket = PathBuf::from(&cfg.general.socket);
     let now = SystemClock.now();
     match cmd {
         DecisionsCmd::List {
@@ -638,18 +768,22 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                 limit: Some(limit),
             };
             let list = store.decisions(&q)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
                 for d in &list {
-                    println!("{}", serde_json::to_string(d)?);
+                    serde_json::to_writer(&mut out, d)?;
+                    out.write_all(b"\n")?;
                 }
             } else {
-                println!(
+                writeln!(
+                    out,
                     "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} reason",
                     "id", "target", "jail", "origin", "status", "created", "expires"
-                );
+                )?;
                 for s in &list {
                     let d = &s.decision;
-                    println!(
+                    writeln!(
+                        out,
                         "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} {}{}",
                         d.id,
                         d.target.to_string(),
@@ -660,9 +794,10 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                         d.expires.map_or("never".into(), short_time),
                         if d.simulated { "[simulated] " } else { "" },
                         d.reason
-                    );
+                    )?;
                 }
             }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         DecisionsCmd::Add {
@@ -676,86 +811,30 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                 .map(palisade_config::parse_duration)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let req = Request::Ban {
-                target: t.to_string(),
-                duration_secs: dur.map(|d| d.as_secs()),
-                reason: reason.clone(),
-            };
-            if let Some(r) = control::call(&socket, &req)? {
-                if !r.ok {
-                    bail!("{}", r.message);
-                }
-                println!("banned {t} (daemon)");
-                return Ok(ExitCode::SUCCESS);
-            }
-            // No daemon: record, and enforce now through the configured responders.
             let d = manual_decision(t, dur, &reason, now);
-            let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
-            let mut store = palisade_pipeline::open_store(&cfg)?;
-            record_offline(store.as_mut(), &allow, &d).map_err(anyhow::Error::msg)?;
-            if !cfg.general.dry_run {
-                enforce_offline(&cfg, &d, true)?;
+            let banned = manual::ban_or_record(&cfg, vec![d], manual::Enforce::Now)?;
+            if let Some((_, why)) = banned.refused.first() {
+                bail!("{why}");
             }
-            println!("banned {t} (recorded; the daemon is not running)");
+            match banned.via {
+                manual::Via::Daemon => println!("banned {t} (daemon)"),
+                manual::Via::Store => {
+                    println!("banned {t} (recorded; the daemon is not running)")
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         DecisionsCmd::Delete { target } => {
             let t = parse_target(&target).map_err(anyhow::Error::msg)?;
-            if let Some(r) = control::call(
-                &socket,
-                &Request::Unban {
-                    target: t.to_string(),
-                },
-            )? {
-                if !r.ok {
-                    bail!("{}", r.message);
-                }
-                println!("lifted {} ban(s) of {t} (daemon)", r.data["lifted"]);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut store = palisade_pipeline::open_store(&cfg)?;
-            let q = palisade_store::DecisionQuery {
-                target: Some(t),
-                active_at: Some(now),
-                limit: Some(10_000),
-                ..Default::default()
-            };
-            let mut n = 0;
-            for s in store.decisions(&q)? {
-                if let Some(d) = store.revoke_decision(s.decision.id)? {
-                    if !d.simulated {
-                        enforce_offline(&cfg, &d, false)?;
-                    }
-                    n += 1;
+            match manual::unban_or_revoke(&cfg, t)? {
+                (manual::Via::Daemon, n) => println!("lifted {n} ban(s) of {t} (daemon)"),
+                (manual::Via::Store, n) => {
+                    println!("lifted {n} ban(s) of {t} (the daemon is not running)")
                 }
             }
-            println!("lifted {n} ban(s) of {t} (the daemon is not running)");
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Applies or revokes one decision through the default responders, without a daemon.
-fn enforce_offline(cfg: &Config, d: &palisade_core::Decision, apply: bool) -> Result<()> {
-    let names = cfg
-        .jails
-        .iter()
-        .find(|j| j.name.get_ref() == &d.jail)
-        .map(|j| cfg.jail_responders(j))
-        .unwrap_or_else(|| cfg.defaults.responders.clone());
-    for n in names {
-        let sec = cfg
-            .responder(&n)
-            .with_context(|| format!("responder {n:?} is not declared"))?;
-        let mut r = palisade_pipeline::build_responder(&sec)?;
-        let res = if apply {
-            r.apply(std::slice::from_ref(d), SystemClock.now())
-        } else {
-            r.revoke(std::slice::from_ref(d))
-        };
-        res.with_context(|| format!("responder {n}"))?;
-    }
-    Ok(())
 }
 
 fn short_time(t: Timestamp) -> String {
@@ -765,37 +844,4 @@ fn short_time(t: Timestamp) -> String {
         .unwrap_or(&s)
         .trim_end_matches('Z')
         .replace('T', " ")
-}
-
-fn status(config: &Path, json: bool) -> Result<ExitCode> {
-    let cfg = load_config(config)?;
-    let socket = PathBuf::from(&cfg.general.socket);
-    let Some(r) = control::call(&socket, &Request::Status)? else {
-        eprintln!(
-            "palisade is not running (no daemon on {})",
-            socket.display()
-        );
-        return Ok(ExitCode::from(3));
-    };
-    if !r.ok {
-        bail!("{}", r.message);
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r.data)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let d = &r.data;
-    println!("palisade is running");
-    println!("  counters: {}", d["counters"]);
-    println!("  bans in force: {}", d["active_bans"]);
-    for j in d["jails"].as_array().into_iter().flatten() {
-        println!(
-            "  jail {:<16} failures {:<8} bans {:<6} tracked {}",
-            j["name"].as_str().unwrap_or(""),
-            j["failures"],
-            j["detections"],
-            j["tracked"]
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use palisade_core::{Allowlist, Clock, Decision, SystemClock, Timestamp};
-use palisade_pipeline::control::{self, Request};
+use palisade_pipeline::manual;
 use palisade_report::analyze::{self, Analyzer, Levels};
 use palisade_report::render::{self, ScriptKind};
 use std::io::{IsTerminal, Write};
@@ -280,65 +280,32 @@ fn apply(
         Some(s) => Some(palisade_config::parse_duration(s).map_err(anyhow::Error::msg)?),
         None => cfg.defaults.ban_time.0,
     };
-    let socket = PathBuf::from(&cfg.general.socket);
-    let mut via_daemon = 0;
-    let mut offline: Vec<Decision> = Vec::new();
-    for r in &list {
-        let reason = format!("palisade analyze: {} suspicious requests", r.suspicious);
-        let req = Request::Ban {
-            target: r.ip.to_string(),
-            duration_secs: dur.map(|d| d.as_secs()),
-            reason: reason.clone(),
-        };
-        match control::call(&socket, &req)? {
-            Some(resp) if resp.ok => via_daemon += 1,
-            Some(resp) => eprintln!("{}: {}", r.ip, resp.message),
-            None => {
-                let mut d = palisade_pipeline::daemon::manual_decision(
-                    palisade_core::target_of(r.ip),
-                    dur,
-                    &reason,
-                    now,
-                );
-                d.jail = "analyze".into();
-                d.simulated = cfg.general.dry_run;
-                offline.push(d);
-            }
-        }
+    let decisions: Vec<Decision> = list
+        .iter()
+        .map(|r| {
+            let mut d = palisade_pipeline::daemon::manual_decision(
+                palisade_core::target_of(r.ip),
+                dur,
+                &format!("palisade analyze: {} suspicious requests", r.suspicious),
+                now,
+            );
+            // Without a daemon: jail `analyze` (so the [defaults] responders), simulated
+            // under dry_run. The daemon names them `manual`, as its other manual bans.
+            d.jail = "analyze".into();
+            d.simulated = cfg.general.dry_run;
+            d
+        })
+        .collect();
+    let banned = manual::ban_or_record(cfg, decisions, manual::Enforce::Now)?;
+    for (t, why) in &banned.refused {
+        eprintln!("{}: {why}", t.addr());
     }
-    if !offline.is_empty() {
-        let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
-        let mut store = palisade_pipeline::open_store(cfg)?;
-        let mut kept = Vec::new();
-        for d in offline {
-            match palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d) {
-                Ok(id) => kept.push(Decision { id, ..d }),
-                Err(e) => eprintln!("{}: {e}", d.target),
-            }
-        }
-        if !cfg.general.dry_run {
-            apply_offline(cfg, &kept)?;
-        }
-        eprintln!(
+    match banned.via {
+        manual::Via::Daemon => eprintln!("banned {} address(es) (daemon)", banned.done.len()),
+        manual::Via::Store => eprintln!(
             "banned {} address(es) (recorded; the daemon is not running)",
-            kept.len()
-        );
-    }
-    if via_daemon > 0 {
-        eprintln!("banned {via_daemon} address(es) (daemon)");
-    }
-    Ok(())
-}
-
-/// Applies decisions through the default responders in one batch per responder.
-fn apply_offline(cfg: &palisade_config::Config, ds: &[Decision]) -> Result<()> {
-    for n in &cfg.defaults.responders {
-        let sec = cfg
-            .responder(n)
-            .with_context(|| format!("responder {n:?} is not declared"))?;
-        let mut r = palisade_pipeline::build_responder(&sec)?;
-        r.apply(ds, SystemClock.now())
-            .with_context(|| format!("responder {n}"))?;
+            banned.done.len()
+        ),
     }
     Ok(())
 }
@@ -402,27 +369,20 @@ pub fn record(a: RecordArgs) -> Result<ExitCode> {
         }
     }
     let d = rec.decision(cfg.general.dry_run);
-    let socket = PathBuf::from(&cfg.general.socket);
-    if let Some(r) = control::call(
-        &socket,
-        &Request::Record {
-            decision: d.clone(),
-        },
-    )? {
-        if !r.ok {
-            bail!("{}", r.message);
-        }
-        println!("recorded {} (daemon)", rec.ip);
-        return Ok(ExitCode::SUCCESS);
+    // fail2ban enforces its own bans: without a daemon the decision is only recorded (the
+    // daemon enforces it when it starts).
+    let banned = manual::ban_or_record(&cfg, vec![d], manual::Enforce::AtNextStart)?;
+    if let Some((_, why)) = banned.refused.first() {
+        bail!("{why}");
     }
-    let allow = Allowlist::new(cfg.allowlist.parsed.iter().copied());
-    let mut store = palisade_pipeline::open_store(&cfg)?;
-    let id = palisade_pipeline::daemon::record_offline(store.as_mut(), &allow, &d)
-        .map_err(anyhow::Error::msg)?;
-    println!(
-        "recorded {} as decision {id} (the daemon is not running)",
-        rec.ip
-    );
+    match (banned.via, banned.done.first()) {
+        (manual::Via::Daemon, _) => println!("recorded {} (daemon)", rec.ip),
+        (manual::Via::Store, Some(d)) => println!(
+            "recorded {} as decision {} (the daemon is not running)",
+            rec.ip, d.id
+        ),
+        (manual::Via::Store, None) => bail!("{}: nothing recorded", rec.ip),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

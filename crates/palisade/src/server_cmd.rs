@@ -8,15 +8,17 @@ use clap::Subcommand;
 use ipnet::IpNet;
 use palisade_config::Config;
 use palisade_core::{Clock, Decision, Event, SystemClock};
-use palisade_pipeline::control::{Request, Response};
+use palisade_pipeline::control::{unexpected, Reply, Request};
 use palisade_pipeline::{ControlHandle, Daemon, Observer};
 use palisade_server::{
-    ControlApi, ControlError, FeedHub, FeedItem, GeoPaths, ServerConfig, ServerHandle, TlsFiles,
+    ControlApi, ControlError, FeedHub, FeedItem, GeoPaths, ServerConfig, ServerHandle,
+    StatusReport, TlsFiles,
 };
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `palisade user …`
 #[derive(Subcommand)]
@@ -55,43 +57,42 @@ pub enum TokenCmd {
 /// The daemon's control handle as the server's [`ControlApi`].
 pub struct DaemonControl(pub ControlHandle);
 
-fn answer(r: Response) -> Result<serde_json::Value, ControlError> {
-    if r.ok {
-        return Ok(r.data);
-    }
-    if r.message == "daemon is stopping" || r.message == "daemon did not answer" {
-        Err(ControlError::Unavailable(r.message))
-    } else {
-        Err(ControlError::Refused(r.message))
-    }
-}
-
 impl ControlApi for DaemonControl {
-    fn status(&self) -> Result<serde_json::Value, ControlError> {
-        answer(self.0.call(Request::Status))
+    fn status(&self) -> Result<StatusReport, ControlError> {
+        match self.0.call(Request::Status)? {
+            Reply::Status(s) => Ok(*s),
+            other => Err(unexpected(&other)),
+        }
     }
 
     fn ban(
         &self,
-        target: &str,
-        duration_secs: Option<u64>,
+        target: IpNet,
+        duration: Option<Duration>,
         reason: &str,
-    ) -> Result<serde_json::Value, ControlError> {
-        answer(self.0.call(Request::Ban {
-            target: target.to_owned(),
-            duration_secs,
+    ) -> Result<Decision, ControlError> {
+        match self.0.call(Request::Ban {
+            target,
+            duration_secs: duration.map(|d| d.as_secs()),
             reason: reason.to_owned(),
-        }))
+        })? {
+            Reply::Banned(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
     }
 
-    fn unban(&self, target: &str) -> Result<serde_json::Value, ControlError> {
-        answer(self.0.call(Request::Unban {
-            target: target.to_owned(),
-        }))
+    fn unban(&self, target: IpNet) -> Result<u64, ControlError> {
+        match self.0.call(Request::Unban { target })? {
+            Reply::Lifted(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
     }
 
     fn set_allowlist(&self, db_entries: Vec<IpNet>) -> Result<(), ControlError> {
-        answer(self.0.call(Request::SetAllowlist { extra: db_entries })).map(|_| ())
+        match self.0.call(Request::SetAllowlist { extra: db_entries })? {
+            Reply::AllowlistSet(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
