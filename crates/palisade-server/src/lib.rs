@@ -30,7 +30,7 @@ mod pool;
 mod stats;
 mod tls;
 
-pub use control::{ControlApi, ControlError, FeedHub, FeedItem};
+pub use control::{ControlApi, ControlError, FeedHub, FeedItem, StatusReport};
 pub use error::ApiError;
 pub use geo::{GeoInfo, GeoIp, GeoPaths};
 
