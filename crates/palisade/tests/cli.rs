@@ -172,3 +172,142 @@ fn bad_input_is_counted_and_skipped() {
         "the 10 MB line is counted as cut: {err}"
     );
 }
+
+/// Runs `args`, reads the first line of its output, closes the pipe (as `| head -1` does) and
+/// returns the exit status, the line and standard error.
+fn first_line_then_close(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    use std::io::{BufRead, Read};
+    let mut c = Command::new(BIN)
+        .args(args)
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        let mut r = std::io::BufReader::new(c.stdout.take().unwrap());
+        r.read_line(&mut line).unwrap();
+    } // closed here
+    let mut err = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (c.wait().unwrap(), line, err)
+}
+
+/// Far more output than a pipe buffers (64 KiB), so the writer must meet the closed pipe.
+fn big_log(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let p = dir.join("auth.log");
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "Mar  3 10:00:01 h sshd[1]: Failed password for root from 10.{}.{}.{} port 22 ssh2\n",
+            i / 65536 % 256,
+            i / 256 % 256,
+            i % 256
+        ));
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = big_log(dir.path(), 3000);
+    let log_s = log.to_str().unwrap();
+    // check --json | head -1
+    let (st, line, err) =
+        first_line_then_close(&["check", log_s, "--json", "--now", "2025-03-20T00:00:00Z"]);
+    assert!(st.success(), "{st:?} {err}");
+    assert!(line.contains("\"line\":1,"), "{line}");
+    assert!(err.is_empty(), "noise on a closed pipe: {err}");
+
+    // decisions list --all | head -1, with a store of 3000 bans from a batch run.
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+timezone = "UTC"
+log_level = "warn"
+[store]
+url = "sqlite:{d}/palisade.db"
+[defaults]
+max_retry = 1
+find_time = "100000d"
+ban_time = "1h"
+responders = ["log"]
+[recidive]
+enabled = false
+[[responder]]
+name = "log"
+type = "log"
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{log_s}"]
+"#
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            "--once",
+            "--from-start",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let cfg_s = cfg.to_str().unwrap();
+    for args in [
+        &[
+            "decisions",
+            "list",
+            "--all",
+            "--limit",
+            "5000",
+            "--config",
+            cfg_s,
+        ][..],
+        &[
+            "decisions",
+            "list",
+            "--all",
+            "--limit",
+            "5000",
+            "--json",
+            "--config",
+            cfg_s,
+        ],
+    ] {
+        let (st, line, err) = first_line_then_close(args);
+        assert!(st.success(), "{args:?}: {st:?} {err}");
+        assert!(!line.is_empty(), "{args:?}");
+        assert!(err.is_empty(), "{args:?}: noise on a closed pipe: {err}");
+    }
+    // The whole list is there when read to the end.
+    let o = Command::new(BIN)
+        .args([
+            "decisions",
+            "list",
+            "--all",
+            "--limit",
+            "5000",
+            "--json",
+            "--config",
+            cfg_s,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3000);
+}

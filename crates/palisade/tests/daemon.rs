@@ -107,6 +107,18 @@ files = ["{d}/auth.log"]
     fn log(&self) -> String {
         std::fs::read_to_string(self.p("daemon.err")).unwrap_or_default()
     }
+    /// `palisade status --json` (Null when it fails).
+    fn status(&self, cfg: &Path) -> serde_json::Value {
+        let o = self.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    }
+    /// Waits until the daemon's counter `counters.<name>` reaches `n` (instead of sleeping
+    /// after a SIGHUP).
+    fn wait_counter(&self, cfg: &Path, name: &str, n: u64) {
+        wait_for(&format!("counters.{name} = {n}"), 20.0, || {
+            self.status(cfg)["counters"][name].as_u64() == Some(n)
+        });
+    }
 }
 
 #[test]
@@ -223,16 +235,18 @@ fn daemon_bans_unbans_reloads_restarts() {
     std::thread::sleep(Duration::from_millis(300));
     env.config(2, "");
     signal(child.id(), "HUP");
-    std::thread::sleep(Duration::from_millis(800));
+    env.wait_counter(&cfg, "reloads", 1);
     // One more failure reaches the new threshold of 2, counted with the one before reload.
     env.append(&[sshd_failed("203.0.113.20", "b")]);
     wait_for("ban after reload", 10.0, || {
         env.p("banned-203.0.113.20").exists()
     });
     // A bad configuration on SIGHUP is refused; the daemon keeps running.
+    let good = env.p("good.toml");
+    std::fs::copy(&cfg, &good).unwrap();
     std::fs::write(&cfg, "[general]\nbogus = 1\n").unwrap();
     signal(child.id(), "HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    env.wait_counter(&good, "reload_failures", 1);
     let st = env.cli(&[
         "status",
         "--json",
@@ -421,7 +435,7 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     });
     env.append(&lines);
     signal(child.id(), "HUP"); // reload keeps the dashboard's entries
-    std::thread::sleep(Duration::from_millis(800));
+    env.wait_counter(&cfg, "reloads", 1);
     env.append(&lines);
     // An address outside the entry is still banned (the daemon did read those lines).
     env.append(
@@ -446,5 +460,125 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     assert_eq!(code, 200, "{body}");
     env.append(&lines);
     wait_for("ban after the entry was removed", 10.0, || banned.exists());
+    env.stop(child);
+}
+
+#[test]
+fn status_human_and_json_reload_command_missing_file() {
+    let env = Env::new();
+    // No daemon: status and reload say so and exit 3.
+    let cfg = env.config(3, "");
+    for cmd in ["status", "reload"] {
+        let o = env.cli(&[cmd, "--config", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(3), "{cmd}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not running"),
+            "{o:?}"
+        );
+    }
+
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let d = env.dir.path().display().to_string();
+    let web =
+        format!("\n[[jail]]\nname = \"web\"\nfilter = \"sshd\"\nfiles = [\"{d}/missing.log\"]\n");
+    let cfg = env.config(3, &web);
+    let child = env.start(&cfg);
+    let lines: Vec<String> = (0..3)
+        .map(|_| sshd_failed("203.0.113.44", "root"))
+        .collect();
+    env.append(&lines);
+    wait_for("ban of 203.0.113.44", 10.0, || {
+        env.p("banned-203.0.113.44").exists()
+    });
+
+    // JSON: the typed status report.
+    let auth = env.p("auth.log").display().to_string();
+    let missing = env.p("missing.log").display().to_string();
+    wait_for("the ban and the source in status", 10.0, || {
+        let v = env.status(&cfg);
+        v["last_ban"]["target"] == "203.0.113.44/32"
+            && v["sources"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["path"] == auth.as_str() && s["lines"] == 3)
+            })
+    });
+    let v = env.status(&cfg);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(v["active_bans"], 1, "{v}");
+    assert_eq!(v["counters"]["lines"], 3, "{v}");
+    assert_eq!(v["counters"]["reloads"], 0, "{v}");
+    assert_eq!(v["jail_names"], serde_json::json!(["sshd", "web"]), "{v}");
+    assert_eq!(v["store"]["kind"], "sqlite", "{v}");
+    assert_eq!(v["store"]["ok"], true, "{v}");
+    assert_eq!(v["responders"][0]["name"], "mark", "{v}");
+    assert_eq!(v["responders"][0]["ok"], true, "{v}");
+    let src = |path: &str| {
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["path"] == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no source {path} in {v}"))
+    };
+    assert_eq!(src(&auth)["state"], "ok", "{v}");
+    assert!(src(&auth)["last_line"].is_string(), "{v}");
+    assert_eq!(src(&missing)["state"], "missing", "{v}");
+    assert_eq!(src(&missing)["lines"], 0, "{v}");
+    // The missing file was a warning in the log, which has no colour codes (not a terminal).
+    let log = env.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("log file missing") && l.contains(&missing)),
+        "{log}"
+    );
+    assert!(!log.contains('\x1b'), "ANSI escapes in a log file:\n{log}");
+
+    // Human form.
+    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let (out, _) = text(&o);
+    for want in [
+        &format!("palisade {} is running", env!("CARGO_PKG_VERSION")) as &str,
+        &format!("config        {}", cfg.display()),
+        "bans in force 1",
+        "lines/s",
+        "last ban      203.0.113.44/32 in sshd at ",
+        " UTC (",
+        "sshd                 failures 3",
+        &format!("ok         {auth}  3 lines, last at "),
+        &format!("missing    {missing}  0 lines (waiting for the file)"),
+        "store           sqlite ok",
+        "mark                 ok",
+    ] {
+        assert!(out.contains(want), "status lacks {want:?}:\n{out}");
+    }
+    assert!(!out.trim_start().starts_with('{'), "{out}");
+
+    // `palisade reload`: applied, counted; a bad file is refused with its error.
+    let o = env.cli(&["reload", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        text(&o)
+            .0
+            .contains("configuration reloaded (1 reload(s) since start)"),
+        "{o:?}"
+    );
+    assert_eq!(env.status(&cfg)["counters"]["reloads"], 1);
+    let good = env.p("good.toml");
+    std::fs::copy(&cfg, &good).unwrap();
+    std::fs::write(&cfg, "[general]\nbogus = 1\n").unwrap();
+    let o = env.cli(&["reload", "--config", good.to_str().unwrap()]);
+    assert!(!o.status.success(), "{o:?}");
+    let (_, err) = text(&o);
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(
+        err.contains("bogus"),
+        "the validation error is shown: {err}"
+    );
+    let v = env.status(&good);
+    assert_eq!(v["counters"]["reloads"], 1, "{v}");
+    assert_eq!(v["counters"]["reload_failures"], 1, "{v}");
+    std::fs::copy(&good, &cfg).unwrap();
     env.stop(child);
 }
