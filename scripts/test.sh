@@ -28,6 +28,9 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== small agent build (palisade without default features: no server, notify, fail2ban, postgres)"
+cargo check -p palisade --no-default-features
+cargo clippy -p palisade --no-default-features -- -D warnings
 
 # Everything below must really run here: a missing PostgreSQL, network namespace or
 # fail2ban corpus is a failure, not a skip.

@@ -359,8 +359,8 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colours only for a person at a terminal, and never with NO_COLOR (no-color.org).
-    let ansi = std::io::stderr().is_terminal()
-        && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let no_color = matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
