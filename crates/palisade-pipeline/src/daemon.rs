@@ -274,6 +274,7 @@ impl Stats {
                 let name = s.key.split(' ').next().unwrap_or("").to_owned();
                 vec![(name, None, None)]
             };
+            let before = out.len();
             for (path, state, error) in inputs {
                 let (n, last) = seen(&path);
                 let state = match state {
@@ -291,10 +292,15 @@ impl Stats {
                     error: failed.clone().or(error),
                 });
             }
-            if s.files && out.is_empty() && failed.is_some() {
+            if out.len() == before && (failed.is_some() || s.files) {
+                // A glob that matches nothing yet, or a source that failed before reading.
                 out.push(SourceStatus {
                     path: s.key.clone(),
-                    state: SourceState::Stopped,
+                    state: if stopped {
+                        SourceState::Stopped
+                    } else {
+                        SourceState::Missing
+                    },
                     error: failed,
                     ..SourceStatus::default()
                 });

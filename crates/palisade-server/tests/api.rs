@@ -700,6 +700,7 @@ fn every_read_endpoint_answers() {
         "palisade_decisions_total 7",
         "palisade_responder_errors_total 1",
         "palisade_jail_failures_total{jail=\"sshd\"} 50",
+        "palisade_reloads_total 0",
         "palisade_api_store_seconds_count",
         "# TYPE palisade_api_store_seconds histogram",
     ] {
