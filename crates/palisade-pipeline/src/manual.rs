@@ -245,3 +245,65 @@ fn enforce_offline(cfg: &Config, ds: &[Decision], apply: bool) -> Result<(), Man
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn offline_bans_go_where_the_daemon_routes_them() {
+        let cfg = Config::parse(
+            r#"
+[defaults]
+responders = ["b"]
+[[responder]]
+name = "a"
+type = "log"
+[[responder]]
+name = "b"
+type = "log"
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["/var/log/auth.log"]
+responders = ["a"]
+[[jail]]
+name = "off"
+enabled = false
+filter = "sshd"
+files = ["/var/log/auth.log"]
+responders = ["a"]
+"#,
+            Path::new("/etc/palisade/t.toml"),
+            &["sshd"],
+        )
+        .unwrap();
+        assert_eq!(responders_for(&cfg, "sshd"), ["a"]);
+        assert_eq!(responders_for(&cfg, "manual"), ["b"]);
+        assert_eq!(responders_for(&cfg, "analyze"), ["b"]);
+        // A disabled jail routes nothing in the daemon: the defaults, here too.
+        assert_eq!(responders_for(&cfg, "off"), ["b"]);
+    }
+
+    #[test]
+    fn manual_decisions_are_asked_as_bans_others_as_records() {
+        let now = palisade_core::Timestamp::from_secs(1_700_000_000);
+        let mut d = crate::daemon::manual_decision(
+            "203.0.113.9/32".parse().unwrap(),
+            Some(std::time::Duration::from_secs(3600)),
+            "why",
+            now,
+        );
+        assert_eq!(
+            request_for(&d),
+            Request::Ban {
+                target: d.target,
+                duration_secs: Some(3600),
+                reason: "why".into()
+            }
+        );
+        d.origin = Origin::Fail2ban;
+        assert!(matches!(request_for(&d), Request::Record { .. }));
+    }
+}

@@ -17,7 +17,8 @@ pub enum Request {
     Status,
     /// Ban an address or network: answered by [`Reply::Banned`].
     Ban {
-        /// The address (as /32, /128) or network.
+        /// The address (as /32, /128) or network; a bare address is read as its /32, /128.
+        #[serde(deserialize_with = "net_or_addr")]
         target: IpNet,
         /// Seconds; `None` = permanent.
         duration_secs: Option<u64>,
@@ -27,7 +28,8 @@ pub enum Request {
     },
     /// Lift the bans of an address or network: answered by [`Reply::Lifted`].
     Unban {
-        /// The address or network.
+        /// The address or network; a bare address is read as its /32, /128.
+        #[serde(deserialize_with = "net_or_addr")]
         target: IpNet,
     },
     /// Record (and enforce) a ban decided elsewhere: fail2ban's `actionban` through
@@ -47,6 +49,19 @@ pub enum Request {
     /// [`Reply::Reloaded`], or [`ControlError::Refused`] with the validation error (the
     /// running configuration stays).
     Reload,
+}
+
+/// A network, or a bare address as its host network (what older clients sent).
+fn net_or_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{:?} is not an IP address or CIDR network",
+                s.chars().take(64).collect::<String>()
+            ))
+        })
 }
 
 /// The daemon's successful answer; one variant per [`Request`].
@@ -223,5 +238,12 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
         // A target must be a network, not free text.
         assert!(serde_json::from_str::<Request>(r#"{"op":"unban","target":"evil"}"#).is_err());
+        // A bare address is its host network.
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"unban","target":"2001:db8::7"}"#).unwrap(),
+            Request::Unban {
+                target: "2001:db8::7/128".parse().unwrap()
+            }
+        );
     }
 }
