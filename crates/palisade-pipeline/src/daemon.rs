@@ -967,12 +967,16 @@ fn handle_control(
         Request::Status => {
             let mut active: Vec<&Decision> = engine.active().filter(|d| d.active_at(now)).collect();
             active.sort_by_key(|d| std::cmp::Reverse(d.created));
+            let params = &engine.config().jails;
             let jails: Vec<serde_json::Value> = engine
                 .jail_stats()
                 .into_iter()
-                .map(|(name, s, tracked)| {
+                .zip(params)
+                .map(|((name, s, tracked), p)| {
                     serde_json::json!({"name": &*name, "failures": s.failures,
-                        "detections": s.detections, "tracked": tracked, "evicted": s.evicted})
+                        "detections": s.detections, "tracked": tracked, "evicted": s.evicted,
+                        "max_retry": p.max_retry, "find_time": p.find_time.as_secs(),
+                        "ban_time": p.ban_time.map(|d| d.as_secs()), "dry_run": p.dry_run})
                 })
                 .collect();
             let es = engine.stats();
