@@ -44,19 +44,51 @@ export function fillSeries(points, from, to, step, value) {
   return out;
 }
 
+const TICK_STEPS = [1, 2, 3, 6, 12, 24, 48, 7 * 24, 14 * 24].map((h) => h * HOUR);
+
+/**
+ * Ticks on whole hours (or local midnights) of the browser's zone, at most `max` of them
+ * within `[from, to]`.
+ */
+export function timeTicks(from, to, max = 7) {
+  const step = TICK_STEPS.find((s) => (to - from) / s <= max) || TICK_STEPS[TICK_STEPS.length - 1];
+  const d = new Date(from);
+  d.setMinutes(0, 0, 0);
+  if (step >= 24 * HOUR) d.setHours(0);
+  else d.setHours(Math.ceil(d.getHours() / (step / HOUR)) * (step / HOUR));
+  const out = [];
+  for (let t = d.getTime(); t <= to; ) {
+    if (t >= from) out.push(t);
+    const n = new Date(t);
+    if (step >= 24 * HOUR) n.setDate(n.getDate() + step / (24 * HOUR));
+    else n.setHours(n.getHours() + step / HOUR);
+    t = n.getTime();
+  }
+  return { step, ticks: out };
+}
+
 function timeAxis(step, from, to) {
-  const byDay = step >= 24 * HOUR;
   return {
     type: 'linear',
     min: from,
     max: to,
+    // Bars are drawn at their instant: no category-style padding at the ends.
+    offset: false,
     title: { display: true, text: `Time (${zoneLabel()})` },
-    ticks: {
-      maxTicksLimit: 8,
-      maxRotation: 0,
-      callback: (v) => fmtTime(new Date(v), byDay ? 'day' : 'minute'),
+    afterBuildTicks(axis) {
+      const narrow = (axis.chart.width || 600) < 500;
+      const t = timeTicks(axis.min, axis.max, narrow ? 3 : 6);
+      axis.ticks = t.ticks.map((value) => ({ value }));
+      axis.$byDay = t.step >= 24 * HOUR || step >= 24 * HOUR;
     },
-    grid: { display: false },
+    ticks: {
+      autoSkip: false,
+      maxRotation: 0,
+      callback(v) {
+        return fmtTime(new Date(v), this.$byDay ? 'day' : 'tick');
+      },
+    },
+    grid: { display: false, offset: false },
   };
 }
 
@@ -87,11 +119,21 @@ function span(stats) {
   return { step, from, to };
 }
 
+function mark(canvas, chart) {
+  // For the browser test: how many points (buckets) the chart draws, first and last instant.
+  const d = chart.data.datasets[0].data;
+  canvas.dataset.points = String(d.length);
+  canvas.dataset.step = String(d.length > 1 ? d[1].x - d[0].x : 0);
+  canvas.dataset.xTitle = chart.options.scales.x.title.text;
+  canvas.dataset.yTitle = chart.options.scales.y.title.text;
+  return chart;
+}
+
 /** Events and failures per bucket (lines). */
 export function eventsChart(canvas, stats) {
   theme();
   const { step, from, to } = span(stats);
-  return new Chart(canvas, {
+  return mark(canvas, new Chart(canvas, {
     type: 'line',
     data: {
       datasets: [
@@ -114,14 +156,14 @@ export function eventsChart(canvas, stats) {
       ],
     },
     options: options(step, from - step / 2, to + step / 2, `Events per ${stats.bucket}`),
-  });
+  }));
 }
 
 /** Bans per bucket (bars), on a chart of their own. */
 export function bansChart(canvas, stats) {
   theme();
   const { step, from, to } = span(stats);
-  return new Chart(canvas, {
+  return mark(canvas, new Chart(canvas, {
     type: 'bar',
     data: {
       datasets: [
@@ -135,7 +177,7 @@ export function bansChart(canvas, stats) {
       ],
     },
     options: options(step, from - step / 2, to + step / 2, `Bans per ${stats.bucket}`, false),
-  });
+  }));
 }
 
 /** Hourly events of one address over the last `days` days, empty hours included. */
@@ -143,7 +185,7 @@ export function timelineChart(canvas, points, days = 30) {
   theme();
   const to = Math.floor(Date.now() / HOUR) * HOUR;
   const from = to - days * 24 * HOUR + HOUR;
-  return new Chart(canvas, {
+  return mark(canvas, new Chart(canvas, {
     type: 'bar',
     data: {
       datasets: [
@@ -158,5 +200,5 @@ export function timelineChart(canvas, points, days = 30) {
       ],
     },
     options: options(HOUR, from - HOUR / 2, to + HOUR / 2, 'Events per hour', false),
-  });
+  }));
 }

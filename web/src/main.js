@@ -215,7 +215,7 @@ async function overview(refresh = false) {
             { title: 'Country', cell: (r) => (r.country ? h('span', { title: countryName(r.country) }, r.country) : '') },
             { title: 'Failures', cls: 'num', cell: (r) => fmtNum(r.failures) },
             { title: 'Bans', cls: 'num', cell: (r) => fmtNum(r.times_banned) },
-            { title: 'Last seen', cell: (r) => fmtTime(r.last_seen) },
+            { title: 'Last seen', cls: 'time', cell: (r) => fmtTime(r.last_seen) },
           ],
           s.top_ips,
           'No offenders in this range.',
@@ -366,8 +366,8 @@ function decisionTable(rows, onUnban) {
       { title: 'Jail', cell: (r) => r.jail },
       { title: 'Origin', cell: (r) => r.origin },
       { title: 'Status', cell: (r) => h('span', { class: 'badge ' + (r.in_force ? 'bad' : '') }, r.in_force ? 'in force' : r.status) },
-      { title: 'Created', cell: (r) => fmtTime(r.created) },
-      { title: 'Expires', cell: (r) => (r.expires ? fmtTime(r.expires) : 'never') },
+      { title: 'Created', cls: 'time', cell: (r) => fmtTime(r.created) },
+      { title: 'Expires', cls: 'time', cell: (r) => (r.expires ? fmtTime(r.expires) : 'never') },
       { title: 'Reason', cell: (r) => (r.simulated ? '[simulated] ' : '') + r.reason },
       {
         title: '',
@@ -404,7 +404,7 @@ function banForm(defaultTarget, done) {
 // at a time from /events with the cursor.
 function recentEvents(ip, rows, cursor) {
   const columns = [
-    { title: 'Time', cell: (r) => fmtTime(r.time) },
+    { title: 'Time', cls: 'time', cell: (r) => fmtTime(r.time) },
     { title: 'Jail', cell: (r) => r.jail },
     { title: 'Rule', cell: (r) => r.rule + (r.user ? ` (user ${r.user})` : '') },
     { title: 'Log line', cls: 'evidence', cell: (r) => r.evidence || '…' },
@@ -588,7 +588,7 @@ async function allowlist() {
         [
           { title: 'Network', cell: (r) => r.net },
           { title: 'Comment', cell: (r) => r.comment },
-          { title: 'Added', cell: (r) => fmtTime(r.created) },
+          { title: 'Added', cls: 'time', cell: (r) => fmtTime(r.created) },
           {
             title: '',
             cell: (r) =>
@@ -732,7 +732,8 @@ async function jails(refresh = false) {
         [
           { title: 'Jail', cell: (r) => h('strong', {}, r.name) },
           { title: 'State', cell: (r) => [stateBadge(r.state), r.error ? h('div', { class: 'source-error' }, r.error) : ''] },
-          { title: 'Filter', cell: (r) => r.filter || '—' },
+          // Older daemons do not report filters: no empty column then.
+          ...(rows.some((r) => r.filter) ? [{ title: 'Filter', cell: (r) => r.filter || '—' }] : []),
           { title: 'Sources', cell: (r) => sourceCell(sourcesOf(r, d.sources)) },
           { title: 'Limits', cell: limitsCell },
           { title: 'Failures', cls: 'num', cell: (r) => (r.failures == null ? '—' : fmtNum(r.failures)) },

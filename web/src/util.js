@@ -32,7 +32,7 @@ export function zoneLabel(d = new Date()) {
 
 /**
  * A time as `YYYY-MM-DD HH:MM:SS ±hh:mm` (or `… UTC`) in the browser's zone, the same in
- * every locale. `parts` picks a shorter form for chart ticks: `minute` or `day`.
+ * every locale. `parts` picks a shorter form: `minute`, `day`, or `tick` (`MM-DD HH:MM`).
  */
 export function fmtTime(s, parts = 'second') {
   if (s === undefined || s === null || s === '') return '—';
@@ -42,6 +42,7 @@ export function fmtTime(s, parts = 'second') {
   if (parts === 'day') return day;
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
   if (parts === 'minute') return `${day} ${hm}`;
+  if (parts === 'tick') return `${day.slice(5)} ${hm}`;
   return `${day} ${hm}:${pad(d.getSeconds())} ${zoneLabel(d)}`;
 }
 
