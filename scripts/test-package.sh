@@ -145,4 +145,16 @@ dpkg_r -P palisade > /dev/null 2>&1 || fail "dpkg -P"
 [ ! -e "$cfg" ] && [ ! -e "$R/var/lib/palisade" ] || fail "purge must remove config and state"
 ok "remove keeps config and store; purge removes them"
 
+# --- scripts/install.sh, for systems without dpkg: binary, config if absent, unit
+D="$work/plain"
+bash "$root/scripts/install.sh" --bin "$bin" --root "$D" --no-start > /dev/null
+[ -x "$D/usr/local/bin/palisade" ] || fail "install.sh: binary"
+grep -qx 'ExecStart=/usr/local/bin/palisade run --config /etc/palisade/palisade.toml' "$D/etc/systemd/system/palisade.service" ||
+  fail "install.sh: unit ExecStart"
+"$D/usr/local/bin/palisade" config check "$D/etc/palisade/palisade.toml" > /dev/null || fail "install.sh: config check"
+echo "# mine" >> "$D/etc/palisade/palisade.toml"
+bash "$root/scripts/install.sh" --bin "$bin" --root "$D" --no-start > /dev/null
+grep -qx "# mine" "$D/etc/palisade/palisade.toml" || fail "install.sh replaced an existing config"
+ok "install.sh installs binary, unit and config, and keeps an existing config"
+
 echo "$passed passed, 0 failed"
