@@ -92,8 +92,12 @@ document.getElementById('search').addEventListener('submit', (e) => {
 });
 
 function page(title, ...body) {
+  // A page redrawn in place (a refresh) keeps the reader's scroll position.
+  const y = window.scrollY;
+  const redraw = app.firstChild && app.querySelector('h1')?.textContent === title;
   clear(app);
   app.append(h('h1', {}, title), ...body);
+  if (redraw && y) window.scrollTo(0, y);
 }
 
 function errorBox(err) {

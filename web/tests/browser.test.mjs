@@ -450,6 +450,18 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       }
     });
 
+    await step('a page that refreshes itself keeps the scroll position', async () => {
+      await page.setViewportSize({ width: 1400, height: 500 });
+      await page.goto(`${base}/?refresh_ms=1000`);
+      await page.waitForSelector('#overview-chart');
+      await page.evaluate(() => window.scrollTo(0, 400));
+      const before = await page.textContent('#updated-at');
+      await waitFor(async () => (await page.textContent('#updated-at')) !== before, 10000, 'a refresh');
+      const y = await page.evaluate(() => window.scrollY);
+      assert.equal(y, 400, 'scroll position after a refresh');
+      await page.setViewportSize({ width: 1400, height: 900 });
+    });
+
     await step('log out returns to the login page', async () => {
       await page.click('#logout');
       await page.waitForSelector('#login-form');
