@@ -436,6 +436,7 @@ function recentEvents(ip, rows, cursor) {
   return section;
 }
 
+// `refresh`: false (first load), 'reload' (after a ban or unban), 'auto' (the timer).
 async function ipPage(ip, refresh = false) {
   const here = location.pathname;
   if (!refresh) page('IP ' + ip, h('p', { class: 'loading' }, 'Loading…'));
@@ -448,9 +449,9 @@ async function ipPage(ip, refresh = false) {
   }
   if (location.pathname !== here) return;
   // Nothing typed into the ban form is thrown away by a refresh.
-  if (refresh && [...app.querySelectorAll('#ban-form input[name=reason]')].some((i) => i.value)) return;
+  if (refresh === 'auto' && [...app.querySelectorAll('#ban-form input[name=reason]')].some((i) => i.value)) return;
   for (const f of cleanup.splice(0)) f();
-  const reload = () => ipPage(ip, true);
+  const reload = () => ipPage(ip, 'reload');
   const unban = async (r) => {
     try {
       const res = await api.del('/decisions/' + r.id);
@@ -515,7 +516,7 @@ async function ipPage(ip, refresh = false) {
   app.querySelector('h1').after(updatedAt());
   const c = timelineChart(canvas, d.timeline);
   onLeave(() => c.destroy());
-  every(() => ipPage(ip, true));
+  every(() => ipPage(ip, 'auto'));
 }
 
 // ---------------------------------------------------------------------------------------

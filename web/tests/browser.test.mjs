@@ -450,6 +450,18 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       }
     });
 
+    await step('ban from an IP page with a reason; the page shows the ban', async () => {
+      await page.goto(`${base}/ips/203.0.113.99`);
+      await page.waitForSelector('#current-ban .not-banned');
+      await page.fill('#ban-form input[name=reason]', 'seen in a report');
+      await page.click('#ban-form button[type=submit]');
+      await page.waitForSelector('#current-ban .banned', { timeout: 10000 });
+      assert.ok((await page.textContent('#current-ban')).includes('seen in a report'));
+      await page.click('#unban-current');
+      await page.click('#confirm-ok');
+      await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });
+    });
+
     await step('a page that refreshes itself keeps the scroll position', async () => {
       await page.setViewportSize({ width: 1400, height: 500 });
       await page.goto(`${base}/?refresh_ms=1000`);
