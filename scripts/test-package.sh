@@ -42,14 +42,13 @@ grep -qx 'ExecStart=/usr/bin/palisade run --config /etc/palisade/palisade.toml' 
 grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "ExecReload"
 grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW' "$unit" || fail "CapabilityBoundingSet"
 grep -qx 'ProtectSystem=strict' "$unit" || fail "ProtectSystem"
-if command -v systemd-analyze >/dev/null; then
-  # The unit as installed, with its binary at the throwaway path.
-  mkdir -p "$work/unit"
-  sed "s#/usr/bin/palisade#$work/unitbin/palisade#" "$unit" > "$work/unit/palisade.service"
-  mkdir -p "$work/unitbin" && ln -s "$bin" "$work/unitbin/palisade"
-  systemd-analyze verify "$work/unit/palisade.service" > "$work/verify.out" 2>&1 || { cat "$work/verify.out" >&2; fail "systemd-analyze verify"; }
-  ok "systemd-analyze verify: the unit is valid"
-fi
+command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (apt-get install systemd)"
+# The unit as installed, with its binary at the throwaway path.
+mkdir -p "$work/unit"
+sed "s#/usr/bin/palisade#$work/unitbin/palisade#" "$unit" > "$work/unit/palisade.service"
+mkdir -p "$work/unitbin" && ln -s "$bin" "$work/unitbin/palisade"
+systemd-analyze verify "$work/unit/palisade.service" > "$work/verify.out" 2>&1 || { cat "$work/verify.out" >&2; fail "systemd-analyze verify"; }
+ok "systemd-analyze verify: the unit is valid"
 
 # --- a throwaway root: merged /usr, the programs the maintainer scripts and the unit use
 R="$work/root"
