@@ -8,7 +8,8 @@ what="${1:-run}"
 run_pkgs=(nftables iptables ipset iproute2 ca-certificates)
 build_pkgs=(gcc make pkg-config)
 test_pkgs=(postgresql openssh-server openssh-client fail2ban sshguard goaccess time ufw
-           python3 python3-aiosmtpd sqlite3 procps psmisc chromium chromium-driver wrk)
+           python3 python3-aiosmtpd sqlite3 procps psmisc chromium chromium-driver wrk
+           systemd binutils)
 
 pkgs=("${run_pkgs[@]}" "${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
@@ -37,19 +38,17 @@ if ! command -v cargo >/dev/null; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
-# Node.js >= 20.19 builds the dashboard (Vite). Debian 12 ships 18: take the official
-# binary release then.
+# Node.js >= 20.19 builds the dashboard (Vite 7). Only package registries are reachable
+# (no nodejs.org download): take the distribution's nodejs/npm, and stop with a clear
+# message when that is older (Debian 12's own is 18: add a Node.js 20 apt source first).
 node_ok() {
   command -v node >/dev/null && command -v npm >/dev/null &&
     node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a==20&&b>=19)?0:1)'
 }
 if ! node_ok; then
-  echo "installing Node.js 22 under /opt/node"
-  command -v curl >/dev/null || apt-get install -y -q --no-install-recommends curl xz-utils
-  v=v22.12.0
-  curl -fsSL "https://nodejs.org/dist/$v/node-$v-linux-x64.tar.xz" | tar -xJ -C /opt
-  ln -sfn "/opt/node-$v-linux-x64" /opt/node
-  for b in node npm npx; do ln -sf "/opt/node/bin/$b" "/usr/local/bin/$b"; done
+  command -v node >/dev/null || apt-get install -y -q --no-install-recommends nodejs
+  command -v npm >/dev/null || apt-get install -y -q --no-install-recommends npm
+  node_ok || { echo "install-deps: the dashboard needs Node.js >= 20.19 with npm (found $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
 fi
 
 if [ "$what" = test ]; then

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# What the checkout looks like before the suite (empty in CI's fresh clone).
+checkout_state() { git status --porcelain; git diff | sha256sum; }
+checkout_before=$(checkout_state)
 bash scripts/install-deps.sh test
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -44,5 +47,15 @@ bash scripts/with-postgres.sh cargo test --workspace --no-fail-fast
 if [ -x scripts/test-web.sh ]; then
   echo "== browser tests"
   bash scripts/test-web.sh
+fi
+echo "== Debian package and install script"
+bash scripts/test-package.sh "$root/target/release/palisade"
+# Setup and tests leave the checkout as it was (clean in CI): nothing tracked changed,
+# nothing untracked appeared outside the ignored build folders (.gitignore).
+echo "== clean checkout"
+if [ "$(checkout_state)" != "$checkout_before" ]; then
+  echo "the suite changed the checkout:" >&2
+  git status --porcelain >&2
+  exit 1
 fi
 echo "all tests passed"

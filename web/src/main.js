@@ -2,21 +2,63 @@
 // feed, IP drill-down, decisions, allowlist, jails; a login form when there is no session.
 import './style.css';
 import { api, ApiError } from './api.js';
-import { h, clear, fmtTime, fmtNum, ipLink, flag, notice, table } from './util.js';
-import { overviewChart, timelineChart } from './charts.js';
-import { worldMap } from './map.js';
+import {
+  h,
+  clear,
+  fmtTime,
+  fmtNum,
+  fmtDuration,
+  countryName,
+  zoneLabel,
+  ipLink,
+  flag,
+  notice,
+  table,
+  confirmAction,
+} from './util.js';
+import { eventsChart, bansChart, timelineChart } from './charts.js';
+import { worldMap, mapLegend } from './map.js';
 
 const app = document.getElementById('app');
 const top = document.getElementById('top');
 const foot = document.getElementById('foot');
+const healthEl = document.getElementById('health');
+const menuToggle = document.getElementById('menu-toggle');
 let me = null;
 let cleanup = [];
+
+// Pages refresh themselves this often (not while the tab is hidden or a field has focus).
+const REFRESH_MS = Number(new URLSearchParams(location.search).get('refresh_ms')) || 30000;
 
 function onLeave(fn) {
   cleanup.push(fn);
 }
 
+/** Runs `fn` every REFRESH_MS while the page is shown; stops when the page is left. */
+function every(fn, ms = REFRESH_MS) {
+  const id = setInterval(() => {
+    if (document.hidden) return;
+    const f = document.activeElement;
+    if (f && app.contains(f) && (f.tagName === 'INPUT' || f.tagName === 'SELECT')) return;
+    if (document.querySelector('dialog[open]')) return;
+    fn();
+  }, ms);
+  onLeave(() => clearInterval(id));
+}
+
+/** The "Updated at" line of a page that refreshes itself. */
+function updatedAt() {
+  return h('p', { class: 'updated', id: 'updated-at' }, `Updated at ${fmtTime(new Date())} · refreshes every ${Math.round(REFRESH_MS / 1000)} s`);
+}
+
+function setMenu(open) {
+  top.classList.toggle('open', open);
+  menuToggle.setAttribute('aria-expanded', String(open));
+}
+menuToggle.addEventListener('click', () => setMenu(!top.classList.contains('open')));
+
 function navigate(path, replace = false) {
+  setMenu(false);
   if (replace) history.replaceState(null, '', path);
   else history.pushState(null, '', path);
   render();
@@ -46,12 +88,16 @@ document.getElementById('logout').addEventListener('click', async () => {
 document.getElementById('search').addEventListener('submit', (e) => {
   e.preventDefault();
   const v = document.getElementById('search-ip').value.trim();
-  if (v) navigate('/ips/' + encodeURIComponent(v));
+  if (v) navigate('/ips/' + encodeURIComponent(v).replace(/%3A/gi, ':'));
 });
 
 function page(title, ...body) {
+  // A page redrawn in place (a refresh) keeps the reader's scroll position.
+  const y = window.scrollY;
+  const redraw = app.firstChild && app.querySelector('h1')?.textContent === title;
   clear(app);
   app.append(h('h1', {}, title), ...body);
+  if (redraw && y) window.scrollTo(0, y);
 }
 
 function errorBox(err) {
@@ -82,6 +128,17 @@ function loginView() {
     pass,
     h('button', { type: 'submit' }, 'Log in'),
     msg,
+    h(
+      'p',
+      { class: 'login-hint', id: 'login-hint' },
+      'First time? The daemon created the user ',
+      h('code', {}, 'admin'),
+      ' at its first start and wrote its one-time password to its log: ',
+      h('code', {}, 'journalctl -u palisade | grep password'),
+      '. To set a password of your own, run ',
+      h('code', {}, 'palisade user add admin'),
+      ' on the server.',
+    ),
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -100,30 +157,35 @@ function loginView() {
 // ---------------------------------------------------------------------------------------
 // Overview
 
-async function overview() {
+async function overview(refresh = false) {
   const range = new URLSearchParams(location.search).get('range') || '24h';
   const ranges = h(
     'div',
     { class: 'ranges' },
     ['24h', '7d', '30d'].map((r) => h('a', { href: '/?range=' + r, class: r === range ? 'on' : '' }, r)),
   );
-  page('Overview', ranges, h('p', { class: 'loading' }, 'Loading…'));
+  if (!refresh) page('Overview', ranges, h('p', { class: 'loading' }, 'Loading…'));
   let s;
   try {
     s = await api.get('/stats?range=' + encodeURIComponent(range));
   } catch (e) {
-    app.append(errorBox(e));
+    if (!refresh) app.append(errorBox(e));
     return;
   }
+  // A refresh replaces the page only when the user is still on it.
+  if (refresh && location.pathname !== '/') return;
+  for (const f of cleanup.splice(0)) f();
   const t = s.totals;
   const card = (label, value, cls = '') =>
     h('div', { class: 'card ' + cls }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
   const worst = s.most_offending_ip;
   const canvas = h('canvas', { id: 'overview-chart' });
+  const bansCanvas = h('canvas', { id: 'bans-chart' });
   const mapEl = h('div', { id: 'world-map', class: 'map' });
   page(
     'Overview',
     ranges,
+    updatedAt(),
     h(
       'div',
       { class: 'cards' },
@@ -138,7 +200,12 @@ async function overview() {
         h('div', { class: 'label' }, worst ? `Most offending IP · ${fmtNum(worst.failures)} failures` : 'Most offending IP'),
       ),
     ),
-    h('section', {}, h('h2', {}, `Events and bans (${s.range}, per ${s.bucket})`), h('div', { class: 'chart' }, canvas)),
+    h(
+      'div',
+      { class: 'cols' },
+      h('section', {}, h('h2', {}, `Events and failures (${s.range}, per ${s.bucket})`), h('div', { class: 'chart' }, canvas)),
+      h('section', {}, h('h2', {}, `Bans (${s.range}, per ${s.bucket})`), h('div', { class: 'chart' }, bansCanvas)),
+    ),
     h(
       'div',
       { class: 'cols' },
@@ -149,10 +216,10 @@ async function overview() {
         table(
           [
             { title: 'IP', cell: (r) => ipLink(r.ip) },
-            { title: '', cell: (r) => (r.country ? `${flag(r.country)} ${r.country}` : '') },
+            { title: 'Country', cell: (r) => (r.country ? h('span', { title: countryName(r.country) }, r.country) : '') },
             { title: 'Failures', cls: 'num', cell: (r) => fmtNum(r.failures) },
             { title: 'Bans', cls: 'num', cell: (r) => fmtNum(r.times_banned) },
-            { title: 'Last seen', cell: (r) => fmtTime(r.last_seen) },
+            { title: 'Last seen', cls: 'time', cell: (r) => fmtTime(r.last_seen) },
           ],
           s.top_ips,
           'No offenders in this range.',
@@ -180,10 +247,10 @@ async function overview() {
       h(
         'div',
         { class: 'cols map-row' },
-        mapEl,
+        h('div', {}, mapEl, s.top_countries.length ? mapLegend(s.top_countries) : null),
         table(
           [
-            { title: 'Country', cell: (r) => `${flag(r.country)} ${r.country}` },
+            { title: 'Country', cell: (r) => `${countryName(r.country)} (${r.country})` },
             { title: 'Failures', cls: 'num', cell: (r) => fmtNum(r.failures) },
             { title: 'Addresses', cls: 'num', cell: (r) => fmtNum(r.addresses) },
           ],
@@ -193,14 +260,19 @@ async function overview() {
       ),
     ),
   );
-  const chart = overviewChart(canvas, s);
-  onLeave(() => chart.destroy());
+  const chart = eventsChart(canvas, s);
+  const chart2 = bansChart(bansCanvas, s);
+  onLeave(() => {
+    chart.destroy();
+    chart2.destroy();
+  });
   try {
     const m = worldMap(mapEl, s.top_countries);
     onLeave(() => m.destroy && m.destroy());
   } catch (e) {
     mapEl.textContent = 'Map unavailable.';
   }
+  every(() => overview(true));
   // For bench/api/paint.mjs: when the overview's chart and map are drawn (Chart.js draws
   // synchronously with animations off).
   performance.mark('palisade:overview-drawn');
@@ -234,16 +306,25 @@ function feedRow(kind, d) {
 }
 
 function live() {
-  const body = h('tbody', { id: 'feed-rows' });
+  const waiting = h(
+    'tr',
+    { id: 'feed-waiting' },
+    h('td', { colspan: 5, class: 'empty' }, 'Waiting for events… New log lines, bans and unbans appear here as they happen.'),
+  );
+  const body = h('tbody', { id: 'feed-rows' }, waiting);
   const state = h('span', { id: 'feed-state', class: 'badge' }, 'connecting');
   page(
     'Live feed',
     h('p', {}, 'Events and decisions as they happen. ', state),
     h(
-      'table',
-      { id: 'feed' },
-      h('thead', {}, h('tr', {}, ['Time', 'Kind', 'Jail', 'IP', 'What'].map((t) => h('th', {}, t)))),
-      body,
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { id: 'feed' },
+        h('thead', {}, h('tr', {}, ['Time', 'Kind', 'Jail', 'IP', 'What'].map((t) => h('th', {}, t)))),
+        body,
+      ),
     ),
   );
   const es = new EventSource('/api/v1/feed');
@@ -254,6 +335,7 @@ function live() {
     } catch {
       return;
     }
+    waiting.remove();
     body.prepend(feedRow(kind, d));
     while (body.children.length > 300) body.lastChild.remove();
   };
@@ -273,6 +355,14 @@ function live() {
 // ---------------------------------------------------------------------------------------
 // IP drill-down
 
+async function confirmUnban(d, onUnban) {
+  const ok = await confirmAction(
+    `Unban ${d.target}? Every ban in force on it (from any jail) is lifted and the firewall lets it in again.`,
+    'Unban',
+  );
+  if (ok) onUnban(d);
+}
+
 function decisionTable(rows, onUnban) {
   return table(
     [
@@ -280,14 +370,14 @@ function decisionTable(rows, onUnban) {
       { title: 'Jail', cell: (r) => r.jail },
       { title: 'Origin', cell: (r) => r.origin },
       { title: 'Status', cell: (r) => h('span', { class: 'badge ' + (r.in_force ? 'bad' : '') }, r.in_force ? 'in force' : r.status) },
-      { title: 'Created', cell: (r) => fmtTime(r.created) },
-      { title: 'Expires', cell: (r) => (r.expires ? fmtTime(r.expires) : 'never') },
+      { title: 'Created', cls: 'time', cell: (r) => fmtTime(r.created) },
+      { title: 'Expires', cls: 'time', cell: (r) => (r.expires ? fmtTime(r.expires) : 'never') },
       { title: 'Reason', cell: (r) => (r.simulated ? '[simulated] ' : '') + r.reason },
       {
         title: '',
         cell: (r) =>
           r.in_force && onUnban
-            ? h('button', { class: 'unban', 'data-target': r.target, onclick: () => onUnban(r) }, 'Unban')
+            ? h('button', { class: 'unban', 'data-target': r.target, onclick: () => confirmUnban(r, onUnban) }, 'Unban')
             : '',
       },
     ],
@@ -318,7 +408,7 @@ function banForm(defaultTarget, done) {
 // at a time from /events with the cursor.
 function recentEvents(ip, rows, cursor) {
   const columns = [
-    { title: 'Time', cell: (r) => fmtTime(r.time) },
+    { title: 'Time', cls: 'time', cell: (r) => fmtTime(r.time) },
     { title: 'Jail', cell: (r) => r.jail },
     { title: 'Rule', cell: (r) => r.rule + (r.user ? ` (user ${r.user})` : '') },
     { title: 'Log line', cls: 'evidence', cell: (r) => r.evidence || '…' },
@@ -328,7 +418,7 @@ function recentEvents(ip, rows, cursor) {
     clear(section).append(
       h('h2', {}, 'Recent events'),
       table(columns, rows, 'No events.'),
-      cursor != null ? h('button', { id: 'older-events', onclick: older }, 'Older events') : null,
+      ...(cursor != null ? [h('button', { id: 'older-events', onclick: older }, 'Older events')] : []),
     );
   };
   const older = async () => {
@@ -346,16 +436,22 @@ function recentEvents(ip, rows, cursor) {
   return section;
 }
 
-async function ipPage(ip) {
-  page('IP ' + ip, h('p', { class: 'loading' }, 'Loading…'));
+// `refresh`: false (first load), 'reload' (after a ban or unban), 'auto' (the timer).
+async function ipPage(ip, refresh = false) {
+  const here = location.pathname;
+  if (!refresh) page('IP ' + ip, h('p', { class: 'loading' }, 'Loading…'));
   let d;
   try {
     d = await api.get('/ips/' + encodeURIComponent(ip));
   } catch (e) {
-    page('IP ' + ip, errorBox(e));
+    if (!refresh) page('IP ' + ip, errorBox(e));
     return;
   }
-  const reload = () => ipPage(ip);
+  if (location.pathname !== here) return;
+  // Nothing typed into the ban form is thrown away by a refresh.
+  if (refresh === 'auto' && [...app.querySelectorAll('#ban-form input[name=reason]')].some((i) => i.value)) return;
+  for (const f of cleanup.splice(0)) f();
+  const reload = () => ipPage(ip, 'reload');
   const unban = async (r) => {
     try {
       const res = await api.del('/decisions/' + r.id);
@@ -367,7 +463,7 @@ async function ipPage(ip) {
   };
   const g = d.geo || {};
   const hist = d.history;
-  const where = [g.country && `${flag(g.country)} ${g.country_name || g.country}`, g.city, g.asn && `AS${g.asn} ${g.as_org || ''}`]
+  const where = [g.country && (g.country_name || countryName(g.country)), g.city, g.asn && `AS${g.asn} ${g.as_org || ''}`]
     .filter(Boolean)
     .join(' · ');
   const canvas = h('canvas', { id: 'ip-timeline' });
@@ -392,7 +488,7 @@ async function ipPage(ip) {
             { class: 'banned' },
             h('span', { class: 'badge bad' }, 'banned'),
             ` ${d.current_ban.target} by ${d.current_ban.jail} until ${d.current_ban.expires ? fmtTime(d.current_ban.expires) : 'forever'} — ${d.current_ban.reason} `,
-            h('button', { id: 'unban-current', class: 'unban', onclick: () => unban(d.current_ban) }, 'Unban'),
+            h('button', { id: 'unban-current', class: 'unban', onclick: () => confirmUnban(d.current_ban, unban) }, 'Unban'),
           )
         : h('div', {}, h('p', { class: 'not-banned' }, 'Not banned.'), banForm(d.ip, reload)),
     ),
@@ -412,13 +508,15 @@ async function ipPage(ip) {
           'Never seen.',
         ),
       ),
-      h('section', {}, h('h2', {}, 'Timeline (30 days)'), h('div', { class: 'chart small' }, canvas)),
+      h('section', {}, h('h2', {}, 'Events per hour (last 30 days)'), h('div', { class: 'chart small' }, canvas)),
     ),
     h('section', {}, h('h2', {}, 'Decisions'), decisionTable(d.decisions, unban)),
     recentEvents(ip, d.recent_events, d.recent_events_cursor),
   );
+  app.querySelector('h1').after(updatedAt());
   const c = timelineChart(canvas, d.timeline);
   onLeave(() => c.destroy());
+  every(() => ipPage(ip, 'auto'));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -453,9 +551,14 @@ async function decisions() {
   p.set('status', q.get('status') || 'active');
   for (const k of ['ip', 'jail', 'origin']) if (q.get(k)) p.set(k, q.get(k));
   p.set('limit', '500');
-  try {
+  const load = async () => {
     const d = await api.get('/decisions?' + p);
+    const shown = d.items.length;
     clear(list).append(
+      updatedAt(),
+      d.next_cursor != null || shown >= 500
+        ? h('p', { class: 'notice info' }, `Showing the latest ${fmtNum(shown)} decisions; narrow the filter to see older ones.`)
+        : h('p', { class: 'count' }, `${fmtNum(shown)} decision${shown === 1 ? '' : 's'}.`),
       decisionTable(d.items, async (r) => {
         try {
           await api.del('/decisions/' + r.id);
@@ -466,9 +569,13 @@ async function decisions() {
         }
       }),
     );
+  };
+  try {
+    await load();
   } catch (e) {
     clear(list).append(errorBox(e));
   }
+  every(() => load().catch(() => {}));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -486,7 +593,7 @@ async function allowlist() {
         [
           { title: 'Network', cell: (r) => r.net },
           { title: 'Comment', cell: (r) => r.comment },
-          { title: 'Added', cell: (r) => fmtTime(r.created) },
+          { title: 'Added', cls: 'time', cell: (r) => fmtTime(r.created) },
           {
             title: '',
             cell: (r) =>
@@ -494,7 +601,13 @@ async function allowlist() {
                 'button',
                 {
                   class: 'danger',
+                  'data-net': r.net,
                   onclick: async () => {
+                    const ok = await confirmAction(
+                      `Remove ${r.net} from the allowlist? Addresses in it can be banned again.`,
+                      'Remove',
+                    );
+                    if (!ok) return;
                     try {
                       show(await api.del('/allowlist/' + r.id));
                     } catch (err) {
@@ -537,39 +650,135 @@ async function allowlist() {
 // ---------------------------------------------------------------------------------------
 // Jails
 
-async function jails() {
-  page('Jails', h('p', { class: 'loading' }, 'Loading…'));
-  try {
-    const d = await api.get('/jails');
-    const c = d.counters || {};
-    page(
-      'Jails',
+// Sources as the daemon reports them: strings, or objects with a path/name, state and
+// counters. Fields the daemon does not send are left out.
+function sourceLabel(src) {
+  if (typeof src === 'string') return src;
+  return src.path || src.file || src.name || src.unit || (src.journal && [].concat(src.journal).join(' ')) || src.kind || 'source';
+}
+
+function sourceState(src) {
+  if (typeof src !== 'object' || !src) return null;
+  return src.state || src.status || null;
+}
+
+const GOOD_STATES = new Set(['ok', 'reading', 'open', 'active', 'running', 'live', 'following']);
+
+function stateBadge(state) {
+  if (!state) return '';
+  const cls = GOOD_STATES.has(String(state).toLowerCase()) ? 'ok' : 'bad';
+  return h('span', { class: 'badge ' + cls }, String(state));
+}
+
+function sourcesOf(jail, all) {
+  let list = jail.sources || [].concat(jail.files || [], jail.journal ? [].concat(jail.journal).map((m) => `journald ${m}`) : []);
+  if ((!list || !list.length) && Array.isArray(all)) list = all.filter((x) => x && (x.jail === jail.name || (x.jails || []).includes(jail.name)));
+  return list || [];
+}
+
+function sourceCell(list) {
+  if (!list.length) return '—';
+  return h(
+    'ul',
+    { class: 'sources' },
+    list.map((src) =>
       h(
-        'div',
-        { class: 'cards' },
-        [
-          ['Lines read', c.lines],
-          ['Events', c.events],
-          ['Decisions', c.decisions],
-          ['Active bans', d.active_bans],
-          ['Responder errors', c.responder_errors],
-        ].map(([l, v]) => h('div', { class: 'card' }, h('div', { class: 'value' }, fmtNum(v)), h('div', { class: 'label' }, l))),
+        'li',
+        {},
+        h('code', {}, sourceLabel(src)),
+        ' ',
+        stateBadge(sourceState(src)),
+        typeof src === 'object' && src.lines != null ? ` ${fmtNum(src.lines)} lines` : '',
+        typeof src === 'object' && src.error ? h('div', { class: 'source-error' }, src.error) : '',
       ),
+    ),
+  );
+}
+
+function limitsCell(r) {
+  if (r.max_retry == null && r.find_time == null && r.ban_time === undefined) return '—';
+  const ft = typeof r.find_time === 'number' ? fmtDuration(r.find_time) : r.find_time;
+  const bt = r.ban_time === null ? 'forever' : typeof r.ban_time === 'number' ? fmtDuration(r.ban_time) : r.ban_time;
+  return `${r.max_retry ?? '?'} failures in ${ft ?? '?'} → ban ${bt ?? '?'}`;
+}
+
+async function jails(refresh = false) {
+  const q = new URLSearchParams(location.search).get('q') || '';
+  if (!refresh) page('Jails', h('p', { class: 'loading' }, 'Loading…'));
+  let d;
+  try {
+    d = await api.get('/jails');
+  } catch (e) {
+    if (!refresh) page('Jails', errorBox(e));
+    return;
+  }
+  if (location.pathname !== '/jails') return;
+  for (const f of cleanup.splice(0)) f();
+  const c = d.counters || {};
+  // Jails the daemon skipped (bad filter…) are listed with why.
+  const skipped = (c.jail_errors || []).map((msg) => {
+    const m = String(msg).match(/^jail "([^"]+)"/);
+    return { name: m ? m[1] : '?', state: 'skipped', error: String(msg) };
+  });
+  const rows = [...(d.jails || []).map((j) => ({ state: j.state || (j.dry_run ? 'dry run' : 'running'), ...j })), ...skipped];
+  const filter = h('input', { id: 'jail-filter', type: 'search', placeholder: 'Filter jails…', value: q, 'aria-label': 'Filter jails' });
+  const list = h('div', { id: 'jail-list' });
+  const show = () => {
+    const needle = filter.value.trim().toLowerCase();
+    const shown = rows.filter(
+      (r) =>
+        !needle ||
+        r.name.toLowerCase().includes(needle) ||
+        String(r.filter || '').toLowerCase().includes(needle) ||
+        sourcesOf(r, d.sources).some((x) => sourceLabel(x).toLowerCase().includes(needle)),
+    );
+    clear(list).append(
       table(
         [
-          { title: 'Jail', cell: (r) => r.name },
-          { title: 'Failures', cls: 'num', cell: (r) => fmtNum(r.failures) },
-          { title: 'Bans', cls: 'num', cell: (r) => fmtNum(r.detections) },
-          { title: 'Tracked addresses', cls: 'num', cell: (r) => fmtNum(r.tracked) },
-          { title: 'Evicted', cls: 'num', cell: (r) => fmtNum(r.evicted) },
+          { title: 'Jail', cell: (r) => h('strong', {}, r.name) },
+          { title: 'State', cell: (r) => [stateBadge(r.state), r.error ? h('div', { class: 'source-error' }, r.error) : ''] },
+          // Older daemons do not report filters: no empty column then.
+          ...(rows.some((r) => r.filter) ? [{ title: 'Filter', cell: (r) => r.filter || '—' }] : []),
+          { title: 'Sources', cell: (r) => sourceCell(sourcesOf(r, d.sources)) },
+          { title: 'Limits', cell: limitsCell },
+          { title: 'Failures', cls: 'num', cell: (r) => (r.failures == null ? '—' : fmtNum(r.failures)) },
+          { title: 'Bans', cls: 'num', cell: (r) => (r.detections == null ? '—' : fmtNum(r.detections)) },
+          { title: 'Tracked', cls: 'num', cell: (r) => (r.tracked == null ? '—' : fmtNum(r.tracked)) },
         ],
-        d.jails || [],
-        'No jails enabled.',
+        shown,
+        needle ? `No jail matches “${filter.value}”.` : 'No jails enabled.',
       ),
     );
-  } catch (e) {
-    page('Jails', errorBox(e));
-  }
+  };
+  filter.addEventListener('input', () => {
+    const u = new URL(location.href);
+    if (filter.value) u.searchParams.set('q', filter.value);
+    else u.searchParams.delete('q');
+    history.replaceState(null, '', u.pathname + u.search);
+    show();
+  });
+  page(
+    'Jails',
+    updatedAt(),
+    h(
+      'div',
+      { class: 'cards' },
+      [
+        ['Lines read', c.lines],
+        ['Events', c.events],
+        ['Decisions', c.decisions],
+        ['Active bans', d.active_bans],
+        ['Responder errors', c.responder_errors, c.responder_errors ? 'alert' : ''],
+        ['Source errors', c.source_errors, c.source_errors ? 'alert' : ''],
+      ].map(([l, v, cls]) =>
+        h('div', { class: 'card ' + (cls || '') }, h('div', { class: 'value' }, fmtNum(v)), h('div', { class: 'label' }, l)),
+      ),
+    ),
+    h('form', { class: 'inline', onsubmit: (e) => e.preventDefault() }, filter),
+    list,
+  );
+  show();
+  every(() => jails(true));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -578,12 +787,54 @@ async function footer() {
   try {
     const m = await api.get('/meta');
     clear(foot).append(
-      `Palisade ${m.version}`,
+      `Palisade ${m.version} · times shown in ${zoneLabel()}`,
       m.geoip_attribution ? h('span', { id: 'geo-attribution' }, ' · ' + m.geoip_attribution) : '',
     );
   } catch {
     /* not logged in */
   }
+}
+
+// The health strip: store, daemon, responders and log sources at a glance, refreshed on its
+// own, so that a broken setup does not look like a quiet server.
+let healthTimer = null;
+
+function healthItem(label, ok, text, title) {
+  return h('span', { class: 'health-item ' + (ok ? 'ok' : 'bad'), title: title || null }, h('span', { class: 'dot' }), `${label}: ${text}`);
+}
+
+async function refreshHealth() {
+  let hl;
+  try {
+    hl = await api.get('/health');
+  } catch (e) {
+    hl = { status: 'degraded', store: false, daemon: false, error: e.message };
+  }
+  if (!me) return;
+  const c = hl.counters || {};
+  const items = [healthItem('Store', hl.store, hl.store ? 'ok' : 'not answering')];
+  if (hl.daemon !== undefined) items.push(healthItem('Daemon', hl.daemon, hl.daemon ? 'running' : 'not answering'));
+  if (c.responder_errors !== undefined) {
+    items.push(healthItem('Responders', !c.responder_errors, c.responder_errors ? `${fmtNum(c.responder_errors)} errors` : 'ok'));
+  }
+  if (Array.isArray(hl.sources)) {
+    const bad = hl.sources.filter((x) => sourceState(x) && !GOOD_STATES.has(String(sourceState(x)).toLowerCase()));
+    items.push(
+      healthItem(
+        'Sources',
+        !bad.length,
+        bad.length ? `${bad.length} of ${hl.sources.length} not read (${bad.map(sourceLabel).join(', ')})` : `${hl.sources.length} ok`,
+      ),
+    );
+  } else if (c.source_errors !== undefined) {
+    items.push(healthItem('Sources', !c.source_errors, c.source_errors ? `${fmtNum(c.source_errors)} errors` : `${fmtNum(c.lines)} lines read`));
+  }
+  const skipped = c.jail_errors || [];
+  if (skipped.length) items.push(healthItem('Jails', false, `${skipped.length} skipped`, skipped.join('\n')));
+  const ok = items.every((i) => i.classList.contains('ok'));
+  healthEl.hidden = false;
+  healthEl.className = ok ? 'ok' : 'bad';
+  clear(healthEl).append(h('span', { class: 'health-title' }, ok ? 'Healthy' : 'Attention'), ...items);
 }
 
 async function render() {
@@ -603,10 +854,17 @@ async function render() {
   }
   if (!me) {
     clear(foot);
+    healthEl.hidden = true;
+    clearInterval(healthTimer);
+    healthTimer = null;
     loginView();
     return;
   }
   top.hidden = false;
+  if (!healthTimer) {
+    refreshHealth();
+    healthTimer = setInterval(() => document.hidden || refreshHealth(), REFRESH_MS);
+  }
   document.getElementById('who').textContent = me.user;
   const path = location.pathname;
   for (const a of document.querySelectorAll('[data-nav]')) {
@@ -619,7 +877,7 @@ async function render() {
   if (path === '/decisions') return decisions();
   if (path === '/allowlist') return allowlist();
   if (path === '/jails') return jails();
-  const m = path.match(/^\/ips\/(.+)$/);
+  const m = path.match(/^\/ips?\/(.+)$/);
   if (m) return ipPage(decodeURIComponent(m[1]));
   page('Not found', h('p', {}, h('a', { href: '/' }, 'Back to the overview')));
 }

@@ -16,6 +16,41 @@ const SHOTS = process.env.SCREENSHOTS || path.resolve('target/screenshots');
 const GEO = process.env.PALISADE_TEST_GEOIP || '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const PASSWORD = 'browser-test-password';
+// The main browser runs in a zone with a half-hour offset, so that times must carry it.
+const ZONE = 'Asia/Kolkata';
+const ZONE_LABEL = '+05:30';
+const ISO_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (UTC|[+-]\d{2}:\d{2})$/;
+const CHROME_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Fails when the page shows a literal "null", "undefined" or "NaN" (a value gone missing). */
+async function noMissingValues(page, where) {
+  const text = await page.evaluate(() => document.body.innerText);
+  const m = text.match(/\b(null|undefined|NaN)\b/);
+  assert.ok(!m, `${where} shows "${m && m[0]}": ${text.slice(Math.max(0, (m?.index ?? 0) - 80), (m?.index ?? 0) + 80)}`);
+}
+
+/** The page's background colour as [r, g, b]. */
+async function background(page) {
+  const c = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  return c.match(/\d+/g).slice(0, 3).map(Number);
+}
+
+async function login(page, base) {
+  await page.goto(base + '/');
+  await page.waitForSelector('#login-form', { timeout: 10000 });
+  await page.fill('#username', 'alice');
+  await page.fill('#password', PASSWORD);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('header#top:not([hidden])', { timeout: 10000 });
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -140,21 +175,13 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
     });
     fs.appendFileSync(log, lines);
 
-    browser = await chromium.launchPersistentContext(path.join(dir, 'chrome'), {
-      executablePath: CHROMIUM,
-      headless: true,
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROME_ARGS });
+    const context = await browser.newContext({
       viewport: { width: 1400, height: 900 },
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      timezoneId: ZONE,
+      colorScheme: 'light',
     });
-    const page = browser.pages()[0] || (await browser.newPage());
+    const page = await context.newPage();
     page.on('pageerror', (e) => console.log('page error:', e.message));
 
     await step('an unauthenticated visitor gets the login page, and 401 from the API', async () => {
@@ -163,6 +190,9 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.goto(base + '/decisions');
       await page.waitForSelector('#login-form', { timeout: 10000 });
       assert.equal(await page.isVisible('header#top'), false);
+      // Where the first password is.
+      const hint = await page.textContent('#login-hint');
+      assert.ok(hint.includes('journalctl -u palisade') && hint.includes('palisade user add admin'), hint);
       await page.screenshot({ path: path.join(SHOTS, 'login.png') });
     });
 
@@ -180,12 +210,35 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.waitForSelector('#decision-filters', { timeout: 10000 });
       await page.click('a[data-nav=overview]');
       await page.waitForSelector('#overview-chart', { timeout: 10000 });
-      const cookies = await browser.cookies(base);
+      const cookies = await context.cookies(base);
       const c = cookies.find((c) => c.name === 'palisade_session');
       assert.ok(c && c.httpOnly && c.sameSite === 'Strict', JSON.stringify(cookies));
       await page.waitForSelector('#most-offending a.ip');
       await sleep(500); // map and charts drawn
       await page.screenshot({ path: path.join(SHOTS, 'overview.png'), fullPage: true });
+      // Events and bans on charts of their own, every hour of the range on a titled time
+      // axis in the browser's zone.
+      for (const id of ['overview-chart', 'bans-chart']) {
+        const c = await page.$eval(`#${id}`, (el) => ({ ...el.dataset }));
+        assert.equal(c.points, '24', `${id}: ${JSON.stringify(c)}`);
+        assert.equal(c.step, String(3600 * 1000), `${id}: ${JSON.stringify(c)}`);
+        assert.equal(c.xTitle, `Time (${ZONE_LABEL})`);
+      }
+      assert.equal(await page.$eval('#overview-chart', (el) => el.dataset.yTitle), 'Events per hour');
+      assert.equal(await page.$eval('#bans-chart', (el) => el.dataset.yTitle), 'Bans per hour');
+      const last = await page.textContent('#updated-at');
+      assert.ok(last.includes(ZONE_LABEL), last);
+      if (GEO) {
+        await page.waitForSelector('#map-legend');
+        // Country names, not only codes.
+        const countries = await page.locator('section:has(#world-map) tbody td:first-child').allTextContents();
+        assert.ok(countries.some((c) => /^[A-Z][a-z].* \([A-Z]{2}\)$/.test(c)), JSON.stringify(countries));
+      }
+      // The health strip: the store and the daemon answer.
+      await page.waitForSelector('#health .health-item');
+      const health = await page.textContent('#health');
+      assert.ok(health.includes('Store: ok') && health.includes('Daemon: running'), health);
+      await noMissingValues(page, 'overview');
     });
 
     const ip = '203.0.113.50';
@@ -195,18 +248,25 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.waitForFunction(() => document.querySelector('#feed-state')?.textContent === 'live', null, {
         timeout: 10000,
       });
+      // Before anything happens, the feed says it waits.
+      assert.ok((await page.textContent('#feed-waiting')).includes('Waiting for events'));
       const t0 = Date.now();
       fs.appendFileSync(log, failed(ip));
       await page.waitForSelector(`#feed-rows tr.feed-event a.ip:text("${ip}")`, { timeout: 2000 });
       console.log(`     live event shown after ${Date.now() - t0} ms`);
+      assert.equal(await page.locator('#feed-waiting').count(), 0);
+      const t = await page.textContent('#feed-rows tr.feed-event td:first-child');
+      assert.match(t, ISO_TIME);
+      assert.ok(t.endsWith(ZONE_LABEL), t);
       fs.appendFileSync(log, failed(ip) + failed(ip));
       await page.waitForSelector(`#feed-rows tr.feed-ban a.ip:text("${ip}")`, { timeout: 5000 });
       await waitFor(() => fs.existsSync(marker), 5000, 'the responder to ban');
       await page.screenshot({ path: path.join(SHOTS, 'live.png'), fullPage: true });
     });
 
-    await step('drill into the IP and unban it; the responder revokes the ban', async () => {
-      await page.click(`#feed-rows tr.feed-ban a.ip:text("${ip}")`);
+    await step('an IP page loaded by URL (deep link), unbanned after a confirmation', async () => {
+      // Loaded directly, as from a bookmark: an IPv4 address has dots, and is still a page.
+      await page.goto(`${base}/ips/${ip}`);
       await page.waitForSelector('#current-ban .banned', { timeout: 10000 });
       const t = await page.textContent('h1');
       assert.ok(t.includes(ip), t);
@@ -214,11 +274,30 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.waitForSelector('#recent-events table');
       assert.equal(await page.locator('#recent-events tbody tr').count(), 3);
       assert.equal(await page.locator('#older-events').count(), 0);
+      await noMissingValues(page, 'the IP page');
+      const when = await page.textContent('#recent-events tbody tr td:first-child');
+      assert.match(when, ISO_TIME);
+      // The timeline has every hour of 30 days, empty ones included.
+      const tl = await page.$eval('#ip-timeline', (el) => ({ ...el.dataset }));
+      assert.equal(tl.points, String(30 * 24), JSON.stringify(tl));
       await page.screenshot({ path: path.join(SHOTS, 'ip-banned.png'), fullPage: true });
+      // Unban asks first; Cancel keeps the ban.
       await page.click('#unban-current');
+      await page.waitForSelector('dialog#confirm[open]');
+      assert.ok((await page.textContent('#confirm-text')).includes(ip));
+      await page.screenshot({ path: path.join(SHOTS, 'confirm-unban.png') });
+      await page.click('#confirm-cancel');
+      await sleep(300);
+      assert.ok(fs.existsSync(marker), 'cancel must keep the ban');
+      assert.equal(await page.locator('#current-ban .banned').count(), 1);
+      await page.click('#unban-current');
+      await page.click('#confirm-ok');
       await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });
       await waitFor(() => !fs.existsSync(marker), 5000, 'the responder to unban (marker file removed)');
       await page.screenshot({ path: path.join(SHOTS, 'ip-unbanned.png'), fullPage: true });
+      // The other spelling of the page's address works too.
+      await page.goto(`${base}/ip/${ip}`);
+      await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });
     });
 
     await step('decisions page: ban from the form, filter, unban from the list', async () => {
@@ -238,6 +317,7 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.click('#decision-filters button[type=submit]');
       await page.waitForSelector('#decision-list button.unban[data-target="198.51.100.23/32"]');
       await page.click('#decision-list button.unban[data-target="198.51.100.23/32"]');
+      await page.click('#confirm-ok');
       await waitFor(() => !fs.existsSync(path.join(dir, 'banned-198.51.100.23')), 5000, 'manual unban applied');
     });
 
@@ -248,12 +328,112 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await page.click('#allow-form button[type=submit]');
       await page.waitForSelector('#allow-list td:text("198.18.0.0/15")', { timeout: 10000 });
       await page.screenshot({ path: path.join(SHOTS, 'allowlist.png'), fullPage: true });
+      // Remove asks first: Cancel keeps the entry, confirming removes it.
+      await page.click('#allow-list button[data-net="198.18.0.0/15"]');
+      await page.waitForSelector('dialog#confirm[open]');
+      await page.click('#confirm-cancel');
+      await sleep(300);
+      assert.equal(await page.locator('#allow-list td:text("198.18.0.0/15")').count(), 1);
+      await page.click('#allow-list button[data-net="198.18.0.0/15"]');
+      await page.click('#confirm-ok');
+      await page.waitForSelector('#allow-list td:text("198.18.0.0/15")', { state: 'detached', timeout: 10000 });
     });
 
-    await step('jails page shows the daemon counters', async () => {
-      await page.click('a[data-nav=jails]');
-      await page.waitForSelector('td:text("sshd")', { timeout: 10000 });
+    await step('jails page: limits, state, filter, and it refreshes itself', async () => {
+      await page.goto(`${base}/jails?refresh_ms=1000`);
+      await page.waitForSelector('td:has-text("sshd")', { timeout: 10000 });
+      const row = await page.textContent('#jail-list tbody tr');
+      assert.ok(row.includes('3 failures in 10m → ban 1h'), row);
+      assert.ok(row.includes('running'), row);
+      await page.fill('#jail-filter', 'zzz');
+      await page.waitForSelector('#jail-list p.empty');
+      await page.fill('#jail-filter', 'ssh');
+      await page.waitForSelector('#jail-list td:has-text("sshd")');
+      await page.locator('#jail-filter').blur();
+      // New failures show up without a reload.
+      const failures = async () => Number((await page.textContent('#jail-list tbody tr td:nth-last-child(3)')).replace(/,/g, ''));
+      const before = await failures();
+      fs.appendFileSync(log, failed('198.51.100.77'));
+      await waitFor(async () => (await failures()) > before, 10000, 'the jails page to refresh');
       await page.screenshot({ path: path.join(SHOTS, 'jails.png'), fullPage: true });
+      await noMissingValues(page, 'the jails page');
+    });
+
+    await step('every page loads by URL, none shows a missing value', async () => {
+      for (const [url, sel] of [
+        ['/', '#overview-chart'],
+        ['/live', '#feed'],
+        ['/decisions?status=all', '#decision-list table'],
+        ['/allowlist', '#allow-form'],
+        ['/jails', '#jail-list'],
+        ['/ips/2001:db8::7', '#current-ban'],
+        ['/ips/203.0.113.99', '#current-ban'],
+      ]) {
+        const r = await page.goto(base + url);
+        assert.equal(r.status(), 200, url);
+        await page.waitForSelector(sel, { timeout: 10000 });
+        assert.notEqual(await page.textContent('h1'), 'Not found', url);
+        await noMissingValues(page, url);
+      }
+      // Light scheme here: a light background.
+      const [r, g, b] = await background(page);
+      assert.ok(r + g + b > 600, `light background: ${[r, g, b]}`);
+    });
+
+    await step('phone width (390 px), dark scheme: no horizontal scroll, folded menu', async () => {
+      const phone = await browser.newContext({
+        viewport: { width: 390, height: 844 },
+        deviceScaleFactor: 1,
+        isMobile: true,
+        hasTouch: true,
+        colorScheme: 'dark',
+        timezoneId: 'UTC',
+      });
+      try {
+        const m = await phone.newPage();
+        m.on('pageerror', (e) => console.log('page error (phone):', e.message));
+        await m.goto(base + '/');
+        await m.waitForSelector('#login-form');
+        await m.screenshot({ path: path.join(SHOTS, 'phone-login.png'), fullPage: true });
+        const [r, g, b] = await background(m);
+        assert.ok(r + g + b < 150, `dark background: ${[r, g, b]}`);
+        await login(m, base);
+        for (const [name, url, sel] of [
+          ['overview', '/', '#overview-chart'],
+          ['live', '/live', '#feed'],
+          ['decisions', '/decisions?status=all', '#decision-list table'],
+          ['allowlist', '/allowlist', '#allow-form'],
+          ['jails', '/jails', '#jail-list'],
+          ['ip', `/ips/${ip}`, '#recent-events'],
+        ]) {
+          await m.goto(base + url);
+          await m.waitForSelector(sel, { timeout: 10000 });
+          await sleep(300);
+          const w = await m.evaluate(() => document.scrollingElement.scrollWidth);
+          assert.ok(w <= 390, `${url} is ${w} px wide at 390 px`);
+          assert.equal(await m.isVisible('header nav'), false, `${url}: the navigation is folded`);
+          if (url === '/live') {
+            const t = await m.textContent('#feed-waiting');
+            assert.ok(t.includes('Waiting'), t);
+          }
+          if (url === `/ips/${ip}`) {
+            const t = await m.textContent('#recent-events tbody tr td:first-child');
+            assert.ok(ISO_TIME.test(t) && t.endsWith(' UTC'), t);
+          }
+          await noMissingValues(m, `${url} (phone)`);
+          await m.screenshot({ path: path.join(SHOTS, `phone-${name}.png`), fullPage: true });
+        }
+        const [r2, g2, b2] = await background(m);
+        assert.ok(r2 + g2 + b2 < 150, `dark background after login: ${[r2, g2, b2]}`);
+        await m.click('#menu-toggle');
+        await m.waitForSelector('header nav', { state: 'visible' });
+        await m.screenshot({ path: path.join(SHOTS, 'phone-menu.png') });
+        await m.click('a[data-nav=jails]');
+        await m.waitForSelector('#jail-list');
+        assert.equal(await m.isVisible('header nav'), false, 'the menu folds after navigating');
+      } finally {
+        await phone.close();
+      }
     });
 
     await step('overview after activity', async () => {
@@ -268,6 +448,30 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
         const attr = await page.textContent('footer');
         assert.ok(/DB-IP|GeoLite2/.test(attr), `attribution shown: ${attr}`);
       }
+    });
+
+    await step('ban from an IP page with a reason; the page shows the ban', async () => {
+      await page.goto(`${base}/ips/203.0.113.99`);
+      await page.waitForSelector('#current-ban .not-banned');
+      await page.fill('#ban-form input[name=reason]', 'seen in a report');
+      await page.click('#ban-form button[type=submit]');
+      await page.waitForSelector('#current-ban .banned', { timeout: 10000 });
+      assert.ok((await page.textContent('#current-ban')).includes('seen in a report'));
+      await page.click('#unban-current');
+      await page.click('#confirm-ok');
+      await page.waitForSelector('#current-ban .not-banned', { timeout: 10000 });
+    });
+
+    await step('a page that refreshes itself keeps the scroll position', async () => {
+      await page.setViewportSize({ width: 1400, height: 500 });
+      await page.goto(`${base}/?refresh_ms=1000`);
+      await page.waitForSelector('#overview-chart');
+      await page.evaluate(() => window.scrollTo(0, 400));
+      const before = await page.textContent('#updated-at');
+      await waitFor(async () => (await page.textContent('#updated-at')) !== before, 10000, 'a refresh');
+      const y = await page.evaluate(() => window.scrollY);
+      assert.equal(y, 400, 'scroll position after a refresh');
+      await page.setViewportSize({ width: 1400, height: 900 });
     });
 
     await step('log out returns to the login page', async () => {

@@ -1364,12 +1364,17 @@ fn status_report(
     let jails = engine
         .jail_stats()
         .into_iter()
-        .map(|(name, s, tracked)| JailStatus {
+        .zip(&engine.config().jails)
+        .map(|((name, s, tracked), p)| JailStatus {
             name: name.to_string(),
             failures: s.failures,
             detections: s.detections,
             tracked: tracked as u64,
             evicted: s.evicted,
+            max_retry: p.max_retry,
+            find_time: p.find_time.as_secs(),
+            ban_time: p.ban_time.map(|d| d.as_secs()),
+            dry_run: p.dry_run,
         })
         .collect();
     let es = engine.stats();

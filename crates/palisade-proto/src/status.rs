@@ -99,6 +99,18 @@ pub struct JailStatus {
     pub tracked: u64,
     /// Addresses forgotten early because the jail's tracking table was full.
     pub evicted: u64,
+    /// Failures that trigger a ban.
+    #[serde(default)]
+    pub max_retry: u32,
+    /// Window for counting failures, in seconds.
+    #[serde(default)]
+    pub find_time: u64,
+    /// Ban length before escalation, in seconds (`None` = permanent).
+    #[serde(default)]
+    pub ban_time: Option<u64>,
+    /// Decisions of this jail are simulated.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// How far detection runs behind the logs.

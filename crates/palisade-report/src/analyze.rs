@@ -331,6 +331,10 @@ pub struct Analysis {
     pub rule_totals: Vec<(&'static str, u64)>,
     /// Hourly timeline.
     pub timeline: Vec<HourBucket>,
+    /// The time window asked for (`--since`), if any.
+    pub since: Option<Timestamp>,
+    /// The end of the time window asked for (`--until`), if any.
+    pub until: Option<Timestamp>,
     /// Settings used.
     pub threshold: u64,
     /// Threat thresholds used.
@@ -1229,6 +1233,8 @@ impl Analyzer {
                 .map(|(r, n)| (*r, n))
                 .collect(),
             timeline,
+            since: self.opts.since,
+            until: self.opts.until,
             threshold: self.opts.threshold,
             levels,
             seconds: self.started.elapsed().as_secs_f64(),

@@ -177,6 +177,18 @@ fn level_color(l: Level) -> &'static str {
 pub fn html(a: &Analysis, top: usize, w: &mut dyn Write) -> std::io::Result<()> {
     let mut s = String::new();
     s.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Palisade access-log analysis</title><style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}.lvl{color:#fff;padding:2px 8px;border-radius:3px;font-weight:bold}.num{text-align:right}.block{background:#fde0e0}</style></head><body>");
+    // What the page covers and when it was made: the window asked for (if any), the span of
+    // the requests seen, and the time of generation, all in UTC.
+    let first = a.ips.iter().filter_map(|r| r.first_seen).min();
+    let last = a.ips.iter().filter_map(|r| r.last_seen).max();
+    let asked = match (a.since, a.until) {
+        (None, None) => "whole logs".to_string(),
+        (since, until) => format!(
+            "from {} to {}",
+            since.map_or("the start".into(), |t| format!("{} UTC", short(Some(t)))),
+            until.map_or("the end".into(), |t| format!("{} UTC", short(Some(t))))
+        ),
+    };
     let _ = write!(
         s,
         "<h1>Access-log analysis</h1><p>{} lines, {} requests from {} addresses; {} suspicious hits. Overall threat level <span class=\"lvl\" style=\"background:{}\">{}</span></p>",
@@ -186,6 +198,14 @@ pub fn html(a: &Analysis, top: usize, w: &mut dyn Write) -> std::io::Result<()> 
         a.suspicious,
         level_color(a.level),
         a.level.as_str()
+    );
+    let _ = write!(
+        s,
+        "<p class=\"meta\" id=\"window\">Window: {}; requests seen from {} to {} UTC. Generated {} UTC.</p>",
+        esc(&asked),
+        short(first),
+        short(last),
+        short(Some(Timestamp::from_secs(jiff::Timestamp::now().as_second())))
     );
     s.push_str(
         "<h2>Logs</h2><table><tr><th>log</th><th>lines</th><th>suspicious</th><th>level</th></tr>",

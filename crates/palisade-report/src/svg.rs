@@ -101,6 +101,15 @@ pub fn columns(title: &str, buckets: &[(String, u64, u64)], legend: (&str, &str)
     s
 }
 
+/// The axis label of an hour: its time of day (`10:00` of `2025-03-03 10:00 UTC`), not the
+/// zone every label ends with (the chart's title names it).
+fn tick_label(label: &str) -> &str {
+    label
+        .split_whitespace()
+        .find(|w| w.contains(':'))
+        .unwrap_or(label)
+}
+
 /// A column chart of one count per hour: `(hour label, count)` per bucket, oldest first,
 /// every hour of the period present (zeros included). Each column carries its figures
 /// (`data-hour`, `data-count`, and a `<title>` tooltip `"label: count unit"`); the scale's
@@ -141,7 +150,7 @@ pub fn hourly(title: &str, buckets: &[(String, u64)], unit: &str, color: &str) -
                 s,
                 r#"<text x="{x:.2}" y="{y}">{l}</text>"#,
                 y = base + 15.0,
-                l = esc(label.rsplit(' ').next().unwrap_or(label)),
+                l = esc(tick_label(label)),
             );
         }
     }
@@ -176,5 +185,17 @@ mod tests {
         assert!(!h.contains("<b>") && h.contains("&lt;b&gt; 10:00: 2 bans"));
         assert_eq!(h.matches("<rect class=\"bar\"").count(), 2);
         assert!(hourly("t", &[], "bans", "#000").contains("no data"));
+    }
+
+    #[test]
+    fn hour_ticks_show_the_time_of_day_not_the_zone() {
+        let hours: Vec<(String, u64)> = (0..12)
+            .map(|h| (format!("2025-03-03 {h:02}:00 UTC"), h))
+            .collect();
+        let s = hourly("New bans per hour (UTC)", &hours, "bans", "#000");
+        assert!(!s.contains(">UTC</text>"), "{s}");
+        for t in ["00:00", "02:00", "10:00"] {
+            assert!(s.contains(&format!(">{t}</text>")), "{t} in {s}");
+        }
     }
 }

@@ -251,6 +251,26 @@ fn outputs_and_scripts() {
     render::html(&r, 0, &mut out).unwrap();
     let html = String::from_utf8(out).unwrap();
     assert!(html.contains("<svg") && !html.contains("http://cdn") && !html.contains("<script"));
+    // The page says what it covers and when it was made.
+    let first = r.ips.iter().filter_map(|x| x.first_seen).min().unwrap();
+    let first = first.to_jiff().strftime("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(
+        html.contains(&format!(
+            "Window: whole logs; requests seen from {first} to "
+        )),
+        "{html}"
+    );
+    let year = jiff::Timestamp::now().strftime("%Y").to_string();
+    assert!(html.contains(&format!("Generated {year}-")), "{html}");
+    let mut windowed = r.clone();
+    windowed.since = Some(Timestamp::from_secs(1_700_000_000));
+    let mut out = Vec::new();
+    render::html(&windowed, 0, &mut out).unwrap();
+    let html = String::from_utf8(out).unwrap();
+    assert!(
+        html.contains("Window: from 2023-11-14 22:13:20 UTC to the end;"),
+        "{html}"
+    );
     let mut out = Vec::new();
     render::table(&r, 10, &mut out).unwrap();
     assert!(String::from_utf8(out).unwrap().contains("BLOCK"));

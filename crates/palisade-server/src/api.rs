@@ -237,12 +237,31 @@ async fn require_auth(
 /// Liveness.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok` when the store and the daemon answer, else `degraded`.
     pub status: &'static str,
     /// Palisade version.
     pub version: &'static str,
     /// Whether the store answered.
     pub store: bool,
+    /// Whether the daemon answered a status request (authenticated callers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<bool>,
+    /// The daemon's counters, among them the error counters (`responder_errors`,
+    /// `store_errors`, `source_errors`, `filter_errors`, `jail_errors`); authenticated
+    /// callers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub counters: Option<palisade_proto::Counters>,
+    /// Log sources and their state (`path`, `state`, `lines`, `last_line`); authenticated
+    /// callers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub sources: Option<Vec<palisade_proto::SourceStatus>>,
+    /// Each responder's health (`name`, `ok`, `last_error`, `failures`); authenticated
+    /// callers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub responders: Option<Vec<palisade_proto::ResponderHealth>>,
 }
 
 /// Login form.
@@ -595,16 +614,38 @@ pub struct MetaDto {
 // ---------------------------------------------------------------------------------------
 // Handlers
 
-/// Liveness and store reachability. Needs no authentication.
+/// Liveness and store reachability; needs no authentication. An authenticated caller (the
+/// dashboard's health strip) also gets the daemon's state: whether it answers, its error
+/// counters and its sources.
 #[utoipa::path(get, path = "/api/v1/health", tag = "system",
     responses((status = 200, body = Health)))]
-pub(crate) async fn health(State(st): State<AppState>) -> Json<Health> {
+pub(crate) async fn health(State(st): State<AppState>, headers: HeaderMap) -> Json<Health> {
     let store = st.pool.run(|s| s.schema_version()).await.is_ok();
-    Json(Health {
-        status: "ok",
+    let mut h = Health {
+        status: if store { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         store,
-    })
+        daemon: None,
+        counters: None,
+        sources: None,
+        responders: None,
+    };
+    if matches!(principal(&st, &headers).await, Ok(Some(_))) {
+        let c = st.control.clone();
+        let status = match tokio::task::spawn_blocking(move || c.status()).await {
+            Ok(Ok(v)) => Some(v),
+            _ => None,
+        };
+        h.daemon = Some(status.is_some());
+        if let Some(s) = status {
+            h.counters = Some(s.counters);
+            h.sources = Some(s.sources);
+            h.responders = Some(s.responders);
+        } else {
+            h.status = "degraded";
+        }
+    }
+    Json(h)
 }
 
 /// Logs in; sets the session cookie. Limited per client address and per user name.
@@ -1437,20 +1478,13 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Dashboard files; unknown paths without an extension get `index.html` (client routing).
+/// Dashboard files; page paths get `index.html` (client routing, see [`assets::resolve`]).
 async fn static_file(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.starts_with("api/") {
         return ApiError::NotFound.into_response();
     }
-    let path = if path.is_empty() { "index.html" } else { path };
-    let asset = assets::get(path).or_else(|| {
-        let last = path.rsplit('/').next().unwrap_or("");
-        (!last.contains('.'))
-            .then(|| assets::get("index.html"))
-            .flatten()
-    });
-    match asset {
+    match assets::resolve(path) {
         Some(a) => {
             let cache = if a.path.starts_with("assets/") {
                 "public, max-age=31536000, immutable"

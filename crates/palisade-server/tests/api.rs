@@ -39,6 +39,10 @@ impl ControlApi for FakeDaemon {
                 detections: 7,
                 tracked: 3,
                 evicted: 0,
+                max_retry: 5,
+                find_time: 600,
+                ban_time: Some(3600),
+                dry_run: false,
             }],
             active_bans: 2,
             ..StatusReport::default()
@@ -306,7 +310,39 @@ fn unauthenticated_visitors_get_401_and_the_login_page() {
     let r = request(e.addr, "GET", "/api/v1/health", &[], None);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["store"], true);
+    assert_eq!(r.json()["status"], "ok");
+    assert!(r.json().get("counters").is_none(), "{}", r.text());
     assert!(e.daemon.calls.lock().unwrap().is_empty());
+    // IP pages are deep-linkable: a dot in the path does not make it a file.
+    for page in ["/ips/203.0.113.7", "/ip/203.0.113.7", "/ips/2001:db8::1"] {
+        let r = request(e.addr, "GET", page, &[], None);
+        assert_eq!(r.status, 200, "{page}");
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    }
+    for file in ["/assets/gone-1234.js", "/favicon.ico"] {
+        assert_eq!(
+            request(e.addr, "GET", file, &[], None).status,
+            404,
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn health_tells_a_signed_in_caller_the_daemon_state() {
+    let e = env();
+    let t = token(&e, "read");
+    let r = get(
+        &e,
+        "/api/v1/health",
+        ("Authorization", &format!("Bearer {t}")),
+    );
+    assert_eq!(r.status, 200);
+    let h = r.json();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["daemon"], true);
+    assert_eq!(h["counters"]["responder_errors"], 1);
+    assert_eq!(e.daemon.calls.lock().unwrap().as_slice(), ["status"]);
 }
 
 #[test]
