@@ -372,7 +372,7 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
     let mut observers = Vec::new();
     observers.extend(server_cmd::observer(&cfg, &feed));
     observers.extend(
-        palisade_report::build_observers(&cfg).context("start-up failed; nothing was started")?,
+        palisade_notify::build_observers(&cfg).context("start-up failed; nothing was started")?,
     );
     let opts = DaemonOptions {
         from_start,
@@ -404,7 +404,7 @@ fn run(src: &f2b_cmd::RunConfig, from_start: bool, dry_run: bool, once: bool) ->
     }
     let stop_digest = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let digest = (!once)
-        .then(|| palisade_report::digest::spawn_daily(&cfg, stop_digest.clone()))
+        .then(|| palisade_notify::digest::spawn_daily(&cfg, stop_digest.clone()))
         .flatten();
     tracing::info!(config = %config, "palisade running");
     let stop_all = |daemon: Daemon, server: Option<palisade_server::ServerHandle>| {

@@ -1,12 +1,12 @@
 //! Command-line glue for `palisade analyze`, `palisade record` and `palisade report`; the work
-//! is done in the `palisade-report` crate.
+//! is done in the `palisade-analyze` and `palisade-notify` crates.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use palisade_analyze::analyze::{self, Analyzer, Levels};
+use palisade_analyze::render::{self, ScriptKind};
 use palisade_core::{Allowlist, Clock, Decision, SystemClock, Timestamp};
 use palisade_pipeline::control::{self, Request};
-use palisade_report::analyze::{self, Analyzer, Levels};
-use palisade_report::render::{self, ScriptKind};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,7 +165,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         None => opts.since,
     };
     opts.until = a.until.as_deref().map(parse_when).transpose()?;
-    let geo = palisade_report::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
+    let geo = palisade_analyze::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
 
     let sizes: Vec<u64> = a
         .logs
@@ -377,7 +377,7 @@ pub fn record(a: RecordArgs) -> Result<ExitCode> {
     let now = SystemClock.now();
     // Validate the arguments before anything else, so a bad call fails the same with or
     // without a readable configuration.
-    let pre = palisade_report::fail2ban::Record::parse(
+    let pre = palisade_fail2ban::record::Record::parse(
         &a.ip,
         &a.protocol,
         &a.port,
@@ -459,14 +459,14 @@ pub enum ReportFormat {
 
 /// Runs `palisade report`.
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
-    use palisade_report::digest;
+    use palisade_notify::digest;
     let cfg = super::load_config(&a.config)?;
     let rep = cfg.report.clone().unwrap_or_default();
     let period = match &a.period {
         Some(p) => palisade_config::parse_duration(p).map_err(anyhow::Error::msg)?,
         None => rep.period.0,
     };
-    let geo = palisade_report::geo::for_config(Some(&cfg), None)?;
+    let geo = palisade_analyze::geo::for_config(Some(&cfg), None)?;
     let mut store = palisade_pipeline::open_store(&cfg)?;
     let until = SystemClock.now();
     let d = digest::collect(
@@ -482,7 +482,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
             .as_ref()
             .and_then(|n| n.email.as_ref())
             .context("--email needs [notify.email] in the configuration")?;
-        let mailer = palisade_report::mail::Mailer::new(email, &cfg)?;
+        let mailer = palisade_notify::mail::Mailer::new(email, &cfg)?;
         d.send(&mailer)?;
         eprintln!("digest e-mailed to {}", email.to.join(", "));
         return Ok(ExitCode::SUCCESS);

@@ -1,9 +1,9 @@
 //! `palisade analyze` logic on small logs with known answers, gzip rotations, time windows,
 //! the allowlist, the per-address bound, and a real Apache log.
 
+use palisade_analyze::analyze::{Analyzer, Level, Levels, Options};
+use palisade_analyze::render::{self, ScriptKind};
 use palisade_core::Timestamp;
-use palisade_report::analyze::{Analyzer, Level, Levels, Options};
-use palisade_report::render::{self, ScriptKind};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -70,7 +70,7 @@ fn fixture() -> String {
     s
 }
 
-fn run(text: &str, opts: Options) -> palisade_report::analyze::Analysis {
+fn run(text: &str, opts: Options) -> palisade_analyze::analyze::Analysis {
     let mut a = Analyzer::new(opts);
     a.feed_reader("fixture", text.as_bytes(), &mut |_| {})
         .unwrap();
@@ -357,7 +357,7 @@ fn big_fixture() -> String {
 }
 
 /// Everything of an analysis except the time it took.
-fn comparable(a: &palisade_report::analyze::Analysis) -> String {
+fn comparable(a: &palisade_analyze::analyze::Analysis) -> String {
     let mut v = serde_json::to_value(a).unwrap();
     v["seconds"] = serde_json::Value::Null;
     format!("{v}\n{:?}", a.flagged)

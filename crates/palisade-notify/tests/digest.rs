@@ -6,8 +6,8 @@ mod common;
 use common::{make_certs, Smtp, SmtpSecurity};
 use palisade_config::Config;
 use palisade_core::{Decision, Event, Origin, Timestamp};
-use palisade_report::digest;
-use palisade_report::mail::Mailer;
+use palisade_notify::digest;
+use palisade_notify::mail::Mailer;
 
 const T_SQLITE: i64 = 1_741_000_000; // 2025-03-03T11:06:40Z
 
