@@ -86,8 +86,7 @@ fn digest_of_a_day() {
 #[test]
 fn digest_of_a_day_postgres() {
     let Ok(url) = std::env::var("PALISADE_TEST_PG_URL") else {
-        eprintln!("PALISADE_TEST_PG_URL not set: PostgreSQL digest test skipped");
-        return;
+        return palisade_testkit::require_or_skip("PG", "PALISADE_TEST_PG_URL is not set");
     };
     let mut store = palisade_store::open(&url).unwrap();
     let t0 = 1_080_000_000 + i64::from(std::process::id() % 500) * 10 * 86_400;
