@@ -20,6 +20,10 @@ if [ -z "$geo" ]; then
   geo="$target/geoip/dbip-country.mmdb"
   [ -s "$geo" ] || scripts/install-geoip.sh "$target/geoip" || geo=""
 fi
+if [ -z "$geo" ] && [ -n "${PALISADE_REQUIRE_GEOIP:-}" ]; then
+  echo "test-web: PALISADE_REQUIRE_GEOIP is set but no GeoIP database could be installed" >&2
+  exit 1
+fi
 export PALISADE_BIN="$target/debug/palisade"
 export PALISADE_TEST_GEOIP="$geo"
 export SCREENSHOTS="${SCREENSHOTS:-$root/target/screenshots}"

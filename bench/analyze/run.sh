@@ -5,12 +5,12 @@
 #   bench/analyze/run.sh    # uses $PALISADE, else $CARGO_TARGET_DIR/release/palisade (built if absent)
 #
 # Needs: /usr/bin/time (Debian package `time`), goaccess (`apt-get install -y goaccess`),
-# python3 (the workload generator and scorer from /work/shared/bench).
+# python3 (the workload generator and scorer from ../shared/bench, the peers' harness).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-kit="${BENCH_KIT:-/work/shared/bench}"
+kit="${BENCH_KIT:-$root/../shared/bench}"
 data="${BENCH_DATA:-/tmp/bd}"
 log="$data/nginx_access.log"
 out="$(mktemp -d /tmp/palisade-analyze-bench.XXXXXX)"

@@ -28,7 +28,12 @@ lines=$(wc -l <"$log")
 rss() { awk -F': ' '/Maximum resident/ {print $2}' "$1"; }
 secs() { awk -F': ' '/Elapsed \(wall/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$1"; }
 
+# CPU seconds (user + sys): what a loaded machine disturbs least. Compare these; the wall
+# times are given for the record, with the load they were taken at.
+cpu() { awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$1"; }
+
 echo "log: $log ($lines lines)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs); a ratio taken at a load above ~1 per CPU is not a result"
 
 rounds="${ROUNDS:-3}"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -38,6 +43,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 : >"$work/wall.ratios"
 : >"$work/rate.ratios"
 : >"$work/f2b.secs"
+: >"$work/cpu.ratios"
 for r in $(seq "$rounds"); do
   /usr/bin/time -v "$bin" check "$log" --filter-file "$filter" --now "$now" \
     >"$work/check.out" 2>"$work/check.time"
@@ -51,12 +57,19 @@ for r in $(seq "$rounds"); do
   echo "$f2b_secs" >>"$work/f2b.secs"
   echo "$f2b_secs / $chk_secs" | bc -l >>"$work/wall.ratios"
   echo "$chk_rate / $f2b_rate" | bc -l >>"$work/rate.ratios"
+  chk_cpu=$(cpu "$work/check.time")
+  f2b_cpu=$(cpu "$work/f2b.time")
+  echo "$f2b_cpu / $chk_cpu" | bc -l >>"$work/cpu.ratios"
   printf 'round %s: palisade check --filter-file: %s matched, %.2f s, %.0f lines/s (processing %s lines/s), peak RSS %s KB\n' \
     "$r" "$chk_matched" "$chk_secs" "$(echo "$lines / $chk_secs" | bc -l)" "$chk_rate" "$(rss "$work/check.time")"
   printf '         fail2ban (f2b_replay.py): %.2f s, processing %s lines/s, peak RSS %s KB; ratio %.1fx wall, %.1fx processing\n' \
     "$f2b_secs" "$f2b_rate" "$(rss "$work/f2b.time")" \
     "$(tail -1 "$work/wall.ratios")" "$(tail -1 "$work/rate.ratios")"
+  printf '         CPU (user+sys): check %.2f s, fail2ban %.2f s: %.1fx; load now %s\n' \
+    "$chk_cpu" "$f2b_cpu" "$(tail -1 "$work/cpu.ratios")" "$(cut -d' ' -f1-3 /proc/loadavg)"
 done
+printf 'median CPU ratio %.1fx (wall %.1fx); load after: %s\n' "$(median <"$work/cpu.ratios")" \
+  "$(median <"$work/wall.ratios")" "$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fail2ban (f2b_replay.py), last round: $(cat "$work/f2b.json")"
 
 cat >"$work/replay.toml" <<TOML

@@ -8,6 +8,8 @@
 
 #![warn(missing_docs)]
 
+mod fields;
+mod files;
 mod merge;
 mod schema;
 
@@ -73,6 +75,7 @@ impl fmt::Display for ConfigError {
 }
 
 /// Maps byte offsets to lines and columns.
+#[derive(Clone, Copy)]
 pub(crate) struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
@@ -121,6 +124,110 @@ fn de_section<T: DeserializeOwned>(
     }
 }
 
+fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        problems.sort_by_key(|p| (p.line, p.col));
+        Err(ConfigError { problems })
+    }
+}
+
+/// A `[[responder]]` table: `name`, `type`, then only the keys of that type. A key of another
+/// type or an unknown key is reported with the keys the type allows, and dropped so that the
+/// rest of the section is still checked.
+fn de_responder(
+    item: &Spanned<DeValue<'_>>,
+    loc: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<ResponderSection> {
+    let DeValue::Table(t) = item.get_ref() else {
+        problems.push(loc.span(item, "each [[responder]] must be a table"));
+        return None;
+    };
+    let mut name = None;
+    let mut kind = None;
+    for (k, v) in t.iter() {
+        let key: &str = k.get_ref();
+        if key != "name" && key != "type" {
+            continue;
+        }
+        let DeValue::String(s) = v.get_ref() else {
+            problems.push(loc.span(v, format!("[[responder]] `{key}` must be a string")));
+            return None;
+        };
+        let s = Spanned::new(v.span(), s.to_string());
+        if key == "name" {
+            name = Some(s);
+        } else {
+            kind = Some(s);
+        }
+    }
+    let Some(name) = name else {
+        problems.push(loc.span(item, "[[responder]]: missing field `name`"));
+        return None;
+    };
+    let types = RESPONDER_TYPES.join(", ");
+    let Some(kind) = kind else {
+        problems.push(loc.span(
+            &name,
+            format!(
+                "responder {:?}: missing `type`; expected one of: {types}",
+                name.get_ref()
+            ),
+        ));
+        return None;
+    };
+    let Some(allowed) = schema::responder_keys(kind.get_ref()) else {
+        problems.push(loc.span(
+            &kind,
+            format!(
+                "unknown responder type {:?}; expected one of: {types}",
+                kind.get_ref()
+            ),
+        ));
+        return None;
+    };
+    let mut rest = toml::de::DeTable::new();
+    for (k, v) in t.iter() {
+        let key: &str = k.get_ref();
+        if key == "name" {
+            continue;
+        }
+        if key == "type" || allowed.contains(&key) {
+            rest.insert(k.clone(), v.clone());
+            continue;
+        }
+        let owners: Vec<&str> = RESPONDER_TYPES
+            .iter()
+            .copied()
+            .filter(|t| schema::responder_keys(t).is_some_and(|f| f.contains(&key)))
+            .collect();
+        let allowed_list = std::iter::once("name, type".to_string())
+            .chain(allowed.iter().map(|s| s.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = if owners.is_empty() {
+            format!(
+                "responder {:?}: unknown key `{key}` for type {}; allowed: {allowed_list}",
+                name.get_ref(),
+                kind.get_ref()
+            )
+        } else {
+            format!(
+                "responder {:?}: `{key}` is only for type {} (this one is {}; allowed: {allowed_list})",
+                name.get_ref(),
+                owners.join("/"),
+                kind.get_ref()
+            )
+        };
+        problems.push(loc.span(k, msg));
+    }
+    let rest = Spanned::new(item.span(), DeValue::Table(rest));
+    let spec: ResponderSpec = de_section(&rest, loc, problems)?;
+    Some(ResponderSection { name, kind, spec })
+}
+
 impl Config {
     /// Reads and validates a configuration file. `known_filters` are the filter names that
     /// exist (built-ins); a jail may also name a fail2ban filter file with `filter_file`.
@@ -133,13 +240,34 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Self::parse(&text, path, known_filters)
+        let loc = Locator {
+            file: path,
+            text: &text,
+        };
+        let (mut cfg, mut problems) = Self::parse_unchecked(&text, &loc, known_filters)?;
+        files::check(&mut cfg, &loc, &mut problems);
+        finish(cfg, problems)
     }
 
     /// Parses and validates configuration text; `path` is used in messages and to resolve
     /// relative paths.
+    ///
+    /// Pure: no file is read. The files the configuration names (allowlist files, fail2ban
+    /// filter files) are read and checked by [`Config::load`], after this.
     pub fn parse(text: &str, path: &Path, known_filters: &[&str]) -> Result<Config, ConfigError> {
         let loc = Locator { file: path, text };
+        let (cfg, problems) = Self::parse_unchecked(text, &loc, known_filters)?;
+        finish(cfg, problems)
+    }
+
+    /// Parses and validates; a syntax error ends it, other problems are collected.
+    fn parse_unchecked(
+        text: &str,
+        loc: &Locator<'_>,
+        known_filters: &[&str],
+    ) -> Result<(Config, Vec<Problem>), ConfigError> {
+        let path = loc.file;
+        let loc = *loc;
         let mut problems = Vec::new();
         let root = match DeTable::parse(text) {
             Ok(r) => r,
@@ -206,7 +334,7 @@ impl Config {
                             if let Some(j) = de_section(item, &loc, &mut problems) {
                                 cfg.jails.push(j);
                             }
-                        } else if let Some(r) = de_section(item, &loc, &mut problems) {
+                        } else if let Some(r) = de_responder(item, &loc, &mut problems) {
                             cfg.responders.push(r);
                         }
                     }
@@ -221,12 +349,7 @@ impl Config {
             }
         }
         schema::validate(&mut cfg, &loc, known_filters, &mut problems);
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            problems.sort_by_key(|p| (p.line, p.col));
-            Err(ConfigError { problems })
-        }
+        Ok((cfg, problems))
     }
 
     /// Resolves a path from the configuration relative to the configuration file's folder.
@@ -249,4 +372,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(t).map_err(|e| {
         format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"10m\", \"1h\", \"1d\", \"1w\"")
     })
+}
+
+impl Config {
+    /// The time zone for log timestamps without one (`[general] timezone`: `"system"` or an
+    /// IANA name looked up in the system's time zone database).
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, String> {
+        if self.general.timezone == "system" {
+            return Ok(jiff::tz::TimeZone::system());
+        }
+        jiff::tz::TimeZone::get(&self.general.timezone).map_err(|e| e.to_string())
+    }
 }

@@ -25,9 +25,6 @@ pub const SECTIONS: &[&str] = &[
     "server",
 ];
 
-/// Responder kinds accepted in `[[responder]] type`.
-pub const RESPONDER_TYPES: &[&str] = &["nftables", "ipset", "ufw", "command", "log"];
-
 /// A duration as written in the file (`"10m"`, `"1w"`, or seconds as an integer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -210,37 +207,123 @@ pub struct AllowlistSection {
     pub addresses: Vec<Spanned<String>>,
     /// Files with one address or network per line (`#` comments).
     pub files: Vec<Spanned<String>>,
-    /// Parsed entries (filled by validation).
+    /// The parsed `addresses` (filled by validation; the `files` are read at build time by
+    /// [`Config::allowlist_entries`], which returns these plus theirs).
     #[serde(skip)]
     pub parsed: Vec<IpNet>,
 }
 
-/// `[[responder]]`: an enforcement point.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// `[[responder]]`: an enforcement point, with the settings of its type.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ResponderSection {
     /// Name jails refer to.
     pub name: Spanned<String>,
-    /// One of `nftables`, `ipset`, `ufw`, `command`, `log`.
-    #[serde(rename = "type")]
+    /// `type` as written (where it is, for messages); always `spec.kind()`.
     pub kind: Spanned<String>,
-    /// nftables: table name (family `inet`), default `palisade`.
+    /// The type and its own settings.
+    pub spec: ResponderSpec,
+}
+
+/// Declares the responder types: the [`ResponderSpec`] enum (serde internally tagged on
+/// `type`), [`RESPONDER_TYPES`] and the keys each type accepts. **Adding a responder type is
+/// one line here** (plus its section struct below, its module in palisade-respond and one arm
+/// in palisade-pipeline's `build_responder`).
+macro_rules! responder_types {
+    ($( $(#[$m:meta])* $variant:ident($name:literal, $section:ty) ),* $(,)?) => {
+        /// A responder's type and its own settings: `type = "nftables" | "ipset" | …`. Each arm
+        /// holds only the keys of its type, so a key of another type is an error.
+        #[derive(Clone, Debug, Deserialize, PartialEq)]
+        #[serde(tag = "type", deny_unknown_fields)]
+        pub enum ResponderSpec {
+            $( $(#[$m])* #[serde(rename = $name)] $variant($section), )*
+        }
+
+        /// Responder kinds accepted in `[[responder]] type`.
+        pub const RESPONDER_TYPES: &[&str] = &[$($name),*];
+
+        impl ResponderSpec {
+            /// The `type` name.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ResponderSpec::$variant(_) => $name,)*
+                }
+            }
+        }
+
+        /// The keys a responder type accepts besides `name` and `type`.
+        pub(crate) fn responder_keys(kind: &str) -> Option<&'static [&'static str]> {
+            match kind {
+                $($name => Some(crate::fields::struct_fields::<$section>()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+responder_types! {
+    /// nftables: Palisade's own table, timeout sets (bans expire in the kernel).
+    Nftables("nftables", NftablesSection),
+    /// ipset sets plus iptables rules.
+    Ipset("ipset", IpsetSection),
+    /// ufw deny rules.
+    Ufw("ufw", UfwSection),
+    /// A program run per ban and unban (argv template, never a shell).
+    Command("command", CommandSection),
+    /// Only logs decisions.
+    Log("log", LogSection),
+}
+
+/// `type = "nftables"`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NftablesSection {
+    /// Table name (family `inet`), default `palisade`.
     pub table: Option<String>,
-    /// nftables: input hook priority, default -10.
+    /// Input hook priority, default -10.
     pub priority: Option<i32>,
-    /// nftables/ipset/ufw: only drop traffic to these ports (default: all traffic).
-    pub ports: Option<Vec<u16>>,
-    /// nftables: also drop forwarded traffic.
+    /// Also drop forwarded traffic.
     pub forward: Option<bool>,
-    /// nftables/ipset: run the firewall commands inside this network namespace.
+    /// Only drop traffic to these ports (default: all traffic).
+    pub ports: Option<Vec<u16>>,
+    /// Run the firewall commands inside this network namespace.
     pub netns: Option<String>,
-    /// command: argv run per ban, with `{ip}`, `{cidr}`, `{jail}`, `{duration}`, `{family}`.
+}
+
+/// `type = "ipset"`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpsetSection {
+    /// Only drop traffic to these ports (default: all traffic).
+    pub ports: Option<Vec<u16>>,
+    /// Run the firewall commands inside this network namespace.
+    pub netns: Option<String>,
+}
+
+/// `type = "ufw"`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UfwSection {
+    /// Only deny traffic to these ports (default: all traffic).
+    pub ports: Option<Vec<u16>>,
+}
+
+/// `type = "command"`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSection {
+    /// argv run per ban, with `{ip}`, `{cidr}`, `{jail}`, `{duration}`, `{family}`
+    /// (required; checked by validation so the message can say how to write it).
     pub ban: Option<Vec<String>>,
-    /// command: argv run per unban.
+    /// argv run per unban.
     pub unban: Option<Vec<String>>,
-    /// command: time limit per run.
+    /// Time limit per run.
     pub timeout: Option<Dur>,
 }
+
+/// `type = "log"`: no settings.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {}
 
 /// `[[jail]]`: a filter over some logs, with its thresholds.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -334,14 +417,10 @@ impl Config {
             .map(|(n, k)| ResponderSection {
                 name: Spanned::new(0..0, n.to_string()),
                 kind: Spanned::new(0..0, k.to_string()),
-                table: None,
-                priority: None,
-                ports: None,
-                forward: None,
-                netns: None,
-                ban: None,
-                unban: None,
-                timeout: None,
+                spec: match *k {
+                    "nftables" => ResponderSpec::Nftables(NftablesSection::default()),
+                    _ => ResponderSpec::Log(LogSection {}),
+                },
             })
     }
 
@@ -354,13 +433,15 @@ impl Config {
     }
 }
 
+/// The semantic checks serde cannot express. Pure: reads no file (the files a configuration
+/// names are read by [`Config::check_files`], at build time).
 pub(crate) fn validate(
     cfg: &mut Config,
     loc: &Locator<'_>,
     known_filters: &[&str],
     problems: &mut Vec<Problem>,
 ) {
-    // Allowlist entries and files.
+    // Inline allowlist entries (files are read at build time: `Config::allowlist_entries`).
     let mut parsed = Vec::new();
     for a in &cfg.allowlist.addresses {
         match palisade_core::Allowlist::parse_entry(a.get_ref()) {
@@ -371,28 +452,6 @@ pub(crate) fn validate(
                     "allowlist entry {:?} is not an IP address or CIDR network (e.g. \"192.0.2.7\", \"10.0.0.0/8\", \"2001:db8::/32\")",
                     a.get_ref()
                 ),
-            )),
-        }
-    }
-    for f in cfg.allowlist.files.clone() {
-        let path = cfg.resolve(f.get_ref());
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match palisade_core::Allowlist::parse_text(&text) {
-                Ok(v) => parsed.extend(v),
-                Err(errs) => {
-                    for e in errs {
-                        problems.push(Problem {
-                            file: path.clone(),
-                            line: e.line,
-                            col: 1,
-                            message: format!("{:?} is not an IP address or CIDR network", e.entry),
-                        });
-                    }
-                }
-            },
-            Err(e) => problems.push(loc.span(
-                &f,
-                format!("cannot read allowlist file {}: {e}", path.display()),
             )),
         }
     }
@@ -453,68 +512,38 @@ pub(crate) fn validate(
                 format!("responder {:?} is defined twice", r.name.get_ref()),
             ));
         }
-        let kind = r.kind.get_ref().as_str();
-        if !RESPONDER_TYPES.contains(&kind) {
-            problems.push(loc.span(
-                &r.kind,
-                format!(
-                    "unknown responder type {kind:?}; expected one of: {}",
-                    RESPONDER_TYPES.join(", ")
-                ),
-            ));
-            continue;
-        }
-        let only = |field: &str, present: bool, allowed: &[&str], problems: &mut Vec<Problem>| {
-            if present && !allowed.contains(&kind) {
-                problems.push(loc.span(
-                    &r.name,
-                    format!(
-                        "responder {:?}: `{field}` is only for type {} (this one is {kind})",
-                        r.name.get_ref(),
-                        allowed.join("/")
-                    ),
-                ));
+        // Keys that belong to another type were reported (and dropped) while parsing.
+        match &r.spec {
+            ResponderSpec::Command(c) => {
+                match &c.ban {
+                    None => problems.push(loc.span(
+                        &r.name,
+                        format!(
+                            "responder {:?}: type command needs `ban = [\"/absolute/program\", \"arg\", \"{{ip}}\"]`",
+                            r.name.get_ref()
+                        ),
+                    )),
+                    Some(argv) => check_argv(loc, problems, r, "ban", argv),
+                }
+                if let Some(argv) = &c.unban {
+                    check_argv(loc, problems, r, "unban", argv);
+                }
             }
-        };
-        only("table", r.table.is_some(), &["nftables"], problems);
-        only("priority", r.priority.is_some(), &["nftables"], problems);
-        only("forward", r.forward.is_some(), &["nftables"], problems);
-        only(
-            "ports",
-            r.ports.is_some(),
-            &["nftables", "ipset", "ufw"],
-            problems,
-        );
-        only("netns", r.netns.is_some(), &["nftables", "ipset"], problems);
-        only("ban", r.ban.is_some(), &["command"], problems);
-        only("unban", r.unban.is_some(), &["command"], problems);
-        only("timeout", r.timeout.is_some(), &["command"], problems);
-        if kind == "command" {
-            match &r.ban {
-                None => problems.push(loc.span(
-                    &r.name,
-                    format!(
-                        "responder {:?}: type command needs `ban = [\"/absolute/program\", \"arg\", \"{{ip}}\"]`",
-                        r.name.get_ref()
-                    ),
-                )),
-                Some(argv) => check_argv(loc, problems, r, "ban", argv),
+            ResponderSpec::Nftables(n) => {
+                if let Some(t) = &n.table {
+                    if t.is_empty()
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        problems.push(loc.span(
+                            &r.name,
+                            format!("responder {:?}: table name {t:?} may only hold letters, digits, '_' and '-'", r.name.get_ref()),
+                        ));
+                    }
+                }
             }
-            if let Some(argv) = &r.unban {
-                check_argv(loc, problems, r, "unban", argv);
-            }
-        }
-        if let Some(t) = &r.table {
-            if t.is_empty()
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                problems.push(loc.span(
-                    &r.name,
-                    format!("responder {:?}: table name {t:?} may only hold letters, digits, '_' and '-'", r.name.get_ref()),
-                ));
-            }
+            ResponderSpec::Ipset(_) | ResponderSpec::Ufw(_) | ResponderSpec::Log(_) => {}
         }
     }
     let known_responder =
@@ -559,15 +588,8 @@ pub(crate) fn validate(
                     ));
                 }
             }
-            (None, Some(f)) => {
-                let p = cfg.resolve(f.get_ref());
-                if !p.is_file() {
-                    problems.push(loc.span(
-                        f,
-                        format!("jail {name:?}: filter_file {} does not exist", p.display()),
-                    ));
-                }
-            }
+            // Whether the file exists is checked by `Config::check_files` (I/O, at build).
+            (None, Some(_)) => {}
             (Some(f), Some(_)) => problems.push(loc.span(
                 f,
                 format!("jail {name:?}: give either `filter` or `filter_file`, not both"),
@@ -767,8 +789,8 @@ pub struct EmailSection {
     /// SMTP port (default: 587 for `starttls`, 465 for `tls`, 25 for `none`).
     pub smtp_port: Option<u16>,
     /// `starttls` (default), `tls` (implicit TLS), or `none` (plain text; local relays only).
-    #[serde(default = "default_tls")]
-    pub tls: String,
+    #[serde(default)]
+    pub tls: EmailTls,
     /// SMTP user name (with `password` or `password_file`).
     pub username: Option<String>,
     /// SMTP password.
@@ -790,9 +812,6 @@ pub struct EmailSection {
     pub timeout: Dur,
 }
 
-fn default_tls() -> String {
-    "starttls".into()
-}
 fn default_subject_prefix() -> String {
     "[palisade]".into()
 }
@@ -808,15 +827,94 @@ pub struct WebhookSection {
     pub url: SecretString,
     /// Body shape: `json` (Palisade's own), `slack` (`{"text": …}`), `discord`
     /// (`{"content": …}`).
-    #[serde(default = "default_webhook_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
     /// Time limit of one POST.
     #[serde(default = "default_net_timeout")]
     pub timeout: Dur,
 }
 
-fn default_webhook_format() -> String {
-    "json".into()
+/// Declares a string-valued setting as an enum: its values, the message for any other value,
+/// and comparison with the written name (`tls == "starttls"`).
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal, $( $(#[$vm:meta])* $variant:ident = $text:literal ),+ $(,)?) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$vm])* $variant, )+
+        }
+
+        impl $name {
+            /// Every accepted value, as written in the file.
+            pub const VALUES: &'static [&'static str] = &[$($text),+];
+
+            /// The value as written in the file.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                match s.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(serde::de::Error::custom(format!(
+                        "{} {s:?}: expected {}",
+                        $what,
+                        expected_list(Self::VALUES)
+                    ))),
+                }
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// `"a", "b" or "c"`.
+fn expected_list(v: &[&str]) -> String {
+    let q: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+    match q.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => q.join(""),
+    }
+}
+
+string_enum! {
+    /// `[notify.email] tls`: how the SMTP connection is protected.
+    EmailTls, "[notify.email] tls",
+    /// STARTTLS on the submission port (default).
+    #[default]
+    Starttls = "starttls",
+    /// Implicit TLS (port 465).
+    Tls = "tls",
+    /// Plain text (local relays only).
+    None = "none",
+}
+
+string_enum! {
+    /// `[notify.webhook] format`: the body's shape.
+    WebhookFormat, "[notify.webhook] format",
+    /// Palisade's own JSON (default).
+    #[default]
+    Json = "json",
+    /// Slack's `{"text": …}`.
+    Slack = "slack",
+    /// Discord's `{"content": …}`.
+    Discord = "discord",
 }
 
 /// `[abuseipdb]`: report banned addresses to AbuseIPDB.
@@ -911,12 +1009,6 @@ pub(crate) fn validate_report_sections(
             problems.push(loc.nowhere("[notify] max_per_hour must be at least 1"));
         }
         if let Some(e) = &n.email {
-            if !["starttls", "tls", "none"].contains(&e.tls.as_str()) {
-                problems.push(loc.nowhere(format!(
-                    "[notify.email] tls {:?}: expected \"starttls\", \"tls\" or \"none\"",
-                    e.tls
-                )));
-            }
             if e.to.is_empty() {
                 problems.push(loc.nowhere("[notify.email] to: give at least one recipient"));
             }
@@ -924,7 +1016,7 @@ pub(crate) fn validate_report_sections(
                 problems
                     .push(loc.nowhere("[notify.email] give either `password` or `password_file`"));
             }
-            if e.ca_file.is_some() && e.tls == "none" {
+            if e.ca_file.is_some() && e.tls == EmailTls::None {
                 problems.push(loc.nowhere(
                     "[notify.email] ca_file needs tls = \"starttls\" or \"tls\" (with tls = \"none\" no certificate is checked)",
                 ));
@@ -936,12 +1028,6 @@ pub(crate) fn validate_report_sections(
             }
         }
         if let Some(w) = &n.webhook {
-            if !["json", "slack", "discord"].contains(&w.format.as_str()) {
-                problems.push(loc.nowhere(format!(
-                    "[notify.webhook] format {:?}: expected \"json\", \"slack\" or \"discord\"",
-                    w.format
-                )));
-            }
             if !(w.url.0.starts_with("https://") || w.url.0.starts_with("http://")) {
                 problems
                     .push(loc.nowhere("[notify.webhook] url must start with https:// or http://"));

@@ -147,7 +147,13 @@ fn allowlist_entries_and_files() {
         "[allowlist]\naddresses = [\"10.0.0.0/8\", \"300.1.1.1\"]\nfiles = [{:?}]\n",
         f.display().to_string()
     );
-    let err = parse(&text).unwrap_err();
+    // Files are read by `load` (the I/O step), never by `parse` (pure validation).
+    let conf = dir.path().join("palisade.toml");
+    let load = |text: &str| {
+        std::fs::write(&conf, text).unwrap();
+        Config::load(&conf, FILTERS)
+    };
+    let err = load(&text).unwrap_err();
     let s = err.to_string();
     assert!(s.contains("\"300.1.1.1\" is not an IP address"), "{s}");
     assert!(s.contains("allow.txt:3:1: \"not-an-ip\""), "{s}");
@@ -156,7 +162,98 @@ fn allowlist_entries_and_files() {
         "[allowlist]\naddresses = [\"10.0.0.0/8\"]\nfiles = [{:?}]\n",
         f.display().to_string()
     );
-    assert_eq!(parse(&text).unwrap().allowlist.parsed.len(), 2);
+    assert_eq!(load(&text).unwrap().allowlist.parsed.len(), 2);
+}
+
+#[test]
+fn parse_reads_no_file_load_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[allowlist]\nfiles = [\"missing-allow.txt\"]\n\n[[jail]]\nname = \"f\"\nfilter_file = \"missing.conf\"\nstdin = true\n";
+    let conf = dir.path().join("palisade.toml");
+    let cfg = Config::parse(text, &conf, FILTERS).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.allowlist.parsed.is_empty());
+    std::fs::write(&conf, text).unwrap();
+    let err = Config::load(&conf, FILTERS).unwrap_err().to_string();
+    assert!(
+        err.contains("palisade.toml:2:10: cannot read allowlist file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("palisade.toml:6:15: jail \"f\": filter_file")
+            && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn responder_types_take_only_their_own_keys() {
+    let err = parse(
+        r#"
+[[responder]]
+name = "fw"
+type = "ipset"
+ports = [22]
+netns = "x"
+priority = 5
+colour = "red"
+
+[[responder]]
+name = "u"
+type = "ufw"
+ports = ["ssh"]
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("test.toml:7:1: responder \"fw\": `priority` is only for type nftables (this one is ipset; allowed: name, type, ports, netns)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("test.toml:8:1: responder \"fw\": unknown key `colour` for type ipset; allowed: name, type, ports, netns"),
+        "{err}"
+    );
+    assert!(
+        err.contains("test.toml:10:1:") && err.contains("u16"),
+        "{err}"
+    );
+    let cfg = parse(
+        "[[responder]]\nname = \"fw\"\ntype = \"nftables\"\ntable = \"t\"\nports = [22]\nforward = true\n\n[[responder]]\nname = \"c\"\ntype = \"command\"\nban = [\"/bin/true\", \"{ip}\"]\ntimeout = \"5s\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match &cfg.responder("fw").unwrap().spec {
+        palisade_config::ResponderSpec::Nftables(n) => {
+            assert_eq!(n.table.as_deref(), Some("t"));
+            assert_eq!(n.ports.as_deref(), Some(&[22][..]));
+            assert_eq!(n.forward, Some(true));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &cfg.responder("c").unwrap().spec {
+        palisade_config::ResponderSpec::Command(c) => {
+            assert_eq!(c.timeout.unwrap().0.as_secs(), 5)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.responder("log").unwrap().spec.kind(), "log");
+    assert_eq!(cfg.responder("nftables").unwrap().spec.kind(), "nftables");
+}
+
+#[test]
+fn webhook_format_is_an_enum() {
+    let base = "[notify.webhook]\nurl = \"https://example.org/h\"\n";
+    let cfg = parse(&format!("{base}format = \"slack\"\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.notify.unwrap().webhook.unwrap().format,
+        palisade_config::WebhookFormat::Slack
+    );
+    let err = parse(&format!("{base}format = \"teams\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test.toml:3:10: [notify.webhook] format \"teams\": expected \"json\", \"slack\" or \"discord\""),
+        "{err}"
+    );
 }
 
 #[test]

@@ -224,8 +224,7 @@ mod tests {
     fn sshd_events() {
         let p = Path::new("/etc/fail2ban/filter.d/sshd.conf");
         if !p.is_file() {
-            eprintln!("SKIP: fail2ban filters not installed");
-            return;
+            return palisade_testkit::require_or_skip("F2B", "fail2ban filters not installed");
         }
         let mut f = Fail2banFilter::load(p, &LoadOptions::default(), TimeZone::UTC).unwrap();
         let ctx = LineCtx {

@@ -1773,8 +1773,7 @@ mod tests {
     fn content_head_agrees_with_the_prefregex() {
         let p = Path::new("/etc/fail2ban/filter.d/sshd.conf");
         if !p.is_file() {
-            eprintln!("SKIP: fail2ban filters not installed");
-            return;
+            return palisade_testkit::require_or_skip("F2B", "fail2ban filters not installed");
         }
         let def = FilterDef::load(p, &LoadOptions::default()).unwrap();
         let (pr, h) = (def.pref.as_ref().unwrap(), def.pref_head.as_ref().unwrap());

@@ -29,6 +29,7 @@ pub mod ini;
 pub mod journal;
 pub mod name;
 pub mod pyre;
+pub mod record;
 pub mod tags;
 
 pub use adapter::Fail2banFilter;

@@ -9,17 +9,12 @@ use palisade_fail2ban::filter::{run_split, FilterDef, LoadOptions, MatchOptions,
 use std::path::Path;
 
 const FILTERS: &str = "/etc/fail2ban/filter.d";
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
 
 fn filters_available() -> bool {
     if Path::new(FILTERS).join("sshd.conf").is_file() {
         return true;
     }
-    assert!(
-        std::env::var_os("PALISADE_REQUIRE_F2B").is_none(),
-        "fail2ban's filters are required (PALISADE_REQUIRE_F2B) but {FILTERS} has no sshd.conf"
-    );
-    eprintln!("SKIP: fail2ban filters not installed");
+    palisade_testkit::require_or_skip("F2B", &format!("{FILTERS} has no sshd.conf"));
     false
 }
 
@@ -180,22 +175,20 @@ fn fast_paths_agree_with_plain_matching() {
     if !filters_available() {
         return;
     }
-    let data = Path::new(DATA);
     let mut logs: Vec<Vec<String>> = Vec::new();
+    // Real logs from ../shared (skipped, or a failure under PALISADE_REQUIRE_SHARED).
     for p in [
-        "loghub/OpenSSH/OpenSSH_2k.log",
-        "elastic_examples/auth.log",
-        "loghub_full/Linux.log",
+        "data/loghub/OpenSSH/OpenSSH_2k.log",
+        "data/elastic_examples/auth.log",
+        "data/loghub_full/Linux.log",
     ] {
-        let path = data.join(p);
-        if path.is_file() {
+        if let Some(path) = palisade_testkit::shared_file(p) {
             logs.push(read_lines(&path, 40_000));
-        } else {
-            eprintln!("note: {} missing", path.display());
         }
     }
-    if let Some(p) = std::env::var_os("PALISADE_SSHD_LOG") {
-        logs.push(read_lines(Path::new(&p), 100_000));
+    match std::env::var_os("PALISADE_SSHD_LOG") {
+        Some(p) => logs.push(read_lines(Path::new(&p), 100_000)),
+        None => palisade_testkit::require_or_skip("LOG", "PALISADE_SSHD_LOG is not set"),
     }
     let mut h = hostile();
     // a repeated block: the second pass is answered by the memo

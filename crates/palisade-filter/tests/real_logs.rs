@@ -17,7 +17,7 @@ fn run(
     now: &str,
 ) -> Option<(usize, usize, BTreeMap<String, usize>)> {
     let Ok(data) = std::fs::read(path) else {
-        eprintln!("skipping {filter} on {path}: not present");
+        palisade_testkit::require_or_skip("SHARED", &format!("{filter} on {path}: not present"));
         return None;
     };
     let opts = BuiltinOptions {

@@ -9,7 +9,10 @@ fn db() -> Option<PathBuf> {
     match std::env::var_os("PALISADE_TEST_GEOIP").map(PathBuf::from) {
         Some(p) if p.is_file() => Some(p),
         _ => {
-            eprintln!("SKIP: PALISADE_TEST_GEOIP does not name a GeoIP database");
+            palisade_testkit::require_or_skip(
+                "GEOIP",
+                "PALISADE_TEST_GEOIP does not name a GeoIP database",
+            );
             None
         }
     }

@@ -2,7 +2,9 @@
 //! Everything fallible happens here, before any thread starts, so a bad configuration never
 //! leaves a half-started daemon.
 
-use palisade_config::{Config, JailSection, ResponderSection};
+use palisade_config::{
+    Config, IpsetSection, JailSection, NftablesSection, ResponderSection, ResponderSpec, UfwSection,
+};
 use palisade_core::Allowlist;
 use palisade_detect::{EngineConfig, Escalation, JailParams, RecidiveParams};
 use palisade_filter::{BuiltinOptions, Filter, Mode};
@@ -34,30 +36,21 @@ pub enum BuildError {
     /// The time zone is unknown.
     #[error("[general] timezone {0:?}: {1}")]
     TimeZone(String, String),
-    /// `[store] password_file` could not be read.
-    #[error("[store] password_file {path}: {message}")]
-    PasswordFile {
-        /// The file.
-        path: String,
-        /// The OS error.
-        message: String,
-    },
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] palisade_store::StoreError),
 }
 
 /// The store URL of a configuration, with the password of `[store] password_file` filled in
-/// (PostgreSQL). Every command, the daemon and the HTTP server open the store through this.
+/// (PostgreSQL). Every command, the daemon and the HTTP server open the store through this
+/// (or [`open_store`]); the reading itself is `palisade_store::url_with_password_file`.
 pub fn store_url(cfg: &Config) -> Result<String, BuildError> {
-    let Some(pf) = &cfg.store.password_file else {
-        return Ok(cfg.store.url.clone());
-    };
-    let pw = std::fs::read_to_string(cfg.resolve(pf)).map_err(|e| BuildError::PasswordFile {
-        path: pf.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(palisade_store::with_password(&cfg.store.url, pw.trim())?)
+    let pf = cfg.store.password_file.as_deref();
+    let path = pf.map(|p| cfg.resolve(p));
+    Ok(palisade_store::url_with_password_file(
+        &cfg.store.url,
+        pf.zip(path.as_deref()),
+    )?)
 }
 
 /// Opens (and migrates) the configured store; see [`store_url`].
@@ -65,13 +58,10 @@ pub fn open_store(cfg: &Config) -> Result<Box<dyn palisade_store::Store>, BuildE
     Ok(palisade_store::open(&store_url(cfg)?)?)
 }
 
-/// The time zone for timestamps without one.
+/// The time zone for timestamps without one ([`Config::time_zone`]).
 pub fn time_zone(cfg: &Config) -> Result<jiff::tz::TimeZone, BuildError> {
-    if cfg.general.timezone == "system" {
-        return Ok(jiff::tz::TimeZone::system());
-    }
-    jiff::tz::TimeZone::get(&cfg.general.timezone)
-        .map_err(|e| BuildError::TimeZone(cfg.general.timezone.clone(), e.to_string()))
+    cfg.time_zone()
+        .map_err(|e| BuildError::TimeZone(cfg.general.timezone.clone(), e))
 }
 
 /// Builds a jail's filter.
@@ -143,36 +133,70 @@ pub fn build_filter(
     }
 }
 
-/// Builds one responder from its section.
+/// Builds one responder from its section: one arm per [`ResponderSpec`] type. Adding a
+/// responder type adds one arm here (and one in [`build_firewall`] if it is a firewall that
+/// `palisade firewall` manages).
 pub fn build_responder(r: &ResponderSection) -> Result<Box<dyn Responder>, BuildError> {
-    if let Some(f) = build_firewall(r)? {
-        return Ok(f.into_responder());
-    }
     let name = r.name.get_ref().clone();
     let err = |message: String| BuildError::Responder {
         name: name.clone(),
         message,
     };
-    match r.kind.get_ref().as_str() {
-        "log" => Ok(Box::new(LogResponder::new(name.clone()))),
-        "command" => {
-            let ban = CommandTemplate::new(r.ban.clone().unwrap_or_default()).map_err(&err)?;
-            let unban = r
+    Ok(match &r.spec {
+        ResponderSpec::Nftables(n) => Box::new(nft(&name, n)?),
+        ResponderSpec::Ipset(i) => Box::new(ipset(&name, i)?),
+        ResponderSpec::Ufw(u) => Box::new(ufw(&name, u)?),
+        ResponderSpec::Log(_) => Box::new(LogResponder::new(name.clone())),
+        ResponderSpec::Command(c) => {
+            let ban = CommandTemplate::new(c.ban.clone().unwrap_or_default()).map_err(&err)?;
+            let unban = c
                 .unban
                 .clone()
                 .map(CommandTemplate::new)
                 .transpose()
                 .map_err(&err)?;
-            let timeout = r.timeout.map_or(Duration::from_secs(30), |t| t.0);
-            Ok(Box::new(CommandResponder::new(
-                name.clone(),
-                ban,
-                unban,
-                timeout,
-            )))
+            let timeout = c.timeout.map_or(Duration::from_secs(30), |t| t.0);
+            Box::new(CommandResponder::new(name.clone(), ban, unban, timeout))
         }
-        other => Err(err(format!("unknown responder type {other}"))),
+    })
+}
+
+fn respond_err(name: &str) -> impl Fn(palisade_respond::RespondError) -> BuildError + '_ {
+    move |e| BuildError::Responder {
+        name: name.to_string(),
+        message: e.to_string(),
     }
+}
+
+fn nft(name: &str, n: &NftablesSection) -> Result<NftResponder, BuildError> {
+    let mut c = NftConfig::default();
+    if let Some(t) = &n.table {
+        c.table = t.clone();
+    }
+    if let Some(p) = n.priority {
+        c.priority = p;
+    }
+    c.forward = n.forward.unwrap_or(false);
+    c.ports = n.ports.clone().unwrap_or_default();
+    c.netns = n.netns.clone();
+    NftResponder::new(name.to_string(), c).map_err(respond_err(name))
+}
+
+fn ipset(name: &str, i: &IpsetSection) -> Result<IpsetResponder, BuildError> {
+    let c = IpsetConfig {
+        ports: i.ports.clone().unwrap_or_default(),
+        netns: i.netns.clone(),
+        ..IpsetConfig::default()
+    };
+    IpsetResponder::new(name.to_string(), c).map_err(respond_err(name))
+}
+
+fn ufw(name: &str, u: &UfwSection) -> Result<UfwResponder, BuildError> {
+    let c = UfwConfig {
+        ports: u.ports.clone().unwrap_or_default(),
+        ..UfwConfig::default()
+    };
+    UfwResponder::new(name.to_string(), c).map_err(respond_err(name))
 }
 
 /// A firewall responder as its concrete type: `palisade firewall status|flush|uninstall`
@@ -201,41 +225,12 @@ impl Firewall {
 /// Builds a firewall responder (`nftables`, `ipset`, `ufw`) from its section, exactly as the
 /// daemon does; `Ok(None)` for the other types (`command`, `log`).
 pub fn build_firewall(r: &ResponderSection) -> Result<Option<Firewall>, BuildError> {
-    let name = r.name.get_ref().clone();
-    let err = |e: palisade_respond::RespondError| BuildError::Responder {
-        name: name.clone(),
-        message: e.to_string(),
-    };
-    Ok(Some(match r.kind.get_ref().as_str() {
-        "nftables" => {
-            let mut c = NftConfig::default();
-            if let Some(t) = &r.table {
-                c.table = t.clone();
-            }
-            if let Some(p) = r.priority {
-                c.priority = p;
-            }
-            c.forward = r.forward.unwrap_or(false);
-            c.ports = r.ports.clone().unwrap_or_default();
-            c.netns = r.netns.clone();
-            Firewall::Nft(NftResponder::new(name.clone(), c).map_err(err)?)
-        }
-        "ipset" => {
-            let c = IpsetConfig {
-                ports: r.ports.clone().unwrap_or_default(),
-                netns: r.netns.clone(),
-                ..IpsetConfig::default()
-            };
-            Firewall::Ipset(IpsetResponder::new(name.clone(), c).map_err(err)?)
-        }
-        "ufw" => {
-            let c = UfwConfig {
-                ports: r.ports.clone().unwrap_or_default(),
-                ..UfwConfig::default()
-            };
-            Firewall::Ufw(UfwResponder::new(name.clone(), c).map_err(err)?)
-        }
-        _ => return Ok(None),
+    let name = r.name.get_ref();
+    Ok(Some(match &r.spec {
+        ResponderSpec::Nftables(n) => Firewall::Nft(nft(name, n)?),
+        ResponderSpec::Ipset(i) => Firewall::Ipset(ipset(name, i)?),
+        ResponderSpec::Ufw(u) => Firewall::Ufw(ufw(name, u)?),
+        ResponderSpec::Command(_) | ResponderSpec::Log(_) => return Ok(None),
     }))
 }
 

@@ -124,7 +124,6 @@ pub const FR6: &str = "fd00:5a2::2";
 /// Whether the tests can run: root, `ip netns` works, and the programs exist. Prints
 /// `SKIP: …` and returns false otherwise (or panics with `PALISADE_REQUIRE_NETNS=1`).
 pub fn available(programs: &[&str]) -> bool {
-    let require = std::env::var("PALISADE_REQUIRE_NETNS").as_deref() == Ok("1");
     let mut why = None;
     for p in std::iter::once(&IP).chain(programs) {
         if !std::path::Path::new(p).exists() {
@@ -152,10 +151,8 @@ pub fn available(programs: &[&str]) -> bool {
     }
     match why {
         None => true,
-        Some(w) if require => panic!("PALISADE_REQUIRE_NETNS=1 but {w}"),
         Some(w) => {
-            eprintln!("SKIP: {w}");
-            println!("SKIP: {w}");
+            palisade_testkit::require_or_skip("NETNS", &w);
             false
         }
     }

@@ -221,12 +221,7 @@ fn server_queries_sqlite() {
 #[test]
 fn server_queries_postgres() {
     let Ok(url) = std::env::var("PALISADE_TEST_PG_URL") else {
-        assert!(
-            std::env::var("PALISADE_REQUIRE_PG").is_err(),
-            "PALISADE_REQUIRE_PG set but no PALISADE_TEST_PG_URL"
-        );
-        eprintln!("skipped: PALISADE_TEST_PG_URL not set");
-        return;
+        return palisade_testkit::require_or_skip("PG", "PALISADE_TEST_PG_URL is not set");
     };
     let url = postgres_fresh(&url);
     let mut s = palisade_store::open(&url).unwrap();

@@ -16,8 +16,10 @@ fn journal_available() -> bool {
 #[test]
 fn real_journal_delivers_a_logged_message() {
     if !journal_available() {
-        eprintln!("skipped: no readable systemd journal on this machine");
-        return;
+        return palisade_testkit::require_or_skip(
+            "JOURNAL",
+            "no readable systemd journal on this machine",
+        );
     }
     let marker = format!("palisade-source-test-{}", std::process::id());
     let spec = SourceSpec::Journald { matches: vec![] };
@@ -47,7 +49,7 @@ fn real_journal_delivers_a_logged_message() {
             .status()
             .is_err()
         {
-            eprintln!("skipped: no logger");
+            palisade_testkit::require_or_skip("JOURNAL", "no logger program");
             break;
         }
         std::thread::sleep(Duration::from_millis(200));

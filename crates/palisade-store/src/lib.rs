@@ -60,6 +60,14 @@ pub enum StoreError {
         /// Newest version this binary knows.
         supported: i64,
     },
+    /// `[store] password_file` could not be read.
+    #[error("[store] password_file {path}: {message}")]
+    PasswordFile {
+        /// The file, as the configuration names it.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
     /// The URL names no supported backend or is malformed.
     #[error("bad store URL {0:?}: expected sqlite:PATH, sqlite::memory:, or postgres://…")]
     BadUrl(String),
@@ -506,6 +514,31 @@ impl fmt::Debug for StoreUrl {
 /// migrations. Refuses a database newer than this binary with [`StoreError::TooNew`].
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     StoreUrl::parse(url)?.open()
+}
+
+/// The URL of a configured store: `url`, with the password read from `password_file` (first
+/// line, surrounding white space dropped) filled in when one is given. `shown` is how the
+/// file is named in messages (as the configuration wrote it).
+pub fn url_with_password_file(
+    url: &str,
+    password_file: Option<(&str, &std::path::Path)>,
+) -> Result<String, StoreError> {
+    let Some((shown, path)) = password_file else {
+        return Ok(url.to_string());
+    };
+    let pw = std::fs::read_to_string(path).map_err(|e| StoreError::PasswordFile {
+        path: shown.to_string(),
+        message: e.to_string(),
+    })?;
+    with_password(url, pw.trim())
+}
+
+/// Opens (and migrates) a configured store; see [`url_with_password_file`].
+pub fn open_with_password_file(
+    url: &str,
+    password_file: Option<(&str, &std::path::Path)>,
+) -> Result<Box<dyn Store>, StoreError> {
+    open(&url_with_password_file(url, password_file)?)
 }
 
 /// `url` with any password replaced by `***`, for errors and logs: the userinfo password of

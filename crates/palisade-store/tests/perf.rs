@@ -80,7 +80,16 @@ fn insert_100k_events() {
     }
 
     #[cfg(feature = "postgres")]
-    if let Ok(admin_url) = std::env::var("PALISADE_TEST_PG_URL") {
+    let pg = std::env::var("PALISADE_TEST_PG_URL").ok();
+    #[cfg(feature = "postgres")]
+    if pg.is_none() {
+        palisade_testkit::require_or_skip(
+            "PG",
+            "PALISADE_TEST_PG_URL is not set (PostgreSQL part)",
+        );
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(admin_url) = pg {
         // Fresh database, dropped afterwards.
         let name = format!("palisade_perf_{}", std::process::id());
         let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();

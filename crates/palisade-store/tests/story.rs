@@ -772,14 +772,9 @@ fn pg_admin_url() -> Option<String> {
     match std::env::var("PALISADE_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("PALISADE_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!("PALISADE_REQUIRE_PG=1 but PALISADE_TEST_PG_URL is not set");
-            }
-            // Straight to stderr, past the test harness's output capture.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP PostgreSQL store tests: PALISADE_TEST_PG_URL is not set \
-                 (run under scripts/with-postgres.sh)"
+            palisade_testkit::require_or_skip(
+                "PG",
+                "PostgreSQL store tests: PALISADE_TEST_PG_URL is not set (run under scripts/with-postgres.sh)",
             );
             None
         }
@@ -863,13 +858,8 @@ fn postgres_errors_never_show_the_password() {
 #[cfg(not(feature = "postgres"))]
 #[test]
 fn story_postgres() {
-    assert_ne!(
-        std::env::var("PALISADE_REQUIRE_PG").as_deref(),
-        Ok("1"),
-        "PALISADE_REQUIRE_PG=1 but palisade-store was built without the `postgres` feature"
-    );
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP PostgreSQL store tests: built without the `postgres` feature"
+    palisade_testkit::require_or_skip(
+        "PG",
+        "PostgreSQL store tests: palisade-store was built without the `postgres` feature",
     );
 }

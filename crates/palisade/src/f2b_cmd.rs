@@ -1,10 +1,12 @@
 //! fail2ban compatibility commands: `check --filter-file` (like `fail2ban-regex`) and
 //! `import fail2ban` (jail configuration → Palisade TOML).
 
-use anyhow::{Context, Result};
-use palisade_core::Timestamp;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use palisade_pipeline::manual;
+use palisade_core::{Clock, SystemClock, Timestamp};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Parses repeated `--filter-option KEY=VALUE`.
@@ -117,3 +119,80 @@ pub fn imported_config(dir: &Path) -> Result<palisade_config::Config> {
     tracing::info!(jails = ?imp.jails, "fail2ban jails imported");
     Ok(imported)
 }
+
+/// `palisade record` (fail2ban `actionban`).
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// The banned address (fail2ban `<ip>`).
+    #[arg(allow_hyphen_values = true)]
+    pub ip: String,
+    /// `tcp`, `udp`, `icmp` or `all` (fail2ban `<protocol>`).
+    #[arg(allow_hyphen_values = true)]
+    pub protocol: String,
+    /// Port(s): `22`, `80,443`, `0:65535`, `ssh` (fail2ban `<port>`).
+    #[arg(allow_hyphen_values = true)]
+    pub port: String,
+    /// Failures counted by fail2ban (`<failures>`).
+    #[arg(allow_hyphen_values = true)]
+    pub failures: String,
+    /// Ban time as Unix seconds (fail2ban `<time>`).
+    #[arg(allow_hyphen_values = true)]
+    pub time: String,
+    /// fail2ban jail name (`<name>`).
+    #[arg(long)]
+    pub jail: Option<String>,
+    /// Ban length in seconds, -1 = permanent (fail2ban `<bantime>`); default [defaults] ban_time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bantime: Option<String>,
+    /// Configuration file (store, control socket, responders).
+    #[arg(long, short, default_value = super::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Runs `palisade record`.
+pub fn record(a: RecordArgs) -> Result<ExitCode> {
+    let now = SystemClock.now();
+    // Validate the arguments before anything else, so a bad call fails the same with or
+    // without a readable configuration.
+    let pre = palisade_fail2ban::record::Record::parse(
+        &a.ip,
+        &a.protocol,
+        &a.port,
+        &a.failures,
+        &a.time,
+        a.jail.as_deref(),
+        a.bantime.as_deref(),
+        None,
+        now,
+    );
+    if let Err(e) = &pre {
+        eprintln!("palisade record: {e}");
+        return Ok(ExitCode::from(64));
+    }
+    let cfg = super::load_config(&a.config)?;
+    let mut rec = pre.expect("checked above");
+    if a.bantime.is_none() {
+        rec.bantime = cfg.defaults.ban_time.0;
+        if let Err(e) = rec.check_not_over(now) {
+            eprintln!("palisade record: {e}");
+            return Ok(ExitCode::from(64));
+        }
+    }
+    let d = rec.decision(cfg.general.dry_run);
+    // fail2ban enforces its own bans: without a daemon the decision is only recorded (the
+    // daemon enforces it when it starts).
+    let banned = manual::ban_or_record(&cfg, vec![d], manual::Enforce::AtNextStart)?;
+    if let Some((_, why)) = banned.refused.first() {
+        bail!("{why}");
+    }
+    match (banned.via, banned.done.first()) {
+        (manual::Via::Daemon, _) => println!("recorded {} (daemon)", rec.ip),
+        (manual::Via::Store, Some(d)) => println!(
+            "recorded {} as decision {} (the daemon is not running)",
+            rec.ip, d.id
+        ),
+        (manual::Via::Store, None) => bail!("{}: nothing recorded", rec.ip),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

@@ -137,8 +137,8 @@ enum Cmd {
     #[cfg(feature = "notify")]
     Analyze(report_cmd::AnalyzeArgs),
     /// Record a ban decided by fail2ban (for fail2ban's `actionban`).
-    #[cfg(feature = "notify")]
-    Record(report_cmd::RecordArgs),
+    #[cfg(feature = "fail2ban")]
+    Record(f2b_cmd::RecordArgs),
     /// Digest of a period from the store (bans, jails, top addresses), optionally e-mailed.
     #[cfg(feature = "notify")]
     Report(report_cmd::ReportArgs),
@@ -343,8 +343,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Token { config, cmd } => server_cmd::token(&load_config(&config)?, cmd),
         #[cfg(feature = "notify")]
         Cmd::Analyze(a) => report_cmd::analyze(a),
-        #[cfg(feature = "notify")]
-        Cmd::Record(a) => report_cmd::record(a),
+        #[cfg(feature = "fail2ban")]
+        Cmd::Record(a) => f2b_cmd::record(a),
         #[cfg(feature = "notify")]
         Cmd::Report(a) => report_cmd::report(a),
         Cmd::Firewall {
@@ -489,7 +489,7 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     observers.extend(server_cmd::observer(&cfg, &feed));
     #[cfg(feature = "notify")]
     observers.extend(
-        palisade_report::build_observers(&cfg).context("start-up failed; nothing was started")?,
+        palisade_notify::build_observers(&cfg).context("start-up failed; nothing was started")?,
     );
     let opts = DaemonOptions {
         from_start,
@@ -526,7 +526,7 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     let stop_digest = Arc::new(std::sync::atomic::AtomicBool::new(false));
     #[cfg(feature = "notify")]
     let digest = (!once)
-        .then(|| palisade_report::digest::spawn_daily(&cfg, stop_digest.clone()))
+        .then(|| palisade_notify::digest::spawn_daily(&cfg, stop_digest.clone()))
         .flatten();
     tracing::info!(config = %config, "palisade running");
     let stop_all = |daemon: Daemon| {

@@ -1,12 +1,12 @@
 //! Command-line glue for `palisade analyze`, `palisade record` and `palisade report`; the work
-//! is done in the `palisade-report` crate.
+//! is done in the `palisade-analyze` and `palisade-notify` crates.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use palisade_analyze::analyze::{self, Analyzer, Levels};
+use palisade_analyze::render::{self, ScriptKind};
 use palisade_core::{Allowlist, Clock, Decision, SystemClock, Timestamp};
 use palisade_pipeline::manual;
-use palisade_report::analyze::{self, Analyzer, Levels};
-use palisade_report::render::{self, ScriptKind};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,7 +165,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         None => opts.since,
     };
     opts.until = a.until.as_deref().map(parse_when).transpose()?;
-    let geo = palisade_report::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
+    let geo = palisade_analyze::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
 
     let sizes: Vec<u64> = a
         .logs
@@ -310,82 +310,6 @@ fn apply(
     Ok(())
 }
 
-/// `palisade record` (fail2ban `actionban`).
-#[derive(Args, Debug)]
-pub struct RecordArgs {
-    /// The banned address (fail2ban `<ip>`).
-    #[arg(allow_hyphen_values = true)]
-    pub ip: String,
-    /// `tcp`, `udp`, `icmp` or `all` (fail2ban `<protocol>`).
-    #[arg(allow_hyphen_values = true)]
-    pub protocol: String,
-    /// Port(s): `22`, `80,443`, `0:65535`, `ssh` (fail2ban `<port>`).
-    #[arg(allow_hyphen_values = true)]
-    pub port: String,
-    /// Failures counted by fail2ban (`<failures>`).
-    #[arg(allow_hyphen_values = true)]
-    pub failures: String,
-    /// Ban time as Unix seconds (fail2ban `<time>`).
-    #[arg(allow_hyphen_values = true)]
-    pub time: String,
-    /// fail2ban jail name (`<name>`).
-    #[arg(long)]
-    pub jail: Option<String>,
-    /// Ban length in seconds, -1 = permanent (fail2ban `<bantime>`); default [defaults] ban_time.
-    #[arg(long, allow_hyphen_values = true)]
-    pub bantime: Option<String>,
-    /// Configuration file (store, control socket, responders).
-    #[arg(long, short, default_value = super::DEFAULT_CONFIG)]
-    pub config: PathBuf,
-}
-
-/// Runs `palisade record`.
-pub fn record(a: RecordArgs) -> Result<ExitCode> {
-    let now = SystemClock.now();
-    // Validate the arguments before anything else, so a bad call fails the same with or
-    // without a readable configuration.
-    let pre = palisade_report::fail2ban::Record::parse(
-        &a.ip,
-        &a.protocol,
-        &a.port,
-        &a.failures,
-        &a.time,
-        a.jail.as_deref(),
-        a.bantime.as_deref(),
-        None,
-        now,
-    );
-    if let Err(e) = &pre {
-        eprintln!("palisade record: {e}");
-        return Ok(ExitCode::from(64));
-    }
-    let cfg = super::load_config(&a.config)?;
-    let mut rec = pre.expect("checked above");
-    if a.bantime.is_none() {
-        rec.bantime = cfg.defaults.ban_time.0;
-        if let Err(e) = rec.check_not_over(now) {
-            eprintln!("palisade record: {e}");
-            return Ok(ExitCode::from(64));
-        }
-    }
-    let d = rec.decision(cfg.general.dry_run);
-    // fail2ban enforces its own bans: without a daemon the decision is only recorded (the
-    // daemon enforces it when it starts).
-    let banned = manual::ban_or_record(&cfg, vec![d], manual::Enforce::AtNextStart)?;
-    if let Some((_, why)) = banned.refused.first() {
-        bail!("{why}");
-    }
-    match (banned.via, banned.done.first()) {
-        (manual::Via::Daemon, _) => println!("recorded {} (daemon)", rec.ip),
-        (manual::Via::Store, Some(d)) => println!(
-            "recorded {} as decision {} (the daemon is not running)",
-            rec.ip, d.id
-        ),
-        (manual::Via::Store, None) => bail!("{}: nothing recorded", rec.ip),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `palisade report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -419,14 +343,14 @@ pub enum ReportFormat {
 
 /// Runs `palisade report`.
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
-    use palisade_report::digest;
+    use palisade_notify::digest;
     let cfg = super::load_config(&a.config)?;
     let rep = cfg.report.clone().unwrap_or_default();
     let period = match &a.period {
         Some(p) => palisade_config::parse_duration(p).map_err(anyhow::Error::msg)?,
         None => rep.period.0,
     };
-    let geo = palisade_report::geo::for_config(Some(&cfg), None)?;
+    let geo = palisade_analyze::geo::for_config(Some(&cfg), None)?;
     let mut store = palisade_pipeline::open_store(&cfg)?;
     let until = SystemClock.now();
     let d = digest::collect(
@@ -442,7 +366,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
             .as_ref()
             .and_then(|n| n.email.as_ref())
             .context("--email needs [notify.email] in the configuration")?;
-        let mailer = palisade_report::mail::Mailer::new(email, &cfg)?;
+        let mailer = palisade_notify::mail::Mailer::new(email, &cfg)?;
         d.send(&mailer)?;
         eprintln!("digest e-mailed to {}", email.to.join(", "));
         return Ok(ExitCode::SUCCESS);

@@ -22,10 +22,7 @@ fn have_f2b() -> bool {
     let ok = Path::new(F2B).join("jail.conf").is_file()
         && Path::new(F2B).join("filter.d/sshd.conf").is_file();
     if !ok {
-        if std::env::var_os("PALISADE_REQUIRE_F2B").is_some() {
-            panic!("fail2ban is not installed in {F2B}");
-        }
-        eprintln!("SKIP: fail2ban is not installed in {F2B}");
+        palisade_testkit::require_or_skip("F2B", &format!("fail2ban is not installed in {F2B}"));
     }
     ok
 }

@@ -71,11 +71,10 @@ fn canned() -> String {
 #[test]
 fn journald_jail_with_fail2ban_sshd_filter_tells_connections_apart() {
     if !Path::new(SSHD).is_file() {
-        if std::env::var("PALISADE_REQUIRE_F2B").as_deref() == Ok("1") {
-            panic!("{SSHD} is missing and PALISADE_REQUIRE_F2B=1");
-        }
-        eprintln!("SKIP: {SSHD} not installed (fail2ban package)");
-        return;
+        return palisade_testkit::require_or_skip(
+            "F2B",
+            &format!("{SSHD} not installed (fail2ban package)"),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,7 +1,7 @@
 //! End-to-end tests of `palisade record` (fail2ban bridge), `palisade analyze` and
 //! `palisade report` through the binary.
 
-#[path = "../../palisade-report/tests/common/mod.rs"]
+#[path = "../../palisade-notify/tests/common/mod.rs"]
 mod report_common;
 
 use std::path::{Path, PathBuf};

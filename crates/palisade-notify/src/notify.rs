@@ -199,16 +199,10 @@ impl Channel for EmailChannel {
     }
 }
 
-/// Body shapes of the web hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookFormat {
-    /// [`Batch::json`].
-    Json,
-    /// `{"text": …}` (Slack incoming web hooks, Mattermost, Rocket.Chat).
-    Slack,
-    /// `{"content": …}` (Discord, at most 2000 characters).
-    Discord,
-}
+/// Body shapes of the web hook (`[notify.webhook] format`): `Json` is [`Batch::json`],
+/// `Slack` is `{"text": …}` (Slack incoming web hooks, Mattermost, Rocket.Chat), `Discord` is
+/// `{"content": …}` (at most 2000 characters).
+pub use palisade_config::WebhookFormat as HookFormat;
 
 /// Escapes what Slack's markup gives meaning to.
 fn slack_escape(s: &str) -> String {
@@ -548,12 +542,7 @@ pub fn build_notifier_with(
         channels.push(Box::new(EmailChannel(Mailer::new(e, cfg)?)));
     }
     if let Some(w) = &n.webhook {
-        let format = match w.format.as_str() {
-            "slack" => HookFormat::Slack,
-            "discord" => HookFormat::Discord,
-            "json" => HookFormat::Json,
-            other => return Err(NotifyError::Webhook(format!("unknown format {other:?}"))),
-        };
+        let format = w.format;
         channels.push(Box::new(WebhookChannel::new(
             Secret::new(w.url.0.clone()),
             format,

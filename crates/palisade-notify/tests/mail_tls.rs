@@ -7,7 +7,7 @@ mod common;
 
 use common::{make_certs, Smtp, SmtpSecurity};
 use palisade_config::Config;
-use palisade_report::mail::Mailer;
+use palisade_notify::mail::Mailer;
 use std::path::Path;
 
 const USER: &str = "palisade@example.org";
@@ -57,7 +57,7 @@ fn config(dir: &Path, port: u16, extra: &str) -> Config {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn mailer(cfg: &Config) -> Result<Mailer, palisade_report::mail::MailError> {
+fn mailer(cfg: &Config) -> Result<Mailer, palisade_notify::mail::MailError> {
     Mailer::new(cfg.notify.as_ref().unwrap().email.as_ref().unwrap(), cfg)
 }
 
@@ -94,7 +94,7 @@ fn check_message(m: &serde_json::Value) {
     assert!(html.contains("<rect height=\"42\"/>"), "{html}");
 }
 
-fn send(m: &Mailer) -> Result<(), palisade_report::mail::MailError> {
+fn send(m: &Mailer) -> Result<(), palisade_notify::mail::MailError> {
     m.send("digest: 42 new bans, 1234 events", TEXT, Some(HTML))
 }
 

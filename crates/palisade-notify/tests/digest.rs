@@ -6,8 +6,8 @@ mod common;
 use common::{make_certs, Smtp, SmtpSecurity};
 use palisade_config::Config;
 use palisade_core::{Decision, Event, Origin, Timestamp};
-use palisade_report::digest;
-use palisade_report::mail::Mailer;
+use palisade_notify::digest;
+use palisade_notify::mail::Mailer;
 
 const T_SQLITE: i64 = 1_741_000_000; // 2025-03-03T11:06:40Z
 
@@ -86,8 +86,7 @@ fn digest_of_a_day() {
 #[test]
 fn digest_of_a_day_postgres() {
     let Ok(url) = std::env::var("PALISADE_TEST_PG_URL") else {
-        eprintln!("PALISADE_TEST_PG_URL not set: PostgreSQL digest test skipped");
-        return;
+        return palisade_testkit::require_or_skip("PG", "PALISADE_TEST_PG_URL is not set");
     };
     let mut store = palisade_store::open(&url).unwrap();
     let t0 = 1_080_000_000 + i64::from(std::process::id() % 500) * 10 * 86_400;

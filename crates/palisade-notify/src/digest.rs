@@ -2,12 +2,12 @@
 //! period (new bans, events per jail, top addresses and countries, repeat offenders), as
 //! text, HTML with inline SVG charts, or JSON, and e-mailed as a text + HTML multipart message.
 
-use crate::geo::GeoDb;
 use crate::mail::{hostname, Mailer};
 use crate::notify::{sanitize, target_text};
-use crate::svg::{self, esc};
+use palisade_analyze::svg::{self, esc};
 use palisade_config::Config;
 use palisade_core::Timestamp;
+use palisade_geo::GeoIp as GeoDb;
 use palisade_store::{PeriodSummary, Store, StoreError};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -27,9 +27,6 @@ pub enum DigestError {
     /// Something is not configured.
     #[error("{0}")]
     Config(String),
-    /// The store could not be opened.
-    #[error(transparent)]
-    Open(#[from] palisade_pipeline::BuildError),
 }
 
 /// A digest of one period.
@@ -270,14 +267,17 @@ pub fn send_now(cfg: &Config) -> Result<Digest, DigestError> {
             )
         })?;
     let mailer = Mailer::new(email, cfg)?;
-    let geo = match crate::geo::for_config(Some(cfg), None) {
+    let geo = match palisade_analyze::geo::for_config(Some(cfg), None) {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, "digest without countries");
             None
         }
     };
-    let mut store = palisade_pipeline::open_store(cfg)?;
+    let pf = cfg.store.password_file.as_deref();
+    let path = pf.map(|p| cfg.resolve(p));
+    let mut store =
+        palisade_store::open_with_password_file(&cfg.store.url, pf.zip(path.as_deref()))?;
     let until = Timestamp::from_jiff(jiff::Timestamp::now());
     let d = collect(
         store.as_mut(),
@@ -317,7 +317,7 @@ pub fn run_daily(cfg: Config, stop: Arc<AtomicBool>) {
     else {
         return;
     };
-    let tz = palisade_pipeline::time_zone(&cfg).unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz = cfg.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
     while !stop.load(Ordering::Relaxed) {
         let next = next_run(jiff::Timestamp::now(), &tz, hh, mm);
         tracing::debug!(at = %next, "next digest");

@@ -6,7 +6,7 @@ use common::{form, Receiver};
 use palisade_config::Config;
 use palisade_core::Observer;
 use palisade_core::{Clock, Decision, Event, Origin, Timestamp};
-use palisade_report::abuseipdb::build_reporter_with;
+use palisade_notify::abuseipdb::build_reporter_with;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
-use palisade_config::{Config, EmailSection};
+use palisade_config::{Config, EmailSection, EmailTls};
 use std::time::Duration;
 
 /// Problems sending mail.
@@ -45,13 +45,13 @@ impl Mailer {
     /// Builds from `[notify.email]`; `cfg` resolves `password_file`.
     pub fn new(e: &EmailSection, cfg: &Config) -> Result<Self, MailError> {
         let bad = |m: String| MailError::Config(m);
-        let port = e.smtp_port.unwrap_or(match e.tls.as_str() {
-            "tls" => 465,
-            "none" => 25,
-            _ => 587,
+        let port = e.smtp_port.unwrap_or(match e.tls {
+            EmailTls::Tls => 465,
+            EmailTls::None => 25,
+            EmailTls::Starttls => 587,
         });
-        let tls = match e.tls.as_str() {
-            "none" => Tls::None,
+        let tls = match e.tls {
+            EmailTls::None => Tls::None,
             mode => {
                 let mut tb = TlsParameters::builder(e.smtp_host.clone());
                 if let Some(ca) = &e.ca_file {
@@ -71,7 +71,7 @@ impl Mailer {
                 let params = tb
                     .build_rustls()
                     .map_err(|x| bad(format!("TLS settings: {x}")))?;
-                if mode == "tls" {
+                if mode == EmailTls::Tls {
                     Tls::Wrapper(params)
                 } else {
                     Tls::Required(params)

@@ -1,6 +1,10 @@
-//! Palisade's reporting side: offline access-log analysis (`palisade analyze`), the fail2ban
-//! bridge (`palisade record`), notifications on decisions, the periodic digest
-//! (`palisade report`) and the AbuseIPDB reporter.
+//! Palisade's notifications: messages on decisions (e-mail, web hooks, JSON lines), the
+//! periodic digest (`palisade report`, and its daily schedule in the daemon) and the AbuseIPDB
+//! reporter. Secrets (SMTP passwords, API keys, web hook URLs) are read from the configuration
+//! or from files ([`secret`]) and never logged.
+//!
+//! Depends on no pipeline crate: the daemon hands it decisions through
+//! [`palisade_core::Observer`], the digest reads the store.
 //!
 //! Everything that runs inside the daemon (notifier, AbuseIPDB reporter) is a
 //! [`palisade_core::Observer`] that only queues work for its own background thread, so the
@@ -9,15 +13,10 @@
 #![warn(missing_docs)]
 
 pub mod abuseipdb;
-pub mod analyze;
 pub mod digest;
-pub mod fail2ban;
-pub mod geo;
 pub mod mail;
 pub mod notify;
-pub mod render;
 pub mod secret;
-pub mod svg;
 
 pub use notify::build_notifier;
 
