@@ -16,7 +16,7 @@ use palisade_core::{Allowlist, Clock, Decision, Event, Observer, Origin, Timesta
 use palisade_detect::{Action, Engine, UnbanReason};
 use palisade_filter::{Filter, LineCtx, Outcome};
 use palisade_respond::Responder;
-use palisade_source::{LineMeta, LineSink, SourceOptions, SourceSpec};
+use palisade_source::{LineMeta, LineSink, Position, SourceOptions, SourceSpec};
 use palisade_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,8 +29,15 @@ use std::time::Duration;
 const BATCH: usize = 256;
 /// Event batches buffered between sources and the engine (back-pressure beyond).
 const EVENT_QUEUE: usize = 256;
-/// Messages buffered towards the store writer (events beyond are dropped and counted).
+/// Messages buffered towards the store writer (back-pressure beyond: events are not dropped,
+/// since a source position may only pass lines whose events are stored).
 const STORE_QUEUE: usize = 1024;
+/// Event batches the store writer merges into one transaction at most.
+const STORE_COALESCE: usize = 64;
+/// Events of one source held by the store writer while waiting for a position, at most.
+const UNACKED_MAX: usize = 1_000_000;
+/// Events read back from the store at start to restore the jails' failure counts, at most.
+const WARM_UP_MAX: usize = 1_000_000;
 
 /// Start-up failure. Nothing keeps running when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +112,9 @@ pub struct Stats {
     pub lines: AtomicU64,
     /// Events produced by filters.
     pub events: AtomicU64,
-    /// Events not stored because the store writer was behind.
+    /// Events not stored. Since acknowledged positions, events are no longer dropped when the
+    /// store writer lags (the sources wait instead); this counts events of a batch whose
+    /// transaction failed.
     pub events_dropped: AtomicU64,
     /// Decisions taken.
     pub decisions: AtomicU64,
@@ -113,6 +122,11 @@ pub struct Stats {
     pub responder_errors: AtomicU64,
     /// Store failures.
     pub store_errors: AtomicU64,
+    /// Source positions stored (acknowledged: their lines' events and decisions committed).
+    pub positions_acked: AtomicU64,
+    /// Set when a store failure stopped positions from moving for the rest of the run (the
+    /// lines since are read again after a restart; their events may then be stored twice).
+    pub positions_held: AtomicBool,
     /// Source failures.
     pub source_errors: AtomicU64,
     /// Jails skipped because their filter could not be built (at start or reload).
@@ -130,6 +144,8 @@ impl Stats {
             "decisions": self.decisions.load(Relaxed),
             "responder_errors": self.responder_errors.load(Relaxed),
             "store_errors": self.store_errors.load(Relaxed),
+            "positions_acked": self.positions_acked.load(Relaxed),
+            "positions_held": self.positions_held.load(Relaxed),
             "source_errors": self.source_errors.load(Relaxed),
             "filter_errors": self.filter_errors.load(Relaxed),
             "jail_errors": self.jail_errors.lock().unwrap().clone(),
@@ -137,8 +153,14 @@ impl Stats {
     }
 }
 
+/// Which source a batch comes from (its key in the store's positions; `None` for stdin,
+/// which has no position) and, when the source gave one, the position that covers the batch
+/// and every earlier line of that source.
+type SourcePos = (Option<Arc<str>>, Option<Position>);
+
 enum EngineMsg {
-    Events(Vec<(u16, Event)>),
+    /// Events of one source, with its [`SourcePos`].
+    Events(Vec<(u16, Event)>, SourcePos),
     Control(Request, Sender<Response>),
     Reconfigure(
         Box<palisade_detect::EngineConfig>,
@@ -159,7 +181,10 @@ enum RespMsg {
 }
 
 enum StoreMsg {
-    Events(String, Vec<Event>),
+    /// Events of one source batch, per jail, and their [`SourcePos`]. Events of a source with
+    /// positions are held until a position covering them comes, then stored with it in one
+    /// transaction, after every decision sent before it.
+    Batch(Vec<(String, Vec<Event>)>, SourcePos),
     Decision(Decision),
     Revoke(IpNet),
     Stop,
@@ -290,16 +315,24 @@ struct SourceSink {
     stats: Arc<Stats>,
     lines: u64,
     now: Timestamp,
+    /// The source's key in the store's positions (its state id); `None` for stdin.
+    key: Option<Arc<str>>,
+    /// Last position delivered per source, for sources restarted by a reload.
+    delivered: Arc<Mutex<HashMap<String, Position>>>,
 }
 
 impl SourceSink {
     fn flush(&mut self) {
+        self.send(None);
+    }
+
+    fn send(&mut self, pos: Option<Position>) {
         self.stats.lines.fetch_add(self.lines, Relaxed);
         self.lines = 0;
-        if !self.batch.is_empty() {
+        if !self.batch.is_empty() || pos.is_some() {
             let b = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             self.stats.events.fetch_add(b.len() as u64, Relaxed);
-            let _ = self.tx.send(EngineMsg::Events(b));
+            let _ = self.tx.send(EngineMsg::Events(b, (self.key.clone(), pos)));
         }
     }
 }
@@ -331,6 +364,18 @@ impl LineSink for SourceSink {
     fn idle(&mut self) {
         self.now = self.clock.now();
         self.flush();
+    }
+
+    /// The position covers every line delivered so far: it travels with the batch holding
+    /// their last events, and the store writer stores it once they are committed.
+    fn checkpoint(&mut self, pos: &Position) {
+        if let Some(k) = &self.key {
+            self.delivered
+                .lock()
+                .unwrap()
+                .insert(k.to_string(), pos.clone());
+        }
+        self.send(Some(pos.clone()));
     }
 }
 
@@ -520,6 +565,9 @@ pub struct Daemon {
     follow: bool,
     clock: Arc<dyn Clock>,
     source_errors: Arc<Mutex<Vec<String>>>,
+    /// Where each source (by state id) resumes: the stored, acknowledged position at start,
+    /// then the last position delivered (sources restarted by a reload continue there).
+    positions: Arc<Mutex<HashMap<String, Position>>>,
 }
 
 impl Daemon {
@@ -567,7 +615,16 @@ impl Daemon {
             "restored bans in force"
         );
         engine.restore(active, memory);
+        let mut initial = Vec::new();
+        warm_up(&mut *store, &mut engine, now, &mut initial);
         phase.done("restore engine state");
+        let positions = match store.source_positions() {
+            Ok(v) => v.into_iter().map(|(k, p)| (k, Position(p))).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "stored source positions unreadable; sources start afresh");
+                HashMap::new()
+            }
+        };
 
         let (engine_tx, engine_rx) = bounded::<EngineMsg>(EVENT_QUEUE);
         let (resp_tx, resp_rx) = bounded::<RespMsg>(4096);
@@ -599,6 +656,7 @@ impl Daemon {
                 .spawn(move || {
                     engine_loop(
                         engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats, observer,
+                        initial,
                     )
                 })
                 .expect("spawn engine thread")
@@ -627,6 +685,7 @@ impl Daemon {
             follow: opts.follow,
             clock: opts.clock,
             source_errors: Default::default(),
+            positions: Arc::new(Mutex::new(positions)),
         };
         d.start_sources(&cfg, groups, filters);
         phase.done("start threads");
@@ -641,11 +700,28 @@ impl Daemon {
     ) {
         self.sources_stop = Arc::new(AtomicBool::new(false));
         for (g, f) in groups.into_iter().zip(filters) {
+            let key = state_key(&g.key);
+            // The acknowledged position (stored with the events it covers); before the first
+            // one, the state file an older version saved.
+            let resume = self
+                .positions
+                .lock()
+                .unwrap()
+                .get(&key)
+                .cloned()
+                .or_else(|| {
+                    Position::from_state_dir(
+                        &g.spec,
+                        &PathBuf::from(&cfg.general.state_dir).join(&key),
+                    )
+                });
             let opts = SourceOptions {
                 from_start: self.opts_from_start,
                 max_line: cfg.general.max_line,
-                state_dir: Some(PathBuf::from(&cfg.general.state_dir).join(state_key(&g.key))),
+                // Positions live in the store now (acknowledged), not in state files.
+                state_dir: None,
                 follow: self.follow,
+                resume,
                 ..SourceOptions::default()
             };
             let mut sink = SourceSink {
@@ -657,6 +733,8 @@ impl Daemon {
                 stats: self.stats.clone(),
                 lines: 0,
                 now: self.clock.now(),
+                key: (!matches!(g.spec, SourceSpec::Stdin)).then(|| Arc::from(key.as_str())),
+                delivered: self.positions.clone(),
             };
             let stop = self.sources_stop.clone();
             let stats = self.stats.clone();
@@ -882,6 +960,7 @@ fn engine_loop(
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
+    mut initial: Vec<Action>,
 ) {
     let ctx = EngineCtx {
         resp_tx,
@@ -890,6 +969,8 @@ fn engine_loop(
         observer,
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
+    // Bans the warm-up (failure counts restored from stored events) reached.
+    ctx.dispatch(&mut initial);
     let mut actions = Vec::new();
     let mut allow = AllowSources {
         configured: engine.config().allowlist.clone(),
@@ -898,7 +979,7 @@ fn engine_loop(
     loop {
         select! {
             recv(rx) -> msg => match msg {
-                Ok(EngineMsg::Events(batch)) => {
+                Ok(EngineMsg::Events(batch, pos)) => {
                     let mut per_jail: HashMap<u16, Vec<Event>> = HashMap::new();
                     for (jail, ev) in batch {
                         if let (Some(o), Some(name)) = (&ctx.observer, jail_names.get(jail as usize)) {
@@ -908,11 +989,17 @@ fn engine_loop(
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);
                     }
-                    for (jail, evs) in per_jail {
-                        let name = jail_names.get(jail as usize).cloned().unwrap_or_default();
-                        if ctx.store_tx.try_send(StoreMsg::Events(name, evs)).is_err() {
-                            ctx.stats.events_dropped.fetch_add(1, Relaxed);
-                        }
+                    let evs: Vec<(String, Vec<Event>)> = per_jail
+                        .into_iter()
+                        .map(|(jail, evs)| {
+                            (jail_names.get(jail as usize).cloned().unwrap_or_default(), evs)
+                        })
+                        .collect();
+                    // Blocking: the bans are already on their way to the firewall; waiting
+                    // here only slows reading when the store lags, and a position never
+                    // passes a line whose events were dropped.
+                    if !evs.is_empty() || pos.1.is_some() {
+                        let _ = ctx.store_tx.send(StoreMsg::Batch(evs, pos));
                     }
                 }
                 Ok(EngineMsg::Control(req, reply)) => {
@@ -1113,6 +1200,30 @@ fn handle_other(
     true
 }
 
+/// Retries a store write a few times (a locked SQLite file, a PostgreSQL reconnect).
+fn with_retry<T>(
+    mut f: impl FnMut() -> Result<T, palisade_store::StoreError>,
+) -> Result<T, palisade_store::StoreError> {
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..3 {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "store write failed; retrying");
+                std::thread::sleep(wait);
+                wait *= 4;
+            }
+        }
+    }
+    f()
+}
+
+/// The store writer. Decisions are committed one by one as they come; event batches are
+/// merged (up to [`STORE_COALESCE`]) and committed with the newest position of each source
+/// they carry, in one transaction. Messages are handled in order, so when a position is
+/// stored, every decision taken on the lines it covers is already committed: the position is
+/// *acknowledged*. After a failure that lost a decision or a batch, positions stop moving for
+/// the rest of the run (`positions_held`), so a restart reads those lines again.
 fn store_loop(
     mut store: Box<dyn Store>,
     rx: Receiver<StoreMsg>,
@@ -1123,22 +1234,94 @@ fn store_loop(
         stats.store_errors.fetch_add(1, Relaxed);
         tracing::error!(error = %e, "store {what} failed");
     };
+    let hold = || {
+        if !stats.positions_held.swap(true, Relaxed) {
+            tracing::error!(
+                "source positions no longer advance until restart: lines since will be read again"
+            );
+        }
+    };
     let mut last_expire = clock.now();
+    let mut pending: Option<StoreMsg> = None;
+    // Events of each source not yet covered by a position it gave.
+    let mut unacked: HashMap<Arc<str>, Vec<(String, Vec<Event>)>> = HashMap::new();
     loop {
-        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(_) => break,
+        let msg = match pending.take() {
+            Some(m) => Some(m),
+            None => match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(m) => Some(m),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(_) => break,
+            },
         };
         match msg {
-            Some(StoreMsg::Events(jail, evs)) => {
-                if let Err(e) = store.record_events(&jail, &evs) {
-                    err(e, "events");
+            Some(StoreMsg::Batch(evs, pos)) => {
+                // Events to commit now, and the newest position of each source among them.
+                let mut commit: Vec<(String, Vec<Event>)> = Vec::new();
+                let mut positions: HashMap<Arc<str>, Position> = HashMap::new();
+                let mut take = |evs: Vec<(String, Vec<Event>)>, pos: SourcePos| match pos {
+                    (Some(k), Some(p)) => {
+                        if let Some(mut held) = unacked.remove(&k) {
+                            held.extend(evs);
+                            commit.extend(held);
+                        } else {
+                            commit.extend(evs);
+                        }
+                        positions.insert(k, p);
+                    }
+                    (Some(k), None) => {
+                        let held = unacked.entry(k).or_default();
+                        held.extend(evs);
+                        // Bounded: a source checkpoints after every round of reads, so this
+                        // is only reached by a runaway; store them without a position then.
+                        if held.iter().map(|(_, e)| e.len()).sum::<usize>() > UNACKED_MAX {
+                            commit.append(held);
+                        }
+                    }
+                    (None, _) => commit.extend(evs),
+                };
+                take(evs, pos);
+                for _ in 1..STORE_COALESCE {
+                    match rx.try_recv() {
+                        Ok(StoreMsg::Batch(more, pos)) => take(more, pos),
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let held = stats.positions_held.load(Relaxed);
+                let pos: Vec<(&str, &str)> = if held {
+                    Vec::new()
+                } else {
+                    positions
+                        .iter()
+                        .map(|(k, p)| (&**k, p.0.as_str()))
+                        .collect()
+                };
+                let ev: Vec<(&str, &[Event])> = commit
+                    .iter()
+                    .map(|(j, e)| (j.as_str(), e.as_slice()))
+                    .collect();
+                if !ev.is_empty() || !pos.is_empty() {
+                    match with_retry(|| store.record_batch(&ev, &pos)) {
+                        Ok(()) => {
+                            stats.positions_acked.fetch_add(pos.len() as u64, Relaxed);
+                        }
+                        Err(e) => {
+                            let n: usize = commit.iter().map(|(_, e)| e.len()).sum();
+                            stats.events_dropped.fetch_add(n as u64, Relaxed);
+                            err(e, "events");
+                            hold();
+                        }
+                    }
                 }
             }
             Some(StoreMsg::Decision(d)) => {
-                if let Err(e) = store.insert_decision(&d) {
+                if let Err(e) = with_retry(|| store.insert_decision(&d)) {
                     err(e, "decision");
+                    hold();
                 }
             }
             Some(StoreMsg::Revoke(target)) => {
@@ -1176,6 +1359,51 @@ fn store_loop(
         }
     }
     let _ = store.expire_decisions_quietly(clock.now());
+}
+
+/// Restores the jails' failure counts from the events stored within the longest find time
+/// (at most [`WARM_UP_MAX`], oldest first): the source positions are past those lines, so
+/// they are not read again, and without this a crash would forget failures counted towards
+/// a ban not yet taken. Bans the counts reach go to `out`.
+fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut Vec<Action>) {
+    let Some(find_time) = engine.config().jails.iter().map(|j| j.find_time).max() else {
+        return;
+    };
+    const PAGE: u32 = 10_000;
+    let mut evs = Vec::new();
+    let mut before_id = None;
+    loop {
+        let q = palisade_store::EventQuery {
+            since: Some(now.minus(find_time)),
+            before_id,
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        match store.events(&q) {
+            Ok(page) => {
+                let n = page.len();
+                before_id = page.last().map(|e| e.id);
+                evs.extend(page);
+                if n < PAGE as usize || evs.len() >= WARM_UP_MAX {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stored events unreadable: failure counts start afresh");
+                return;
+            }
+        }
+    }
+    evs.reverse();
+    for se in &evs {
+        if let Some(j) = engine.jail_index(&se.jail) {
+            engine.observe(j, &se.event, out);
+        }
+    }
+    tracing::info!(
+        events = evs.len(),
+        "failure counts restored from stored events"
+    );
 }
 
 /// Records a decision directly in the store (daemon not running): used by
