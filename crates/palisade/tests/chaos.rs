@@ -173,7 +173,7 @@ fn kill9(child: &mut Child) {
 }
 
 /// One run: burst written by a thread while the daemon is killed `kills` times.
-fn chaos_run(seed: u64, kills: usize) -> (Duration, Vec<u64>) {
+fn chaos_run(seed: u64, kills: usize) -> (Duration, Vec<(u64, u32)>) {
     let mut rng = Rng(seed);
     let run = Run {
         dir: tempfile::tempdir().unwrap(),
@@ -227,8 +227,9 @@ fn chaos_run(seed: u64, kills: usize) -> (Duration, Vec<u64>) {
     for _ in 0..kills {
         let ms = rng.below(2_500);
         std::thread::sleep(Duration::from_millis(ms));
-        kill_ms.push(ms);
         kill9(&mut child);
+        // How far the killed daemon got: events stored when it died.
+        kill_ms.push((ms, run.events().values().sum::<u32>()));
         starts += 1;
         child = run.start(&cfg, starts);
     }
@@ -275,7 +276,7 @@ fn chaos_run(seed: u64, kills: usize) -> (Duration, Vec<u64>) {
     let extra: HashSet<_> = bans.keys().filter(|a| !events.contains_key(a)).collect();
     assert!(
         missing.is_empty(),
-        "seed {seed}, kills at {kill_ms:?} ms: {} offenders not banned exactly once, e.g. {:?}",
+        "seed {seed}, kills at {kill_ms:?}: {} offenders not banned exactly once, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(5)]
     );
@@ -295,7 +296,7 @@ fn kill9_during_a_burst_loses_no_offender_and_counts_no_line_twice() {
         let kills = 1 + (r % 2) as usize;
         let (spent, kill_ms) = chaos_run(seed, kills);
         eprintln!(
-            "chaos run {r}: seed {seed:#x}, kill -9 after {kill_ms:?} ms, all {ADDRESSES} addresses exact, done in {:.1} s",
+            "chaos run {r}: seed {seed:#x}, kill -9 at (ms after start, events stored) {kill_ms:?}, all {ADDRESSES} addresses exact, done in {:.1} s",
             spent.as_secs_f64()
         );
     }
