@@ -87,6 +87,9 @@ pub struct General {
     pub timezone: String,
     /// Longest log line kept, in bytes; longer lines are cut and counted.
     pub max_line: usize,
+    /// How often the bans in force are applied again to every responder (reconcile), so that
+    /// a ban lost by the firewall or whose apply failed for good is restored. 0 turns it off.
+    pub reconcile_interval: Dur,
 }
 
 impl Default for General {
@@ -98,6 +101,7 @@ impl Default for General {
             log_level: "info".into(),
             timezone: "system".into(),
             max_line: 16 * 1024,
+            reconcile_interval: Dur(Duration::from_secs(300)),
         }
     }
 }

@@ -118,8 +118,19 @@ pub struct Stats {
     pub events_dropped: AtomicU64,
     /// Decisions taken.
     pub decisions: AtomicU64,
-    /// Responder failures.
+    /// Responder failures (every failed apply, retry, revoke or reconcile).
     pub responder_errors: AtomicU64,
+    /// Failures per responder name.
+    pub responder_failures: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The last responder failure: `responder: error`.
+    pub responder_last_error: Mutex<Option<String>>,
+    /// Applies retried after a failure.
+    pub responder_retries: AtomicU64,
+    /// Decisions waiting for a retry of a failed apply.
+    pub responder_pending: AtomicU64,
+    /// Failed applies given up after [`RETRY_MAX`] attempts (the periodic reconcile tries
+    /// them again).
+    pub responder_given_up: AtomicU64,
     /// Store failures.
     pub store_errors: AtomicU64,
     /// Source positions stored (acknowledged: their lines' events and decisions committed).
@@ -136,6 +147,19 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts a failure of `responder`.
+    fn responder_failed(&self, responder: &str, what: &str, error: &str) {
+        self.responder_errors.fetch_add(1, Relaxed);
+        *self
+            .responder_failures
+            .lock()
+            .unwrap()
+            .entry(responder.to_string())
+            .or_default() += 1;
+        *self.responder_last_error.lock().unwrap() = Some(format!("{responder}: {what}: {error}"));
+        tracing::error!(responder, error, "{what} failed");
+    }
+
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "lines": self.lines.load(Relaxed),
@@ -143,6 +167,11 @@ impl Stats {
             "events_dropped": self.events_dropped.load(Relaxed),
             "decisions": self.decisions.load(Relaxed),
             "responder_errors": self.responder_errors.load(Relaxed),
+            "responder_failures": self.responder_failures.lock().unwrap().clone(),
+            "responder_last_error": self.responder_last_error.lock().unwrap().clone(),
+            "responder_retries": self.responder_retries.load(Relaxed),
+            "responder_pending": self.responder_pending.load(Relaxed),
+            "responder_given_up": self.responder_given_up.load(Relaxed),
             "store_errors": self.store_errors.load(Relaxed),
             "positions_acked": self.positions_acked.load(Relaxed),
             "positions_held": self.positions_held.load(Relaxed),
@@ -175,8 +204,9 @@ enum RespMsg {
     Revoke(Vec<Decision>, UnbanReason),
     Reconcile(Vec<Decision>),
     Replace(Box<ResponderSet>),
-    /// Answered once every earlier message has been handled.
-    Barrier(Sender<()>),
+    /// Answered once every earlier message has been handled, with the failures of the last
+    /// apply of each given target (empty: all applied).
+    Barrier(Sender<Vec<String>>, Vec<IpNet>),
     Stop,
 }
 
@@ -242,22 +272,45 @@ impl ResponderSet {
         self.routes.get(&d.jail).unwrap_or(&self.default)
     }
 
-    fn apply(&mut self, ds: &[Decision], now: Timestamp, stats: &Stats) {
+    /// Applies `ds` to their responders; returns the batches that failed (responder index,
+    /// batch, error).
+    fn apply(
+        &mut self,
+        ds: &[Decision],
+        now: Timestamp,
+        stats: &Stats,
+    ) -> Vec<(usize, Vec<Decision>, String)> {
         let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
         for d in ds.iter().filter(|d| !d.simulated && d.active_at(now)) {
             for &i in self.targets(d) {
                 per[i].push(d.clone());
             }
         }
+        let mut failed = Vec::new();
         for (i, batch) in per.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(e) = self.responders[i].apply(&batch, now) {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(responder = self.responders[i].name(), error = %e, "apply failed");
+            if let Err(e) = self.apply_one(i, &batch, now, stats) {
+                failed.push((i, batch, e));
             }
         }
+        failed
+    }
+
+    /// Applies a batch to responder `i`, counting a failure.
+    fn apply_one(
+        &mut self,
+        i: usize,
+        batch: &[Decision],
+        now: Timestamp,
+        stats: &Stats,
+    ) -> Result<(), String> {
+        self.responders[i].apply(batch, now).map_err(|e| {
+            let e = e.to_string();
+            stats.responder_failed(self.responders[i].name(), "apply", &e);
+            e
+        })
     }
 
     fn revoke(&mut self, ds: &[Decision], reason: UnbanReason, stats: &Stats) {
@@ -275,8 +328,7 @@ impl ResponderSet {
                 continue;
             }
             if let Err(e) = self.responders[i].revoke(&batch) {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(responder = self.responders[i].name(), error = %e, "revoke failed");
+                stats.responder_failed(self.responders[i].name(), "revoke", &e.to_string());
             }
         }
     }
@@ -616,6 +668,7 @@ impl Daemon {
         );
         engine.restore(active, memory);
         let mut initial = Vec::new();
+        let reconcile_every = Some(cfg.general.reconcile_interval.0).filter(|d| !d.is_zero());
         warm_up(&mut *store, &mut engine, now, &mut initial);
         phase.done("restore engine state");
         let positions = match store.source_positions() {
@@ -655,8 +708,18 @@ impl Daemon {
                 .name("engine".into())
                 .spawn(move || {
                     engine_loop(
-                        engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats, observer,
-                        initial,
+                        engine,
+                        jail_names,
+                        engine_rx,
+                        resp_tx,
+                        store_tx,
+                        clock,
+                        stats,
+                        observer,
+                        EngineStart {
+                            initial,
+                            reconcile_every,
+                        },
                     )
                 })
                 .expect("spawn engine thread")
@@ -906,11 +969,20 @@ struct EngineCtx {
 impl EngineCtx {
     /// Waits (at most 10 s) until the responder thread has handled everything sent so far,
     /// so an operator's ban/unban is in force when the command returns.
-    fn sync_responders(&self) {
+    /// Returns the failures of the last apply of `targets` (retried in the background).
+    fn sync_responders(&self, targets: Vec<IpNet>) -> Result<(), String> {
         let (tx, rx) = bounded(1);
-        if self.resp_tx.send(RespMsg::Barrier(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
+        if self.resp_tx.send(RespMsg::Barrier(tx, targets)).is_ok() {
+            if let Ok(errors) = rx.recv_timeout(Duration::from_secs(10)) {
+                if !errors.is_empty() {
+                    return Err(format!(
+                        "decision recorded but not applied (retrying): {}",
+                        errors.join("; ")
+                    ));
+                }
+            }
         }
+        Ok(())
     }
 
     fn dispatch(&self, actions: &mut Vec<Action>) {
@@ -951,6 +1023,14 @@ impl EngineCtx {
     }
 }
 
+/// What the engine thread starts with besides its channels.
+struct EngineStart {
+    /// Actions of the warm-up, dispatched first.
+    initial: Vec<Action>,
+    /// Interval of the periodic reconcile (`general.reconcile_interval`).
+    reconcile_every: Option<Duration>,
+}
+
 fn engine_loop(
     mut engine: Engine,
     mut jail_names: Vec<String>,
@@ -960,8 +1040,13 @@ fn engine_loop(
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
-    mut initial: Vec<Action>,
+    start: EngineStart,
 ) {
+    let EngineStart {
+        mut initial,
+        reconcile_every,
+    } = start;
+    let mut last_reconcile = std::time::Instant::now();
     let ctx = EngineCtx {
         resp_tx,
         store_tx,
@@ -1021,6 +1106,12 @@ fn engine_loop(
             recv(tick) -> _ => {
                 engine.expire(clock.now(), &mut actions);
                 ctx.dispatch(&mut actions);
+                if reconcile_every.is_some_and(|every| last_reconcile.elapsed() >= every) {
+                    // Puts back what the firewall lost and what failed to apply for good.
+                    last_reconcile = std::time::Instant::now();
+                    let active: Vec<Decision> = engine.active().cloned().collect();
+                    let _ = ctx.resp_tx.send(RespMsg::Reconcile(active));
+                }
             }
         }
     }
@@ -1095,7 +1186,9 @@ fn handle_control(
             ) {
                 Ok(d) => {
                     ctx.dispatch(actions);
-                    ctx.sync_responders();
+                    if let Err(e) = ctx.sync_responders(vec![d.target]) {
+                        return Response::err(e);
+                    }
                     Response::ok(serde_json::to_value(d).unwrap_or_default())
                 }
                 Err(e) => Response::err(e),
@@ -1108,7 +1201,7 @@ fn handle_control(
             };
             let n = engine.unban(&t, actions);
             ctx.dispatch(actions);
-            ctx.sync_responders();
+            let _ = ctx.sync_responders(Vec::new());
             // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
             let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
             Response::ok(serde_json::json!({"lifted": n}))
@@ -1136,18 +1229,149 @@ fn handle_control(
     }
 }
 
+/// A failed apply waiting for its next attempt.
+struct Retry {
+    responder: usize,
+    batch: Vec<Decision>,
+    attempts: u32,
+    due: std::time::Instant,
+}
+
+/// The responder thread's state besides the responders.
+struct RespState {
+    retries: Vec<Retry>,
+    /// Targets whose last apply failed, with the error (for the control reply); bounded.
+    failed: HashMap<IpNet, String>,
+}
+
+/// Attempts of a failed apply at most (the first included); then the periodic reconcile is
+/// what applies it again.
+const RETRY_MAX: u32 = 8;
+/// Wait before the first retry; doubled each time up to [`RETRY_WAIT_MAX`].
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Failed targets remembered for control replies, at most.
+const FAILED_MAX: usize = 65_536;
+
+impl RespState {
+    fn note(&mut self, set: &ResponderSet, failures: Vec<(usize, Vec<Decision>, String)>) {
+        for (i, batch, e) in failures {
+            for d in &batch {
+                if self.failed.len() < FAILED_MAX {
+                    self.failed
+                        .insert(d.target, format!("{}: {e}", set.responders[i].name()));
+                }
+            }
+            self.retries.push(Retry {
+                responder: i,
+                batch,
+                attempts: 1,
+                due: std::time::Instant::now() + RETRY_WAIT,
+            });
+        }
+    }
+
+    fn applied(&mut self, ds: &[Decision]) {
+        if !self.failed.is_empty() {
+            for d in ds {
+                self.failed.remove(&d.target);
+            }
+        }
+    }
+
+    /// Drops pending retries of lifted targets.
+    fn revoked(&mut self, ds: &[Decision]) {
+        for r in &mut self.retries {
+            r.batch.retain(|d| !ds.iter().any(|x| x.target == d.target));
+        }
+        self.retries.retain(|r| !r.batch.is_empty());
+        for d in ds {
+            self.failed.remove(&d.target);
+        }
+    }
+
+    /// Runs the retries that are due.
+    fn run_due(&mut self, set: &mut ResponderSet, now: Timestamp, stats: &Stats) {
+        let t = std::time::Instant::now();
+        let mut i = 0;
+        while i < self.retries.len() {
+            if self.retries[i].due > t {
+                i += 1;
+                continue;
+            }
+            let mut r = self.retries.swap_remove(i);
+            r.batch.retain(|d| d.active_at(now));
+            if r.batch.is_empty() || r.responder >= set.responders.len() {
+                continue;
+            }
+            stats.responder_retries.fetch_add(1, Relaxed);
+            match set.apply_one(r.responder, &r.batch, now, stats) {
+                Ok(()) => {
+                    tracing::info!(
+                        responder = set.responders[r.responder].name(),
+                        decisions = r.batch.len(),
+                        attempts = r.attempts + 1,
+                        "apply succeeded on retry"
+                    );
+                    let done = std::mem::take(&mut r.batch);
+                    self.applied(&done);
+                }
+                Err(_) if r.attempts + 1 >= RETRY_MAX => {
+                    stats.responder_given_up.fetch_add(1, Relaxed);
+                    tracing::error!(
+                        responder = set.responders[r.responder].name(),
+                        decisions = r.batch.len(),
+                        "apply given up after {RETRY_MAX} attempts; the periodic reconcile will try again"
+                    );
+                }
+                Err(_) => {
+                    r.attempts += 1;
+                    let wait = RETRY_WAIT
+                        .saturating_mul(1 << (r.attempts - 1).min(16))
+                        .min(RETRY_WAIT_MAX);
+                    r.due = t + wait;
+                    self.retries.push(r);
+                }
+            }
+        }
+        let pending: usize = self.retries.iter().map(|r| r.batch.len()).sum();
+        stats.responder_pending.store(pending as u64, Relaxed);
+    }
+
+    fn next_due(&self) -> Duration {
+        let t = std::time::Instant::now();
+        self.retries
+            .iter()
+            .map(|r| r.due.saturating_duration_since(t))
+            .min()
+            .unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+/// The responder thread: applies and revokes in order; a failed apply is retried with
+/// backoff (at most [`RETRY_MAX`] attempts, waits from [`RETRY_WAIT`] doubling up to
+/// [`RETRY_WAIT_MAX`]), counted per responder in [`Stats`], and reported to a control request
+/// waiting on it.
 fn responder_loop(
     mut set: ResponderSet,
     rx: Receiver<RespMsg>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
 ) {
+    let mut st = RespState {
+        retries: Vec::new(),
+        failed: HashMap::new(),
+    };
     let mut pending: Option<RespMsg> = None;
     loop {
         let msg = match pending.take() {
             Some(m) => m,
-            None => match rx.recv() {
+            None => match rx.recv_timeout(st.next_due()) {
                 Ok(m) => m,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    st.run_due(&mut set, clock.now(), &stats);
+                    continue;
+                }
                 Err(_) => break,
             },
         };
@@ -1164,13 +1388,18 @@ fn responder_loop(
                         Err(_) => break,
                     }
                 }
-                set.apply(&ds, clock.now(), &stats);
+                let failures = set.apply(&ds, clock.now(), &stats);
+                st.applied(&ds);
+                st.note(&set, failures);
             }
             other => {
-                if !handle_other(&mut set, other, &clock, &stats) {
+                if !handle_other(&mut set, &mut st, other, &clock, &stats) {
                     break;
                 }
             }
+        }
+        if !st.retries.is_empty() {
+            st.run_due(&mut set, clock.now(), &stats);
         }
     }
 }
@@ -1178,22 +1407,41 @@ fn responder_loop(
 /// Handles a non-apply message; false on Stop.
 fn handle_other(
     set: &mut ResponderSet,
+    st: &mut RespState,
     msg: RespMsg,
     clock: &Arc<dyn Clock>,
     stats: &Stats,
 ) -> bool {
     match msg {
-        RespMsg::Apply(ds) => set.apply(&ds, clock.now(), stats),
-        RespMsg::Revoke(ds, why) => set.revoke(&ds, why, stats),
+        RespMsg::Apply(ds) => {
+            let failures = set.apply(&ds, clock.now(), stats);
+            st.applied(&ds);
+            st.note(set, failures);
+        }
+        RespMsg::Revoke(ds, why) => {
+            st.revoked(&ds);
+            set.revoke(&ds, why, stats);
+        }
         RespMsg::Reconcile(active) => {
             if let Err(e) = set.reconcile(&active, clock.now()) {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "reconcile after reload failed");
+                stats.responder_failed("reconcile", "reconcile", &e.to_string());
+            } else {
+                // Everything in force is applied now.
+                st.retries.clear();
+                st.failed.clear();
+                stats.responder_pending.store(0, Relaxed);
             }
         }
-        RespMsg::Replace(new) => *set = *new,
-        RespMsg::Barrier(done) => {
-            let _ = done.send(());
+        RespMsg::Replace(new) => {
+            *set = *new;
+            st.retries.clear();
+        }
+        RespMsg::Barrier(done, targets) => {
+            let errors = targets
+                .iter()
+                .filter_map(|t| st.failed.get(t).cloned())
+                .collect();
+            let _ = done.send(errors);
         }
         RespMsg::Stop => return false,
     }
