@@ -1424,7 +1424,12 @@ fn handle_other(
         }
         RespMsg::Reconcile(active) => {
             if let Err(e) = set.reconcile(&active, clock.now()) {
-                stats.responder_failed("reconcile", "reconcile", &e.to_string());
+                match e {
+                    DaemonError::Reconcile(name, e) => {
+                        stats.responder_failed(&name, "reconcile", &e)
+                    }
+                    e => stats.responder_failed("?", "reconcile", &e.to_string()),
+                }
             } else {
                 // Everything in force is applied now.
                 st.retries.clear();
