@@ -41,7 +41,9 @@ impl<'de> Deserialize<'de> for Dur {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::N(n) => crate::check_duration(Duration::from_secs(n))
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
             Raw::S(s) => parse_duration(&s)
                 .map(Dur)
                 .map_err(serde::de::Error::custom),
@@ -62,9 +64,11 @@ impl<'de> Deserialize<'de> for BanTime {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(BanTime(Some(Duration::from_secs(n)))),
+            Raw::N(n) => crate::check_ban_duration(Duration::from_secs(n))
+                .map(|d| BanTime(Some(d)))
+                .map_err(serde::de::Error::custom),
             Raw::S(s) if s == "forever" || s == "permanent" => Ok(BanTime(None)),
-            Raw::S(s) => parse_duration(&s)
+            Raw::S(s) => crate::parse_ban_duration(&s)
                 .map(|d| BanTime(Some(d)))
                 .map_err(|e| serde::de::Error::custom(format!("{e}, or \"forever\""))),
         }

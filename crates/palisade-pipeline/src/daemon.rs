@@ -317,7 +317,7 @@ impl ResponderSet {
         let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
         for d in ds.iter().filter(|d| !d.simulated) {
             for &i in self.targets(d) {
-                if reason == UnbanReason::Expired && self.responders[i].expires_natively() {
+                if reason == UnbanReason::Expired && self.responders[i].expires_natively_for(d) {
                     continue;
                 }
                 per[i].push(d.clone());
@@ -1172,6 +1172,11 @@ fn handle_control(
                 Ok(t) => t,
                 Err(e) => return Response::err(e),
             };
+            if let Some(Err(e)) =
+                duration_secs.map(|s| palisade_config::check_ban_duration(Duration::from_secs(s)))
+            {
+                return Response::err(e);
+            }
             let reason = if reason.is_empty() {
                 "manual ban".to_string()
             } else {
@@ -1207,6 +1212,9 @@ fn handle_control(
             Response::ok(serde_json::json!({"lifted": n}))
         }
         Request::Record { mut decision } => {
+            if let Err(e) = bound_recorded(&mut decision) {
+                return Response::err(e);
+            }
             decision.id = 0;
             decision.target = decision.target.trunc();
             decision.simulated |= engine.config().dry_run;
@@ -1659,13 +1667,35 @@ fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut
     );
 }
 
+/// Bounds a recorded decision's length: a zero-length (or negative) ban is refused, one
+/// longer than [`palisade_config::MAX_DURATION`] becomes permanent (fail2ban's
+/// `bantime.increment` can hand over any length).
+pub fn bound_recorded(d: &mut Decision) -> Result<(), String> {
+    if let Some(e) = d.expires {
+        if e <= d.created {
+            return Err(format!(
+                "{}: a ban must last at least 1 second (expires at or before its creation)",
+                d.target
+            ));
+        }
+        if e.since(d.created) > palisade_config::MAX_DURATION {
+            d.expires = None;
+        }
+    }
+    Ok(())
+}
+
 /// Records a decision directly in the store (daemon not running): used by
 /// `palisade decisions add` and `palisade record`. The daemon applies it at its next start.
+/// Its length is bounded as [`bound_recorded`] does.
 pub fn record_offline(
     store: &mut dyn Store,
     allowlist: &Allowlist,
     d: &Decision,
 ) -> Result<i64, String> {
+    let mut d = d.clone();
+    bound_recorded(&mut d)?;
+    let d = &d;
     if allowlist.overlaps(&d.target) {
         return Err(format!(
             "{} is covered by the allowlist; not banned",

@@ -673,7 +673,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             let t = parse_target(&target).map_err(anyhow::Error::msg)?;
             let dur = duration
                 .as_deref()
-                .map(palisade_config::parse_duration)
+                .map(palisade_config::parse_ban_duration)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let req = Request::Ban {
