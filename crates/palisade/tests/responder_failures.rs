@@ -158,3 +158,27 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     let status = wait_child(&mut child, 30.0).expect("the daemon did not stop");
     assert!(status.success());
 }
+
+#[test]
+fn decisions_add_refuses_zero_and_overlong_durations() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let script = env.script(0);
+    let cfg = env.config(&script);
+    for (dur, want) in [("0", "at least 1 second"), ("11y", "10-year maximum")] {
+        let o = env.cli(
+            &cfg,
+            &["decisions", "add", "203.0.113.9", "--duration", dur],
+        );
+        let (_, err) = text(&o);
+        assert!(!o.status.success() && err.contains(want), "{dur}: {err}");
+    }
+    // Nothing was recorded.
+    let mut store =
+        palisade_store::open(&format!("sqlite:{}", env.p("palisade.db").display())).unwrap();
+    let all = store
+        .decisions(&palisade_store::DecisionQuery::default())
+        .unwrap();
+    assert!(all.is_empty(), "{all:?}");
+}
