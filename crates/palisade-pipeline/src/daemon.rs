@@ -1656,13 +1656,50 @@ fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut
         }
     }
     evs.reverse();
+    // Events up to a ban of their address were consumed by that ban (its counter was reset):
+    // replaying them would ban again once a short ban has ended.
+    let since = now.minus(find_time);
+    let mut banned: HashMap<IpNet, Timestamp> = HashMap::new();
+    let q = palisade_store::DecisionQuery {
+        limit: Some(WARM_UP_MAX as u32),
+        ..Default::default()
+    };
+    match store.decisions(&q) {
+        Ok(ds) => {
+            for d in ds
+                .into_iter()
+                .map(|d| d.decision)
+                .filter(|d| d.created >= since)
+            {
+                let t = banned.entry(d.target.trunc()).or_insert(d.created);
+                *t = (*t).max(d.created);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "stored decisions unreadable for the warm-up"),
+    }
+    let mut lens: Vec<u8> = banned.keys().map(IpNet::prefix_len).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    let consumed = |ip: std::net::IpAddr, time: Timestamp| {
+        lens.iter().any(|&len| {
+            IpNet::new(ip, len)
+                .ok()
+                .and_then(|n| banned.get(&n.trunc()))
+                .is_some_and(|&created| time <= created)
+        })
+    };
+    let mut replayed = 0usize;
     for se in &evs {
+        if consumed(se.event.ip, se.event.time) {
+            continue;
+        }
         if let Some(j) = engine.jail_index(&se.jail) {
             engine.observe(j, &se.event, out);
+            replayed += 1;
         }
     }
     tracing::info!(
-        events = evs.len(),
+        events = replayed,
         "failure counts restored from stored events"
     );
 }

@@ -71,6 +71,10 @@ impl Run {
     }
 
     fn config(&self) -> PathBuf {
+        self.config_ban("1d")
+    }
+
+    fn config_ban(&self, ban_time: &str) -> PathBuf {
         let d = self.dir.path().display();
         let text = format!(
             r#"
@@ -86,7 +90,7 @@ url = "sqlite:{d}/palisade.db"
 [defaults]
 max_retry = {MAX_RETRY}
 find_time = "1h"
-ban_time = "1d"
+ban_time = "{ban_time}"
 responders = ["note"]
 
 [recidive]
@@ -300,4 +304,47 @@ fn kill9_during_a_burst_loses_no_offender_and_counts_no_line_twice() {
             spent.as_secs_f64()
         );
     }
+}
+
+/// The warm-up replays stored events of the find time, but not those a ban already consumed:
+/// a restart after a short ban has ended does not ban the address again.
+#[test]
+fn restart_after_a_short_ban_does_not_ban_again() {
+    let run = Run {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(run.p("auth.log"), "").unwrap();
+    let cfg = run.config_ban("1s");
+    let mut child = run.start(&cfg, 0);
+    wait_for("first stored position", 30.0, || {
+        !run.store()
+            .source_positions()
+            .unwrap_or_default()
+            .is_empty()
+    });
+    let a = addr(7);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(run.p("auth.log"))
+        .unwrap();
+    for u in 0..MAX_RETRY {
+        writeln!(f, "{}", sshd_failed(&a.to_string(), &format!("u{u}"))).unwrap();
+    }
+    wait_for("the ban stored", 30.0, || run.bans().get(&a) == Some(&1));
+    signal(child.id(), "TERM");
+    assert!(wait_child(&mut child, 30.0).is_some_and(|s| s.success()));
+    // The 1 s ban ends; its failures are still inside the 1 h find time.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = run.start(&cfg, 1);
+    // `status` is answered by the engine thread once the warm-up's bans are dispatched;
+    // stopping then drains the store writer.
+    let o = Command::new(BIN)
+        .args(["status", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    signal(child.id(), "TERM");
+    assert!(wait_child(&mut child, 30.0).is_some_and(|s| s.success()));
+    assert_eq!(run.bans().get(&a), Some(&1), "banned again after restart");
+    assert_eq!(run.events().get(&a), Some(&MAX_RETRY));
 }
