@@ -363,15 +363,48 @@ impl Config {
     }
 }
 
-/// Parses a duration: `"10m"`, `"1h30m"`, `"1w"`, or an integer number of seconds.
+pub use palisade_core::MAX_DURATION;
+
+/// Checks a duration against [`MAX_DURATION`].
+pub fn check_duration(d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration of {} s is longer than the 10-year maximum ({} s); use a permanent ban instead",
+            d.as_secs(),
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a ban length: positive (a zero-length ban would be no ban) and at most
+/// [`MAX_DURATION`].
+pub fn check_ban_duration(d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if d.is_zero() {
+        return Err("a ban must last at least 1 second".into());
+    }
+    check_duration(d)
+}
+
+/// Parses a duration: `"10m"`, `"1h30m"`, `"1w"`, or an integer number of seconds; at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     if let Ok(n) = t.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(n));
+        return check_duration(std::time::Duration::from_secs(n));
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"10m\", \"1h\", \"1d\", \"1w\"")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| {
+            format!(
+                "invalid duration {s:?} ({e}); write e.g. \"30s\", \"10m\", \"1h\", \"1d\", \"1w\""
+            )
+        })
+        .and_then(check_duration)
+}
+
+/// Parses a ban length ([`parse_duration`], [`check_ban_duration`]).
+pub fn parse_ban_duration(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s).and_then(check_ban_duration)
 }
 
 impl Config {

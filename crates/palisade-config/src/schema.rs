@@ -38,7 +38,9 @@ impl<'de> Deserialize<'de> for Dur {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::N(n) => crate::check_duration(Duration::from_secs(n))
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
             Raw::S(s) => parse_duration(&s)
                 .map(Dur)
                 .map_err(serde::de::Error::custom),
@@ -59,9 +61,11 @@ impl<'de> Deserialize<'de> for BanTime {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(BanTime(Some(Duration::from_secs(n)))),
+            Raw::N(n) => crate::check_ban_duration(Duration::from_secs(n))
+                .map(|d| BanTime(Some(d)))
+                .map_err(serde::de::Error::custom),
             Raw::S(s) if s == "forever" || s == "permanent" => Ok(BanTime(None)),
-            Raw::S(s) => parse_duration(&s)
+            Raw::S(s) => crate::parse_ban_duration(&s)
                 .map(|d| BanTime(Some(d)))
                 .map_err(|e| serde::de::Error::custom(format!("{e}, or \"forever\""))),
         }
@@ -84,6 +88,9 @@ pub struct General {
     pub timezone: String,
     /// Longest log line kept, in bytes; longer lines are cut and counted.
     pub max_line: usize,
+    /// How often the bans in force are applied again to every responder (reconcile), so that
+    /// a ban lost by the firewall or whose apply failed for good is restored. 0 turns it off.
+    pub reconcile_interval: Dur,
 }
 
 impl Default for General {
@@ -95,6 +102,7 @@ impl Default for General {
             log_level: "info".into(),
             timezone: "system".into(),
             max_line: 16 * 1024,
+            reconcile_interval: Dur(Duration::from_secs(300)),
         }
     }
 }

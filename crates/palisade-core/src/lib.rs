@@ -16,4 +16,4 @@ pub use event::Event;
 pub use journal::JournalFields;
 pub use net::{aggregate, canonical_ip, parse_ip_bytes, target_of};
 pub use observe::{Fanout, Observer, UnbanReason};
-pub use time::{Clock, FixedClock, SystemClock, Timestamp};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp, MAX_DURATION};

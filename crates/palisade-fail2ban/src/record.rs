@@ -262,8 +262,13 @@ pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, RecordError> {
 }
 
 /// Parses fail2ban's `<bantime>`: seconds (a fraction is rounded up), `-1` (or any negative)
-/// for permanent.
+/// for permanent. A ban longer than [`palisade_core::MAX_DURATION`] (what
+/// `bantime.increment` hands over after many bans) is recorded as permanent.
 pub fn parse_bantime(s: &str) -> Result<Option<Duration>, RecordError> {
+    parse_bantime_unbounded(s).map(|d| d.filter(|d| *d <= palisade_core::MAX_DURATION))
+}
+
+fn parse_bantime_unbounded(s: &str) -> Result<Option<Duration>, RecordError> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i64>() {
         return match n {
@@ -273,7 +278,10 @@ pub fn parse_bantime(s: &str) -> Result<Option<Duration>, RecordError> {
         };
     }
     if let Ok(f) = t.parse::<f64>() {
-        if f.is_finite() && f > 0.0 && f < 1e12 {
+        if f.is_finite() && f > 0.0 {
+            if f > palisade_core::MAX_DURATION.as_secs_f64() {
+                return Ok(None);
+            }
             return Ok(Some(Duration::from_secs(f.ceil() as u64)));
         }
         if f.is_finite() && f < 0.0 {
@@ -281,6 +289,12 @@ pub fn parse_bantime(s: &str) -> Result<Option<Duration>, RecordError> {
         }
     }
     // Also `10m`, `1h` (humantime, as durations are written in Palisade's configuration).
+    if let Ok(d) = humantime::parse_duration(t) {
+        if d.is_zero() {
+            return Err(err("--bantime", s, "must be positive, or -1 for permanent"));
+        }
+        return Ok(Some(d));
+    }
     humantime::parse_duration(t).map(Some).map_err(|_| {
         err(
             "--bantime",
@@ -389,6 +403,23 @@ impl Record {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn overlong_bantime_is_permanent_and_zero_refused() {
+        assert_eq!(
+            parse_bantime("600").unwrap(),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(parse_bantime("19000000000").unwrap(), None);
+        assert_eq!(parse_bantime("1.9e10").unwrap(), None);
+        assert_eq!(parse_bantime("-1").unwrap(), None);
+        assert_eq!(
+            parse_bantime("121000000").unwrap(),
+            Some(Duration::from_secs(121_000_000))
+        );
+        assert!(parse_bantime("0").is_err());
+        assert!(parse_bantime("0s").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -20,7 +20,9 @@ use palisade_proto::status::{
     StatusReport, StoreHealth,
 };
 use palisade_respond::Responder;
-use palisade_source::{InputState, LineMeta, LineSink, SourceHealth, SourceOptions, SourceSpec};
+use palisade_source::{
+    InputState, LineMeta, LineSink, Position, SourceHealth, SourceOptions, SourceSpec,
+};
 use palisade_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -33,8 +35,15 @@ use std::time::Duration;
 const BATCH: usize = 256;
 /// Event batches buffered between sources and the engine (back-pressure beyond).
 const EVENT_QUEUE: usize = 256;
-/// Messages buffered towards the store writer (events beyond are dropped and counted).
+/// Messages buffered towards the store writer (back-pressure beyond: events are not dropped,
+/// since a source position may only pass lines whose events are stored).
 const STORE_QUEUE: usize = 1024;
+/// Event batches the store writer merges into one transaction at most.
+const STORE_COALESCE: usize = 64;
+/// Events of one source held by the store writer while waiting for a position, at most.
+const UNACKED_MAX: usize = 1_000_000;
+/// Events read back from the store at start to restore the jails' failure counts, at most.
+const WARM_UP_MAX: usize = 1_000_000;
 
 /// Start-up failure. Nothing keeps running when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -157,14 +166,32 @@ pub struct Stats {
     pub lines: AtomicU64,
     /// Events produced by filters.
     pub events: AtomicU64,
-    /// Events not stored because the store writer was behind.
+    /// Events not stored. Since acknowledged positions, events are no longer dropped when the
+    /// store writer lags (the sources wait instead); this counts events of a batch whose
+    /// transaction failed.
     pub events_dropped: AtomicU64,
     /// Decisions taken.
     pub decisions: AtomicU64,
-    /// Responder failures.
+    /// Responder failures (every failed apply, retry, revoke or reconcile).
     pub responder_errors: AtomicU64,
+    /// Failures per responder name.
+    pub responder_failures: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The last responder failure: `responder: error`.
+    pub responder_last_error: Mutex<Option<String>>,
+    /// Applies retried after a failure.
+    pub responder_retries: AtomicU64,
+    /// Decisions waiting for a retry of a failed apply.
+    pub responder_pending: AtomicU64,
+    /// Failed applies given up after [`RETRY_MAX`] attempts (the periodic reconcile tries
+    /// them again).
+    pub responder_given_up: AtomicU64,
     /// Store failures.
     pub store_errors: AtomicU64,
+    /// Source positions stored (acknowledged: their lines' events and decisions committed).
+    pub positions_acked: AtomicU64,
+    /// Set when a store failure stopped positions from moving for the rest of the run (the
+    /// lines since are read again after a restart; their events may then be stored twice).
+    pub positions_held: AtomicBool,
     /// Source failures.
     pub source_errors: AtomicU64,
     /// Jails skipped because their filter could not be built (at start or reload).
@@ -207,6 +234,20 @@ struct SourceEntry {
 }
 
 impl Stats {
+    /// Counts a failure of `responder` (also in its health entry).
+    fn responder_failed(&self, responder: &str, what: &str, error: &str) {
+        self.responder_errors.fetch_add(1, Relaxed);
+        *self
+            .responder_failures
+            .lock()
+            .unwrap()
+            .entry(responder.to_string())
+            .or_default() += 1;
+        *self.responder_last_error.lock().unwrap() = Some(format!("{responder}: {what}: {error}"));
+        self.responder_result(responder, Err(format!("{what}: {error}")));
+        tracing::error!(responder, error, "{what} failed");
+    }
+
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -226,6 +267,11 @@ impl Stats {
             reload_failures: self.reload_failures.load(Relaxed),
             header_rejects: 0,
             jail_errors: self.jail_errors.lock().unwrap().clone(),
+            responder_retries: self.responder_retries.load(Relaxed),
+            responder_pending: self.responder_pending.load(Relaxed),
+            responder_given_up: self.responder_given_up.load(Relaxed),
+            positions_acked: self.positions_acked.load(Relaxed),
+            positions_held: self.positions_held.load(Relaxed),
         }
     }
 
@@ -310,8 +356,14 @@ impl Stats {
     }
 }
 
+/// Which source a batch comes from (its key in the store's positions; `None` for stdin,
+/// which has no position) and, when the source gave one, the position that covers the batch
+/// and every earlier line of that source.
+type SourcePos = (Option<Arc<str>>, Option<Position>);
+
 enum EngineMsg {
-    Events(Vec<(u16, Event)>),
+    /// Events of one source, with its [`SourcePos`].
+    Events(Vec<(u16, Event)>, SourcePos),
     Control(Request, Sender<Result<Reply, ControlError>>),
     Reconfigure(
         Box<palisade_detect::EngineConfig>,
@@ -326,13 +378,17 @@ enum RespMsg {
     Revoke(Vec<Decision>, UnbanReason),
     Reconcile(Vec<Decision>),
     Replace(Box<ResponderSet>),
-    /// Answered once every earlier message has been handled.
-    Barrier(Sender<()>),
+    /// Answered once every earlier message has been handled, with the failures of the last
+    /// apply of each given target (empty: all applied).
+    Barrier(Sender<Vec<String>>, Vec<IpNet>),
     Stop,
 }
 
 enum StoreMsg {
-    Events(String, Vec<Event>),
+    /// Events of one source batch, per jail, and their [`SourcePos`]. Events of a source with
+    /// positions are held until a position covering them comes, then stored with it in one
+    /// transaction, after every decision sent before it.
+    Batch(Vec<(String, Vec<Event>)>, SourcePos),
     Decision(Decision),
     Revoke(IpNet),
     Stop,
@@ -406,31 +462,53 @@ impl ResponderSet {
         self.routes.get(&d.jail).unwrap_or(&self.default)
     }
 
-    fn apply(&mut self, ds: &[Decision], now: Timestamp, stats: &Stats) {
+    /// Applies `ds` to their responders; returns the batches that failed (responder index,
+    /// batch, error).
+    fn apply(
+        &mut self,
+        ds: &[Decision],
+        now: Timestamp,
+        stats: &Stats,
+    ) -> Vec<(usize, Vec<Decision>, String)> {
         let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
         for d in ds.iter().filter(|d| !d.simulated && d.active_at(now)) {
             for &i in self.targets(d) {
                 per[i].push(d.clone());
             }
         }
+        let mut failed = Vec::new();
         for (i, batch) in per.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
             }
-            let r = self.responders[i].apply(&batch, now);
-            if let Err(e) = &r {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(responder = self.responders[i].name(), error = %e, "apply failed");
+            match self.apply_one(i, &batch, now, stats) {
+                Ok(()) => stats.responder_result(self.responders[i].name(), Ok(())),
+                Err(e) => failed.push((i, batch, e)),
             }
-            stats.responder_result(self.responders[i].name(), r.map_err(|e| e.to_string()));
         }
+        failed
+    }
+
+    /// Applies a batch to responder `i`, counting a failure.
+    fn apply_one(
+        &mut self,
+        i: usize,
+        batch: &[Decision],
+        now: Timestamp,
+        stats: &Stats,
+    ) -> Result<(), String> {
+        self.responders[i].apply(batch, now).map_err(|e| {
+            let e = e.to_string();
+            stats.responder_failed(self.responders[i].name(), "apply", &e);
+            e
+        })
     }
 
     fn revoke(&mut self, ds: &[Decision], reason: UnbanReason, stats: &Stats) {
         let mut per: Vec<Vec<Decision>> = vec![Vec::new(); self.responders.len()];
         for d in ds.iter().filter(|d| !d.simulated) {
             for &i in self.targets(d) {
-                if reason == UnbanReason::Expired && self.responders[i].expires_natively() {
+                if reason == UnbanReason::Expired && self.responders[i].expires_natively_for(d) {
                     continue;
                 }
                 per[i].push(d.clone());
@@ -440,12 +518,12 @@ impl ResponderSet {
             if batch.is_empty() {
                 continue;
             }
-            let r = self.responders[i].revoke(&batch);
-            if let Err(e) = &r {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(responder = self.responders[i].name(), error = %e, "revoke failed");
+            match self.responders[i].revoke(&batch) {
+                Ok(()) => stats.responder_result(self.responders[i].name(), Ok(())),
+                Err(e) => {
+                    stats.responder_failed(self.responders[i].name(), "revoke", &e.to_string())
+                }
             }
-            stats.responder_result(self.responders[i].name(), r.map_err(|e| e.to_string()));
         }
     }
 
@@ -486,6 +564,10 @@ struct SourceSink {
     /// The input the last lines came from, and how many since published.
     input: String,
     input_lines: u64,
+    /// The source's key in the store's positions (its state id); `None` for stdin.
+    key: Option<Arc<str>>,
+    /// Last position delivered per source, for sources restarted by a reload.
+    delivered: Arc<Mutex<HashMap<String, Position>>>,
 }
 
 impl SourceSink {
@@ -509,13 +591,17 @@ impl SourceSink {
     }
 
     fn flush(&mut self) {
+        self.send(None);
+    }
+
+    fn send(&mut self, pos: Option<Position>) {
         self.publish_input();
         self.stats.lines.fetch_add(self.lines, Relaxed);
         self.lines = 0;
-        if !self.batch.is_empty() {
+        if !self.batch.is_empty() || pos.is_some() {
             let b = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             self.stats.events.fetch_add(b.len() as u64, Relaxed);
-            let _ = self.tx.send(EngineMsg::Events(b));
+            let _ = self.tx.send(EngineMsg::Events(b, (self.key.clone(), pos)));
         }
     }
 }
@@ -553,6 +639,18 @@ impl LineSink for SourceSink {
     fn idle(&mut self) {
         self.now = self.clock.now();
         self.flush();
+    }
+
+    /// The position covers every line delivered so far: it travels with the batch holding
+    /// their last events, and the store writer stores it once they are committed.
+    fn checkpoint(&mut self, pos: &Position) {
+        if let Some(k) = &self.key {
+            self.delivered
+                .lock()
+                .unwrap()
+                .insert(k.to_string(), pos.clone());
+        }
+        self.send(Some(pos.clone()));
     }
 }
 
@@ -744,6 +842,9 @@ pub struct Daemon {
     source_errors: Arc<Mutex<Vec<String>>>,
     supervisor: Supervisor,
     supervise_rx: Receiver<Supervise>,
+    /// Where each source (by state id) resumes: the stored, acknowledged position at start,
+    /// then the last position delivered (sources restarted by a reload continue there).
+    positions: Arc<Mutex<HashMap<String, Position>>>,
 }
 
 impl Daemon {
@@ -808,7 +909,17 @@ impl Daemon {
             "restored bans in force"
         );
         engine.restore(active, memory);
+        let mut initial = Vec::new();
+        let reconcile_every = Some(cfg.general.reconcile_interval.0).filter(|d| !d.is_zero());
+        warm_up(&mut *store, &mut engine, now, &mut initial);
         phase.done("restore engine state");
+        let positions = match store.source_positions() {
+            Ok(v) => v.into_iter().map(|(k, p)| (k, Position(p))).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "stored source positions unreadable; sources start afresh");
+                HashMap::new()
+            }
+        };
 
         let (engine_tx, engine_rx) = bounded::<EngineMsg>(EVENT_QUEUE);
         let (resp_tx, resp_rx) = bounded::<RespMsg>(4096);
@@ -839,7 +950,18 @@ impl Daemon {
                 .name("engine".into())
                 .spawn(move || {
                     engine_loop(
-                        engine, jail_names, engine_rx, resp_tx, store_tx, clock, stats, observer,
+                        engine,
+                        jail_names,
+                        engine_rx,
+                        resp_tx,
+                        store_tx,
+                        clock,
+                        stats,
+                        observer,
+                        EngineStart {
+                            initial,
+                            reconcile_every,
+                        },
                     )
                 })
                 .expect("spawn engine thread")
@@ -875,6 +997,7 @@ impl Daemon {
             source_errors: Default::default(),
             supervisor,
             supervise_rx,
+            positions: Arc::new(Mutex::new(positions)),
         };
         d.start_sources(&cfg, groups, filters);
         phase.done("start threads");
@@ -897,11 +1020,28 @@ impl Daemon {
                 health: health.clone(),
                 ended: None,
             });
+            let key_id = state_key(&g.key);
+            // The acknowledged position (stored with the events it covers); before the first
+            // one, the state file an older version saved.
+            let resume = self
+                .positions
+                .lock()
+                .unwrap()
+                .get(&key_id)
+                .cloned()
+                .or_else(|| {
+                    Position::from_state_dir(
+                        &g.spec,
+                        &PathBuf::from(&cfg.general.state_dir).join(&key_id),
+                    )
+                });
             let opts = SourceOptions {
                 from_start: self.opts_from_start,
                 max_line: cfg.general.max_line,
-                state_dir: Some(PathBuf::from(&cfg.general.state_dir).join(state_key(&g.key))),
+                // Positions live in the store now (acknowledged), not in state files.
+                state_dir: None,
                 follow: self.follow,
+                resume,
                 ..SourceOptions::default()
             };
             let mut sink = SourceSink {
@@ -915,6 +1055,8 @@ impl Daemon {
                 now: self.clock.now(),
                 input: String::new(),
                 input_lines: 0,
+                key: (!matches!(g.spec, SourceSpec::Stdin)).then(|| Arc::from(key_id.as_str())),
+                delivered: self.positions.clone(),
             };
             let stop = self.sources_stop.clone();
             let stats = self.stats.clone();
@@ -1138,11 +1280,20 @@ struct EngineCtx {
 impl EngineCtx {
     /// Waits (at most 10 s) until the responder thread has handled everything sent so far,
     /// so an operator's ban/unban is in force when the command returns.
-    fn sync_responders(&self) {
+    /// Returns the failures of the last apply of `targets` (retried in the background).
+    fn sync_responders(&self, targets: Vec<IpNet>) -> Result<(), String> {
         let (tx, rx) = bounded(1);
-        if self.resp_tx.send(RespMsg::Barrier(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
+        if self.resp_tx.send(RespMsg::Barrier(tx, targets)).is_ok() {
+            if let Ok(errors) = rx.recv_timeout(Duration::from_secs(10)) {
+                if !errors.is_empty() {
+                    return Err(format!(
+                        "decision recorded but not applied (retrying): {}",
+                        errors.join("; ")
+                    ));
+                }
+            }
         }
+        Ok(())
     }
 
     fn dispatch(&self, actions: &mut Vec<Action>) {
@@ -1184,6 +1335,14 @@ impl EngineCtx {
     }
 }
 
+/// What the engine thread starts with besides its channels.
+struct EngineStart {
+    /// Actions of the warm-up, dispatched first.
+    initial: Vec<Action>,
+    /// Interval of the periodic reconcile (`general.reconcile_interval`).
+    reconcile_every: Option<Duration>,
+}
+
 fn engine_loop(
     mut engine: Engine,
     mut jail_names: Vec<String>,
@@ -1193,7 +1352,13 @@ fn engine_loop(
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
+    start: EngineStart,
 ) {
+    let EngineStart {
+        mut initial,
+        reconcile_every,
+    } = start;
+    let mut last_reconcile = std::time::Instant::now();
     let ctx = EngineCtx {
         resp_tx,
         store_tx,
@@ -1201,6 +1366,8 @@ fn engine_loop(
         observer,
     };
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
+    // Bans the warm-up (failure counts restored from stored events) reached.
+    ctx.dispatch(&mut initial);
     let mut actions = Vec::new();
     // Lines per second: sampled every few seconds on the tick.
     let mut sample = (std::time::Instant::now(), ctx.stats.lines.load(Relaxed));
@@ -1212,7 +1379,7 @@ fn engine_loop(
     loop {
         select! {
             recv(rx) -> msg => match msg {
-                Ok(EngineMsg::Events(batch)) => {
+                Ok(EngineMsg::Events(batch, pos)) => {
                     if let Some((_, ev)) = batch.last() {
                         let micros = clock.now().micros().saturating_sub(ev.time.micros());
                         last_event_delay = Some(micros as f64 / 1e6);
@@ -1226,11 +1393,17 @@ fn engine_loop(
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);
                     }
-                    for (jail, evs) in per_jail {
-                        let name = jail_names.get(jail as usize).cloned().unwrap_or_default();
-                        if ctx.store_tx.try_send(StoreMsg::Events(name, evs)).is_err() {
-                            ctx.stats.events_dropped.fetch_add(1, Relaxed);
-                        }
+                    let evs: Vec<(String, Vec<Event>)> = per_jail
+                        .into_iter()
+                        .map(|(jail, evs)| {
+                            (jail_names.get(jail as usize).cloned().unwrap_or_default(), evs)
+                        })
+                        .collect();
+                    // Blocking: the bans are already on their way to the firewall; waiting
+                    // here only slows reading when the store lags, and a position never
+                    // passes a line whose events were dropped.
+                    if !evs.is_empty() || pos.1.is_some() {
+                        let _ = ctx.store_tx.send(StoreMsg::Batch(evs, pos));
                     }
                 }
                 Ok(EngineMsg::Control(req, reply)) => {
@@ -1259,6 +1432,12 @@ fn engine_loop(
                     let rate = lines.saturating_sub(sample.1) as f64 / dt;
                     ctx.stats.rate.store(rate.to_bits(), Relaxed);
                     sample = (std::time::Instant::now(), lines);
+                }
+                if reconcile_every.is_some_and(|every| last_reconcile.elapsed() >= every) {
+                    // Puts back what the firewall lost and what failed to apply for good.
+                    last_reconcile = std::time::Instant::now();
+                    let active: Vec<Decision> = engine.active().cloned().collect();
+                    let _ = ctx.resp_tx.send(RespMsg::Reconcile(active));
                 }
             }
         }
@@ -1300,6 +1479,11 @@ fn handle_control(
             duration_secs,
             reason,
         } => {
+            if let Some(Err(e)) =
+                duration_secs.map(|s| palisade_config::check_ban_duration(Duration::from_secs(s)))
+            {
+                return Err(ControlError::Refused(e));
+            }
             let reason = if reason.is_empty() {
                 "manual ban".to_string()
             } else {
@@ -1315,19 +1499,21 @@ fn handle_control(
                 )
                 .map_err(ControlError::Refused)?;
             ctx.dispatch(actions);
-            ctx.sync_responders();
+            ctx.sync_responders(vec![d.target])
+                .map_err(ControlError::Refused)?;
             Ok(Reply::Banned(d))
         }
         Request::Unban { target } => {
             let t = target.trunc();
             let n = engine.unban(&t, actions);
             ctx.dispatch(actions);
-            ctx.sync_responders();
+            let _ = ctx.sync_responders(Vec::new());
             // Also revoke stored decisions the engine no longer tracks (e.g. simulated).
             let _ = ctx.store_tx.send(StoreMsg::Revoke(t));
             Ok(Reply::Lifted(n as u64))
         }
         Request::Record { mut decision } => {
+            bound_recorded(&mut decision).map_err(ControlError::Refused)?;
             decision.id = 0;
             decision.target = decision.target.trunc();
             decision.simulated |= engine.config().dry_run;
@@ -1406,18 +1592,149 @@ fn status_report(
     }
 }
 
+/// A failed apply waiting for its next attempt.
+struct Retry {
+    responder: usize,
+    batch: Vec<Decision>,
+    attempts: u32,
+    due: std::time::Instant,
+}
+
+/// The responder thread's state besides the responders.
+struct RespState {
+    retries: Vec<Retry>,
+    /// Targets whose last apply failed, with the error (for the control reply); bounded.
+    failed: HashMap<IpNet, String>,
+}
+
+/// Attempts of a failed apply at most (the first included); then the periodic reconcile is
+/// what applies it again.
+const RETRY_MAX: u32 = 8;
+/// Wait before the first retry; doubled each time up to [`RETRY_WAIT_MAX`].
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Failed targets remembered for control replies, at most.
+const FAILED_MAX: usize = 65_536;
+
+impl RespState {
+    fn note(&mut self, set: &ResponderSet, failures: Vec<(usize, Vec<Decision>, String)>) {
+        for (i, batch, e) in failures {
+            for d in &batch {
+                if self.failed.len() < FAILED_MAX {
+                    self.failed
+                        .insert(d.target, format!("{}: {e}", set.responders[i].name()));
+                }
+            }
+            self.retries.push(Retry {
+                responder: i,
+                batch,
+                attempts: 1,
+                due: std::time::Instant::now() + RETRY_WAIT,
+            });
+        }
+    }
+
+    fn applied(&mut self, ds: &[Decision]) {
+        if !self.failed.is_empty() {
+            for d in ds {
+                self.failed.remove(&d.target);
+            }
+        }
+    }
+
+    /// Drops pending retries of lifted targets.
+    fn revoked(&mut self, ds: &[Decision]) {
+        for r in &mut self.retries {
+            r.batch.retain(|d| !ds.iter().any(|x| x.target == d.target));
+        }
+        self.retries.retain(|r| !r.batch.is_empty());
+        for d in ds {
+            self.failed.remove(&d.target);
+        }
+    }
+
+    /// Runs the retries that are due.
+    fn run_due(&mut self, set: &mut ResponderSet, now: Timestamp, stats: &Stats) {
+        let t = std::time::Instant::now();
+        let mut i = 0;
+        while i < self.retries.len() {
+            if self.retries[i].due > t {
+                i += 1;
+                continue;
+            }
+            let mut r = self.retries.swap_remove(i);
+            r.batch.retain(|d| d.active_at(now));
+            if r.batch.is_empty() || r.responder >= set.responders.len() {
+                continue;
+            }
+            stats.responder_retries.fetch_add(1, Relaxed);
+            match set.apply_one(r.responder, &r.batch, now, stats) {
+                Ok(()) => {
+                    tracing::info!(
+                        responder = set.responders[r.responder].name(),
+                        decisions = r.batch.len(),
+                        attempts = r.attempts + 1,
+                        "apply succeeded on retry"
+                    );
+                    let done = std::mem::take(&mut r.batch);
+                    self.applied(&done);
+                }
+                Err(_) if r.attempts + 1 >= RETRY_MAX => {
+                    stats.responder_given_up.fetch_add(1, Relaxed);
+                    tracing::error!(
+                        responder = set.responders[r.responder].name(),
+                        decisions = r.batch.len(),
+                        "apply given up after {RETRY_MAX} attempts; the periodic reconcile will try again"
+                    );
+                }
+                Err(_) => {
+                    r.attempts += 1;
+                    let wait = RETRY_WAIT
+                        .saturating_mul(1 << (r.attempts - 1).min(16))
+                        .min(RETRY_WAIT_MAX);
+                    r.due = t + wait;
+                    self.retries.push(r);
+                }
+            }
+        }
+        let pending: usize = self.retries.iter().map(|r| r.batch.len()).sum();
+        stats.responder_pending.store(pending as u64, Relaxed);
+    }
+
+    fn next_due(&self) -> Duration {
+        let t = std::time::Instant::now();
+        self.retries
+            .iter()
+            .map(|r| r.due.saturating_duration_since(t))
+            .min()
+            .unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+/// The responder thread: applies and revokes in order; a failed apply is retried with
+/// backoff (at most [`RETRY_MAX`] attempts, waits from [`RETRY_WAIT`] doubling up to
+/// [`RETRY_WAIT_MAX`]), counted per responder in [`Stats`], and reported to a control request
+/// waiting on it.
 fn responder_loop(
     mut set: ResponderSet,
     rx: Receiver<RespMsg>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
 ) {
+    let mut st = RespState {
+        retries: Vec::new(),
+        failed: HashMap::new(),
+    };
     let mut pending: Option<RespMsg> = None;
     loop {
         let msg = match pending.take() {
             Some(m) => m,
-            None => match rx.recv() {
+            None => match rx.recv_timeout(st.next_due()) {
                 Ok(m) => m,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    st.run_due(&mut set, clock.now(), &stats);
+                    continue;
+                }
                 Err(_) => break,
             },
         };
@@ -1434,13 +1751,18 @@ fn responder_loop(
                         Err(_) => break,
                     }
                 }
-                set.apply(&ds, clock.now(), &stats);
+                let failures = set.apply(&ds, clock.now(), &stats);
+                st.applied(&ds);
+                st.note(&set, failures);
             }
             other => {
-                if !handle_other(&mut set, other, &clock, &stats) {
+                if !handle_other(&mut set, &mut st, other, &clock, &stats) {
                     break;
                 }
             }
+        }
+        if !st.retries.is_empty() {
+            st.run_due(&mut set, clock.now(), &stats);
         }
     }
 }
@@ -1448,28 +1770,76 @@ fn responder_loop(
 /// Handles a non-apply message; false on Stop.
 fn handle_other(
     set: &mut ResponderSet,
+    st: &mut RespState,
     msg: RespMsg,
     clock: &Arc<dyn Clock>,
     stats: &Stats,
 ) -> bool {
     match msg {
-        RespMsg::Apply(ds) => set.apply(&ds, clock.now(), stats),
-        RespMsg::Revoke(ds, why) => set.revoke(&ds, why, stats),
+        RespMsg::Apply(ds) => {
+            let failures = set.apply(&ds, clock.now(), stats);
+            st.applied(&ds);
+            st.note(set, failures);
+        }
+        RespMsg::Revoke(ds, why) => {
+            st.revoked(&ds);
+            set.revoke(&ds, why, stats);
+        }
         RespMsg::Reconcile(active) => {
             if let Err(e) = set.reconcile(&active, clock.now()) {
-                stats.responder_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "reconcile after reload failed");
+                match e {
+                    DaemonError::Reconcile(name, e) => {
+                        stats.responder_failed(&name, "reconcile", &e)
+                    }
+                    e => stats.responder_failed("?", "reconcile", &e.to_string()),
+                }
+            } else {
+                // Everything in force is applied now.
+                st.retries.clear();
+                st.failed.clear();
+                stats.responder_pending.store(0, Relaxed);
             }
         }
-        RespMsg::Replace(new) => *set = *new,
-        RespMsg::Barrier(done) => {
-            let _ = done.send(());
+        RespMsg::Replace(new) => {
+            *set = *new;
+            st.retries.clear();
+        }
+        RespMsg::Barrier(done, targets) => {
+            let errors = targets
+                .iter()
+                .filter_map(|t| st.failed.get(t).cloned())
+                .collect();
+            let _ = done.send(errors);
         }
         RespMsg::Stop => return false,
     }
     true
 }
 
+/// Retries a store write a few times (a locked SQLite file, a PostgreSQL reconnect).
+fn with_retry<T>(
+    mut f: impl FnMut() -> Result<T, palisade_store::StoreError>,
+) -> Result<T, palisade_store::StoreError> {
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..3 {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "store write failed; retrying");
+                std::thread::sleep(wait);
+                wait *= 4;
+            }
+        }
+    }
+    f()
+}
+
+/// The store writer. Decisions are committed one by one as they come; event batches are
+/// merged (up to [`STORE_COALESCE`]) and committed with the newest position of each source
+/// they carry, in one transaction. Messages are handled in order, so when a position is
+/// stored, every decision taken on the lines it covers is already committed: the position is
+/// *acknowledged*. After a failure that lost a decision or a batch, positions stop moving for
+/// the rest of the run (`positions_held`), so a restart reads those lines again.
 fn store_loop(
     mut store: Box<dyn Store>,
     rx: Receiver<StoreMsg>,
@@ -1482,21 +1852,97 @@ fn store_loop(
         stats.store_result(Err(format!("{what}: {e}")));
     };
     let ok = || stats.store_result(Ok(()));
+    let hold = || {
+        if !stats.positions_held.swap(true, Relaxed) {
+            tracing::error!(
+                "source positions no longer advance until restart: lines since will be read again"
+            );
+        }
+    };
     let mut last_expire = clock.now();
+    let mut pending: Option<StoreMsg> = None;
+    // Events of each source not yet covered by a position it gave.
+    let mut unacked: HashMap<Arc<str>, Vec<(String, Vec<Event>)>> = HashMap::new();
     loop {
-        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(_) => break,
+        let msg = match pending.take() {
+            Some(m) => Some(m),
+            None => match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(m) => Some(m),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(_) => break,
+            },
         };
         match msg {
-            Some(StoreMsg::Events(jail, evs)) => match store.record_events(&jail, &evs) {
+            Some(StoreMsg::Batch(evs, pos)) => {
+                // Events to commit now, and the newest position of each source among them.
+                let mut commit: Vec<(String, Vec<Event>)> = Vec::new();
+                let mut positions: HashMap<Arc<str>, Position> = HashMap::new();
+                let mut take = |evs: Vec<(String, Vec<Event>)>, pos: SourcePos| match pos {
+                    (Some(k), Some(p)) => {
+                        if let Some(mut held) = unacked.remove(&k) {
+                            held.extend(evs);
+                            commit.extend(held);
+                        } else {
+                            commit.extend(evs);
+                        }
+                        positions.insert(k, p);
+                    }
+                    (Some(k), None) => {
+                        let held = unacked.entry(k).or_default();
+                        held.extend(evs);
+                        // Bounded: a source checkpoints after every round of reads, so this
+                        // is only reached by a runaway; store them without a position then.
+                        if held.iter().map(|(_, e)| e.len()).sum::<usize>() > UNACKED_MAX {
+                            commit.append(held);
+                        }
+                    }
+                    (None, _) => commit.extend(evs),
+                };
+                take(evs, pos);
+                for _ in 1..STORE_COALESCE {
+                    match rx.try_recv() {
+                        Ok(StoreMsg::Batch(more, pos)) => take(more, pos),
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let held = stats.positions_held.load(Relaxed);
+                let pos: Vec<(&str, &str)> = if held {
+                    Vec::new()
+                } else {
+                    positions
+                        .iter()
+                        .map(|(k, p)| (&**k, p.0.as_str()))
+                        .collect()
+                };
+                let ev: Vec<(&str, &[Event])> = commit
+                    .iter()
+                    .map(|(j, e)| (j.as_str(), e.as_slice()))
+                    .collect();
+                if !ev.is_empty() || !pos.is_empty() {
+                    match with_retry(|| store.record_batch(&ev, &pos)) {
+                        Ok(()) => {
+                            ok();
+                            stats.positions_acked.fetch_add(pos.len() as u64, Relaxed);
+                        }
+                        Err(e) => {
+                            let n: usize = commit.iter().map(|(_, e)| e.len()).sum();
+                            stats.events_dropped.fetch_add(n as u64, Relaxed);
+                            err(e, "events");
+                            hold();
+                        }
+                    }
+                }
+            }
+            Some(StoreMsg::Decision(d)) => match with_retry(|| store.insert_decision(&d)) {
                 Ok(_) => ok(),
-                Err(e) => err(e, "events"),
-            },
-            Some(StoreMsg::Decision(d)) => match store.insert_decision(&d) {
-                Ok(_) => ok(),
-                Err(e) => err(e, "decision"),
+                Err(e) => {
+                    err(e, "decision");
+                    hold();
+                }
             },
             Some(StoreMsg::Revoke(target)) => {
                 let q = palisade_store::DecisionQuery {
@@ -1533,6 +1979,106 @@ fn store_loop(
         }
     }
     let _ = store.expire_decisions_quietly(clock.now());
+}
+
+/// Restores the jails' failure counts from the events stored within the longest find time
+/// (at most [`WARM_UP_MAX`], oldest first): the source positions are past those lines, so
+/// they are not read again, and without this a crash would forget failures counted towards
+/// a ban not yet taken. Bans the counts reach go to `out`.
+fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut Vec<Action>) {
+    let Some(find_time) = engine.config().jails.iter().map(|j| j.find_time).max() else {
+        return;
+    };
+    const PAGE: u32 = 10_000;
+    let mut evs = Vec::new();
+    let mut before_id = None;
+    loop {
+        let q = palisade_store::EventQuery {
+            since: Some(now.minus(find_time)),
+            before_id,
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        match store.events(&q) {
+            Ok(page) => {
+                let n = page.len();
+                before_id = page.last().map(|e| e.id);
+                evs.extend(page);
+                if n < PAGE as usize || evs.len() >= WARM_UP_MAX {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stored events unreadable: failure counts start afresh");
+                return;
+            }
+        }
+    }
+    evs.reverse();
+    // Events up to a ban of their address were consumed by that ban (its counter was reset):
+    // replaying them would ban again once a short ban has ended.
+    let since = now.minus(find_time);
+    let mut banned: HashMap<IpNet, Timestamp> = HashMap::new();
+    let q = palisade_store::DecisionQuery {
+        limit: Some(WARM_UP_MAX as u32),
+        ..Default::default()
+    };
+    match store.decisions(&q) {
+        Ok(ds) => {
+            for d in ds
+                .into_iter()
+                .map(|d| d.decision)
+                .filter(|d| d.created >= since)
+            {
+                let t = banned.entry(d.target.trunc()).or_insert(d.created);
+                *t = (*t).max(d.created);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "stored decisions unreadable for the warm-up"),
+    }
+    let mut lens: Vec<u8> = banned.keys().map(IpNet::prefix_len).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    let consumed = |ip: std::net::IpAddr, time: Timestamp| {
+        lens.iter().any(|&len| {
+            IpNet::new(ip, len)
+                .ok()
+                .and_then(|n| banned.get(&n.trunc()))
+                .is_some_and(|&created| time <= created)
+        })
+    };
+    let mut replayed = 0usize;
+    for se in &evs {
+        if consumed(se.event.ip, se.event.time) {
+            continue;
+        }
+        if let Some(j) = engine.jail_index(&se.jail) {
+            engine.observe(j, &se.event, out);
+            replayed += 1;
+        }
+    }
+    tracing::info!(
+        events = replayed,
+        "failure counts restored from stored events"
+    );
+}
+
+/// Bounds a recorded decision's length: a zero-length (or negative) ban is refused, one
+/// longer than [`palisade_config::MAX_DURATION`] becomes permanent (fail2ban's
+/// `bantime.increment` can hand over any length).
+pub fn bound_recorded(d: &mut Decision) -> Result<(), String> {
+    if let Some(e) = d.expires {
+        if e <= d.created {
+            return Err(format!(
+                "{}: a ban must last at least 1 second (expires at or before its creation)",
+                d.target
+            ));
+        }
+        if e.since(d.created) > palisade_config::MAX_DURATION {
+            d.expires = None;
+        }
+    }
+    Ok(())
 }
 
 /// A manual decision for `target`.

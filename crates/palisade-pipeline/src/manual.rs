@@ -141,7 +141,9 @@ fn record_all(
     for d in decisions {
         match record_offline(store.as_mut(), &allow, &d) {
             Ok(id) => out.done.push(Decision { id, ..d }),
-            Err(RecordError::Allowlisted(why)) => out.refused.push((d.target, why)),
+            Err(RecordError::Allowlisted(why) | RecordError::Duration(why)) => {
+                out.refused.push((d.target, why))
+            }
             Err(RecordError::Store(e)) => return Err(e.into()),
         }
     }
@@ -185,6 +187,9 @@ pub enum RecordError {
     /// The allowlist covers the target.
     #[error("{0}")]
     Allowlisted(String),
+    /// The decision's length is out of bounds (zero-length).
+    #[error("{0}")]
+    Duration(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] palisade_store::StoreError),
@@ -197,6 +202,11 @@ pub fn record_offline(
     allowlist: &Allowlist,
     d: &Decision,
 ) -> Result<i64, RecordError> {
+    // Bounded as the daemon bounds a recorded decision: zero-length refused, over-long
+    // made permanent.
+    let mut d = d.clone();
+    crate::daemon::bound_recorded(&mut d).map_err(RecordError::Duration)?;
+    let d = &d;
     if allowlist.overlaps(&d.target) {
         return Err(RecordError::Allowlisted(format!(
             "{} is covered by the allowlist; not banned",

@@ -53,7 +53,7 @@ pub struct Counters {
     pub lines: u64,
     /// Events produced by filters.
     pub events: u64,
-    /// Event batches not stored because the store writer was behind.
+    /// Events lost in a failed store write (under lag the store writer slows reading instead).
     pub events_dropped: u64,
     /// Decisions taken.
     pub decisions: u64,
@@ -73,6 +73,21 @@ pub struct Counters {
     pub header_rejects: u64,
     /// Why each skipped jail of the running configuration was skipped (`jail "x": …`).
     pub jail_errors: Vec<String>,
+    /// Responder applies retried after a failure.
+    #[serde(default)]
+    pub responder_retries: u64,
+    /// Bans waiting for a retry now.
+    #[serde(default)]
+    pub responder_pending: u64,
+    /// Bans whose retries ran out (the periodic reconcile still puts them back).
+    #[serde(default)]
+    pub responder_given_up: u64,
+    /// Source positions committed together with the events they cover.
+    #[serde(default)]
+    pub positions_acked: u64,
+    /// Source positions stopped moving after a store failure (until restart).
+    #[serde(default)]
+    pub positions_held: bool,
 }
 
 /// Detection engine counters.

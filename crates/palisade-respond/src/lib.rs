@@ -60,6 +60,13 @@ pub trait Responder: Send {
     fn expires_natively(&self) -> bool {
         false
     }
+    /// Whether this decision expires by itself at the enforcement point (default:
+    /// [`Responder::expires_natively`]); `false` makes the daemon revoke it when it ends
+    /// (nftables: a ban too long for an element timeout is a permanent element).
+    fn expires_natively_for(&self, d: &Decision) -> bool {
+        let _ = d;
+        self.expires_natively()
+    }
 }
 
 pub mod firewall_util;

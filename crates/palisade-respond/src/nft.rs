@@ -59,6 +59,12 @@ use std::time::{Duration, Instant};
 /// Elements per `add element` statement in a native-syntax reconcile script.
 const TEXT_CHUNK: usize = 8192;
 
+/// Longest element timeout written, in seconds. nft's parser refuses larger values in its
+/// native syntax ("value too large", so a reconcile holding one failed every start) and
+/// overflows in JSON beyond ~1.8e10 s. A longer ban becomes a permanent element, and
+/// [`Responder::expires_natively_for`] says the daemon must revoke it when it ends.
+pub const NFT_MAX_TIMEOUT_SECS: u64 = 99_999_999;
+
 /// Elements of one set: canonical network and remaining whole seconds (`None` = permanent),
 /// sorted by network, one entry per network.
 type Elems = Vec<(IpNet, Option<u64>)>;
@@ -673,7 +679,8 @@ fn group(batch: &[Decision], now: Timestamp) -> BTreeMap<SetKey, Elems> {
     let mut all: Vec<(SetKey, IpNet, Option<u64>)> = batch
         .iter()
         .filter_map(|d| {
-            let secs = remaining_secs(d, now)?;
+            // Over nft's limit: a permanent element, revoked by the daemon at expiry.
+            let secs = remaining_secs(d, now)?.filter(|s| *s <= NFT_MAX_TIMEOUT_SECS);
             let net = d.target.trunc();
             Some((SetKey::of(&net), net, secs))
         })
@@ -712,8 +719,100 @@ impl Responder for NftResponder {
         &self.name
     }
 
+    /// One transaction for the batch; if it fails, element by element, so that one bad
+    /// element never keeps the others out (the error then names the elements that failed).
     fn apply(&mut self, batch: &[Decision], now: Timestamp) -> Result<(), RespondError> {
         let groups = group(batch, now);
+        let n: usize = groups.values().map(Vec::len).sum();
+        match self.apply_groups(groups.clone()) {
+            Err(e) if n > 1 => {
+                tracing::warn!(responder = %self.name, error = %e, elements = n,
+                    "nft batch failed; applying element by element");
+                self.known = None;
+                self.apply_each(&groups)
+            }
+            r => r,
+        }
+    }
+
+    fn revoke(&mut self, batch: &[Decision]) -> Result<(), RespondError> {
+        self.revoke_nets(batch)
+    }
+
+    /// One transaction: the table is dropped and rebuilt from the configuration (so a
+    /// changed port list or priority takes effect), holding exactly the active decisions
+    /// with their remaining time. Packets never see a half-built state.
+    ///
+    /// If that transaction fails for another reason than syntax, the table is rebuilt empty
+    /// and the bans are added element by element: elements that still fail are logged and
+    /// left out (retried by the daemon's periodic reconcile), so one bad element never stops
+    /// a start.
+    fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<(), RespondError> {
+        let groups = group(active, now);
+        let n: usize = groups.values().map(Vec::len).sum();
+        match self.reconcile_groups(groups.clone()) {
+            Err(e) if n > 0 => {
+                tracing::warn!(responder = %self.name, error = %e, elements = n,
+                    "nft reconcile failed; rebuilding the table empty and adding element by element");
+                self.known = None;
+                self.reconcile_groups(BTreeMap::new())?;
+                if let Err(e) = self.apply_each(&groups) {
+                    tracing::error!(responder = %self.name, error = %e,
+                        "bans left out of the firewall");
+                }
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn expires_natively(&self) -> bool {
+        true
+    }
+
+    /// A ban longer than [`NFT_MAX_TIMEOUT_SECS`] is a permanent element: revoked at expiry.
+    fn expires_natively_for(&self, d: &Decision) -> bool {
+        d.expires
+            .is_none_or(|e| e.since(d.created).as_secs() <= NFT_MAX_TIMEOUT_SECS)
+    }
+}
+
+impl NftResponder {
+    /// Applies each element in its own transaction; the error lists those that failed.
+    fn apply_each(&mut self, groups: &BTreeMap<SetKey, Elems>) -> Result<(), RespondError> {
+        let mut failed = Vec::new();
+        let mut first = None;
+        let mut total = 0;
+        for (key, elems) in groups {
+            for el in elems {
+                total += 1;
+                let one = BTreeMap::from([(*key, vec![*el])]);
+                if let Err(e) = self.apply_groups(one) {
+                    self.known = None;
+                    failed.push(el.0);
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                let shown: Vec<String> = failed.iter().take(10).map(|n| n.to_string()).collect();
+                Err(RespondError::Other(format!(
+                    "{} of {total} elements failed ({}{}): {e}",
+                    failed.len(),
+                    shown.join(", "),
+                    if failed.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        }
+    }
+
+    fn apply_groups(&mut self, groups: BTreeMap<SetKey, Elems>) -> Result<(), RespondError> {
         if groups.is_empty() {
             return Ok(());
         }
@@ -742,7 +841,7 @@ impl Responder for NftResponder {
         Ok(())
     }
 
-    fn revoke(&mut self, batch: &[Decision]) -> Result<(), RespondError> {
+    fn revoke_nets(&mut self, batch: &[Decision]) -> Result<(), RespondError> {
         let k = self.known()?;
         let mut by_set: BTreeMap<SetKey, BTreeSet<IpNet>> = BTreeMap::new();
         for d in batch {
@@ -763,15 +862,13 @@ impl Responder for NftResponder {
         self.transact(cmds)
     }
 
-    /// One transaction: the table is dropped and rebuilt from the configuration (so a
-    /// changed port list or priority takes effect), holding exactly the active decisions
-    /// with their remaining time. Packets never see a half-built state.
-    ///
-    /// The transaction is written in nft's native syntax (see the module documentation),
-    /// or in JSON when nft refused the table name in native syntax.
-    fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<(), RespondError> {
+    /// The reconcile transaction, written in nft's native syntax (see the module
+    /// documentation), or in JSON when nft refused the table name in native syntax.
+    fn reconcile_groups(
+        &mut self,
+        mut groups: BTreeMap<SetKey, Elems>,
+    ) -> Result<(), RespondError> {
         let t0 = Instant::now();
-        let mut groups = group(active, now);
         groups.entry(SetKey { v6: false, len: 32 }).or_default();
         groups.entry(SetKey { v6: true, len: 128 }).or_default();
         let k = Known {
@@ -832,10 +929,6 @@ impl Responder for NftResponder {
         );
         self.known = Some(k);
         Ok(())
-    }
-
-    fn expires_natively(&self) -> bool {
-        true
     }
 }
 

@@ -348,3 +348,49 @@ fn nft_timings_100k_reconcile_10k_apply() {
     );
     r.uninstall().unwrap();
 }
+
+/// Issue 19, finding 3: a ban longer than an nft element timeout can hold (`--duration 200w`,
+/// 1.9e10 s from fail2ban's `bantime.increment`) is a permanent element that the daemon
+/// revokes at expiry; it never fails the batch it is in, nor a later start (reconcile).
+#[test]
+fn nft_overlong_bans_are_permanent_elements_and_never_fail_a_batch_or_start() {
+    if !available(&[NFT]) {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_listener();
+    let mut r = responder(&t, NftConfig::default());
+    let now = now();
+    let weeks200 = decision("192.0.2.2/32", now, Some(secs(now, 200 * 7 * 86400)));
+    let huge = decision("203.0.113.7/32", now, Some(secs(now, 19_000_000_000)));
+    let short = decision("fd00:5a1::2/128", now, Some(secs(now, 600)));
+    let batch = [weeks200.clone(), huge.clone(), short.clone()];
+
+    r.apply(&batch, now).unwrap();
+    assert_eq!(t.matrix(PORT), [false, false, true, true]);
+    let st = r.status().unwrap();
+    let left: std::collections::HashMap<String, Option<Duration>> = st
+        .elements
+        .iter()
+        .map(|(n, l)| (n.to_string(), *l))
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(left["192.0.2.2/32"], None, "200 weeks: permanent element");
+    assert_eq!(left["203.0.113.7/32"], None, "1.9e10 s: permanent element");
+    assert!(left["fd00:5a1::2/128"].is_some_and(|l| l <= Duration::from_secs(600)));
+    // The daemon revokes the permanent ones at expiry; the short one expires in the kernel.
+    assert!(!r.expires_natively_for(&weeks200));
+    assert!(!r.expires_natively_for(&huge));
+    assert!(r.expires_natively_for(&short));
+
+    // A start (reconcile, native syntax) with them in force works, twice.
+    for _ in 0..2 {
+        let mut fresh = responder(&t, NftConfig::default());
+        fresh.reconcile(&batch, now).unwrap();
+        assert_eq!(t.matrix(PORT), [false, false, true, true]);
+        assert_eq!(fresh.status().unwrap().elements.len(), 3);
+    }
+    // And revoking them (what the daemon does at their end) lifts them.
+    r.revoke(&[weeks200, huge]).unwrap();
+    assert_eq!(t.matrix(PORT), [true, false, true, true]);
+}

@@ -1292,7 +1292,27 @@ fn write_status_metrics(out: &mut String, s: &palisade_proto::StatusReport) {
         (
             "palisade_events_dropped_total",
             c.events_dropped,
-            "Event batches not stored because the store writer was behind.",
+            "Events lost in a failed store write (the store writer no longer drops under lag).",
+        ),
+        (
+            "palisade_responder_retries_total",
+            c.responder_retries,
+            "Responder applies retried after a failure.",
+        ),
+        (
+            "palisade_responder_pending",
+            c.responder_pending,
+            "Bans waiting for a responder retry.",
+        ),
+        (
+            "palisade_responder_given_up_total",
+            c.responder_given_up,
+            "Bans whose responder retries ran out (the periodic reconcile puts them back).",
+        ),
+        (
+            "palisade_positions_held",
+            u64::from(c.positions_held),
+            "1 when source positions stopped moving after a store failure.",
         ),
         ("palisade_decisions_total", c.decisions, "Decisions taken."),
         (

@@ -10,7 +10,7 @@ use crate::health::{InputState, SourceHealth};
 use crate::lines::Splitter;
 use crate::state::{self, FilePos, FilesState, FINGERPRINT_LEN};
 use crate::stream::deliver;
-use crate::{LineMeta, LineSink, SourceError, SourceOptions, SourceSpec, SourceStats};
+use crate::{LineMeta, LineSink, Position, SourceError, SourceOptions, SourceSpec, SourceStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, Metadata};
@@ -90,7 +90,8 @@ struct Ctx<'a> {
     sink: &'a mut dyn LineSink,
     stats: &'a mut SourceStats,
     saved: &'a mut BTreeMap<String, FilePos>,
-    dirty: &'a mut bool,
+    /// Bumped whenever a position changes.
+    dirty: &'a mut u64,
     health: Option<&'a SourceHealth>,
 }
 
@@ -135,7 +136,7 @@ fn read_open(
             return Ok((got, false));
         }
         got = true;
-        *cx.dirty = true;
+        *cx.dirty += 1;
         open.split.filled(n);
         cx.stats.bytes += n as u64;
         let (sink, stats) = (&mut *cx.sink, &mut *cx.stats);
@@ -247,7 +248,7 @@ impl Tail {
                 // Renamed or deleted: finish it and wait for a new file under the path.
                 if let Some(open) = self.cur.take() {
                     self.retire(open, cx);
-                    *cx.dirty = true;
+                    *cx.dirty += 1;
                 }
                 self.failing = false;
                 self.set_state(InputState::Missing, None, cx);
@@ -265,7 +266,7 @@ impl Tail {
         {
             // Replaced (rename + create, delete + create).
             self.retire(open, cx);
-            *cx.dirty = true;
+            *cx.dirty += 1;
         }
 
         let just_opened = self.cur.is_none();
@@ -275,7 +276,7 @@ impl Tail {
                 Ok(open) => {
                     self.cur = Some(open);
                     self.failing = false;
-                    *cx.dirty = true;
+                    *cx.dirty += 1;
                     let st = if rotated {
                         InputState::Rotated
                     } else {
@@ -302,7 +303,7 @@ impl Tail {
             cur.split.reset(0, false);
             cur.fp = None;
             cx.stats.truncations += 1;
-            *cx.dirty = true;
+            *cx.dirty += 1;
             tracing::info!(path = %self.path.display(), "log file truncated; reading from its start");
         }
 
@@ -560,7 +561,12 @@ struct Tailer<'a> {
     known: HashSet<PathBuf>,
     saved: BTreeMap<String, FilePos>,
     stats: SourceStats,
-    dirty: bool,
+    /// Generation of the positions: bumped whenever one changes.
+    dirty: u64,
+    /// Generation last saved to the state file.
+    saved_gen: u64,
+    /// Generation last handed to [`LineSink::checkpoint`].
+    ck_gen: u64,
     state_path: Option<PathBuf>,
     last_save: Option<Instant>,
     save_failing: bool,
@@ -593,7 +599,7 @@ impl<'a> Tailer<'a> {
                 }
                 if self.known.insert(p.clone()) {
                     self.tails.push(Tail::new(p.clone(), false, fresh));
-                    self.dirty = true;
+                    self.dirty += 1;
                 }
                 matched.insert(p);
             }
@@ -611,7 +617,7 @@ impl<'a> Tailer<'a> {
         });
         if self.tails.len() != before {
             self.known = self.tails.iter().map(|t| t.path.clone()).collect();
-            self.dirty = true;
+            self.dirty += 1;
         }
     }
 
@@ -659,12 +665,8 @@ impl<'a> Tailer<'a> {
         self.saved.clear();
     }
 
-    /// Saves positions if due (or `force`d, on stop) and something changed.
-    fn maybe_save(&mut self, force: bool) {
-        let Some(path) = &self.state_path else { return };
-        if !self.dirty || (!force && self.last_save.is_some_and(|t| t.elapsed() < SAVE_EVERY)) {
-            return;
-        }
+    /// The positions of every open file: everything delivered so far.
+    fn snapshot(&mut self) -> FilesState {
         let mut st = FilesState::default();
         for t in &mut self.tails {
             let Some(cur) = &mut t.cur else { continue };
@@ -687,10 +689,36 @@ impl<'a> Tailer<'a> {
                 },
             );
         }
+        st
+    }
+
+    /// Hands the sink the current positions if they moved since the last checkpoint.
+    fn checkpoint(&mut self, sink: &mut dyn LineSink) {
+        if self.dirty == self.ck_gen {
+            return;
+        }
+        let gen = self.dirty;
+        let mut st = self.snapshot();
+        sink.checkpoint(&Position(state::to_doc(&mut st)));
+        self.ck_gen = gen;
+    }
+
+    /// Saves positions if due (or `force`d, on stop) and something changed.
+    fn maybe_save(&mut self, force: bool) {
+        let Some(path) = self.state_path.clone() else {
+            return;
+        };
+        if self.dirty == self.saved_gen
+            || (!force && self.last_save.is_some_and(|t| t.elapsed() < SAVE_EVERY))
+        {
+            return;
+        }
+        let gen = self.dirty;
+        let mut st = self.snapshot();
         self.last_save = Some(Instant::now());
-        match state::save(path, &mut st) {
+        match state::save(&path, &mut st) {
             Ok(()) => {
-                self.dirty = false;
+                self.saved_gen = gen;
                 self.save_failing = false;
             }
             Err(e) => {
@@ -713,10 +741,15 @@ pub(crate) fn run(
     health: Option<&SourceHealth>,
 ) -> Result<SourceStats, SourceError> {
     let state_path = opts.state_dir.as_deref().and_then(|d| spec.state_file(d));
-    let saved = state_path
-        .as_deref()
-        .map(|p| state::load::<FilesState>(p).files)
-        .unwrap_or_default();
+    let saved = match &opts.resume {
+        Some(pos) => state::parse::<FilesState>(&pos.0)
+            .map(|s| s.files)
+            .unwrap_or_default(),
+        None => state_path
+            .as_deref()
+            .map(|p| state::load::<FilesState>(p).files)
+            .unwrap_or_default(),
+    };
     let mut t = Tailer {
         opts,
         patterns: patterns.iter().map(|p| (p.clone(), is_glob(p))).collect(),
@@ -726,7 +759,9 @@ pub(crate) fn run(
         stats: SourceStats::default(),
         // Positions taken at startup (the end of each file) must be saved even if nothing is
         // read, or lines written while stopped would be skipped on the next start.
-        dirty: true,
+        dirty: 1,
+        saved_gen: 0,
+        ck_gen: 0,
         state_path,
         last_save: None,
         save_failing: false,
@@ -745,6 +780,7 @@ pub(crate) fn run(
             t.end_initial();
             first = false;
         }
+        t.checkpoint(sink);
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -776,6 +812,7 @@ pub(crate) fn run(
             last_rescan = Instant::now();
         }
     }
+    t.checkpoint(sink);
     t.maybe_save(true);
     Ok(t.stats)
 }

@@ -7,7 +7,7 @@
 
 use crate::lines::Splitter;
 use crate::state::{self, JournalState};
-use crate::{LineMeta, LineSink, SourceError, SourceOptions, SourceSpec, SourceStats};
+use crate::{LineMeta, LineSink, Position, SourceError, SourceOptions, SourceSpec, SourceStats};
 use palisade_core::{JournalFields, Timestamp};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -298,6 +298,8 @@ struct Reader<'a> {
     max_line: usize,
     cursor: Option<String>,
     dirty: bool,
+    /// The cursor moved since the last [`LineSink::checkpoint`].
+    ck_dirty: bool,
 }
 
 impl Reader<'_> {
@@ -315,6 +317,7 @@ impl Reader<'_> {
             cur.clear();
             cur.push_str(c);
             self.dirty = true;
+            self.ck_dirty = true;
         }
         let Some(msg) = &e.message else { return };
         let mut msg: &[u8] = msg;
@@ -338,6 +341,19 @@ impl Reader<'_> {
         };
         self.sink.line(msg, &meta);
     }
+
+    /// Hands the sink the cursor of the last entry delivered, if it moved.
+    fn checkpoint(&mut self) {
+        if !self.ck_dirty {
+            return;
+        }
+        self.ck_dirty = false;
+        let mut st = JournalState {
+            version: 0,
+            cursor: self.cursor.clone(),
+        };
+        self.sink.checkpoint(&Position(state::to_doc(&mut st)));
+    }
 }
 
 pub(crate) fn run(
@@ -348,7 +364,10 @@ pub(crate) fn run(
     stop: &AtomicBool,
 ) -> Result<SourceStats, SourceError> {
     let state_path = opts.state_dir.as_deref().and_then(|d| spec.state_file(d));
-    let saved: JournalState = state_path.as_deref().map(state::load).unwrap_or_default();
+    let saved: JournalState = match &opts.resume {
+        Some(pos) => state::parse(&pos.0).unwrap_or_default(),
+        None => state_path.as_deref().map(state::load).unwrap_or_default(),
+    };
     let args = journal_args(matches, opts, saved.cursor.as_deref());
     tracing::debug!(?args, "starting journalctl");
     let mut child = Command::new(JOURNALCTL)
@@ -381,6 +400,7 @@ pub(crate) fn run(
         max_line: opts.max_line,
         cursor: saved.cursor,
         dirty: false,
+        ck_dirty: false,
     };
     let mut last_save: Option<Instant> = None;
     let save = |r: &mut Reader<'_>, force: bool, last_save: &mut Option<Instant>| {
@@ -447,6 +467,7 @@ pub(crate) fn run(
             };
             split.filled(n);
             split.drain(|p| r.record(p.line, p.cut));
+            r.checkpoint();
             if n < want {
                 r.sink.idle();
                 save(&mut r, false, &mut last_save);
@@ -455,6 +476,7 @@ pub(crate) fn run(
         // A last entry without a newline (journalctl ended).
         if !stop.load(Ordering::Relaxed) {
             split.flush(|p| r.record(p.line, p.cut));
+            r.checkpoint();
         }
         done.store(true, Ordering::Relaxed);
         watchdog.thread().unpark();

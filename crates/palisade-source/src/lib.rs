@@ -42,6 +42,11 @@
 //! A saved position wins over `from_start`. The state file's name is derived from the source
 //! (see [`SourceSpec::state_file`]), so several sources can share one directory.
 //!
+//! With [`SourceOptions::resume`], the start position comes from the caller instead, and
+//! [`LineSink::checkpoint`] hands the caller each new position after the lines it covers
+//! were delivered: the daemon stores it together with those lines' events and decisions
+//! (acknowledged positions), so a crash never skips a line whose outcome was not persisted.
+//!
 //! # journald
 //!
 //! `journalctl -o json` is run as a child (argv, no shell) and each entry's `MESSAGE` is
@@ -114,6 +119,28 @@ pub trait LineSink {
     /// The source has caught up with its input (or is idle): a good moment to flush batches.
     /// Positions are saved right after this call. Default: nothing.
     fn idle(&mut self) {}
+
+    /// Every line delivered before this call is covered by `pos`: a source started again with
+    /// [`SourceOptions::resume`] `= pos` delivers exactly the lines after them. Called after
+    /// each round of reads that moved the position (and once at start, with the starting
+    /// position, and on stop). A sink that persists what it is given makes the position move
+    /// only once that is done (acknowledged positions, see the daemon). Default: nothing.
+    fn checkpoint(&mut self, pos: &Position) {
+        let _ = pos;
+    }
+}
+
+/// Where a source is in its input: an opaque document (JSON: file positions or a journald
+/// cursor) that [`SourceOptions::resume`] accepts back. Same format as the state files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position(pub String);
+
+impl Position {
+    /// Reads the position a source saved in `state_dir` (its state file), if any.
+    pub fn from_state_dir(spec: &SourceSpec, state_dir: &Path) -> Option<Position> {
+        let path = spec.state_file(state_dir)?;
+        std::fs::read_to_string(path).ok().map(Position)
+    }
 }
 
 impl<F: FnMut(&[u8], &LineMeta<'_>)> LineSink for F {
@@ -201,6 +228,10 @@ pub struct SourceOptions {
     /// Keep following new data (`true`, default); `false` reads what is there once and returns
     /// (tests, replay). Stdin is always read to its end.
     pub follow: bool,
+    /// Start from this position (given earlier to [`LineSink::checkpoint`]) instead of the
+    /// state file's. An unusable document is ignored with a warning, like a corrupt state
+    /// file.
+    pub resume: Option<Position>,
 }
 
 impl Default for SourceOptions {
@@ -211,6 +242,7 @@ impl Default for SourceOptions {
             poll: Duration::from_millis(250),
             state_dir: None,
             follow: true,
+            resume: None,
         }
     }
 }

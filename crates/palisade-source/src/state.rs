@@ -115,6 +115,27 @@ pub(crate) fn load<T: DeserializeOwned + Default + Versioned>(path: &Path) -> T 
     }
 }
 
+/// Parses a position document (see [`crate::Position`]); `None` (with a warning) if unusable.
+pub(crate) fn parse<T: DeserializeOwned + Versioned>(doc: &str) -> Option<T> {
+    match serde_json::from_str::<T>(doc) {
+        Ok(s) if s.version() == VERSION => Some(s),
+        Ok(_) => {
+            tracing::warn!("source position has an unknown version; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "corrupt source position; ignored");
+            None
+        }
+    }
+}
+
+/// The position document of a state.
+pub(crate) fn to_doc<T: Serialize + Versioned>(state: &mut T) -> String {
+    state.set_version();
+    serde_json::to_string(state).expect("source state always serialises")
+}
+
 /// Writes a state file atomically: temporary file, fsync, rename over, fsync the directory.
 pub(crate) fn save<T: Serialize + Versioned>(
     path: &Path,

@@ -465,3 +465,54 @@ fn symlinked_file_is_followed_with_inotify() {
     assert_eq!(got[0].source, link.to_string_lossy());
     assert!(got[0].at.duration_since(t) < Duration::from_millis(200));
 }
+
+/// Records lines and the checkpoints given between them.
+#[derive(Default)]
+struct CkSink {
+    lines: Vec<Vec<u8>>,
+    /// (lines delivered before the checkpoint, the position)
+    cks: Vec<(usize, palisade_source::Position)>,
+}
+
+impl palisade_source::LineSink for CkSink {
+    fn line(&mut self, line: &[u8], _meta: &palisade_source::LineMeta<'_>) {
+        self.lines.push(line.to_vec());
+    }
+    fn checkpoint(&mut self, pos: &palisade_source::Position) {
+        self.cks.push((self.lines.len(), pos.clone()));
+    }
+}
+
+#[test]
+fn every_checkpoint_resumes_exactly_after_the_lines_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = path(&dir, "a.log");
+    let mut text = String::new();
+    for i in 0..120_000 {
+        text.push_str(&format!("line {i:07} of a file read in several rounds\n"));
+    }
+    text.push_str("unfinished");
+    fs::write(&log, &text).unwrap();
+    let once = |resume| {
+        let mut sink = CkSink::default();
+        let o = SourceOptions {
+            from_start: true,
+            follow: false,
+            resume,
+            ..opts(None)
+        };
+        run(&files(&[&log]), &o, &mut sink, &AtomicBool::new(false)).unwrap();
+        sink
+    };
+    let all = once(None);
+    assert_eq!(all.lines.len(), 120_000);
+    assert!(all.cks.len() >= 3, "{} checkpoints", all.cks.len());
+    for (seen, pos) in &all.cks {
+        let rest = once(Some(pos.clone()));
+        assert_eq!(rest.lines.len(), all.lines.len() - seen);
+        assert_eq!(rest.lines.first(), all.lines.get(*seen));
+    }
+    // A broken document is ignored like a corrupt state file (from_start applies).
+    let bad = once(Some(palisade_source::Position("{not json".into())));
+    assert_eq!(bad.lines.len(), 120_000);
+}

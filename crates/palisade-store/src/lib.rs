@@ -177,6 +177,16 @@ pub trait Store: Send {
     /// sample only: the first [`EVIDENCE_SAMPLE`] per address per hour; the rest are stored
     /// without evidence. Failures count towards `failures`; every event moves first/last seen.
     fn record_events(&mut self, jail: &str, events: &[Event]) -> Result<(), StoreError>;
+    /// Records events of several jails (as [`Store::record_events`]) and the source positions
+    /// they bring the sources to, all in one transaction: either the events and the positions
+    /// are stored, or neither (the daemon's acknowledged positions).
+    fn record_batch(
+        &mut self,
+        events: &[(&str, &[Event])],
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError>;
+    /// The stored source positions: (source key, position document).
+    fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError>;
     /// Lists events.
     fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
     /// Inserts a decision (status active), bumps `times_banned` of the address; returns its id.

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_server.sql")),
     (3, include_str!("../migrations/postgres/0003_ip_rollup.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_source_positions.sql"),
+    ),
 ];
 
 /// Schema version this binary creates and understands.
@@ -131,6 +135,17 @@ impl PgStore {
     }
 
     /// A prepared statement for `sql`, from the per-connection cache.
+    /// The statements [`write_events`] uses.
+    fn event_statements(&mut self) -> Result<EventStatements, StoreError> {
+        Ok((
+            self.statement(
+                "SELECT ip, sample_hour, sample_count FROM ip_history WHERE ip = ANY($1)",
+            )?,
+            self.statement(INSERT_EVENTS)?,
+            self.statement(UPSERT_HISTORY)?,
+        ))
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
         self.ensure_connected()?;
         if let Some(s) = self.statements.get(sql) {
@@ -259,6 +274,104 @@ const UPSERT_HISTORY: &str = "
         sample_hour = EXCLUDED.sample_hour,
         sample_count = EXCLUDED.sample_count";
 
+/// Prepared statements of [`write_events`]: history sample lookup, event insert, history
+/// upsert.
+type EventStatements = (Statement, Statement, Statement);
+
+/// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
+/// history.
+fn write_events(
+    tx: &mut postgres::Transaction<'_>,
+    stmts: &EventStatements,
+    jail: &str,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (select, insert, upsert) = (stmts.0.clone(), stmts.1.clone(), stmts.2.clone());
+    let mut plan = BatchPlan::new(events);
+    let jail = clean(jail);
+
+    let texts: Vec<&str> = plan.ips.iter().map(|d| d.text.as_str()).collect();
+    let index: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let mut loaded = Vec::new();
+    for row in tx.query(&select, &[&texts])? {
+        let ip: &str = row.try_get(0)?;
+        if let Some(&i) = index.get(ip) {
+            let sample = Sample {
+                hour: row.try_get(1)?,
+                count: row.try_get(2)?,
+            };
+            loaded.push((i, sample));
+        }
+    }
+    for (i, sample) in loaded {
+        plan.ips[i].sample = sample;
+    }
+    plan.sample();
+
+    for rows in plan.rows.chunks(CHUNK) {
+        let n = rows.len();
+        let mut time = Vec::with_capacity(n);
+        let mut filter = Vec::with_capacity(n);
+        let mut rule = Vec::with_capacity(n);
+        let mut ip = Vec::with_capacity(n);
+        let mut failure = Vec::with_capacity(n);
+        let mut user: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
+        let mut fields = Vec::with_capacity(n);
+        let mut evidence: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
+        for row in rows {
+            let e = row.event;
+            time.push(e.time.0);
+            filter.push(clean(&e.filter));
+            rule.push(clean(&e.rule));
+            ip.push(plan.ips[row.ip].text.as_str());
+            failure.push(e.failure);
+            user.push(e.user.as_deref().map(clean));
+            fields.push(fields_to_json(&e.fields));
+            evidence.push(row.keep_evidence.then(|| clean(&e.evidence)));
+        }
+        let filter: Vec<&str> = filter.iter().map(|c| c.as_ref()).collect();
+        let rule: Vec<&str> = rule.iter().map(|c| c.as_ref()).collect();
+        let user: Vec<Option<&str>> = user.iter().map(|c| c.as_deref()).collect();
+        let evidence: Vec<Option<&str>> = evidence.iter().map(|c| c.as_deref()).collect();
+        tx.execute(
+            &insert,
+            &[
+                &jail.as_ref(),
+                &time,
+                &filter,
+                &rule,
+                &ip,
+                &failure,
+                &user,
+                &fields,
+                &evidence,
+            ],
+        )?;
+    }
+
+    // Upsert in key order so concurrent writers lock history rows in the same order.
+    let mut order: Vec<usize> = (0..plan.ips.len()).collect();
+    order.sort_by(|&a, &b| plan.ips[a].key.cmp(&plan.ips[b].key));
+    let pick = |f: &dyn Fn(&common::HistoryDelta) -> i64| -> Vec<i64> {
+        order.iter().map(|&i| f(&plan.ips[i])).collect()
+    };
+    let ips: Vec<&str> = order.iter().map(|&i| plan.ips[i].text.as_str()).collect();
+    let keys: Vec<&[u8]> = order.iter().map(|&i| plan.ips[i].key.as_slice()).collect();
+    let first = pick(&|d| d.first);
+    let last = pick(&|d| d.last);
+    let failures = pick(&|d| d.failures);
+    let hours: Vec<Option<i64>> = order.iter().map(|&i| plan.ips[i].sample.hour).collect();
+    let counts = pick(&|d| d.sample.count);
+    tx.execute(
+        &upsert,
+        &[&ips, &keys, &first, &last, &failures, &hours, &counts],
+    )?;
+    Ok(())
+}
+
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -274,92 +387,43 @@ impl Store for PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut plan = BatchPlan::new(events);
-        let jail = clean(jail);
-        let select = self
-            .statement("SELECT ip, sample_hour, sample_count FROM ip_history WHERE ip = ANY($1)")?;
-        let insert = self.statement(INSERT_EVENTS)?;
-        let upsert = self.statement(UPSERT_HISTORY)?;
+        let stmts = self.event_statements()?;
         let mut tx = self.client.transaction()?;
-
-        let texts: Vec<&str> = plan.ips.iter().map(|d| d.text.as_str()).collect();
-        let index: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut loaded = Vec::new();
-        for row in tx.query(&select, &[&texts])? {
-            let ip: &str = row.try_get(0)?;
-            if let Some(&i) = index.get(ip) {
-                let sample = Sample {
-                    hour: row.try_get(1)?,
-                    count: row.try_get(2)?,
-                };
-                loaded.push((i, sample));
-            }
-        }
-        for (i, sample) in loaded {
-            plan.ips[i].sample = sample;
-        }
-        plan.sample();
-
-        for rows in plan.rows.chunks(CHUNK) {
-            let n = rows.len();
-            let mut time = Vec::with_capacity(n);
-            let mut filter = Vec::with_capacity(n);
-            let mut rule = Vec::with_capacity(n);
-            let mut ip = Vec::with_capacity(n);
-            let mut failure = Vec::with_capacity(n);
-            let mut user: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
-            let mut fields = Vec::with_capacity(n);
-            let mut evidence: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(n);
-            for row in rows {
-                let e = row.event;
-                time.push(e.time.0);
-                filter.push(clean(&e.filter));
-                rule.push(clean(&e.rule));
-                ip.push(plan.ips[row.ip].text.as_str());
-                failure.push(e.failure);
-                user.push(e.user.as_deref().map(clean));
-                fields.push(fields_to_json(&e.fields));
-                evidence.push(row.keep_evidence.then(|| clean(&e.evidence)));
-            }
-            let filter: Vec<&str> = filter.iter().map(|c| c.as_ref()).collect();
-            let rule: Vec<&str> = rule.iter().map(|c| c.as_ref()).collect();
-            let user: Vec<Option<&str>> = user.iter().map(|c| c.as_deref()).collect();
-            let evidence: Vec<Option<&str>> = evidence.iter().map(|c| c.as_deref()).collect();
-            tx.execute(
-                &insert,
-                &[
-                    &jail.as_ref(),
-                    &time,
-                    &filter,
-                    &rule,
-                    &ip,
-                    &failure,
-                    &user,
-                    &fields,
-                    &evidence,
-                ],
-            )?;
-        }
-
-        // Upsert in key order so concurrent writers lock history rows in the same order.
-        let mut order: Vec<usize> = (0..plan.ips.len()).collect();
-        order.sort_by(|&a, &b| plan.ips[a].key.cmp(&plan.ips[b].key));
-        let pick = |f: &dyn Fn(&common::HistoryDelta) -> i64| -> Vec<i64> {
-            order.iter().map(|&i| f(&plan.ips[i])).collect()
-        };
-        let ips: Vec<&str> = order.iter().map(|&i| plan.ips[i].text.as_str()).collect();
-        let keys: Vec<&[u8]> = order.iter().map(|&i| plan.ips[i].key.as_slice()).collect();
-        let first = pick(&|d| d.first);
-        let last = pick(&|d| d.last);
-        let failures = pick(&|d| d.failures);
-        let hours: Vec<Option<i64>> = order.iter().map(|&i| plan.ips[i].sample.hour).collect();
-        let counts = pick(&|d| d.sample.count);
-        tx.execute(
-            &upsert,
-            &[&ips, &keys, &first, &last, &failures, &hours, &counts],
-        )?;
+        write_events(&mut tx, &stmts, jail, events)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn record_batch(
+        &mut self,
+        events: &[(&str, &[Event])],
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let stmts = self.event_statements()?;
+        let put = self.statement(
+            "INSERT INTO source_positions (source, position, updated) VALUES ($1, $2, $3)
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+                                                updated = excluded.updated",
+        )?;
+        let now = SystemClock.now().0;
+        let mut tx = self.client.transaction()?;
+        for (jail, evs) in events {
+            write_events(&mut tx, &stmts, jail, evs)?;
+        }
+        for (source, pos) in positions {
+            tx.execute(&put, &[source, pos, &now])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let q = self.statement("SELECT source, position FROM source_positions ORDER BY source")?;
+        self.client
+            .query(&q, &[])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

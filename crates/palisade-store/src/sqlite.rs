@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_server.sql")),
     (3, include_str!("../migrations/sqlite/0003_ip_rollup.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_source_positions.sql"),
+    ),
 ];
 
 /// Schema version this binary creates and understands.
@@ -123,6 +127,103 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
+}
+
+/// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
+/// history and rollups.
+fn write_events(tx: &Transaction<'_>, jail: &str, events: &[Event]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut plan = BatchPlan::new(events);
+    let jail = clean(jail);
+    {
+        let mut get =
+            tx.prepare_cached("SELECT sample_hour, sample_count FROM ip_history WHERE ip = ?1")?;
+        for ip in &mut plan.ips {
+            if let Some(s) = get
+                .query_row([&ip.text], |r| {
+                    Ok(Sample {
+                        hour: r.get(0)?,
+                        count: r.get(1)?,
+                    })
+                })
+                .optional()?
+            {
+                ip.sample = s;
+            }
+        }
+    }
+    plan.sample();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events
+                     (time, jail, filter, rule, ip, failure, username, fields, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for row in &plan.rows {
+            let e = row.event;
+            insert.execute(params![
+                e.time.0,
+                jail,
+                clean(&e.filter),
+                clean(&e.rule),
+                plan.ips[row.ip].text,
+                e.failure,
+                e.user.as_deref().map(clean),
+                fields_to_json(&e.fields),
+                row.keep_evidence.then(|| clean(&e.evidence)),
+            ])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO ip_history (ip, ip_key, first_seen, last_seen, failures,
+                                         times_banned, sample_hour, sample_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
+                 ON CONFLICT (ip) DO UPDATE SET
+                     first_seen = MIN(ip_history.first_seen, excluded.first_seen),
+                     last_seen = MAX(ip_history.last_seen, excluded.last_seen),
+                     failures = ip_history.failures + excluded.failures,
+                     sample_hour = excluded.sample_hour,
+                     sample_count = excluded.sample_count",
+        )?;
+        for ip in &plan.ips {
+            upsert.execute(params![
+                ip.text,
+                ip.key,
+                ip.first,
+                ip.last,
+                ip.failures,
+                ip.sample.hour,
+                ip.sample.count,
+            ])?;
+        }
+        // Per-address rollups (schema 3), one upsert per address and per address-hour
+        // of the batch rather than per event (bursts repeat the same few keys). Hours
+        // are `time / 1 h` truncated, as SQL divides in the migration's backfill.
+        let mut per_ip = vec![0i64; plan.ips.len()];
+        let mut per_hour: BTreeMap<(usize, i64), i64> = BTreeMap::new();
+        for row in &plan.rows {
+            per_ip[row.ip] += 1;
+            *per_hour
+                .entry((row.ip, row.event.time.0 / common::HOUR_MICROS))
+                .or_default() += 1;
+        }
+        let mut jails = tx.prepare_cached(
+            "INSERT INTO ip_jail_events (ip, jail, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ip, jail) DO UPDATE SET events = events + excluded.events",
+        )?;
+        for (ip, n) in plan.ips.iter().zip(&per_ip) {
+            jails.execute(params![ip.text, jail, n])?;
+        }
+        let mut hours = tx.prepare_cached(
+            "INSERT INTO ip_event_hourly (ip, hour, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ip, hour) DO UPDATE SET events = events + excluded.events",
+        )?;
+        for ((ip, hour), n) in per_hour {
+            hours.execute(params![plan.ips[ip].text, hour, n])?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies pending migrations in one immediate transaction (so two processes opening a fresh
@@ -232,100 +333,42 @@ impl Store for SqliteStore {
     }
 
     fn record_events(&mut self, jail: &str, events: &[Event]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut plan = BatchPlan::new(events);
-        let jail = clean(jail);
         let tx = self.write_tx()?;
-        {
-            let mut get = tx
-                .prepare_cached("SELECT sample_hour, sample_count FROM ip_history WHERE ip = ?1")?;
-            for ip in &mut plan.ips {
-                if let Some(s) = get
-                    .query_row([&ip.text], |r| {
-                        Ok(Sample {
-                            hour: r.get(0)?,
-                            count: r.get(1)?,
-                        })
-                    })
-                    .optional()?
-                {
-                    ip.sample = s;
-                }
-            }
+        write_events(&tx, jail, events)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_batch(
+        &mut self,
+        events: &[(&str, &[Event])],
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx()?;
+        for (jail, evs) in events {
+            write_events(&tx, jail, evs)?;
         }
-        plan.sample();
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events
-                     (time, jail, filter, rule, ip, failure, username, fields, evidence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            let mut put = tx.prepare_cached(
+                "INSERT INTO source_positions (source, position, updated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+                                                    updated = excluded.updated",
             )?;
-            for row in &plan.rows {
-                let e = row.event;
-                insert.execute(params![
-                    e.time.0,
-                    jail,
-                    clean(&e.filter),
-                    clean(&e.rule),
-                    plan.ips[row.ip].text,
-                    e.failure,
-                    e.user.as_deref().map(clean),
-                    fields_to_json(&e.fields),
-                    row.keep_evidence.then(|| clean(&e.evidence)),
-                ])?;
-            }
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO ip_history (ip, ip_key, first_seen, last_seen, failures,
-                                         times_banned, sample_hour, sample_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
-                 ON CONFLICT (ip) DO UPDATE SET
-                     first_seen = MIN(ip_history.first_seen, excluded.first_seen),
-                     last_seen = MAX(ip_history.last_seen, excluded.last_seen),
-                     failures = ip_history.failures + excluded.failures,
-                     sample_hour = excluded.sample_hour,
-                     sample_count = excluded.sample_count",
-            )?;
-            for ip in &plan.ips {
-                upsert.execute(params![
-                    ip.text,
-                    ip.key,
-                    ip.first,
-                    ip.last,
-                    ip.failures,
-                    ip.sample.hour,
-                    ip.sample.count,
-                ])?;
-            }
-            // Per-address rollups (schema 3), one upsert per address and per address-hour
-            // of the batch rather than per event (bursts repeat the same few keys). Hours
-            // are `time / 1 h` truncated, as SQL divides in the migration's backfill.
-            let mut per_ip = vec![0i64; plan.ips.len()];
-            let mut per_hour: BTreeMap<(usize, i64), i64> = BTreeMap::new();
-            for row in &plan.rows {
-                per_ip[row.ip] += 1;
-                *per_hour
-                    .entry((row.ip, row.event.time.0 / common::HOUR_MICROS))
-                    .or_default() += 1;
-            }
-            let mut jails = tx.prepare_cached(
-                "INSERT INTO ip_jail_events (ip, jail, events) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (ip, jail) DO UPDATE SET events = events + excluded.events",
-            )?;
-            for (ip, n) in plan.ips.iter().zip(&per_ip) {
-                jails.execute(params![ip.text, jail, n])?;
-            }
-            let mut hours = tx.prepare_cached(
-                "INSERT INTO ip_event_hourly (ip, hour, events) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (ip, hour) DO UPDATE SET events = events + excluded.events",
-            )?;
-            for ((ip, hour), n) in per_hour {
-                hours.execute(params![plan.ips[ip].text, hour, n])?;
+            let now = SystemClock.now().0;
+            for (source, pos) in positions {
+                put.execute(params![source, pos, now])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT source, position FROM source_positions ORDER BY source")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

@@ -614,7 +614,9 @@ fn story(b: &Backend) {
         "DROP TABLE ip_jail_events",
         "DROP INDEX events_ip_id",
         "CREATE INDEX events_ip_jail ON events (ip, jail)",
-        "DELETE FROM schema_version WHERE version = 3",
+        // (Later migrations are undone too, so that 3 runs again.)
+        "DROP TABLE source_positions",
+        "DELETE FROM schema_version WHERE version >= 3",
     ] {
         (b.exec)(sql);
     }
@@ -639,6 +641,30 @@ fn story(b: &Backend) {
         "UPDATE schema_version SET version = {SCHEMA} WHERE version = 999"
     ));
     assert_eq!(open(&b.url).schema_version().unwrap(), SCHEMA);
+
+    // --- Acknowledged source positions: stored with the events they cover, atomically. ---
+    let mut s = open(&b.url);
+    assert!(s.source_positions().unwrap().is_empty());
+    let evs = [ssh_event(A, 70, true), ssh_event(A, 71, true)];
+    s.record_batch(&[("sshd", &evs[..])], &[("files-1", r#"{"a":1}"#)])
+        .unwrap();
+    assert_eq!((b.scalar)("SELECT COUNT(*) FROM events"), 20);
+    s.record_batch(&[], &[("files-1", r#"{"a":2}"#), ("journald-2", "c")])
+        .unwrap();
+    let want = vec![
+        ("files-1".to_string(), r#"{"a":2}"#.to_string()),
+        ("journald-2".to_string(), "c".to_string()),
+    ];
+    assert_eq!(s.source_positions().unwrap(), want);
+    // A failing transaction stores neither the events nor the position.
+    (b.exec)("ALTER TABLE source_positions RENAME TO source_positions_away");
+    let mut fresh = open(&b.url);
+    assert!(fresh
+        .record_batch(&[("sshd", &evs[..])], &[("files-1", "lost")])
+        .is_err());
+    (b.exec)("ALTER TABLE source_positions_away RENAME TO source_positions");
+    assert_eq!((b.scalar)("SELECT COUNT(*) FROM events"), 20);
+    assert_eq!(open(&b.url).source_positions().unwrap(), want);
 }
 
 fn ids_of(events: &[StoredEvent]) -> Vec<i64> {

@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use palisade_pipeline::manual;
 use palisade_core::{Clock, SystemClock, Timestamp};
+use palisade_pipeline::manual;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -195,4 +195,3 @@ pub fn record(a: RecordArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -811,7 +811,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             let t = parse_target(&target).map_err(anyhow::Error::msg)?;
             let dur = duration
                 .as_deref()
-                .map(palisade_config::parse_duration)
+                .map(palisade_config::parse_ban_duration)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let d = manual_decision(t, dur, &reason, now);
