@@ -1341,7 +1341,12 @@ fn write_status_metrics(out: &mut String, s: &palisade_proto::StatusReport) {
             "Refused or failed configuration reloads.",
         ),
     ] {
-        prom(out, name, "counter", help, value);
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        prom(out, name, kind, help, value);
     }
     prom(
         out,
