@@ -17,5 +17,5 @@ pub use event::Event;
 pub use journal::JournalFields;
 pub use net::{aggregate, canonical_ip, canonical_net, is_bannable, parse_ip_bytes, target_of};
 pub use observe::{Fanout, Observer, UnbanReason};
-pub use text::escape_untrusted;
+pub use text::{escape_untrusted, log_directives, redact_url};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp};

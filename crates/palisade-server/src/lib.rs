@@ -59,11 +59,8 @@ pub struct ServerConfig {
     /// How long `/api/v1/stats` answers may be reused before they are recomputed in the
     /// background.
     pub stats_ttl: Duration,
-    /// Connection caps and timeouts.
+    /// Connection caps, timeouts and the `Host` names accepted.
     pub conn: ConnLimits,
-    /// Host names (and `host:port` forms) accepted in the `Host` header besides the listen
-    /// address, `localhost` and loopback addresses.
-    pub allowed_hosts: Vec<String>,
     /// Absolute lifetime of a session, however often it is used.
     pub session_max: Duration,
 }
@@ -79,7 +76,6 @@ impl Default for ServerConfig {
             store_connections: 4,
             stats_ttl: Duration::from_secs(5),
             conn: ConnLimits::default(),
-            allowed_hosts: Vec::new(),
             session_max: Duration::from_secs(12 * 3600),
         }
     }

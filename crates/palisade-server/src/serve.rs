@@ -14,6 +14,10 @@
 //!   of the previous answer, so an idle keep-alive connection is closed after that time too;
 //! - a handler must produce its answer head within [`Limits::request`] (this covers slow
 //!   request bodies; the live feed's body streams afterwards, bounded by its own keep-alive).
+//!
+//! The `Host` header is checked too (DNS rebinding: a hostile page whose name resolves to the
+//! server would otherwise be same-origin with the API): IP literals, `localhost` and the names
+//! in [`Limits::allowed_hosts`] are accepted, anything else gets `421 Misdirected Request`.
 
 use crate::api::Peer;
 use axum::extract::ConnectInfo;
@@ -46,6 +50,9 @@ pub struct Limits {
     pub handshake: Duration,
     /// Longest a handler may take to start its answer (reading the body included).
     pub request: Duration,
+    /// Host names accepted in the `Host` header besides IP literals and `localhost`
+    /// (`[server] allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -56,6 +63,7 @@ impl Default for Limits {
             header: Duration::from_secs(15),
             handshake: Duration::from_secs(10),
             request: Duration::from_secs(60),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -99,6 +107,26 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
+}
+
+/// Whether a `Host` header value names this server: an IP literal (with or without port),
+/// `localhost`, or one of `allowed` (case-insensitive, port ignored).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, _)) => return ip.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| {
+            let a = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+            a.strip_suffix('.').unwrap_or(a).eq_ignore_ascii_case(name)
+        })
 }
 
 /// Open connections per address key.
@@ -202,10 +230,22 @@ async fn serve_conn<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request;
+    let allowed: Arc<[String]> = limits.allowed_hosts.clone().into();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(Peer(peer)));
         let app = app.clone();
+        let host_ok = req
+            .headers()
+            .get(hyper::header::HOST)
+            .map(|h| h.to_str().is_ok_and(|h| host_allowed(h, &allowed)))
+            .unwrap_or(true);
         async move {
+            if !host_ok {
+                return Ok(axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::MISDIRECTED_REQUEST,
+                    "unknown Host: add it to [server] allowed_hosts",
+                )));
+            }
             let req = req.map(axum::body::Body::new);
             match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
                 Ok(r) => r,
@@ -255,5 +295,34 @@ mod tests {
         );
         let m: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(address_key(m), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn hosts() {
+        let allowed = vec!["palisade.example.org".to_owned()];
+        for ok in [
+            "127.0.0.1:9380",
+            "127.0.0.1",
+            "[::1]:9380",
+            "[2001:db8::1]",
+            "localhost:9380",
+            "LOCALHOST",
+            "192.0.2.4:443",
+            "Palisade.Example.org",
+            "palisade.example.org.:8443",
+        ] {
+            assert!(host_allowed(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9380",
+            "127.0.0.1.evil.example",
+            "[evil]",
+            "[::1",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &allowed), "{bad}");
+        }
     }
 }
