@@ -647,23 +647,8 @@ fn check_argv(
         _ => {}
     }
     for a in argv {
-        let mut rest = a.as_str();
-        while let Some(i) = rest.find('{') {
-            let Some(j) = rest[i..].find('}') else {
-                problems.push(loc.span(
-                    &r.name,
-                    format!("responder {name:?}: unclosed '{{' in {a:?}"),
-                ));
-                break;
-            };
-            let ph = &rest[i + 1..i + j];
-            if !PH.contains(&ph) {
-                problems.push(loc.span(
-                    &r.name,
-                    format!("responder {name:?}: unknown placeholder {{{ph}}} in {a:?}; allowed: {{ip}}, {{cidr}}, {{jail}}, {{duration}}, {{family}}"),
-                ));
-            }
-            rest = &rest[i + j + 1..];
+        if let Err(e) = palisade_core::text::check_placeholders(a, PH) {
+            problems.push(loc.span(&r.name, format!("responder {name:?}: {e}")));
         }
     }
 }

@@ -136,6 +136,13 @@ type = "teleport"
     assert!(err.contains("unknown placeholder {host}"), "{err}");
     assert!(err.contains("`table` is only for type nftables"), "{err}");
     assert!(err.contains("unknown responder type \"teleport\""), "{err}");
+    // A stray brace is an error, not text passed to the program.
+    let err = parse(
+        "[[responder]]\nname = \"c\"\ntype = \"command\"\nban = [\"/bin/x\", \"{ip}}\"]\nunban = [\"/bin/x\", \"{ip}\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unbalanced '}'"), "{err}");
 }
 
 #[test]

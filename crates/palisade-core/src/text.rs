@@ -173,6 +173,33 @@ pub fn log_directives(base: &str) -> String {
     out
 }
 
+/// Checks one argument of a command template: every `{` closes with `}` around a name from
+/// `allowed`, and no `}` stands alone (`{ip}}` is refused, not passed through).
+pub fn check_placeholders(a: &str, allowed: &[&str]) -> Result<(), String> {
+    let mut rest = a;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest.as_bytes()[i] == b'}' {
+            return Err(format!("unbalanced '}}' in {a:?}"));
+        }
+        let Some(j) = rest[i..].find('}') else {
+            return Err(format!("unclosed '{{' in {a:?}"));
+        };
+        let name = &rest[i + 1..i + j];
+        if !allowed.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} in {a:?}; allowed: {}",
+                allowed
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &rest[i + j + 1..];
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -781,33 +781,57 @@ fn bind_socket(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, Daemo
     Ok(l)
 }
 
+/// Control connections handled at once; more get "busy" at once.
+const CONTROL_CONNECTIONS: usize = 16;
+
+/// Accepts control connections; each is served on its own short-lived thread (read and
+/// write bounded by timeouts), so one idle or slow client never holds up the others.
 fn control_loop(
     listener: std::os::unix::net::UnixListener,
     tx: Sender<EngineMsg>,
     stop: Arc<AtomicBool>,
 ) {
     use std::io::Write;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming() {
         if stop.load(Relaxed) {
             break;
         }
         let Ok(mut s) = conn else { continue };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let resp = match control::read_request(&s) {
-            Ok(req) => {
-                let (rtx, rrx) = bounded(1);
-                if tx.send(EngineMsg::Control(req, rtx)).is_err() {
-                    Response::err("daemon is stopping")
-                } else {
-                    rrx.recv_timeout(Duration::from_secs(20))
-                        .unwrap_or_else(|_| Response::err("daemon did not answer"))
-                }
-            }
-            Err(e) => Response::err(e),
-        };
-        let mut line = serde_json::to_string(&resp).unwrap_or_default();
-        line.push('\n');
-        let _ = s.write_all(line.as_bytes());
+        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        if active.fetch_add(1, Relaxed) >= CONTROL_CONNECTIONS {
+            active.fetch_sub(1, Relaxed);
+            let busy = Response::err("busy: too many control connections, try again");
+            let _ = s.write_all(
+                format!("{}\n", serde_json::to_string(&busy).unwrap_or_default()).as_bytes(),
+            );
+            continue;
+        }
+        let (tx, done) = (tx.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("control-conn".into())
+            .spawn(move || {
+                let resp = match control::read_request(&s) {
+                    Ok(req) => {
+                        let (rtx, rrx) = bounded(1);
+                        if tx.send(EngineMsg::Control(req, rtx)).is_err() {
+                            Response::err("daemon is stopping")
+                        } else {
+                            rrx.recv_timeout(Duration::from_secs(20))
+                                .unwrap_or_else(|_| Response::err("daemon did not answer"))
+                        }
+                    }
+                    Err(e) => Response::err(e),
+                };
+                let mut line = serde_json::to_string(&resp).unwrap_or_default();
+                line.push('\n');
+                let _ = s.write_all(line.as_bytes());
+                done.fetch_sub(1, Relaxed);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Relaxed);
+        }
     }
 }
 
