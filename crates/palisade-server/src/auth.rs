@@ -14,7 +14,8 @@
 //!   [`MAX_VERIFYING`] hashes run at once. A user name under attack does not lock its owner
 //!   out: when the per-user limit is reached, an address that logged in as that user before,
 //!   or has no failure in the window, still gets its attempt evaluated (the per-address limit
-//!   always holds).
+//!   always holds). So under attack from N addresses at most `per_user + N` guesses are
+//!   evaluated per window (each address's first), never `N × per_ip`.
 //! - A session ends after [`crate::ServerConfig::session_idle`] without use, after
 //!   [`crate::ServerConfig::session_max`] in any case, and as soon as its user's password
 //!   changes (checked against the store at most every few seconds).
@@ -91,6 +92,42 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// Largest argon2 memory a stored hash may ask for (blocks of 1 KiB): 256 MiB.
+const MAX_VERIFY_BLOCKS: usize = 256 * 1024;
+
+/// Like [`verify_password`], but hashing in `blocks`, a buffer the caller keeps and reuses:
+/// the ~19 MiB of every check then live in one allocation per thread instead of fresh heap
+/// blocks that fragment the allocator (which grew the peak RSS by hundreds of MiB under a
+/// burst of logins).
+fn verify_in(hash: &str, password: &str, blocks: &mut Vec<argon2::Block>) -> bool {
+    let mut check = || -> Option<bool> {
+        let h = PasswordHash::new(hash).ok()?;
+        let params = argon2::Params::try_from(&h).ok()?;
+        let alg = argon2::Algorithm::try_from(h.algorithm).ok()?;
+        let version = match h.version {
+            Some(v) => argon2::Version::try_from(v).ok()?,
+            None => argon2::Version::default(),
+        };
+        let expected = h.hash?;
+        let mut salt = [0u8; 64];
+        let salt = h.salt?.decode_b64(&mut salt).ok()?;
+        let n = params.block_count();
+        if n > MAX_VERIFY_BLOCKS {
+            return Some(false);
+        }
+        if blocks.len() < n {
+            blocks.resize(n, argon2::Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(alg, version, params)
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..n])
+            .ok()?;
+        let e = expected.as_bytes();
+        Some(out.len() == e.len() && out.iter().zip(e).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+    };
+    check().unwrap_or(false)
 }
 
 /// A hash of a throwaway password, verified against when the user does not exist so that
@@ -240,6 +277,65 @@ pub struct Attempt {
     user: String,
 }
 
+/// A password check waiting for a verifier thread.
+type VerifyJob = (Option<String>, String, tokio::sync::oneshot::Sender<bool>);
+
+/// [`MAX_VERIFYING`] long-lived threads that run the password hashes. Fixed threads, not the
+/// runtime's blocking pool: each thread's allocator arena keeps the ~19 MiB argon2 block it
+/// used, so the number of threads that ever hash bounds the memory, not only how many hash
+/// at once.
+#[derive(Debug)]
+struct Verifier(Mutex<Option<std::sync::mpsc::SyncSender<VerifyJob>>>);
+
+impl Verifier {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<VerifyJob>(MAX_VERIFYING);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..MAX_VERIFYING {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("login-verify-{i}"))
+                .spawn(move || {
+                    let mut blocks = Vec::new();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((stored, password, reply)) = job else {
+                            return;
+                        };
+                        let ok = match stored {
+                            Some(h) => verify_in(&h, &password, &mut blocks),
+                            None => {
+                                let _ = verify_in(dummy_hash(), &password, &mut blocks);
+                                false
+                            }
+                        };
+                        let _ = reply.send(ok);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a login verifier thread");
+            }
+        }
+        Verifier(Mutex::new(Some(tx)))
+    }
+
+    async fn run(&self, stored: Option<String>, password: String) -> bool {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return false };
+        // Callers hold one of MAX_VERIFYING semaphore permits, so the queue (that long)
+        // always has room.
+        tx.try_send((stored, password, reply)).is_ok() && answer.await.unwrap_or(false)
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        // Closing the channel ends the threads.
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
 /// In-memory authentication state: sessions, rate-limit buckets, token cache.
 #[derive(Debug)]
 pub struct AuthState {
@@ -250,6 +346,7 @@ pub struct AuthState {
     idle: Duration,
     max_age: Duration,
     verifying: tokio::sync::Semaphore,
+    verifier: Verifier,
     running: std::sync::atomic::AtomicUsize,
     running_max: std::sync::atomic::AtomicUsize,
     /// Whether cookies get `Secure` (served over TLS).
@@ -267,6 +364,7 @@ impl AuthState {
             idle,
             max_age,
             verifying: tokio::sync::Semaphore::new(MAX_VERIFYING),
+            verifier: Verifier::start(),
             running: Default::default(),
             running_max: Default::default(),
             secure,
@@ -308,9 +406,9 @@ impl AuthState {
     }
 
     /// Settles a reserved attempt: a failure stays counted; a success gives the reservation
-    /// back to the address, clears the user's count (the address keeps its earlier failures,
-    /// so one valid account cannot reset guessing against others) and trusts the address for
-    /// this user.
+    /// back and trusts the address for this user. Earlier failures stay counted on both
+    /// sides until their window ends: the owner logging in must not reopen the name to the
+    /// guessers, nor one valid account reset guessing from its address.
     pub fn finish(&self, a: Attempt, ok: bool) {
         if !ok {
             return;
@@ -320,7 +418,9 @@ impl AuthState {
         if let Some(x) = b.ip.get_mut(&a.ip) {
             x.failures = x.failures.saturating_sub(1);
         }
-        b.user.remove(&a.user);
+        if let Some(x) = b.user.get_mut(&a.user) {
+            x.failures = x.failures.saturating_sub(1);
+        }
         if b.trusted.len() >= MAX_TRUSTED {
             b.trusted
                 .retain(|_, t| now.duration_since(*t) < TRUSTED_FOR);
@@ -346,9 +446,7 @@ impl AuthState {
         };
         let n = self.running.fetch_add(1, SeqCst) + 1;
         self.running_max.fetch_max(n, SeqCst);
-        let r = tokio::task::spawn_blocking(move || check_password(stored.as_deref(), &password))
-            .await
-            .unwrap_or(false);
+        let r = self.verifier.run(stored, password).await;
         self.running.fetch_sub(1, SeqCst);
         r
     }
@@ -482,7 +580,8 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 /// Runs a password check without revealing whether the user exists.
-pub(crate) fn check_password(stored: Option<&str>, password: &str) -> bool {
+#[cfg(test)]
+fn check_password(stored: Option<&str>, password: &str) -> bool {
     match stored {
         Some(h) => verify_password(h, password),
         None => {
@@ -503,6 +602,11 @@ mod tests {
         assert!(verify_password(&h, "correct horse"));
         assert!(!verify_password(&h, "wrong"));
         assert!(!check_password(None, "x"));
+        let mut blocks = Vec::new();
+        assert!(verify_in(&h, "correct horse", &mut blocks));
+        assert!(!verify_in(&h, "correct horsf", &mut blocks));
+        assert!(!verify_in("$argon2id$garbage", "x", &mut blocks));
+        assert_eq!(blocks.len(), argon2::Params::DEFAULT.block_count());
         let (t, th) = new_api_token();
         assert!(t.starts_with("pal_") && t.len() > 40);
         assert_eq!(th, sha256_hex(&t));
