@@ -204,6 +204,27 @@ files = ["{d}/auth.log"]
         got.lock().unwrap().iter().any(|r| r.contains(KEY)),
         "the receiver did not get the key: the test would prove nothing"
     );
+    // One idle client on the control socket does not hold up the next: `status` answers
+    // while the idle connection is still open (not yet dropped by its read timeout).
+    let mut quiet =
+        std::os::unix::net::UnixStream::connect(dir.path().join("palisade.sock")).unwrap();
+    let st = Command::new(BIN)
+        .args(["status", "--json", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(String::from_utf8_lossy(&st.stdout).contains("active_bans"));
+    quiet.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(quiet.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the idle control client was served or closed before `status` could run"
+    );
     drop(idle);
     signal(child.id(), "TERM");
     wait_child(&mut child, 20.0).expect("the daemon did not stop");
