@@ -442,7 +442,8 @@ struct Head<'a> {
 
 /// Parses a dotted-quad IPv4 address by hand (the common case, without UTF-8 checks);
 /// anything else goes to the general parser. Same acceptance as the standard library: four
-/// decimal octets of at most three digits, no leading zeros, each at most 255.
+/// decimal octets of at most three digits, no leading zeros, each at most 255; addresses no
+/// client can send from are refused like in [`palisade_core::parse_ip_bytes`].
 #[inline]
 fn parse_client(b: &[u8]) -> Option<IpAddr> {
     let mut oct = [0u8; 4];
@@ -472,7 +473,8 @@ fn parse_client(b: &[u8]) -> Option<IpAddr> {
     }
     if n == 3 && digits > 0 && val <= 255 {
         oct[3] = val as u8;
-        Some(IpAddr::from(oct))
+        // Like the filters: no client sends from 0/8, broadcast or multicast.
+        Some(IpAddr::from(oct)).filter(|ip| palisade_core::is_bannable(*ip))
     } else {
         palisade_filter::scan::ip(b)
     }

@@ -314,6 +314,20 @@ impl Config {
                                 "[server] tls_cert and tls_key go together: set both or neither",
                             ));
                         }
+                        if s.max_connections == 0 || s.max_connections_per_address == 0 {
+                            problems.push(loc.span(
+                                value,
+                                "[server] max_connections and max_connections_per_address must be at least 1",
+                            ));
+                        }
+                        for h in &s.allowed_hosts {
+                            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/') {
+                                problems.push(loc.span(
+                                    value,
+                                    format!("[server] allowed_hosts: {h:?} is not a host name"),
+                                ));
+                            }
+                        }
                     }
                 }
                 "allowlist" => {

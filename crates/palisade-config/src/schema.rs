@@ -677,23 +677,8 @@ fn check_argv(
         _ => {}
     }
     for a in argv {
-        let mut rest = a.as_str();
-        while let Some(i) = rest.find('{') {
-            let Some(j) = rest[i..].find('}') else {
-                problems.push(loc.span(
-                    &r.name,
-                    format!("responder {name:?}: unclosed '{{' in {a:?}"),
-                ));
-                break;
-            };
-            let ph = &rest[i + 1..i + j];
-            if !PH.contains(&ph) {
-                problems.push(loc.span(
-                    &r.name,
-                    format!("responder {name:?}: unknown placeholder {{{ph}}} in {a:?}; allowed: {{ip}}, {{cidr}}, {{jail}}, {{duration}}, {{family}}"),
-                ));
-            }
-            rest = &rest[i + j + 1..];
+        if let Err(e) = palisade_core::text::check_placeholders(a, PH) {
+            problems.push(loc.span(&r.name, format!("responder {name:?}: {e}")));
         }
     }
 }
@@ -725,17 +710,8 @@ fn jiff_like_tz_invalid(tz: &str) -> bool {
     tz.is_empty() || tz.contains("..") || tz.starts_with('/') || tz.contains(char::is_whitespace)
 }
 
-/// Hides the password of a URL for messages (`postgres://u:***@h/db`).
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((cred, host)) = rest.rsplit_once('@') {
-            if let Some((user, _)) = cred.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    url.to_string()
-}
+/// Hides the password of a store URL or libpq key/value string for messages.
+pub use palisade_core::redact_url;
 
 // --- report sections ([notify], [abuseipdb], [report]) ---
 
@@ -1006,6 +982,14 @@ pub fn parse_time_of_day(s: &str) -> Option<(u8, u8)> {
     (h < 24 && m < 60 && s.trim().len() <= 5).then_some((h, m))
 }
 
+/// Whether an SMTP host is this machine (`localhost` or a loopback address).
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Semantic checks of `[notify]`, `[abuseipdb]` and `[report]`.
 pub(crate) fn validate_report_sections(
     cfg: &Config,
@@ -1028,6 +1012,13 @@ pub(crate) fn validate_report_sections(
                 problems.push(loc.nowhere(
                     "[notify.email] ca_file needs tls = \"starttls\" or \"tls\" (with tls = \"none\" no certificate is checked)",
                 ));
+            }
+            if e.tls == "none" && e.username.is_some() && !is_loopback_host(&e.smtp_host) {
+                problems.push(loc.nowhere(format!(
+                    "[notify.email] tls = \"none\" would send the SMTP password in clear text to {:?}: \
+                     use \"starttls\" or \"tls\" (plain SMTP with a login is only allowed to a loopback relay)",
+                    e.smtp_host
+                )));
             }
             if e.username.is_none() && (e.password.is_some() || e.password_file.is_some()) {
                 problems.push(loc.nowhere(
@@ -1101,6 +1092,13 @@ pub struct ServerSection {
     pub geoip_city: Option<String>,
     /// GeoIP ASN database (`.mmdb`, e.g. GeoLite2-ASN); adds the network operator.
     pub geoip_asn: Option<String>,
+    /// Host names the dashboard is reached by (the `Host` header), besides IP literals and
+    /// `localhost`; others get 421 (a DNS-rebinding defence). Needed behind a named proxy.
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once (lowered to fit the descriptor limit minus a reserve).
+    pub max_connections: usize,
+    /// Connections open at once from one address (IPv6: one /64).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerSection {
@@ -1113,6 +1111,9 @@ impl Default for ServerSection {
             geoip_country: Some(DEFAULT_GEOIP_COUNTRY.into()),
             geoip_city: None,
             geoip_asn: None,
+            allowed_hosts: Vec::new(),
+            max_connections: 512,
+            max_connections_per_address: 32,
         }
     }
 }

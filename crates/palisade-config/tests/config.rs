@@ -136,6 +136,13 @@ type = "teleport"
     assert!(err.contains("unknown placeholder {host}"), "{err}");
     assert!(err.contains("`table` is only for type nftables"), "{err}");
     assert!(err.contains("unknown responder type \"teleport\""), "{err}");
+    // A stray brace is an error, not text passed to the program.
+    let err = parse(
+        "[[responder]]\nname = \"c\"\ntype = \"command\"\nban = [\"/bin/x\", \"{ip}}\"]\nunban = [\"/bin/x\", \"{ip}\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unbalanced '}'"), "{err}");
 }
 
 #[test]
@@ -263,6 +270,15 @@ fn redacts_store_password() {
         .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("root:***@db"), "{err}");
+    // libpq keyword form (`host=… password=…`) hides its password too.
+    assert_eq!(
+        palisade_config::redact_url("host=db user=p password=hunter2 dbname=x"),
+        "host=db user=p password=*** dbname=x"
+    );
+    assert_eq!(
+        palisade_config::redact_url("host=db password='a b\\' c' dbname=x"),
+        "host=db password=*** dbname=x"
+    );
 }
 
 #[test]
@@ -291,4 +307,34 @@ fn email_tls_options_are_checked() {
         .to_string();
     assert!(err.contains("needs `username`"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    // A login over plain SMTP only to a loopback relay.
+    let err = parse(&format!(
+        "{base}tls = \"none\"\nusername = \"u\"\npassword = \"hunter2\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("clear text"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let local = base.replace("\"mx\"", "\"127.0.0.1\"");
+    parse(&format!(
+        "{local}tls = \"none\"\nusername = \"u\"\npassword = \"hunter2\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn server_limits_and_hosts() {
+    let cfg = parse("[server]\nallowed_hosts = [\"palisade.example.org\"]\nmax_connections = 64\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = cfg.server.unwrap();
+    assert_eq!(s.allowed_hosts, ["palisade.example.org"]);
+    assert_eq!((s.max_connections, s.max_connections_per_address), (64, 32));
+    let err = parse("[server]\nmax_connections = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+    let err = parse("[server]\nallowed_hosts = [\"a b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a host name"), "{err}");
 }

@@ -52,7 +52,7 @@ impl Allowlist {
     pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
         let mut a = Allowlist::default();
         for n in nets {
-            a.entries.push(n.trunc());
+            a.entries.push(crate::net::canonical_net(n));
         }
         a.rebuild();
         a
@@ -66,9 +66,18 @@ impl Allowlist {
                 IpNet::V4(n) => self
                     .v4
                     .push((u32::from(n.network()), u32::from(n.broadcast()))),
-                IpNet::V6(n) => self
-                    .v6
-                    .push((u128::from(n.network()), u128::from(n.broadcast()))),
+                IpNet::V6(n) => {
+                    let (s, e) = (u128::from(n.network()), u128::from(n.broadcast()));
+                    self.v6.push((s, e));
+                    // The part inside ::ffff:0:0/96 protects those IPv4 addresses too
+                    // (lookups canonicalise mapped addresses to IPv4).
+                    let (ms, me) = (0xffff_u128 << 32, (0xffff_u128 << 32) | 0xffff_ffff);
+                    if s <= me && ms <= e {
+                        let lo = (s.max(ms) - ms) as u32;
+                        let hi = (e.min(me) - ms) as u32;
+                        self.v4.push((lo, hi));
+                    }
+                }
             }
         }
         merge(&mut self.v4, |x: u32| x.checked_add(1));
@@ -79,7 +88,7 @@ impl Allowlist {
     pub fn parse_entry(s: &str) -> Option<IpNet> {
         let s = s.trim();
         if let Ok(n) = s.parse::<IpNet>() {
-            return Some(n.trunc());
+            return Some(crate::net::canonical_net(n));
         }
         s.parse::<IpAddr>()
             .ok()
@@ -113,7 +122,7 @@ impl Allowlist {
 
     /// Adds a network.
     pub fn insert(&mut self, n: IpNet) {
-        self.entries.push(n.trunc());
+        self.entries.push(crate::net::canonical_net(n));
         self.rebuild();
     }
 
@@ -127,7 +136,7 @@ impl Allowlist {
 
     /// Whether any address of `net` is allowlisted (a network ban must not cover a friend).
     pub fn overlaps(&self, net: &IpNet) -> bool {
-        match net {
+        match &crate::net::canonical_net(*net) {
             IpNet::V4(n) => {
                 let (s, e) = (u32::from(n.network()), u32::from(n.broadcast()));
                 self.v4.iter().any(|&(a, b)| a <= e && s <= b)
@@ -187,6 +196,24 @@ mod tests {
         assert!(!a.contains(ip("11.0.0.0")));
         assert!(a.overlaps(&"192.168.1.0/24".parse().unwrap()));
         assert!(!a.overlaps(&"192.168.2.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn mapped_forms() {
+        // A mapped entry protects the IPv4 addresses it covers, in either form.
+        let a = Allowlist::new([Allowlist::parse_entry("::ffff:198.51.100.0/120").unwrap()]);
+        assert!(a.contains(ip("198.51.100.7")));
+        assert!(a.contains(ip("::ffff:198.51.100.7")));
+        assert!(!a.contains(ip("198.51.101.7")));
+        assert!(a.overlaps(&"::ffff:198.51.100.7/128".parse().unwrap()));
+        assert!(a.overlaps(&"198.51.100.0/30".parse().unwrap()));
+        // A mapped-form target is checked against a plain IPv4 entry.
+        let b = Allowlist::new([Allowlist::parse_entry("203.0.113.0/24").unwrap()]);
+        assert!(b.overlaps(&"::ffff:203.0.113.9/128".parse().unwrap()));
+        assert!(b.overlaps(&"::ffff:203.0.113.0/120".parse().unwrap()));
+        // A wide IPv6 entry that covers the mapped range covers IPv4 too.
+        let c = Allowlist::new([Allowlist::parse_entry("::/80").unwrap()]);
+        assert!(c.contains(ip("8.8.8.8")));
     }
 
     #[test]

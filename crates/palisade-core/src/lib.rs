@@ -8,12 +8,14 @@ pub mod event;
 pub mod journal;
 pub mod net;
 pub mod observe;
+pub mod text;
 pub mod time;
 
 pub use allowlist::{Allowlist, AllowlistError};
 pub use decision::{Decision, Origin};
 pub use event::Event;
 pub use journal::JournalFields;
-pub use net::{aggregate, canonical_ip, parse_ip_bytes, target_of};
+pub use net::{aggregate, canonical_ip, canonical_net, is_bannable, parse_ip_bytes, target_of};
 pub use observe::{Fanout, Observer, UnbanReason};
+pub use text::{escape_untrusted, log_directives, redact_url};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp, MAX_DURATION};

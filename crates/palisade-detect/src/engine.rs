@@ -335,7 +335,8 @@ impl Engine {
         now: Timestamp,
         out: &mut Vec<Action>,
     ) -> Result<Decision, String> {
-        let target = target.trunc();
+        // `::ffff:192.0.2.0/120` is 192.0.2.0/24: checked and banned as IPv4.
+        let target = palisade_core::canonical_net(target);
         if self.cfg.allowlist.overlaps(&target) {
             return Err(format!("{target} is covered by the allowlist; not banned"));
         }
@@ -564,6 +565,27 @@ mod tests {
                 &mut out
             )
             .is_err());
+        // The mapped form of an allowlisted address is refused too; another one is banned
+        // as the IPv4 address it is.
+        assert!(e
+            .manual_ban(
+                "::ffff:10.0.0.7/128".parse().unwrap(),
+                None,
+                "x",
+                Timestamp::from_secs(1),
+                &mut out
+            )
+            .is_err());
+        let d = e
+            .manual_ban(
+                "::ffff:198.51.100.7/128".parse().unwrap(),
+                None,
+                "x",
+                Timestamp::from_secs(1),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(d.target.to_string(), "198.51.100.7/32");
     }
 
     #[test]

@@ -91,6 +91,14 @@ impl Mailer {
         )
         .map_err(|x| bad(format!("reading password_file: {x}")))?;
         if let Some(user) = &e.username {
+            // Never hand a password to a plain-text connection off this machine.
+            if e.tls == "none" && !palisade_config::is_loopback_host(&e.smtp_host) {
+                return Err(bad(format!(
+                    "tls = \"none\" with a login would send the password in clear text to {:?}; \
+                     use \"starttls\" or \"tls\"",
+                    e.smtp_host
+                )));
+            }
             let pw = secret.clone().unwrap_or_default();
             b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
         }

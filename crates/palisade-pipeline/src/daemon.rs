@@ -1242,24 +1242,50 @@ fn bind_socket(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, Daemo
     Ok(l)
 }
 
+/// Control connections handled at once; more get "busy" at once.
+const CONTROL_CONNECTIONS: usize = 16;
+
+/// Accepts control connections; each is served on its own short-lived thread (read and
+/// write bounded by timeouts), so one idle or slow client never holds up the others.
 fn control_loop(
     listener: std::os::unix::net::UnixListener,
     handle: ControlHandle,
     stop: Arc<AtomicBool>,
 ) {
     use std::io::Write;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming() {
         if stop.load(Relaxed) {
             break;
         }
         let Ok(mut s) = conn else { continue };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let resp: control::Response = control::read_request(&s)
-            .and_then(|req| handle.call(req))
-            .into();
-        let mut line = serde_json::to_string(&resp).unwrap_or_default();
-        line.push('\n');
-        let _ = s.write_all(line.as_bytes());
+        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        if active.fetch_add(1, Relaxed) >= CONTROL_CONNECTIONS {
+            active.fetch_sub(1, Relaxed);
+            let busy = control::Response::Err(ControlError::Unavailable(
+                "busy: too many control connections, try again".into(),
+            ));
+            let _ = s.write_all(
+                format!("{}\n", serde_json::to_string(&busy).unwrap_or_default()).as_bytes(),
+            );
+            continue;
+        }
+        let (handle, done) = (handle.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("control-conn".into())
+            .spawn(move || {
+                let resp: control::Response = control::read_request(&s)
+                    .and_then(|req| handle.call(req))
+                    .into();
+                let mut line = serde_json::to_string(&resp).unwrap_or_default();
+                line.push('\n');
+                let _ = s.write_all(line.as_bytes());
+                done.fetch_sub(1, Relaxed);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Relaxed);
+        }
     }
 }
 

@@ -54,7 +54,24 @@ pub fn for_each_line(
         };
         f(lines, line, &ctx);
     };
-    let stats = palisade_source::run(spec, &opts, &mut sink, &stop)?;
+    // A pipe, FIFO or character device (`/dev/stdin`, `<(zcat …)`) has no length and cannot
+    // be followed like a file: read it as a stream to its end.
+    let stream = match spec {
+        SourceSpec::Files { patterns } if patterns.len() == 1 => std::fs::metadata(&patterns[0])
+            .ok()
+            .filter(|m| !m.is_file() && !m.is_dir())
+            .map(|_| patterns[0].clone()),
+        _ => None,
+    };
+    let stats = match stream {
+        Some(path) => {
+            let f = std::fs::File::open(&path).map_err(|e| {
+                palisade_source::SourceError::Invalid(format!("cannot open {path}: {e}"))
+            })?;
+            palisade_source::run_reader(&path, f, &opts, &mut sink, &stop)?
+        }
+        None => palisade_source::run(spec, &opts, &mut sink, &stop)?,
+    };
     Ok((lines, stats))
 }
 

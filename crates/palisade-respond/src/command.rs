@@ -82,28 +82,7 @@ impl CommandTemplate {
 }
 
 fn check_placeholders(a: &str) -> Result<(), String> {
-    let mut rest = a;
-    while let Some(i) = rest.find(['{', '}']) {
-        if rest.as_bytes()[i] == b'}' {
-            return Err(format!("unbalanced '}}' in {a:?}"));
-        }
-        let Some(j) = rest[i..].find('}') else {
-            return Err(format!("unclosed '{{' in {a:?}"));
-        };
-        let name = &rest[i + 1..i + j];
-        if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder {{{name}}} in {a:?}; allowed: {}",
-                PLACEHOLDERS
-                    .iter()
-                    .map(|p| format!("{{{p}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        rest = &rest[i + j + 1..];
-    }
-    Ok(())
+    palisade_core::text::check_placeholders(a, PLACEHOLDERS)
 }
 
 /// Runs `ban` for each applied decision and `unban` for each revoked one.
@@ -209,6 +188,10 @@ mod tests {
             .contains("unknown placeholder"));
         assert!(t(&["/bin/echo", "{ip"]).unwrap_err().contains("unclosed"));
         assert!(t(&["/bin/echo", "ip}"]).unwrap_err().contains("unbalanced"));
+        assert!(t(&["/bin/echo", "{ip}}"])
+            .unwrap_err()
+            .contains("unbalanced"));
+        assert!(t(&["/bin/echo", "{{ip}"]).is_err());
         assert!(t(&["/bin/{jail}"]).is_err());
         assert!(t(&["/bin/echo", "x{ip}y", "{cidr}", "{duration}s"]).is_ok());
     }

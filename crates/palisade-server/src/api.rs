@@ -7,9 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::geo::{GeoInfo, GeoIp};
 use crate::pool::{StorePool, LATENCY_BUCKETS};
 use crate::stats::{self, Cached, Range, StatsCache};
-use crate::tls::TlsListener;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -17,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::serve::IncomingStream;
 use axum::{Extension, Json, Router};
 use ipnet::IpNet;
 use palisade_core::{Allowlist, Timestamp};
@@ -67,21 +64,9 @@ impl Deref for AppState {
     }
 }
 
-/// The client's address (connect info for both plain and TLS listeners).
+/// The client's address (inserted as connect info by [`crate::serve`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Peer(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(s: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer(*s.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(s: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*s.remote_addr())
-    }
-}
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
@@ -201,7 +186,22 @@ async fn principal(st: &AppState, headers: &HeaderMap) -> Result<Option<Principa
             session: None,
         }));
     }
-    Ok(cookie(headers, SESSION_COOKIE).and_then(|c| st.auth.session(c)))
+    let Some(found) = cookie(headers, SESSION_COOKIE).and_then(|c| st.auth.session(c)) else {
+        return Ok(None);
+    };
+    if found.recheck {
+        // A password change (or a deleted account) ends the session.
+        let u = found.principal.name.clone();
+        let current = st.pool.run(move |s| s.user(&u)).await?;
+        let key = found.principal.session.as_deref().unwrap_or_default();
+        if !st
+            .auth
+            .confirm_session(key, current.as_ref().map(|r| r.password_hash.as_str()))
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(found.principal))
 }
 
 /// Authentication and authorisation for every protected route.
@@ -660,27 +660,23 @@ pub(crate) async fn login(
     let Json(req) = body?;
     let ip = palisade_core::canonical_ip(peer.0.ip());
     let user: String = req.username.chars().take(128).collect();
-    st.auth.check_limits(ip, &user)?;
+    let attempt = st.auth.reserve(ip, &user)?;
     let u = user.clone();
     let rec = st.pool.run(move |s| s.user(&u)).await?;
-    let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || {
-        auth::check_password(rec.as_ref().map(|r| r.password_hash.as_str()), &password)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ok {
-        st.auth.record_failure(ip, &user);
-        tracing::warn!(%ip, user = %user, "dashboard login failed");
+    let hash = rec.map(|r| r.password_hash);
+    let ok = st.auth.verify(hash.clone(), req.password).await;
+    st.auth.finish(attempt, ok);
+    let shown = palisade_core::escape_untrusted(&user);
+    let Some(hash) = hash.filter(|_| ok) else {
+        tracing::warn!(%ip, user = %shown, "dashboard login failed");
         return Err(ApiError::BadLogin);
-    }
-    st.auth.record_success(&user);
+    };
     let u = user.clone();
     st.pool
         .run(move |s| s.user_logged_in(&u, stats::now()))
         .await?;
-    let (id, csrf) = st.auth.create_session(&user);
-    tracing::info!(%ip, user = %user, "dashboard login");
+    let (id, csrf) = st.auth.create_session(&user, &hash);
+    tracing::info!(%ip, user = %shown, "dashboard login");
     let mut resp = Json(Me {
         user,
         scope: Scope::Admin,

@@ -8,8 +8,17 @@
 //!   Login itself only accepts `application/json`, which a cross-site form cannot send.
 //! - API tokens (`Authorization: Bearer pal_…`) have scope `read` or `admin`; they carry no
 //!   ambient authority, so they need no CSRF token.
-//! - Login attempts are limited per client address and per user name; the limit is checked
-//!   before the (deliberately slow) password hash runs.
+//! - Login attempts are limited per client address (IPv6: per /64) and per user name. An
+//!   attempt is *reserved* atomically before the (deliberately slow, memory-hungry) password
+//!   hash runs, so concurrent guesses cannot slip past the count, and at most
+//!   [`MAX_VERIFYING`] hashes run at once. A user name under attack does not lock its owner
+//!   out: when the per-user limit is reached, an address that logged in as that user before,
+//!   or has no failure in the window, still gets its attempt evaluated (the per-address limit
+//!   always holds). So under attack from N addresses at most `per_user + N` guesses are
+//!   evaluated per window (each address's first), never `N × per_ip`.
+//! - A session ends after [`crate::ServerConfig::session_idle`] without use, after
+//!   [`crate::ServerConfig::session_max`] in any case, and as soon as its user's password
+//!   changes (checked against the store at most every few seconds).
 
 use crate::error::ApiError;
 use crate::LoginLimits;
@@ -32,8 +41,17 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const MIN_PASSWORD: usize = 8;
 /// Sessions kept at most (oldest dropped beyond).
 const MAX_SESSIONS: usize = 10_000;
-/// Rate-limit buckets kept at most (expired ones are swept first).
+/// Rate-limit buckets kept at most per kind (expired ones are swept first, then the oldest
+/// is dropped: the table is never cleared at once).
 const MAX_BUCKETS: usize = 100_000;
+/// Password verifications running at once (argon2id takes ~19 MiB each).
+pub const MAX_VERIFYING: usize = 2;
+/// (user, address) pairs remembered as having logged in successfully.
+const MAX_TRUSTED: usize = 4096;
+/// How long a successful login makes its address trusted for that user.
+const TRUSTED_FOR: Duration = Duration::from_secs(30 * 86_400);
+/// How long a session's password check is reused before the store is asked again.
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
 /// How long a token lookup is reused before the store is asked again.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
 
@@ -74,6 +92,42 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// Largest argon2 memory a stored hash may ask for (blocks of 1 KiB): 256 MiB.
+const MAX_VERIFY_BLOCKS: usize = 256 * 1024;
+
+/// Like [`verify_password`], but hashing in `blocks`, a buffer the caller keeps and reuses:
+/// the ~19 MiB of every check then live in one allocation per thread instead of fresh heap
+/// blocks that fragment the allocator (which grew the peak RSS by hundreds of MiB under a
+/// burst of logins).
+fn verify_in(hash: &str, password: &str, blocks: &mut Vec<argon2::Block>) -> bool {
+    let mut check = || -> Option<bool> {
+        let h = PasswordHash::new(hash).ok()?;
+        let params = argon2::Params::try_from(&h).ok()?;
+        let alg = argon2::Algorithm::try_from(h.algorithm).ok()?;
+        let version = match h.version {
+            Some(v) => argon2::Version::try_from(v).ok()?,
+            None => argon2::Version::default(),
+        };
+        let expected = h.hash?;
+        let mut salt = [0u8; 64];
+        let salt = h.salt?.decode_b64(&mut salt).ok()?;
+        let n = params.block_count();
+        if n > MAX_VERIFY_BLOCKS {
+            return Some(false);
+        }
+        if blocks.len() < n {
+            blocks.resize(n, argon2::Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(alg, version, params)
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..n])
+            .ok()?;
+        let e = expected.as_bytes();
+        Some(out.len() == e.len() && out.iter().zip(e).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+    };
+    check().unwrap_or(false)
 }
 
 /// A hash of a throwaway password, verified against when the user does not exist so that
@@ -149,6 +203,20 @@ struct Session {
     csrf: String,
     last_used: Instant,
     created: Instant,
+    /// SHA-256 of the user's password hash when the session started.
+    pw: String,
+    /// When `pw` was last compared with the store.
+    checked: Instant,
+}
+
+/// A session found by its cookie whose password fingerprint is due for a check against the
+/// store: call [`AuthState::confirm_session`] with the user's current password hash.
+#[derive(Debug)]
+pub struct SessionCheck {
+    /// The session's principal.
+    pub principal: Principal,
+    /// Whether the store must be asked before trusting it.
+    pub recheck: bool,
 }
 
 /// A token lookup result (name and scope, or unknown) and when it was made.
@@ -157,88 +225,240 @@ type CachedToken = (Option<(String, Scope)>, Instant);
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     start: Instant,
+    /// Failed attempts in the window, plus attempts reserved and not yet decided.
     failures: u32,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    ip: HashMap<IpAddr, Bucket>,
+    user: HashMap<String, Bucket>,
+    /// Addresses (keys) that logged in as a user, and when.
+    trusted: HashMap<(String, IpAddr), Instant>,
+}
+
+/// Fetches a live bucket (resetting an expired one), making room first when the table is
+/// full: expired buckets go, then the oldest one — never all at once.
+fn bucket<'a, K: std::hash::Hash + Eq + Clone>(
+    m: &'a mut HashMap<K, Bucket>,
+    key: &K,
+    now: Instant,
+    w: Duration,
+) -> &'a mut Bucket {
+    if !m.contains_key(key) && m.len() >= MAX_BUCKETS {
+        m.retain(|_, x| now.duration_since(x.start) < w);
+        if m.len() >= MAX_BUCKETS {
+            if let Some(k) = m
+                .iter()
+                .min_by_key(|(_, x)| x.start)
+                .map(|(k, _)| k.clone())
+            {
+                m.remove(&k);
+            }
+        }
+    }
+    let b = m.entry(key.clone()).or_insert(Bucket {
+        start: now,
+        failures: 0,
+    });
+    if now.duration_since(b.start) >= w {
+        *b = Bucket {
+            start: now,
+            failures: 0,
+        };
+    }
+    b
+}
+
+/// A login attempt counted in advance; [`AuthState::finish`] settles it.
+#[derive(Debug)]
+pub struct Attempt {
+    ip: IpAddr,
+    user: String,
+}
+
+/// A password check waiting for a verifier thread.
+type VerifyJob = (Option<String>, String, tokio::sync::oneshot::Sender<bool>);
+
+/// [`MAX_VERIFYING`] long-lived threads that run the password hashes. Fixed threads, not the
+/// runtime's blocking pool: each thread's allocator arena keeps the ~19 MiB argon2 block it
+/// used, so the number of threads that ever hash bounds the memory, not only how many hash
+/// at once.
+#[derive(Debug)]
+struct Verifier(Mutex<Option<std::sync::mpsc::SyncSender<VerifyJob>>>);
+
+impl Verifier {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<VerifyJob>(MAX_VERIFYING);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..MAX_VERIFYING {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("login-verify-{i}"))
+                .spawn(move || {
+                    let mut blocks = Vec::new();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((stored, password, reply)) = job else {
+                            return;
+                        };
+                        let ok = match stored {
+                            Some(h) => verify_in(&h, &password, &mut blocks),
+                            None => {
+                                let _ = verify_in(dummy_hash(), &password, &mut blocks);
+                                false
+                            }
+                        };
+                        let _ = reply.send(ok);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a login verifier thread");
+            }
+        }
+        Verifier(Mutex::new(Some(tx)))
+    }
+
+    async fn run(&self, stored: Option<String>, password: String) -> bool {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return false };
+        // Callers hold one of MAX_VERIFYING semaphore permits, so the queue (that long)
+        // always has room.
+        tx.try_send((stored, password, reply)).is_ok() && answer.await.unwrap_or(false)
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        // Closing the channel ends the threads.
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// In-memory authentication state: sessions, rate-limit buckets, token cache.
 #[derive(Debug)]
 pub struct AuthState {
     sessions: Mutex<HashMap<String, Session>>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
     tokens: Mutex<HashMap<String, CachedToken>>,
     limits: LoginLimits,
     idle: Duration,
+    max_age: Duration,
+    verifying: tokio::sync::Semaphore,
+    verifier: Verifier,
+    running: std::sync::atomic::AtomicUsize,
+    running_max: std::sync::atomic::AtomicUsize,
     /// Whether cookies get `Secure` (served over TLS).
     pub secure: bool,
 }
 
 impl AuthState {
     /// Empty state.
-    pub fn new(limits: LoginLimits, idle: Duration, secure: bool) -> Self {
+    pub fn new(limits: LoginLimits, idle: Duration, max_age: Duration, secure: bool) -> Self {
         AuthState {
             sessions: Mutex::default(),
             buckets: Mutex::default(),
             tokens: Mutex::default(),
             limits,
             idle,
+            max_age,
+            verifying: tokio::sync::Semaphore::new(MAX_VERIFYING),
+            verifier: Verifier::start(),
+            running: Default::default(),
+            running_max: Default::default(),
             secure,
         }
     }
 
-    /// Refuses a login attempt early when the address or the user name is over its limit.
-    pub fn check_limits(&self, ip: IpAddr, user: &str) -> Result<(), ApiError> {
+    /// Reserves a login attempt for `ip` (counted per /64 for IPv6) and `user`, or refuses
+    /// it. The reservation counts as a failure until [`AuthState::finish`] says otherwise, so
+    /// concurrent attempts cannot pass the limit together.
+    pub fn reserve(&self, ip: IpAddr, user: &str) -> Result<Attempt, ApiError> {
         let now = Instant::now();
-        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let w = self.limits.window;
-        for (key, max) in [
-            (format!("ip:{ip}"), self.limits.per_ip),
-            (format!("user:{user}"), self.limits.per_user),
-        ] {
-            if let Some(x) = b.get(&key) {
-                let age = now.duration_since(x.start);
-                if age < w && x.failures >= max {
-                    return Err(ApiError::RateLimited((w - age).as_secs() + 1));
+        let key = crate::serve::address_key(ip);
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let ipb = *bucket(&mut b.ip, &key, now, w);
+        if ipb.failures >= self.limits.per_ip {
+            let age = now.duration_since(ipb.start);
+            return Err(ApiError::RateLimited(w.saturating_sub(age).as_secs() + 1));
+        }
+        let userb = *bucket(&mut b.user, &user.to_owned(), now, w);
+        if userb.failures >= self.limits.per_user {
+            // The name is under attack. Its owner still gets through from an address that
+            // logged in as them before, or that has not failed in this window.
+            let trusted = b
+                .trusted
+                .get(&(user.to_owned(), key))
+                .is_some_and(|t| now.duration_since(*t) < TRUSTED_FOR);
+            if !trusted && ipb.failures > 0 {
+                let age = now.duration_since(userb.start);
+                return Err(ApiError::RateLimited(w.saturating_sub(age).as_secs() + 1));
+            }
+        }
+        b.ip.get_mut(&key).expect("bucket just made").failures += 1;
+        b.user.get_mut(user).expect("bucket just made").failures += 1;
+        Ok(Attempt {
+            ip: key,
+            user: user.to_owned(),
+        })
+    }
+
+    /// Settles a reserved attempt: a failure stays counted; a success gives the reservation
+    /// back and trusts the address for this user. Earlier failures stay counted on both
+    /// sides until their window ends: the owner logging in must not reopen the name to the
+    /// guessers, nor one valid account reset guessing from its address.
+    pub fn finish(&self, a: Attempt, ok: bool) {
+        if !ok {
+            return;
+        }
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(x) = b.ip.get_mut(&a.ip) {
+            x.failures = x.failures.saturating_sub(1);
+        }
+        if let Some(x) = b.user.get_mut(&a.user) {
+            x.failures = x.failures.saturating_sub(1);
+        }
+        if b.trusted.len() >= MAX_TRUSTED {
+            b.trusted
+                .retain(|_, t| now.duration_since(*t) < TRUSTED_FOR);
+            if b.trusted.len() >= MAX_TRUSTED {
+                if let Some(k) = b
+                    .trusted
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone())
+                {
+                    b.trusted.remove(&k);
                 }
             }
         }
-        Ok(())
+        b.trusted.insert((a.user, a.ip), now);
     }
 
-    /// Counts a failed attempt against the address and the user name.
-    pub fn record_failure(&self, ip: IpAddr, user: &str) {
-        let now = Instant::now();
-        let w = self.limits.window;
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() >= MAX_BUCKETS {
-            b.retain(|_, x| now.duration_since(x.start) < w);
-            if b.len() >= MAX_BUCKETS {
-                b.clear();
-            }
-        }
-        for key in [format!("ip:{ip}"), format!("user:{user}")] {
-            let x = b.entry(key).or_insert(Bucket {
-                start: now,
-                failures: 0,
-            });
-            if now.duration_since(x.start) >= w {
-                *x = Bucket {
-                    start: now,
-                    failures: 0,
-                };
-            }
-            x.failures += 1;
-        }
+    /// Runs a password check, at most [`MAX_VERIFYING`] at once (waiting for a turn).
+    pub async fn verify(&self, stored: Option<String>, password: String) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return false;
+        };
+        let n = self.running.fetch_add(1, SeqCst) + 1;
+        self.running_max.fetch_max(n, SeqCst);
+        let r = self.verifier.run(stored, password).await;
+        self.running.fetch_sub(1, SeqCst);
+        r
     }
 
-    /// Clears the user's failures after a successful login (the address keeps its count, so
-    /// one valid account cannot be used to reset guessing against others).
-    pub fn record_success(&self, user: &str) {
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        b.remove(&format!("user:{user}"));
+    /// The most password verifications that ever ran at once.
+    pub fn verifications_peak(&self) -> usize {
+        self.running_max.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Starts a session; returns `(cookie value, csrf token)`.
-    pub fn create_session(&self, user: &str) -> (String, String) {
+    /// Starts a session for `user`, whose stored password hash is `password_hash`; returns
+    /// `(cookie value, csrf token)`.
+    pub fn create_session(&self, user: &str, password_hash: &str) -> (String, String) {
         let id = random_string(32);
         let csrf = random_string(32);
         let now = Instant::now();
@@ -263,28 +483,51 @@ impl AuthState {
                 csrf: csrf.clone(),
                 last_used: now,
                 created: now,
+                pw: sha256_hex(password_hash),
+                checked: now,
             },
         );
         (id, csrf)
     }
 
-    /// The session for a cookie value, refreshed; `None` if unknown or idle too long.
-    pub fn session(&self, cookie: &str) -> Option<Principal> {
+    /// The session for a cookie value, refreshed; `None` if unknown, idle too long or past
+    /// its absolute lifetime. `recheck` asks for [`AuthState::confirm_session`].
+    pub fn session(&self, cookie: &str) -> Option<SessionCheck> {
         let key = sha256_hex(cookie);
         let now = Instant::now();
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let x = s.get_mut(&key)?;
-        if now.duration_since(x.last_used) >= self.idle {
+        if now.duration_since(x.last_used) >= self.idle
+            || now.duration_since(x.created) >= self.max_age
+        {
             s.remove(&key);
             return None;
         }
         x.last_used = now;
-        Some(Principal {
-            name: x.user.clone(),
-            scope: Scope::Admin,
-            csrf: Some(x.csrf.clone()),
-            session: Some(key),
+        Some(SessionCheck {
+            recheck: now.duration_since(x.checked) >= SESSION_RECHECK,
+            principal: Principal {
+                name: x.user.clone(),
+                scope: Scope::Admin,
+                csrf: Some(x.csrf.clone()),
+                session: Some(key),
+            },
         })
+    }
+
+    /// Compares a session's password fingerprint with the user's current password hash
+    /// (`None`: the user is gone); a changed password ends the session.
+    pub fn confirm_session(&self, key: &str, current: Option<&str>) -> bool {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(x) = s.get_mut(key) else {
+            return false;
+        };
+        if current.is_some_and(|h| same(&sha256_hex(h), &x.pw)) {
+            x.checked = Instant::now();
+            return true;
+        }
+        s.remove(key);
+        false
     }
 
     /// Ends a session (by its hashed id).
@@ -337,7 +580,8 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 /// Runs a password check without revealing whether the user exists.
-pub(crate) fn check_password(stored: Option<&str>, password: &str) -> bool {
+#[cfg(test)]
+fn check_password(stored: Option<&str>, password: &str) -> bool {
     match stored {
         Some(h) => verify_password(h, password),
         None => {
@@ -358,6 +602,11 @@ mod tests {
         assert!(verify_password(&h, "correct horse"));
         assert!(!verify_password(&h, "wrong"));
         assert!(!check_password(None, "x"));
+        let mut blocks = Vec::new();
+        assert!(verify_in(&h, "correct horse", &mut blocks));
+        assert!(!verify_in(&h, "correct horsf", &mut blocks));
+        assert!(!verify_in("$argon2id$garbage", "x", &mut blocks));
+        assert_eq!(blocks.len(), argon2::Params::DEFAULT.block_count());
         let (t, th) = new_api_token();
         assert!(t.starts_with("pal_") && t.len() > 40);
         assert_eq!(th, sha256_hex(&t));
@@ -373,21 +622,41 @@ mod tests {
                 window: Duration::from_secs(60),
             },
             Duration::from_secs(60),
+            Duration::from_secs(3600),
             true,
         );
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        a.check_limits(ip, "u").unwrap();
-        a.record_failure(ip, "u");
-        a.record_failure(ip, "u");
-        assert!(matches!(
-            a.check_limits(ip, "v"),
-            Err(ApiError::RateLimited(_))
-        ));
-        let (id, csrf) = a.create_session("u");
+        let x = a.reserve(ip, "u").unwrap();
+        let y = a.reserve(ip, "u").unwrap();
+        // Reserved attempts count before they are settled.
+        assert!(matches!(a.reserve(ip, "v"), Err(ApiError::RateLimited(_))));
+        a.finish(x, false);
+        a.finish(y, false);
+        assert!(matches!(a.reserve(ip, "v"), Err(ApiError::RateLimited(_))));
+        // IPv6 counts per /64.
+        let v6a: IpAddr = "2001:db8::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let r = a.reserve(v6a, "w").unwrap();
+        a.finish(r, false);
+        let r = a.reserve(v6b, "w").unwrap();
+        a.finish(r, false);
+        assert!(a.reserve(v6a, "w").is_err());
+        assert!(a.reserve("2001:db8:0:1::1".parse().unwrap(), "w").is_ok());
+
+        let (id, csrf) = a.create_session("u", "$argon2id$h1");
         let p = a.session(&id).unwrap();
+        assert!(!p.recheck);
+        let p = p.principal;
         assert_eq!(p.csrf.as_deref(), Some(csrf.as_str()));
         assert!(a.session_cookie(&id).contains("Secure"));
-        a.end_session(p.session.as_deref().unwrap());
+        let key = p.session.clone().unwrap();
+        assert!(a.confirm_session(&key, Some("$argon2id$h1")));
+        a.end_session(&key);
+        assert!(a.session(&id).is_none());
+        // A changed password ends the session.
+        let (id, _) = a.create_session("u", "$argon2id$h1");
+        let key = a.session(&id).unwrap().principal.session.unwrap();
+        assert!(!a.confirm_session(&key, Some("$argon2id$h2")));
         assert!(a.session(&id).is_none());
     }
 }

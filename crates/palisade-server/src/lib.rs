@@ -27,12 +27,14 @@ mod error;
 pub use palisade_geo as geo;
 mod openapi;
 mod pool;
+pub mod serve;
 mod stats;
 mod tls;
 
 pub use control::{ControlApi, ControlError, FeedHub, FeedItem, StatusReport};
 pub use error::ApiError;
 pub use geo::{GeoInfo, GeoIp, GeoPaths};
+pub use serve::Limits as ConnLimits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ pub struct ServerConfig {
     /// How long `/api/v1/stats` answers may be reused before they are recomputed in the
     /// background.
     pub stats_ttl: Duration,
+    /// Connection caps, timeouts and the `Host` names accepted.
+    pub conn: ConnLimits,
+    /// Absolute lifetime of a session, however often it is used.
+    pub session_max: Duration,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +75,8 @@ impl Default for ServerConfig {
             session_idle: Duration::from_secs(12 * 3600),
             store_connections: 4,
             stats_ttl: Duration::from_secs(5),
+            conn: ConnLimits::default(),
+            session_max: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -218,11 +226,19 @@ pub fn spawn(
         control,
         feed,
         geo,
-        auth: auth::AuthState::new(cfg.login_limits.clone(), cfg.session_idle, secure),
+        auth: auth::AuthState::new(
+            cfg.login_limits.clone(),
+            cfg.session_idle,
+            cfg.session_max,
+            secure,
+        ),
         stats: stats::StatsCache::new(cfg.stats_ttl),
         shutdown: stop_rx.clone(),
     });
     let app = api::router(state);
+    let fd_limit = serve::raise_fd_limit();
+    let cap = serve::connection_cap(cfg.conn.max_connections, fd_limit);
+    let limits = cfg.conn.clone();
     let thread = std::thread::Builder::new()
         .name("http-server".into())
         .spawn(move || {
@@ -234,33 +250,12 @@ pub fn spawn(
                         return;
                     }
                 };
-                let mut stop = stop_rx;
-                let signal = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                let r = match tls {
-                    Some(cfg) => {
-                        let l = tls::TlsListener::new(listener, cfg);
-                        axum::serve(l, app.into_make_service_with_connect_info::<api::Peer>())
-                            .with_graceful_shutdown(signal)
-                            .await
-                    }
-                    None => {
-                        axum::serve(
-                            listener,
-                            app.into_make_service_with_connect_info::<api::Peer>(),
-                        )
-                        .with_graceful_shutdown(signal)
-                        .await
-                    }
-                };
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "http server stopped");
-                }
+                serve::run(listener, tls, app, limits, cap, stop_rx).await;
             });
             runtime.shutdown_timeout(Duration::from_secs(3));
         })
         .map_err(ServerError::Runtime)?;
+    tracing::debug!(?fd_limit, connections = cap, "http connection cap");
     tracing::info!(url = %format!("{}://{addr}", if secure { "https" } else { "http" }), "dashboard and API listening");
     Ok(ServerHandle {
         addr,

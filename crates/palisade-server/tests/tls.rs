@@ -49,6 +49,10 @@ impl Drop for Server {
 }
 
 fn start(tls: bool) -> Server {
+    start_with(tls, |_| {})
+}
+
+fn start_with(tls: bool, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("p.db").display());
     {
@@ -69,11 +73,12 @@ fn start(tls: bool) -> Server {
         cert = Some(ck.cert.der().clone());
         files
     });
-    let cfg = ServerConfig {
+    let mut cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: files,
         ..ServerConfig::default()
     };
+    tweak(&mut cfg);
     let handle = palisade_server::spawn(cfg, url, Arc::new(NoDaemon), FeedHub::new()).unwrap();
     let addr = handle.local_addr();
     assert_eq!(
@@ -251,4 +256,47 @@ fn plain_http_login_cookie_is_not_secure() {
     let cookie = set_cookie(&head);
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(!cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+}
+
+#[test]
+fn silent_clients_count_against_the_caps_and_lose_the_handshake_race() {
+    use std::io::Read;
+    let s = start_with(true, |c| {
+        c.conn.per_address = 2;
+        c.conn.handshake = Duration::from_secs(4);
+    });
+    let silent: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(s.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third connection from the same address while two handshakes are pending: closed.
+    let mut third = std::net::TcpStream::connect(s.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    let r = third.read(&mut b);
+    assert!(
+        matches!(&r, Ok(0))
+            || r.as_ref().is_err_and(|e| !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )),
+        "a connection over the per-address cap was kept: {r:?}"
+    );
+    // The silent ones are dropped once the handshake time is up.
+    for mut c in silent {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a silent TLS client stayed connected"
+            ),
+            Ok(n) => panic!("{n} bytes to a client that never said hello"),
+        }
+    }
 }

@@ -77,6 +77,38 @@ pub struct SqliteStore {
     conn: Connection,
 }
 
+/// Makes the database file (it holds password hashes) readable by its owner only: creates it
+/// with mode 0600 before SQLite does, so the `-wal` and `-shm` files SQLite creates next to
+/// it get the same mode, and takes group and other bits off files an older version left.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = Path::new(&p);
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            let mode = m.permissions().mode();
+            if m.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and applies pending
     /// migrations. The file's directory must exist: a missing directory usually means a
@@ -95,6 +127,10 @@ impl SqliteStore {
                 });
             }
         }
+        private_files(path).map_err(|e| StoreError::Backend {
+            backend: "sqlite",
+            message: format!("cannot create {}: {e}", path.display()),
+        })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -915,6 +951,31 @@ mod tests {
             plan.iter().any(|p| p.contains("decisions_target")),
             "{plan:?}"
         );
+    }
+
+    #[test]
+    fn database_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.db");
+        let mut s = SqliteStore::open(&p).unwrap();
+        s.user_set("admin", "$argon2id$x", Timestamp(1)).unwrap();
+        let mode = |suffix: &str| {
+            let f = dir.path().join(format!("p.db{suffix}"));
+            std::fs::metadata(&f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "p.db{suffix}");
+        }
+        drop(s);
+        // A world-readable database left by an older version is tightened on open.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = SqliteStore::open(&p).unwrap();
+        assert_eq!(mode(""), 0o600);
     }
 
     #[test]

@@ -356,8 +356,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Third-party clients stay at `warn`: they log URLs and headers that carry secrets.
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(palisade_core::log_directives(&base))
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(palisade_core::log_directives(level))
+        });
     // Colours only for a person at a terminal, and never with NO_COLOR (no-color.org).
     let no_color = matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;

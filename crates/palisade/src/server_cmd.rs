@@ -148,6 +148,12 @@ pub fn server_config(cfg: &Config) -> Option<ServerConfig> {
             city: path(&s.geoip_city),
             asn: path(&s.geoip_asn),
         },
+        conn: palisade_server::ConnLimits {
+            max_connections: s.max_connections,
+            per_address: s.max_connections_per_address,
+            allowed_hosts: s.allowed_hosts.clone(),
+            ..Default::default()
+        },
         ..ServerConfig::default()
     })
 }
@@ -208,7 +214,7 @@ pub fn user(cfg: &Config, cmd: UserCmd) -> Result<ExitCode> {
                 "{} user {name}{}",
                 if existed { "updated" } else { "created" },
                 if existed {
-                    " (sessions already open stay valid until they expire or the daemon restarts)"
+                    " (its open dashboard sessions end within seconds)"
                 } else {
                     ""
                 }
