@@ -10,9 +10,19 @@ struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static ON: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    /// Only the measuring thread counts: the test harness's own threads allocate at times
+    /// (output capture, result channel) and must not make the count flaky.
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counting() -> bool {
+    ON.load(Ordering::Relaxed) && MEASURING.try_with(|m| m.get()).unwrap_or(false)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged to the system allocator.
@@ -23,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged to the system allocator.
@@ -92,6 +102,7 @@ fn count(filter: &str, mode: Mode, lines: &[&[u8]]) -> usize {
     let mut out = Vec::with_capacity(16);
     let c = ctx();
     ALLOCS.store(0, Ordering::SeqCst);
+    MEASURING.with(|m| m.set(true));
     ON.store(true, Ordering::SeqCst);
     for _ in 0..2_000 {
         for l in lines {
@@ -105,6 +116,7 @@ fn count(filter: &str, mode: Mode, lines: &[&[u8]]) -> usize {
         }
     }
     ON.store(false, Ordering::SeqCst);
+    MEASURING.with(|m| m.set(false));
     ALLOCS.load(Ordering::SeqCst)
 }
 
