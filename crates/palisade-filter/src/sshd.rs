@@ -141,6 +141,9 @@ pub struct Sshd {
     seq: u64,
     conns: Box<[Conn]>,
     stats: FilterStats,
+    /// The failure events of the previous line, for sysklogd's `last message repeated N
+    /// times` (cleared by every other line).
+    last: Option<(u32, Vec<Event>)>,
 }
 
 impl Sshd {
@@ -154,6 +157,7 @@ impl Sshd {
             seq: 0,
             conns: vec![Conn::default(); CONN_SLOTS].into_boxed_slice(),
             stats: FilterStats::default(),
+            last: None,
         }
     }
 
@@ -834,6 +838,8 @@ impl Filter for Sshd {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
         self.seq += 1;
+        // Only the line right after a failure may repeat it.
+        let last = self.last.take();
         let split = if self.plain {
             let (msg, pid) = plain_message(line);
             Ok(crate::syslog::Header {
@@ -865,6 +871,18 @@ impl Filter for Sshd {
                 false,
             ),
             Err(e) => {
+                if let Some((host, n)) = crate::syslog::last_repeated(line) {
+                    return match last {
+                        Some((h, ev)) if h == host_hash(host) => {
+                            // The previous line (sshd's failure) was written n more times.
+                            for _ in 0..n.clamp(1, REPEAT_MAX) {
+                                out.extend(ev.iter().cloned());
+                            }
+                            Outcome::Matched
+                        }
+                        _ => Outcome::Missed,
+                    };
+                }
                 self.stats.unreadable(e.reason(line));
                 return Outcome::Missed;
             }
@@ -953,11 +971,15 @@ impl Filter for Sshd {
         } else {
             &[]
         };
+        let first = out.len();
         for _ in 0..n {
             out.push(
                 self.base
                     .event(line, time, ip, hit.rule, hit.failure, hit.user, fields),
             );
+        }
+        if hit.failure && has_header {
+            self.last = Some((host, out[first..first + 1].to_vec()));
         }
         Outcome::Matched
     }

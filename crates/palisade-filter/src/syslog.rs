@@ -188,10 +188,10 @@ fn iso_len(b: &[u8]) -> Option<usize> {
     }
 }
 
-/// Finds the timestamp at the start of `b`: (kind, stamp length, bytes to skip including the
-/// stamp, not the following space).
+/// Finds the timestamp at the start of `b`: (kind, stamp start, stamp end, bytes to skip
+/// including the stamp, not the following space).
 #[inline]
-fn stamp(b: &[u8]) -> Result<(StampKind, usize, usize), NotSyslog> {
+fn stamp(b: &[u8]) -> Result<(StampKind, usize, usize, usize), NotSyslog> {
     let Some(&c0) = b.first() else {
         return Err(NotSyslog::NoHeader);
     };
@@ -205,7 +205,7 @@ fn stamp(b: &[u8]) -> Result<(StampKind, usize, usize), NotSyslog> {
                 return Err(NotSyslog::Malformed(Unreadable::BadTimestamp));
             }
             let n = 15 + frac_len(&b[15..]);
-            return Ok((StampKind::Rfc3164, n, n));
+            return Ok((StampKind::Rfc3164, 0, n, n));
         }
         // `Www YYYY-MM-DD HH:MM:SS ZONE` (journalctl short-full)
         if b.len() >= 24 && b[3] == b' ' && b[0..3].iter().all(u8::is_ascii_alphabetic) {
@@ -226,14 +226,14 @@ fn stamp(b: &[u8]) -> Result<(StampKind, usize, usize), NotSyslog> {
                         end += 1 + zl;
                     }
                 }
-                return Ok((StampKind::ShortFull, end - 4, end));
+                return Ok((StampKind::ShortFull, 4, end, end));
             }
         }
         return Err(NotSyslog::NoHeader);
     }
     if c0.is_ascii_digit() {
         if let Some(n) = iso_len(b) {
-            return Ok((StampKind::Iso, n, n));
+            return Ok((StampKind::Iso, 0, n, n));
         }
         if b.len() >= 5 && b[4] == b'-' && all_digits(b, 0..4) {
             return Err(NotSyslog::Malformed(Unreadable::BadTimestamp));
@@ -243,7 +243,7 @@ fn stamp(b: &[u8]) -> Result<(StampKind, usize, usize), NotSyslog> {
         if (9..=11).contains(&n) {
             let n = n + frac_len(&b[n..]);
             if b.get(n) == Some(&b' ') {
-                return Ok((StampKind::Unix, n, n));
+                return Ok((StampKind::Unix, 0, n, n));
             }
         }
     }
@@ -426,7 +426,7 @@ fn split_5424(b: &[u8]) -> Result<Header<'_>, NotSyslog> {
 /// Cheap shape check only.
 #[inline]
 pub fn timestamp_len(line: &[u8]) -> Option<usize> {
-    stamp(line).ok().map(|s| s.2)
+    stamp(line).ok().map(|s| s.3)
 }
 
 /// Splits a syslog line into timestamp, host, program, pid and message.
@@ -437,8 +437,8 @@ pub fn split(line: &[u8]) -> Result<Header<'_>, NotSyslog> {
     if pl > 0 && b.starts_with(b"1 ") {
         return split_5424(&b[2..]);
     }
-    let (kind, sl, skip) = stamp(b)?;
-    let stamp = &b[..sl];
+    let (kind, s0, s1, skip) = stamp(b)?;
+    let stamp = &b[s0..s1];
     let rest = match b.get(skip) {
         Some(b' ') => &b[skip + 1..],
         _ => return Err(NotSyslog::Malformed(Unreadable::NoTag)),
@@ -468,6 +468,26 @@ pub fn split(line: &[u8]) -> Result<Header<'_>, NotSyslog> {
         pid,
         msg: strip_solaris_id(msg),
     })
+}
+
+/// sysklogd's `TIMESTAMP HOST last message repeated N times` (the host's previous line was
+/// written N more times): (host, N).
+pub fn last_repeated(line: &[u8]) -> Option<(&[u8], u32)> {
+    let b = &line[pri_len(line)..];
+    let (_, _, _, skip) = stamp(b).ok()?;
+    let rest = b.get(skip..)?.strip_prefix(b" ")?;
+    let (host, r) = match rest.strip_prefix(b"last message repeated ") {
+        Some(r) => (&[][..], r),
+        None => {
+            let (h, r) = next_token(rest)?;
+            (h, r.strip_prefix(b"last message repeated ")?)
+        }
+    };
+    let sp = memchr::memchr(b' ', r)?;
+    if &r[sp..] != b" times" {
+        return None;
+    }
+    Some((host, crate::scan::parse_digits(&r[..sp])?))
 }
 
 /// The token up to the next space and what follows that space; a token ending the line is
@@ -681,5 +701,17 @@ mod tests {
             let e = split(l.as_bytes()).unwrap_err();
             assert_eq!(e.reason(l.as_bytes()), r, "{l}");
         }
+        assert_eq!(
+            last_repeated(b"Sep 28 09:08:56 combo last message repeated 2 times"),
+            Some((&b"combo"[..], 2))
+        );
+        assert_eq!(
+            last_repeated(b"Sep 28 09:08:56 last message repeated 14 times"),
+            Some((&b""[..], 14))
+        );
+        assert_eq!(
+            last_repeated(b"Sep 28 09:08:56 combo last message repeated x times"),
+            None
+        );
     }
 }
