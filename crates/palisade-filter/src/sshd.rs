@@ -277,9 +277,11 @@ fn is_old_pam(prog: &[u8]) -> bool {
 enum Info {
     /// Nothing (password, keyboard-interactive, none, gssapi): the tail ends the line.
     Nothing,
-    /// A key description (publickey, hostbased), possibly with attacker-chosen text inside
-    /// (a certificate's key id, the client user and host of hostbased).
+    /// A publickey key description, possibly with attacker-chosen text inside (a
+    /// certificate's key id).
     Key,
+    /// A hostbased key description and the client's user and host names.
+    Hostbased,
     /// Anything after `: ` (SSH-1 era `ssh1: ruser …` lines): used only when the line does
     /// not end with sshd's tail, and only when a single ` from ` fits.
     Any,
@@ -316,56 +318,68 @@ fn type_fp(t: &[u8]) -> bool {
     }
 }
 
-/// The key description sshd appends to publickey/hostbased results:
-/// `TYPE FP`, `TYPE-CERT [FP ]ID <key id> (serial N) CA TYPE FP`, either followed by the
-/// hostbased `, client user "…", client host "…"` (which may also stand alone).
-fn key_info(info: &[u8]) -> bool {
-    let mut key = info;
-    if let Some(p) = memmem::find(info, b"client user \"") {
-        // Hostbased: `[KEY, ]client user "CU", client host "CH"` (CU and CH are the
-        // client's text: only the frame is checked).
-        let rest = &info[p..];
-        if !rest.ends_with(b"\"") || memmem::find(rest, b"\", client host \"").is_none() {
-            return false;
-        }
-        if p == 0 {
-            return true;
-        }
-        key = match strip_suffix(&info[..p], b", ").or_else(|| strip_suffix(&info[..p], b" ")) {
-            Some(k) => k,
-            None => return false,
-        };
+/// The fixed start of sshd's key description: `TYPE FP` (plain key: `true` and the rest
+/// after it) or `TYPE-CERT [FP ]ID ` (certificate: `false` and the rest, which begins with
+/// the key id).
+fn key_prefix(info: &[u8]) -> Option<(bool, &[u8])> {
+    let sp = memchr::memchr(b' ', info)?;
+    let (ty, r) = (&info[..sp], &info[sp + 1..]);
+    if !key_type(ty) {
+        return None;
     }
-    if type_fp(key) {
-        return true;
+    // The fingerprint ends at a space, or at the `,` before hostbased's client names.
+    let end = r
+        .iter()
+        .position(|&c| c == b' ' || c == b',')
+        .unwrap_or(r.len());
+    let (tok, after) = (&r[..end], &r[end..]);
+    let after = strip_prefix(after, b" ").unwrap_or(after);
+    if ty.ends_with(b"-CERT") {
+        // OpenSSH 8+ prints the certificate's fingerprint before `ID`; 7.x does not.
+        let r = if fingerprint(tok) { after } else { r };
+        return Some((false, strip_prefix(r, b"ID ")?));
     }
-    // Certificate.
-    let Some(sp) = memchr::memchr(b' ', key) else {
-        return false;
-    };
-    let (ty, mut r) = (&key[..sp], &key[sp + 1..]);
-    if !ty.ends_with(b"-CERT") || !key_type(ty) {
-        return false;
-    }
-    if let Some(i) = memchr::memchr(b' ', r) {
-        if fingerprint(&r[..i]) {
-            r = &r[i + 1..];
-        }
-    }
-    let Some(r) = r.strip_prefix(b"ID ") else {
-        return false;
-    };
-    // ` (serial N) CA TYPE FP` at the end; the key id before it is the signer's text.
+    fingerprint(tok).then_some((true, after))
+}
+
+/// A certificate's `KEYID (serial N) CA TYPE FP` ending (the key id is the signer's text):
+/// the last ` (serial ` must start sshd's fixed suffix.
+fn cert_suffix(r: &[u8]) -> bool {
     let Some(p) = memmem::rfind(r, b" (serial ") else {
         return false;
     };
     let t = &r[p + 9..];
     let n = t.iter().take_while(|c| c.is_ascii_digit()).count();
-    if n == 0 {
+    n > 0 && t[n..].strip_prefix(b") CA ").is_some_and(type_fp)
+}
+
+/// What sshd appends after `ssh2: ` for a publickey result: `TYPE FP` or
+/// `TYPE-CERT [FP ]ID <key id> (serial N) CA TYPE FP`.
+///
+/// The check is complete for sshd's own text (whatever the key id holds, the real info
+/// passes), so a second passing ` from ` candidate always means ambiguity, never a swap.
+fn publickey_info(info: &[u8]) -> bool {
+    match key_prefix(info) {
+        Some((true, rest)) => rest.is_empty(),
+        Some((false, rest)) => cert_suffix(rest),
+        None => false,
+    }
+}
+
+/// What sshd appends for a hostbased result: `KEY, client user "CU", client host "CH"`
+/// (KEY as for publickey) or the method info alone. CU, CH and a certificate's key id are
+/// the client's text, so only the fixed start and the closing quote are checked (complete
+/// for sshd's own text, as [`publickey_info`]).
+fn hostbased_info(info: &[u8]) -> bool {
+    if !info.ends_with(b"\"") || info.len() < 2 {
         return false;
     }
-    match t[n..].strip_prefix(b") CA ") {
-        Some(ca) => type_fp(ca),
+    if info.starts_with(b"client user \"") {
+        return true;
+    }
+    match key_prefix(info) {
+        Some((true, rest)) => rest.starts_with(b", client user \""),
+        Some((false, _)) => true,
         None => false,
     }
 }
@@ -396,7 +410,13 @@ fn tail_host(t: &[u8], info: Info) -> Option<&[u8]> {
             if r.is_empty() {
                 return Some(host);
             }
-            key_info(strip_prefix(r, b": ")?).then_some(host)
+            publickey_info(strip_prefix(r, b": ")?).then_some(host)
+        }
+        Info::Hostbased => {
+            if r.is_empty() {
+                return Some(host);
+            }
+            hostbased_info(strip_prefix(r, b": ")?).then_some(host)
         }
         Info::Any => (r.is_empty() || r.starts_with(b": ")).then_some(host),
     }
@@ -408,7 +428,7 @@ fn tail_host(t: &[u8], info: Info) -> Option<&[u8]> {
 /// hostbased client names) is the client's. For [`Info::Nothing`] the tail ends the line,
 /// so only the last ` from ` can be sshd's. For [`Info::Key`] every ` from ` whose tail
 /// fits the grammar is a candidate; one candidate is the answer, several are ambiguous
-/// unless exactly one of them is `known` (the address the same connection logged before).
+/// unless one of them is `known` (the address the same connection logged before).
 fn from_tail(s: &[u8], info: Info, known: Option<IpAddr>) -> Tail<'_> {
     if info == Info::Nothing {
         let Some(p) = memmem::rfind(s, b" from ") else {
@@ -421,7 +441,6 @@ fn from_tail(s: &[u8], info: Info, known: Option<IpAddr>) -> Tail<'_> {
     }
     let mut found: Option<(&[u8], &[u8])> = None;
     let mut count = 0usize;
-    let mut known_hits = 0usize;
     let mut known_one: Option<(&[u8], &[u8])> = None;
     for (i, p) in memmem::rfind_iter(s, b" from ").enumerate() {
         if i >= CANDIDATES_MAX {
@@ -430,8 +449,8 @@ fn from_tail(s: &[u8], info: Info, known: Option<IpAddr>) -> Tail<'_> {
         if let Some(h) = tail_host(&s[p + 6..], info) {
             count += 1;
             found.get_or_insert((&s[..p], h));
-            if known.is_some() && scan::ip(h) == known {
-                known_hits += 1;
+            if known.is_some() && known_one.is_none() && scan::ip(h) == known {
+                // The right-most candidate naming the connection's own address.
                 known_one = Some((&s[..p], h));
             }
         }
@@ -442,7 +461,9 @@ fn from_tail(s: &[u8], info: Info, known: Option<IpAddr>) -> Tail<'_> {
             let (u, h) = found.unwrap_or_default();
             Tail::One(u, h)
         }
-        _ if known_hits == 1 => {
+        // Several fit: the one naming the address this connection already logged is the
+        // peer (blaming that address is right whichever candidate wrote it).
+        _ if known_one.is_some() => {
             let (u, h) = known_one.unwrap_or_default();
             Tail::One(u, h)
         }
@@ -539,7 +560,8 @@ impl Sshd {
                 let method = &r[..sp];
                 let rest = &r[sp + 5..];
                 let info = match method {
-                    b"publickey" | b"hostbased" => Info::Key,
+                    b"publickey" => Info::Key,
+                    b"hostbased" => Info::Hostbased,
                     _ => Info::Nothing,
                 };
                 let (user, host) = match from_tail(rest, info, known) {
