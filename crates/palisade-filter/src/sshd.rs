@@ -141,9 +141,11 @@ pub struct Sshd {
     seq: u64,
     conns: Box<[Conn]>,
     stats: FilterStats,
-    /// The failure events of the previous line, for sysklogd's `last message repeated N
-    /// times` (cleared by every other line).
-    last: Option<(u32, Vec<Event>)>,
+    /// The previous line if it was an sshd failure (its host hash and bytes), for sysklogd's
+    /// `last message repeated N times`; the buffer is reused, so keeping it costs no
+    /// allocation per line.
+    last: Option<u32>,
+    last_line: Vec<u8>,
 }
 
 impl Sshd {
@@ -158,6 +160,7 @@ impl Sshd {
             conns: vec![Conn::default(); CONN_SLOTS].into_boxed_slice(),
             stats: FilterStats::default(),
             last: None,
+            last_line: Vec::new(),
         }
     }
 
@@ -894,31 +897,45 @@ impl Filter for Sshd {
             ),
             Err(e) => {
                 if let Some((host, n)) = crate::syslog::last_repeated(line) {
-                    return match last {
-                        Some((h, ev)) if h == host_hash(host) => {
-                            // The previous line (sshd's failure) was written n more times.
-                            for _ in 0..n.clamp(1, REPEAT_MAX) {
-                                out.extend(ev.iter().cloned());
-                            }
-                            Outcome::Matched
-                        }
-                        _ => Outcome::Missed,
-                    };
+                    if last != Some(host_hash(host)) {
+                        return Outcome::Missed;
+                    }
+                    // The previous line (sshd's failure) was written n more times: read it
+                    // again and repeat its events.
+                    let prev = std::mem::take(&mut self.last_line);
+                    let first = out.len();
+                    let o = self.process(&prev, ctx, out);
+                    self.last_line = prev;
+                    let ev: Vec<Event> = out.drain(first..).collect();
+                    for _ in 0..n.clamp(1, REPEAT_MAX) {
+                        out.extend(ev.iter().cloned());
+                    }
+                    return o;
                 }
                 self.stats.unreadable(e.reason(line));
                 return Outcome::Missed;
             }
         };
         let pid = hdr.pid;
-        let host = host_hash(hdr.host);
         let old_pam = is_old_pam(hdr.prog);
         let (logged_times, msg) = match repeated(hdr.msg) {
             Some((n, m)) => (Some(n), m),
             None => (None, hdr.msg),
         };
         let times = logged_times.map_or(1, |n| n.clamp(1, REPEAT_MAX));
+        // Most lines are no event: the connection table is only consulted for those that are.
+        let parsed = self.parse(msg, None, old_pam);
+        if matches!(parsed, Parsed::None) {
+            return Outcome::Missed;
+        }
+        let host = host_hash(hdr.host);
         let known = self.conn_ip(host, pid);
-        let (mut hit, pid_only) = match self.parse(msg, known, old_pam) {
+        let parsed = match parsed {
+            // Several candidates: the connection's own address may settle it.
+            Parsed::Ambiguous if known.is_some() => self.parse(msg, known, old_pam),
+            p => p,
+        };
+        let (mut hit, pid_only) = match parsed {
             Parsed::None => return Outcome::Missed,
             Parsed::Mark => {
                 if let Some(pid) = pid {
@@ -993,7 +1010,6 @@ impl Filter for Sshd {
         } else {
             &[]
         };
-        let first = out.len();
         for _ in 0..n {
             out.push(
                 self.base
@@ -1001,7 +1017,9 @@ impl Filter for Sshd {
             );
         }
         if hit.failure && has_header {
-            self.last = Some((host, out[first..first + 1].to_vec()));
+            self.last = Some(host);
+            self.last_line.clear();
+            self.last_line.extend_from_slice(line);
         }
         Outcome::Matched
     }
