@@ -4,7 +4,8 @@
 //! `ssh2: `; the `sshd_plain` filter must never blame an address from that text.
 //!
 //! Runs sshd in a throwaway network namespace (loopback only, own host key, config, pid file
-//! and log): the host's sshd is never touched. Needs root, `ip netns`, sshd, ssh and
+//! and log): the host's sshd is never touched. The hostbased attempt's client configuration
+//! lives in `/etc/netns/NS/ssh` (what `ip netns exec` shows as `/etc/ssh`), removed after. Needs root, `ip netns`, sshd, ssh and
 //! ssh-keygen; prints SKIP otherwise, or fails with `PALISADE_REQUIRE_NETNS=1`.
 
 use palisade_core::Timestamp;
@@ -79,6 +80,7 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         let _ = Command::new(IP).args(["netns", "del", &self.ns]).output();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns));
     }
 }
 
@@ -166,7 +168,8 @@ fn real_sshd_certificate_key_ids_never_frame() {
     }
     let conf = format!(
         "ListenAddress 127.0.0.1:22\nHostKey {h}\nPidFile {d}/sshd.pid\nUsePAM no\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n\
+         HostbasedAuthentication yes\n",
         h = lab.p("hostkey"),
         d = lab.dir.path().display()
     );
@@ -205,9 +208,53 @@ fn real_sshd_certificate_key_ids_never_frame() {
             lab.attempt(user, &lab.p(&format!("{name}-cert.pub")));
         }
     }
+    // Hostbased: the client's ssh-keysign signs with the client host key. `ip netns exec`
+    // shows /etc/netns/NS/ssh as /etc/ssh inside the namespace, so the host's own /etc/ssh
+    // is untouched. sshd logs `…: ED25519 FP, client user "root", client host "localhost"`.
+    let etc = format!("/etc/netns/{}/ssh", lab.ns);
+    std::fs::create_dir_all(&etc).unwrap();
+    ok(&[
+        KEYGEN,
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        &format!("{etc}/ssh_host_ed25519_key"),
+    ]);
+    std::fs::write(
+        format!("{etc}/ssh_config"),
+        "Host *\n  HostbasedAuthentication yes\n  EnableSSHKeysign yes\n",
+    )
+    .unwrap();
+    let o = run(&[
+        IP,
+        "netns",
+        "exec",
+        &lab.ns,
+        SSH,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "PreferredAuthentications=hostbased",
+        "-l",
+        "nobody",
+        "-p",
+        "22",
+        "127.0.0.1",
+        "true",
+    ]);
+    assert!(!o.status.success(), "hostbased login must fail");
     // sshd writes its last lines as the client goes away.
     let t0 = Instant::now();
-    while read(&lab).matches("Connection closed").count() < 4
+    while read(&lab).matches("Connection closed").count() < 5
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
@@ -259,4 +306,12 @@ fn real_sshd_certificate_key_ids_never_frame() {
         "{events:#?}"
     );
     assert!(f.stats().ambiguous >= 1, "{:?}", f.stats());
+    // The real hostbased line (key, client user, client host) is read in sshd's grammar.
+    assert!(
+        events.iter().any(
+            |(_, l)| l.starts_with("Failed hostbased for nobody from 127.0.0.1")
+                && l.contains(", client user \"")
+        ),
+        "{events:#?}\n{log}"
+    );
 }
