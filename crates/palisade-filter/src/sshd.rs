@@ -884,13 +884,17 @@ impl Filter for Sshd {
             Ok(h) if is_sshd(h.prog) || is_old_pam(h.prog) => (h, true),
             Ok(_) => return Outcome::Missed,
             // journald MESSAGE-only lines: the whole line is the message.
+            // The entry's own host and pid (when given) key the connection table.
             Err(crate::syslog::NotSyslog::NoHeader) if ctx.source_time.is_some() => (
                 crate::syslog::Header {
                     stamp: &[],
                     stamp_kind: crate::syslog::StampKind::Nil,
-                    host: &[],
+                    host: ctx
+                        .journal
+                        .and_then(|j| j.hostname)
+                        .map_or(&[][..], str::as_bytes),
                     prog: b"sshd",
-                    pid: None,
+                    pid: ctx.journal.and_then(|j| j.pid()),
                     msg: line,
                 },
                 false,

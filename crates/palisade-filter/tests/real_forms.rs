@@ -280,3 +280,42 @@ fn unreadable_headers_are_counted() {
     }
     assert_eq!(f.stats().unreadable_header, [1, 3, 1, 1, 1]);
 }
+
+#[test]
+fn journald_entries_key_connections_by_their_pid() {
+    let mut f = filter(Mode::Normal);
+    let run = |f: &mut dyn Filter, pid: &str, msg: &str| {
+        let j = palisade_core::JournalFields {
+            hostname: Some("bastion"),
+            pid: Some(pid),
+            ..Default::default()
+        };
+        let ctx = LineCtx {
+            now: t("2024-06-01T00:00:00Z"),
+            source_time: Some(t("2024-05-01T10:00:00Z")),
+            journal: Some(j),
+        };
+        let mut out = Vec::new();
+        let o = f.process(msg.as_bytes(), &ctx, &mut out);
+        (o, out)
+    };
+    run(
+        &mut *f,
+        "4242",
+        "Failed password for root from 192.0.2.60 port 1 ssh2",
+    );
+    let (o, ev) = run(
+        &mut *f,
+        "4242",
+        "Disconnecting: Too many authentication failures [preauth]",
+    );
+    assert_eq!(o, Outcome::Matched);
+    assert_eq!(ev[0].ip.to_string(), "192.0.2.60");
+    assert_eq!(ev[0].time, t("2024-05-01T10:00:00Z"));
+    let (o, _) = run(
+        &mut *f,
+        "4243",
+        "Disconnecting: Too many authentication failures [preauth]",
+    );
+    assert_eq!(o, Outcome::Ignored);
+}
