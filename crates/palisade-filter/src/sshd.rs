@@ -1,20 +1,35 @@
-//! The `sshd` filter: OpenSSH 7–9 (`sshd`, `sshd-session` of 9.8+, `sshd-auth` of 10).
+//! The `sshd` filter: OpenSSH 4–10 (`sshd`, `sshd-session` of 9.8+, `sshd-auth` of 10, and
+//! the pre-2005 Linux-PAM tag `sshd(pam_unix)`).
 //!
 //! Every message is recognised by its fixed OpenSSH wording with hand-written byte parsing:
 //! the program tag is checked first (other programs cost a few comparisons), then the first
 //! bytes of the message select at most one parser. The timestamp is parsed only for lines
 //! that produce an event.
 //!
-//! Addresses are taken from where sshd writes them. Where attacker text (a user name) comes
-//! *before* the address, the message is parsed from its end: sshd appends
-//! `from HOST port N ssh2` after the user name, so the last structurally valid tail is the
-//! real one, and if that tail's host is not an address (UseDNS) the line is ignored rather
-//! than falling back to an address inside the user name. Where attacker text comes *after*
-//! the address (client disconnect messages, key-exchange offers), it is parsed from the front.
+//! Addresses are taken from where sshd writes them, never from text a client chose (user
+//! names, certificate key ids, hostbased client user and host):
+//! * sshd's `from HOST port N[ ssh2][: INFO]` tail is located from the end. Without INFO
+//!   (password, keyboard-interactive…) the tail ends the line, so only the last ` from ` can
+//!   be sshd's. With INFO (publickey, hostbased) every ` from ` whose INFO fits sshd's key
+//!   description grammar is a candidate; the grammar accepts every real INFO, so one
+//!   candidate is the peer and several are ambiguous: then only the address the same
+//!   connection logged before may be blamed, else the line is refused and counted
+//!   ([`crate::FilterStats::ambiguous`]).
+//! * Where attacker text comes *after* the address (client disconnect messages, key-exchange
+//!   offers), it is parsed from the front.
+//! * If the tail's host is not an address (UseDNS) the line is ignored rather than falling
+//!   back to an address inside attacker text.
 //!
-//! Lines without an address (`kex_exchange_identification: …`) set a bounded per-pid mark so
-//! that the next `Connection closed by HOST port N` of the same sshd process is attributed
-//! (Aggressive mode, rule `kex_failure`).
+//! A bounded connection table keyed by host and pid (direct-mapped, newest wins) remembers
+//! each sshd process's address from its own unambiguous lines (and `Connection from` at
+//! LogLevel VERBOSE). Lines without an address are attributed through it:
+//! `Disconnecting: Too many authentication failures [preauth]`, older OpenSSH's
+//! `maximum authentication attempts exceeded for USER [preauth]`, `Connection closed by
+//! authenticating user USER [preauth]`, and (Aggressive) `kex_exchange_identification: …`
+//! followed by `Connection closed by HOST port N` of the same process (rule `kex_failure`).
+//!
+//! rsyslog's `message repeated N times: [ MSG ]` and sysklogd's `last message repeated N
+//! times` give N events for a failure (at most [`REPEAT_MAX`]), one for anything else.
 
 use crate::builtin::{Base, BuiltinOptions, Mode};
 use crate::scan::{self, strip_prefix, strip_suffix};
