@@ -63,6 +63,14 @@ const SSHD_NOISE: &[&str] = &[
     "2025-03-03T10:00:00.123456+01:00 host sshd-session[7]: pam_unix(sshd:session): session closed for user erin",
     "",
     "garbage \u{0} \u{7f}",
+    "<38>1 2024-05-01T10:00:03.123456+02:00 host CRON 104 - [x y=\"z\"] (root) CMD (true)",
+    "Wed 2024-05-01 10:00:03 CEST host systemd[1]: Started session-1.scope.",
+    "May 01 10:00:03.123456 host sshd[104]: Accepted publickey for erin from 10.20.0.190 port 1 ssh2: ED25519 SHA256:e9219ce37199a6f5f01db3974844a0d1",
+    "May  1 10:00:03 host sshd[104]: Connection from 10.20.0.190 port 1 on 10.20.0.1 port 22 rdomain \"\"",
+    "May  1 10:00:03 host authpriv.info sshd[104]: [ID 800047 auth.info] Postponed publickey for erin",
+    "May  1 10:00:03 host last message repeated 2 times",
+    "May  1 10:00:03 host sshd[104]: message repeated 2 times: [ Accepted password for erin from 10.20.0.190 port 1 ssh2]",
+    "-- Boot 4b3f --",
 ];
 
 const WEB_NOISE: &[&str] = &[
