@@ -319,3 +319,28 @@ fn journald_entries_key_connections_by_their_pid() {
     );
     assert_eq!(o, Outcome::Ignored);
 }
+
+#[test]
+fn kernel_lines_in_every_header_form() {
+    let msg = "[UFW BLOCK] IN=eth0 OUT= MAC=00:00 SRC=192.0.2.70 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=4 DPT=22";
+    for l in [
+        "<4>1 2024-05-01T08:00:03Z host kernel - - - MSG",
+        "May 01 10:00:03.000000 host kernel: MSG",
+        "Wed 2024-05-01 10:00:03 CEST host kernel: MSG",
+        "2024-05-01T10:00:03+02:00 host kern.warning kernel: MSG",
+    ] {
+        let line = l.replace("MSG", msg);
+        let mut f = build_builtin(
+            "kernel_fw",
+            &BuiltinOptions {
+                mode: Mode::Normal,
+                tz: jiff::tz::TimeZone::get("Europe/Berlin").unwrap(),
+            },
+        )
+        .unwrap();
+        let (o, ev) = feed(&mut *f, &line);
+        assert_eq!(o, Outcome::Matched, "{line}");
+        assert_eq!(ev[0].ip.to_string(), "192.0.2.70");
+        assert_eq!(ev[0].time, t("2024-05-01T08:00:03Z"), "{line}");
+    }
+}
