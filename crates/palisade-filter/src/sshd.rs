@@ -511,13 +511,13 @@ enum UserHost<'a> {
 /// `[(authenticating|invalid) user USER ]HOST port N` (the `[preauth]` suffix already gone).
 fn user_host_port(s: &[u8]) -> Option<UserHost<'_>> {
     let Some(s2) = scan::strip_port_suffix(s) else {
-        // No port: an address alone, or a user without an address.
+        // No port: an address alone (OpenSSH 6), or a user without an address (OpenSSH
+        // before 7.5). sshd never writes a user followed by an address without its port, so
+        // an address at the end of such a line is the user name's: the connection decides.
         if let Some(u) =
             strip_prefix(s, b"authenticating user ").or_else(|| strip_prefix(s, b"invalid user "))
         {
-            if scan::split_last_token(u).is_none_or(|(_, h)| scan::ip(h).is_none()) {
-                return Some(UserHost::NoAddr(u));
-            }
+            return Some(UserHost::NoAddr(u));
         }
         return match scan::split_last_token(s) {
             None => Some(UserHost::Addr(None, s)),
