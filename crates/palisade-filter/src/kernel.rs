@@ -7,7 +7,7 @@
 use crate::builtin::{Base, BuiltinOptions};
 use crate::scan;
 use crate::time::TimeParser;
-use crate::{Filter, LineCtx, Outcome};
+use crate::{Filter, FilterStats, LineCtx, Outcome};
 use memchr::memmem;
 use palisade_core::{Event, Timestamp};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ pub struct KernelFw {
     base: Base,
     time: TimeParser,
     src: memmem::Finder<'static>,
+    stats: FilterStats,
 }
 
 impl KernelFw {
@@ -29,6 +30,7 @@ impl KernelFw {
             base: Base::new("kernel_fw", RULES, &["dpt", "proto"]),
             time: TimeParser::new(opts.tz.clone()),
             src: memmem::Finder::new(b" SRC="),
+            stats: FilterStats::default(),
         }
     }
 }
@@ -49,6 +51,10 @@ impl Filter for KernelFw {
         &self.base.rules
     }
 
+    fn stats(&self) -> FilterStats {
+        self.stats
+    }
+
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
@@ -56,11 +62,15 @@ impl Filter for KernelFw {
         if self.src.find(line).is_none() {
             return Outcome::Missed;
         }
-        let (msg, has_header) = match crate::syslog::split(line) {
-            Ok(h) if h.prog == b"kernel" => (h.msg, true),
+        let (msg, stamp) = match crate::syslog::split(line) {
+            Ok(h) if h.prog == b"kernel" => (h.msg, Some((h.stamp_kind, h.stamp))),
             Ok(_) => return Outcome::Missed,
-            Err(crate::syslog::NotSyslog::NoHeader) => (line, false),
-            Err(_) => return Outcome::Missed,
+            // A bare kernel message (`dmesg`, journald `MESSAGE`).
+            Err(crate::syslog::NotSyslog::NoHeader) => (line, None),
+            Err(e) => {
+                self.stats.unreadable(e.reason(line));
+                return Outcome::Missed;
+            }
         };
         let Some(in_pos) = memmem::find(msg, b"IN=") else {
             return Outcome::Missed;
@@ -88,11 +98,14 @@ impl Filter for KernelFw {
         };
         let dpt = field(fields, b" DPT=").unwrap_or(b"");
         let proto = field(fields, b" PROTO=").unwrap_or(b"");
-        let time = if has_header {
-            self.time.parse_syslog(line, ctx.now).map(|t| t.0)
-        } else {
-            None
-        };
+        let time = stamp.and_then(|(k, b)| {
+            let t = self.time.parse_stamp(k, b, ctx.now);
+            if t.is_none() && k != crate::syslog::StampKind::Nil {
+                self.stats
+                    .unreadable(crate::syslog::Unreadable::BadTimestamp);
+            }
+            t
+        });
         let time: Timestamp = time.or(ctx.source_time).unwrap_or(ctx.now);
         out.push(
             self.base

@@ -62,6 +62,38 @@ pub enum Outcome {
     Ignored,
 }
 
+/// Counters a filter keeps about lines it could not read (shown by `check`, exposed for
+/// `status`). Only built-in filters fill them; a line counted here produced no event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Lines whose syslog header could not be read, per [`syslog::Unreadable`] reason.
+    pub unreadable_header: [u64; syslog::Unreadable::ALL.len()],
+    /// Lines of the filter's program whose offender could not be told apart from address
+    /// text an attacker wrote into the same line (refused, never blamed).
+    pub ambiguous: u64,
+}
+
+impl FilterStats {
+    /// Counts one unreadable header.
+    #[inline]
+    pub fn unreadable(&mut self, r: syslog::Unreadable) {
+        self.unreadable_header[r.index()] += 1;
+    }
+
+    /// `(reason, count)` for every reason with a non-zero count.
+    pub fn unreadable_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        syslog::Unreadable::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.unreadable_header[r.index()]))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Total unreadable headers.
+    pub fn unreadable_total(&self) -> u64 {
+        self.unreadable_header.iter().sum()
+    }
+}
+
 /// A compiled filter for one log format.
 pub trait Filter: Send {
     /// The filter's name as configured (`sshd`, `nginx_access`, `my-filter.conf`).
@@ -71,4 +103,8 @@ pub trait Filter: Send {
     /// Examines one line (without its trailing newline) and appends events to `out`.
     /// Must not allocate when the line does not match.
     fn process(&mut self, line: &[u8], ctx: &LineCtx<'_>, out: &mut Vec<Event>) -> Outcome;
+    /// Counters about lines the filter could not read (zero for filters that keep none).
+    fn stats(&self) -> FilterStats {
+        FilterStats::default()
+    }
 }

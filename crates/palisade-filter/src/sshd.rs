@@ -1,25 +1,40 @@
-//! The `sshd` filter: OpenSSH 7–9 (`sshd`, `sshd-session` of 9.8+, `sshd-auth` of 10).
+//! The `sshd` filter: OpenSSH 4–10 (`sshd`, `sshd-session` of 9.8+, `sshd-auth` of 10, and
+//! the pre-2005 Linux-PAM tag `sshd(pam_unix)`).
 //!
 //! Every message is recognised by its fixed OpenSSH wording with hand-written byte parsing:
 //! the program tag is checked first (other programs cost a few comparisons), then the first
 //! bytes of the message select at most one parser. The timestamp is parsed only for lines
 //! that produce an event.
 //!
-//! Addresses are taken from where sshd writes them. Where attacker text (a user name) comes
-//! *before* the address, the message is parsed from its end: sshd appends
-//! `from HOST port N ssh2` after the user name, so the last structurally valid tail is the
-//! real one, and if that tail's host is not an address (UseDNS) the line is ignored rather
-//! than falling back to an address inside the user name. Where attacker text comes *after*
-//! the address (client disconnect messages, key-exchange offers), it is parsed from the front.
+//! Addresses are taken from where sshd writes them, never from text a client chose (user
+//! names, certificate key ids, hostbased client user and host):
+//! * sshd's `from HOST port N[ ssh2][: INFO]` tail is located from the end. Without INFO
+//!   (password, keyboard-interactive…) the tail ends the line, so only the last ` from ` can
+//!   be sshd's. With INFO (publickey, hostbased) every ` from ` whose INFO fits sshd's key
+//!   description grammar is a candidate; the grammar accepts every real INFO, so one
+//!   candidate is the peer and several are ambiguous: then only the address the same
+//!   connection logged before may be blamed, else the line is refused and counted
+//!   ([`crate::FilterStats::ambiguous`]).
+//! * Where attacker text comes *after* the address (client disconnect messages, key-exchange
+//!   offers), it is parsed from the front.
+//! * If the tail's host is not an address (UseDNS) the line is ignored rather than falling
+//!   back to an address inside attacker text.
 //!
-//! Lines without an address (`kex_exchange_identification: …`) set a bounded per-pid mark so
-//! that the next `Connection closed by HOST port N` of the same sshd process is attributed
-//! (Aggressive mode, rule `kex_failure`).
+//! A bounded connection table keyed by host and pid (direct-mapped, newest wins) remembers
+//! each sshd process's address from its own unambiguous lines (and `Connection from` at
+//! LogLevel VERBOSE). Lines without an address are attributed through it:
+//! `Disconnecting: Too many authentication failures [preauth]`, older OpenSSH's
+//! `maximum authentication attempts exceeded for USER [preauth]`, `Connection closed by
+//! authenticating user USER [preauth]`, and (Aggressive) `kex_exchange_identification: …`
+//! followed by `Connection closed by HOST port N` of the same process (rule `kex_failure`).
+//!
+//! rsyslog's `message repeated N times: [ MSG ]` and sysklogd's `last message repeated N
+//! times` give N events for a failure (at most [`REPEAT_MAX`]), one for anything else.
 
 use crate::builtin::{Base, BuiltinOptions, Mode};
 use crate::scan::{self, strip_prefix, strip_suffix};
 use crate::time::TimeParser;
-use crate::{Filter, LineCtx, Outcome};
+use crate::{Filter, FilterStats, LineCtx, Outcome};
 use memchr::memmem;
 use palisade_core::{Event, Timestamp};
 use std::net::IpAddr;
@@ -58,10 +73,18 @@ const BAD_BANNER: usize = 11;
 const KEX_FAILURE: usize = 12;
 const UNABLE_NEGOTIATE: usize = 13;
 
-/// Slots of the per-pid key-exchange mark table (direct-mapped, overwritten on collision).
-const KEX_SLOTS: usize = 1024;
-/// A mark is only honoured this many lines after it was set.
+/// Slots of the per-connection table (direct-mapped on host and pid, overwritten on
+/// collision: a bounded map whose eviction is "the newer connection wins").
+const CONN_SLOTS: usize = 4096;
+/// A key-exchange mark is only honoured this many lines after it was set.
 const KEX_WINDOW: u64 = 20_000;
+/// A remembered connection address is only used this many lines after it was last seen.
+const CONN_WINDOW: u64 = 200_000;
+/// At most this many events are made of one `message repeated N times` line.
+pub const REPEAT_MAX: u32 = 100;
+/// At most this many ` from ` candidates are examined in a line whose tail may carry
+/// attacker text after the address (publickey/hostbased); more make the line ambiguous.
+const CANDIDATES_MAX: usize = 16;
 
 /// Client disconnect reasons (sent before authentication) typical of scanners and brute-force
 /// kits rather than people.
@@ -94,10 +117,32 @@ impl<'a> Hit<'a> {
 
 /// What the message parser decided.
 enum Parsed<'a> {
+    /// An event with the address from the line itself (or none usable).
     Hit(Hit<'a>),
-    /// Recognised, not an event (e.g. no address), possibly with a pid mark to set.
+    /// An event whose line carries no address: it belongs to the pid's connection.
+    PidOnly(Hit<'a>),
+    /// `Connection from HOST port N on …`: remember the connection's address.
+    Connect(IpAddr),
+    /// Recognised, not an event, with a key-exchange mark to set on the pid.
     Mark,
+    /// A failure line whose address cannot be told apart from attacker text: refused.
+    Ambiguous,
     None,
+}
+
+/// One remembered sshd connection (process).
+#[derive(Clone, Copy, Default)]
+struct Conn {
+    pid: u32,
+    host: u32,
+    /// Line number when the address was last confirmed; 0 = no address.
+    seen: u64,
+    ip: Option<IpAddr>,
+    /// Line number of a pending key-exchange failure mark; 0 = none.
+    kex: u64,
+    /// Old-style `sshd(pam_unix)` failures counted and not yet matched by sshd's own
+    /// `Failed password` line for the same attempt.
+    pam_pending: u16,
 }
 
 /// The `sshd` filter. Build it with [`crate::build_builtin`]`("sshd", …)`, or
@@ -109,19 +154,28 @@ pub struct Sshd {
     plain: bool,
     time: TimeParser,
     seq: u64,
-    kex: Box<[(u32, u64); KEX_SLOTS]>,
+    conns: Box<[Conn]>,
+    stats: FilterStats,
+    /// The previous line if it was an sshd failure (its host hash and bytes), for sysklogd's
+    /// `last message repeated N times`; the buffer is reused, so keeping it costs no
+    /// allocation per line.
+    last: Option<u32>,
+    last_line: Vec<u8>,
 }
 
 impl Sshd {
     /// A new filter with `opts`.
     pub fn new(opts: &BuiltinOptions) -> Self {
         Sshd {
-            base: Base::new("sshd", RULES, &[]),
+            base: Base::new("sshd", RULES, &["repeated"]),
             aggressive: opts.mode == Mode::Aggressive,
             plain: false,
             time: TimeParser::new(opts.tz.clone()),
             seq: 0,
-            kex: Box::new([(0, 0); KEX_SLOTS]),
+            conns: vec![Conn::default(); CONN_SLOTS].into_boxed_slice(),
+            stats: FilterStats::default(),
+            last: None,
+            last_line: Vec::new(),
         }
     }
 
@@ -135,11 +189,63 @@ impl Sshd {
     /// header is not an sshd record, and must not be trusted as one.
     pub fn new_plain(opts: &BuiltinOptions) -> Self {
         Sshd {
-            base: Base::new("sshd_plain", RULES, &[]),
+            base: Base::new("sshd_plain", RULES, &["repeated"]),
             plain: true,
             ..Sshd::new(opts)
         }
     }
+
+    fn slot(&self, host: u32, pid: u32) -> usize {
+        ((pid ^ host.rotate_left(12)) as usize) % CONN_SLOTS
+    }
+
+    /// The remembered connection of (host, pid), if it is still fresh.
+    fn conn(&self, host: u32, pid: Option<u32>) -> Option<&Conn> {
+        let pid = pid?;
+        let c = &self.conns[self.slot(host, pid)];
+        (c.pid == pid && c.host == host && (c.seen != 0 || c.kex != 0)).then_some(c)
+    }
+
+    fn conn_ip(&self, host: u32, pid: Option<u32>) -> Option<IpAddr> {
+        let c = self.conn(host, pid)?;
+        (c.seen != 0 && self.seq - c.seen <= CONN_WINDOW)
+            .then_some(c.ip)
+            .flatten()
+    }
+
+    /// The slot of (host, pid), taken over for it if another connection held it.
+    fn conn_mut(&mut self, host: u32, pid: u32) -> &mut Conn {
+        let i = self.slot(host, pid);
+        let c = &mut self.conns[i];
+        if c.pid != pid || c.host != host {
+            *c = Conn {
+                pid,
+                host,
+                ..Conn::default()
+            };
+        }
+        c
+    }
+
+    fn remember(&mut self, host: u32, pid: Option<u32>, ip: IpAddr) {
+        let Some(pid) = pid else { return };
+        let seq = self.seq;
+        let c = self.conn_mut(host, pid);
+        if c.ip != Some(ip) {
+            c.pam_pending = 0;
+        }
+        c.ip = Some(ip);
+        c.seen = seq;
+    }
+}
+
+/// FNV-1a of the host name (part of the connection key: one file may hold many hosts).
+fn host_hash(h: &[u8]) -> u32 {
+    let mut x: u32 = 0x811c_9dc5;
+    for &c in h {
+        x = (x ^ u32::from(c)).wrapping_mul(0x0100_0193);
+    }
+    x
 }
 
 /// Strips an optional `PROG: ` / `PROG[PID]: ` program prefix (sshd's) from a plain line;
@@ -178,30 +284,209 @@ fn is_sshd(prog: &[u8]) -> bool {
     p == b"sshd" || p == b"sshd-session" || p == b"sshd-auth"
 }
 
-/// `… from HOST port N[ sshV][: extra]` as written by sshd's auth log: the last " from "
-/// whose tail has that structure. Returns (text before " from ", host token).
-fn from_tail_port(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    for p in memmem::rfind_iter(s, b" from ") {
-        let t = &s[p + 6..];
-        let (host, r) = scan::split_first_token(t);
-        let Some(r) = strip_prefix(r, b"port ") else {
-            continue;
-        };
-        let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            continue;
+/// The program tag of Linux-PAM before 0.78 (2005): `sshd(pam_unix)[PID]`.
+#[inline]
+fn is_old_pam(prog: &[u8]) -> bool {
+    prog == b"sshd(pam_unix)"
+}
+
+/// What sshd writes after `ssh2: ` for an authentication method.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Info {
+    /// Nothing (password, keyboard-interactive, none, gssapi): the tail ends the line.
+    Nothing,
+    /// A publickey key description, possibly with attacker-chosen text inside (a
+    /// certificate's key id).
+    Key,
+    /// A hostbased key description and the client's user and host names.
+    Hostbased,
+    /// Anything after `: ` (SSH-1 era `ssh1: ruser …` lines): used only when the line does
+    /// not end with sshd's tail, and only when a single ` from ` fits.
+    Any,
+}
+
+/// A key type as sshd prints it: `RSA`, `ED25519`, `ECDSA-SK`, `ED25519-CERT`.
+fn key_type(t: &[u8]) -> bool {
+    !t.is_empty()
+        && t.len() <= 24
+        && t.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        && t[0].is_ascii_uppercase()
+}
+
+/// A fingerprint: `SHA256:<base64>` or `MD5:<hex pairs>`.
+fn fingerprint(t: &[u8]) -> bool {
+    if let Some(b) = t.strip_prefix(b"SHA256:") {
+        !b.is_empty()
+            && b.len() <= 64
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+    } else if let Some(b) = t.strip_prefix(b"MD5:") {
+        !b.is_empty() && b.len() <= 64 && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b':')
+    } else {
+        false
+    }
+}
+
+/// `TYPE FP` exactly.
+fn type_fp(t: &[u8]) -> bool {
+    match memchr::memchr(b' ', t) {
+        Some(i) => key_type(&t[..i]) && fingerprint(&t[i + 1..]),
+        None => false,
+    }
+}
+
+/// The fixed start of sshd's key description: `TYPE FP` (plain key: `true` and the rest
+/// after it) or `TYPE-CERT [FP ]ID ` (certificate: `false` and the rest, which begins with
+/// the key id).
+fn key_prefix(info: &[u8]) -> Option<(bool, &[u8])> {
+    let sp = memchr::memchr(b' ', info)?;
+    let (ty, r) = (&info[..sp], &info[sp + 1..]);
+    if !key_type(ty) {
+        return None;
+    }
+    // The fingerprint ends at a space, or at the `,` before hostbased's client names.
+    let end = r
+        .iter()
+        .position(|&c| c == b' ' || c == b',')
+        .unwrap_or(r.len());
+    let (tok, after) = (&r[..end], &r[end..]);
+    let after = strip_prefix(after, b" ").unwrap_or(after);
+    if ty.ends_with(b"-CERT") {
+        // OpenSSH 8+ prints the certificate's fingerprint before `ID`; 7.x does not.
+        let r = if fingerprint(tok) { after } else { r };
+        return Some((false, strip_prefix(r, b"ID ")?));
+    }
+    fingerprint(tok).then_some((true, after))
+}
+
+/// A certificate's `KEYID (serial N) CA TYPE FP` ending (the key id is the signer's text):
+/// the last ` (serial ` must start sshd's fixed suffix.
+fn cert_suffix(r: &[u8]) -> bool {
+    let Some(p) = memmem::rfind(r, b" (serial ") else {
+        return false;
+    };
+    let t = &r[p + 9..];
+    let n = t.iter().take_while(|c| c.is_ascii_digit()).count();
+    n > 0 && t[n..].strip_prefix(b") CA ").is_some_and(type_fp)
+}
+
+/// What sshd appends after `ssh2: ` for a publickey result: `TYPE FP` or
+/// `TYPE-CERT [FP ]ID <key id> (serial N) CA TYPE FP`.
+///
+/// The check is complete for sshd's own text (whatever the key id holds, the real info
+/// passes), so a second passing ` from ` candidate always means ambiguity, never a swap.
+fn publickey_info(info: &[u8]) -> bool {
+    match key_prefix(info) {
+        Some((true, rest)) => rest.is_empty(),
+        Some((false, rest)) => cert_suffix(rest),
+        None => false,
+    }
+}
+
+/// What sshd appends for a hostbased result: `KEY, client user "CU", client host "CH"`
+/// (KEY as for publickey) or the method info alone. CU, CH and a certificate's key id are
+/// the client's text, so only the fixed start and the closing quote are checked (complete
+/// for sshd's own text, as [`publickey_info`]).
+fn hostbased_info(info: &[u8]) -> bool {
+    if !info.ends_with(b"\"") || info.len() < 2 {
+        return false;
+    }
+    if info.starts_with(b"client user \"") {
+        return true;
+    }
+    match key_prefix(info) {
+        Some((true, rest)) => rest.starts_with(b", client user \""),
+        Some((false, _)) => true,
+        None => false,
+    }
+}
+
+/// The result of locating sshd's `from HOST port N ssh2` tail.
+enum Tail<'a> {
+    No,
+    /// (text before ` from `, host token).
+    One(&'a [u8], &'a [u8]),
+    Many,
+}
+
+/// Checks the text after ` from ` of a candidate: `HOST port N[ sshV][: INFO]`.
+fn tail_host(t: &[u8], info: Info) -> Option<&[u8]> {
+    let (host, r) = scan::split_first_token(t);
+    let r = strip_prefix(r, b"port ")?;
+    let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 5 {
+        return None;
+    }
+    let r = &r[n..];
+    let r = strip_prefix(r, b" ssh2")
+        .or_else(|| strip_prefix(r, b" ssh1"))
+        .unwrap_or(r);
+    match info {
+        Info::Nothing => r.is_empty().then_some(host),
+        Info::Key => {
+            if r.is_empty() {
+                return Some(host);
+            }
+            publickey_info(strip_prefix(r, b": ")?).then_some(host)
         }
-        let r = &r[n..];
-        let ok = r.is_empty()
-            || r == b" ssh2"
-            || r == b" ssh1"
-            || r.starts_with(b" ssh2: ")
-            || r.starts_with(b" ssh1: ");
-        if ok {
-            return Some((&s[..p], host));
+        Info::Hostbased => {
+            if r.is_empty() {
+                return Some(host);
+            }
+            hostbased_info(strip_prefix(r, b": ")?).then_some(host)
+        }
+        Info::Any => (r.is_empty() || r.starts_with(b": ")).then_some(host),
+    }
+}
+
+/// `… from HOST port N[ sshV][: info]` as written by sshd's auth log.
+///
+/// Text before ` from ` (the user name) and, for [`Info::Key`], inside the info (key id,
+/// hostbased client names) is the client's. For [`Info::Nothing`] the tail ends the line,
+/// so only the last ` from ` can be sshd's. For [`Info::Key`] every ` from ` whose tail
+/// fits the grammar is a candidate; one candidate is the answer, several are ambiguous
+/// unless one of them is `known` (the address the same connection logged before).
+fn from_tail(s: &[u8], info: Info, known: Option<IpAddr>) -> Tail<'_> {
+    if info == Info::Nothing {
+        let Some(p) = memmem::rfind(s, b" from ") else {
+            return Tail::No;
+        };
+        return match tail_host(&s[p + 6..], info) {
+            Some(h) => Tail::One(&s[..p], h),
+            None => from_tail(s, Info::Any, known),
+        };
+    }
+    let mut found: Option<(&[u8], &[u8])> = None;
+    let mut count = 0usize;
+    let mut known_one: Option<(&[u8], &[u8])> = None;
+    for (i, p) in memmem::rfind_iter(s, b" from ").enumerate() {
+        if i >= CANDIDATES_MAX {
+            return if count == 0 { Tail::No } else { Tail::Many };
+        }
+        if let Some(h) = tail_host(&s[p + 6..], info) {
+            count += 1;
+            found.get_or_insert((&s[..p], h));
+            if known.is_some() && known_one.is_none() && scan::ip(h) == known {
+                // The right-most candidate naming the connection's own address.
+                known_one = Some((&s[..p], h));
+            }
         }
     }
-    None
+    match count {
+        0 => Tail::No,
+        1 => {
+            let (u, h) = found.unwrap_or_default();
+            Tail::One(u, h)
+        }
+        // Several fit: the one naming the address this connection already logged is the
+        // peer (blaming that address is right whichever candidate wrote it).
+        _ if known_one.is_some() => {
+            let (u, h) = known_one.unwrap_or_default();
+            Tail::One(u, h)
+        }
+        _ => Tail::Many,
+    }
 }
 
 /// Strict `USER from HOST[ port N]` at the end of `s`: only the last " from " is considered.
@@ -215,30 +500,66 @@ fn from_tail_strict(s: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&s[..p], host))
 }
 
+/// What [`user_host_port`] found.
+enum UserHost<'a> {
+    /// `[… user USER ]HOST port N`: (user, host).
+    Addr(Option<&'a [u8]>, &'a [u8]),
+    /// `(authenticating|invalid) user USER` without an address (older OpenSSH).
+    NoAddr(&'a [u8]),
+}
+
 /// `[(authenticating|invalid) user USER ]HOST port N` (the `[preauth]` suffix already gone).
-/// Returns (user, host).
-fn user_host_port(s: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    let s2 = scan::strip_port_suffix(s).unwrap_or(s);
-    let (before, host) = match scan::split_last_token(s2) {
-        Some(x) => x,
-        None => return Some((None, s2)),
+fn user_host_port(s: &[u8]) -> Option<UserHost<'_>> {
+    let Some(s2) = scan::strip_port_suffix(s) else {
+        // No port: an address alone (OpenSSH 6), or a user without an address (OpenSSH
+        // before 7.5). sshd never writes a user followed by an address without its port, so
+        // an address at the end of such a line is the user name's: the connection decides.
+        if let Some(u) =
+            strip_prefix(s, b"authenticating user ").or_else(|| strip_prefix(s, b"invalid user "))
+        {
+            return Some(UserHost::NoAddr(u));
+        }
+        return match scan::split_last_token(s) {
+            None => Some(UserHost::Addr(None, s)),
+            Some((before, host)) => user_before(before, host),
+        };
     };
+    match scan::split_last_token(s2) {
+        None => Some(UserHost::Addr(None, s2)),
+        Some((before, host)) => user_before(before, host),
+    }
+}
+
+fn user_before<'a>(before: &'a [u8], host: &'a [u8]) -> Option<UserHost<'a>> {
     let user = strip_prefix(before, b"authenticating user ")
         .or_else(|| strip_prefix(before, b"invalid user "))
         .or_else(|| strip_prefix(before, b"user "));
     match user {
-        Some(u) => Some((Some(u), host)),
+        Some(u) => Some(UserHost::Addr(Some(u), host)),
         // `invalid user  HOST` (empty name): `before` is "invalid user".
         None if before == b"invalid user" || before == b"authenticating user" => {
-            Some((Some(&b""[..]), host))
+            Some(UserHost::Addr(Some(&b""[..]), host))
         }
         None => None,
     }
 }
 
+/// `message repeated N times: [ MSG]` (rsyslog's repeated-message reduction): (N, MSG).
+fn repeated(msg: &[u8]) -> Option<(u32, &[u8])> {
+    let r = strip_prefix(msg, b"message repeated ")?;
+    let sp = memchr::memchr(b' ', r)?;
+    let n = scan::parse_digits(&r[..sp])?;
+    let inner = strip_prefix(&r[sp..], b" times: [ ")?;
+    let inner = strip_suffix(inner, b"]")?;
+    Some((n, inner))
+}
+
 impl Sshd {
-    fn parse<'a>(&self, msg: &'a [u8]) -> Parsed<'a> {
+    fn parse<'a>(&self, msg: &'a [u8], known: Option<IpAddr>, old_pam: bool) -> Parsed<'a> {
         let a = self.aggressive;
+        if old_pam {
+            return parse_pam(msg, true);
+        }
         let msg = strip_prefix(msg, b"error: ")
             .or_else(|| strip_prefix(msg, b"fatal: "))
             .unwrap_or(msg);
@@ -256,8 +577,15 @@ impl Sshd {
                 };
                 let method = &r[..sp];
                 let rest = &r[sp + 5..];
-                let Some((user, host)) = from_tail_port(rest) else {
-                    return Parsed::None;
+                let info = match method {
+                    b"publickey" => Info::Key,
+                    b"hostbased" => Info::Hostbased,
+                    _ => Info::Nothing,
+                };
+                let (user, host) = match from_tail(rest, info, known) {
+                    Tail::One(u, h) => (u, h),
+                    Tail::Many => return Parsed::Ambiguous,
+                    Tail::No => return Parsed::None,
                 };
                 let user = strip_prefix(user, b"invalid user ").unwrap_or(user);
                 let (rule, failure) = match method {
@@ -311,20 +639,40 @@ impl Sshd {
                     return Parsed::None;
                 };
                 let r = strip_suffix(r, b" [preauth]").unwrap_or(r);
-                let Some((user, host)) = from_tail_port(r) else {
-                    return Parsed::None;
-                };
-                let user = strip_prefix(user, b"invalid user ").unwrap_or(user);
-                hit(MAX_AUTH, host, Some(user))
+                match from_tail(r, Info::Nothing, known) {
+                    Tail::One(user, host) => {
+                        let user = strip_prefix(user, b"invalid user ").unwrap_or(user);
+                        hit(MAX_AUTH, host, Some(user))
+                    }
+                    // Older OpenSSH: `… exceeded for USER [preauth]`, no address.
+                    _ => {
+                        let user = strip_prefix(r, b"invalid user ").unwrap_or(r);
+                        Parsed::PidOnly(Hit::new(MAX_AUTH, None, Some(user)))
+                    }
+                }
             }
             b'D' => {
-                if let Some(r) = strip_prefix(msg, b"Disconnecting ") {
+                if let Some(r) =
+                    strip_prefix(msg, b"Disconnecting: Too many authentication failures")
+                {
+                    // OpenSSH before 7.5: no address; `for [invalid user ]USER` before 6.x.
+                    let r = strip_suffix(r, b" [preauth]").unwrap_or(r);
+                    let user = strip_prefix(r, b" for ")
+                        .map(|u| strip_prefix(u, b"invalid user ").unwrap_or(u));
+                    if user.is_none() && !r.is_empty() {
+                        return Parsed::None;
+                    }
+                    Parsed::PidOnly(Hit::new(TOO_MANY, None, user))
+                } else if let Some(r) = strip_prefix(msg, b"Disconnecting ") {
                     let r = strip_suffix(r, b" [preauth]").unwrap_or(r);
                     let Some(r) = strip_suffix(r, b": Too many authentication failures") else {
                         return Parsed::None;
                     };
                     match user_host_port(r) {
-                        Some((user, host)) => hit(TOO_MANY, host, user),
+                        Some(UserHost::Addr(user, host)) => hit(TOO_MANY, host, user),
+                        Some(UserHost::NoAddr(u)) => {
+                            Parsed::PidOnly(Hit::new(TOO_MANY, None, Some(u)))
+                        }
                         None => Parsed::None,
                     }
                 } else if let Some(r) = strip_prefix(msg, b"Disconnected from ") {
@@ -335,10 +683,7 @@ impl Sshd {
                     if !a {
                         return Parsed::None;
                     }
-                    match user_host_port(r) {
-                        Some((user, host)) => hit(PREAUTH_CLOSE, host, user),
-                        None => Parsed::None,
-                    }
+                    self.close(r)
                 } else if let Some(r) =
                     strip_prefix(msg, b"Did not receive identification string from ")
                 {
@@ -352,6 +697,13 @@ impl Sshd {
                 }
             }
             b'C' => {
+                if let Some(r) = strip_prefix(msg, b"Connection from ") {
+                    // LogLevel VERBOSE: `Connection from HOST port N on ADDR port N[ rdomain …]`.
+                    return match scan::host_port_front(r) {
+                        Some((ip, rest)) if rest.starts_with(b" on ") => Parsed::Connect(ip),
+                        _ => Parsed::None,
+                    };
+                }
                 let r = match strip_prefix(msg, b"Connection closed by ")
                     .or_else(|| strip_prefix(msg, b"Connection reset by "))
                 {
@@ -362,10 +714,7 @@ impl Sshd {
                     return Parsed::None;
                 }
                 match strip_suffix(r, b" [preauth]") {
-                    Some(r) => match user_host_port(r) {
-                        Some((user, host)) => hit(PREAUTH_CLOSE, host, user),
-                        None => Parsed::None,
-                    },
+                    Some(r) => self.close(r),
                     None => {
                         // `Connection closed by HOST port N` after a failed key exchange of the
                         // same process (checked by the caller through the pid mark).
@@ -436,42 +785,80 @@ impl Sshd {
                     Parsed::None
                 }
             }
-            b'p' | b'P' => {
-                let Some(r) = strip_prefix(msg, b"pam_unix(sshd:auth): authentication failure; ")
-                    .or_else(|| {
-                        let r = strip_prefix(msg, b"PAM ")?;
-                        let i = memmem::find(r, b" more authentication failure")?;
-                        Some(&r[i..])
-                    })
-                else {
-                    return Parsed::None;
-                };
-                // `… ruser=R rhost=H[  user=U]`: ruser comes first and may carry the
-                // attempted name, so the last ` rhost=` is the real one; what follows must be
-                // the optional `  user=NAME` (local account names have no spaces).
-                let Some(p) = memmem::rfind(r, b" rhost=") else {
-                    return Parsed::None;
-                };
-                let t = &r[p + 7..];
-                let t = strip_suffix(t, b" [preauth]").unwrap_or(t);
-                let (host, tail) = match memchr::memchr(b' ', t) {
-                    Some(i) => (&t[..i], &t[i..]),
-                    None => (t, &b""[..]),
-                };
-                let user = match strip_prefix(tail, b"  user=") {
-                    Some(u) if !u.contains(&b' ') => Some(u),
-                    _ if tail.iter().all(|&c| c == b' ') => None,
-                    _ => return Parsed::None,
-                };
-                let mut h = Hit::new(PAM_AUTH, scan::ip(host), user);
-                // sshd logs the same attempt again as `Failed password …`; counting both
-                // would double every attempt, so the PAM line is recorded, not counted.
-                h.failure = false;
-                Parsed::Hit(h)
-            }
+            b'p' | b'P' => parse_pam(msg, false),
             _ => Parsed::None,
         }
     }
+
+    /// `Connection closed by …` / `Disconnected from …` with `[preauth]` (Aggressive mode).
+    fn close<'a>(&self, r: &'a [u8]) -> Parsed<'a> {
+        match user_host_port(r) {
+            Some(UserHost::Addr(user, host)) => {
+                Parsed::Hit(Hit::new(PREAUTH_CLOSE, scan::ip(host), user))
+            }
+            Some(UserHost::NoAddr(u)) => Parsed::PidOnly(Hit::new(PREAUTH_CLOSE, None, Some(u))),
+            None => Parsed::None,
+        }
+    }
+}
+
+/// PAM's `authentication failure; … rhost=HOST[  user=USER]` and `PAM N more authentication
+/// failures; …`. `old` is the pre-2005 `sshd(pam_unix)[PID]: authentication failure; …`
+/// form, whose message has no `pam_unix(sshd:auth): ` prefix.
+fn parse_pam(msg: &[u8], old: bool) -> Parsed<'_> {
+    let r = if old {
+        strip_prefix(msg, b"authentication failure; ")
+    } else {
+        strip_prefix(msg, b"pam_unix(sshd:auth): authentication failure; ")
+    };
+    let (r, summary) = match r {
+        Some(r) => (r, false),
+        None => {
+            let m = if old {
+                msg
+            } else {
+                match strip_prefix(msg, b"PAM ") {
+                    Some(m) => m,
+                    None => return Parsed::None,
+                }
+            };
+            let n = m.iter().take_while(|c| c.is_ascii_digit()).count();
+            match strip_prefix(&m[n..], b" more authentication failures; ") {
+                Some(r) if n > 0 => (r, true),
+                _ => return Parsed::None,
+            }
+        }
+    };
+    // `… ruser=R rhost=H[  user=U]`: ruser comes first and may carry the attempted name,
+    // so the last ` rhost=` is the real one; what follows must be the optional
+    // `  user=NAME` (local account names have no spaces).
+    let Some(p) = memmem::rfind(r, b"rhost=") else {
+        return Parsed::None;
+    };
+    if p > 0 && r[p - 1] != b' ' {
+        return Parsed::None;
+    }
+    let t = &r[p + 6..];
+    let t = strip_suffix(t, b" [preauth]").unwrap_or(t);
+    let (host, tail) = match memchr::memchr(b' ', t) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, &b""[..]),
+    };
+    let user = match strip_prefix(tail, b"  user=") {
+        Some(u) if !u.contains(&b' ') => Some(u),
+        _ if tail.iter().all(|&c| c == b' ') => None,
+        _ => return Parsed::None,
+    };
+    // The remote host may be a name (UseDNS): only an address is an offender, and no name
+    // is ever resolved.
+    let mut h = Hit::new(PAM_AUTH, scan::ip(host), user);
+    // Modern sshd logs the same attempt again as `Failed password …`: counting both would
+    // double every attempt, so the PAM line is recorded, not counted. The old
+    // `sshd(pam_unix)` line is counted (syslog often filed it apart from sshd's own lines;
+    // when both are present the caller records sshd's line instead). Summaries repeat
+    // failures already logged one by one.
+    h.failure = old && !summary;
+    Parsed::Hit(h)
 }
 
 impl Filter for Sshd {
@@ -483,13 +870,22 @@ impl Filter for Sshd {
         &self.base.rules
     }
 
+    fn stats(&self) -> FilterStats {
+        self.stats
+    }
+
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
         self.seq += 1;
+        // Only the line right after a failure may repeat it.
+        let last = self.last.take();
         let split = if self.plain {
             let (msg, pid) = plain_message(line);
             Ok(crate::syslog::Header {
+                stamp: &[],
+                stamp_kind: crate::syslog::StampKind::Nil,
+                host: &[],
                 prog: b"sshd",
                 pid,
                 msg,
@@ -497,52 +893,173 @@ impl Filter for Sshd {
         } else {
             crate::syslog::split(line)
         };
-        let (msg, pid, has_header) = match split {
+        let (hdr, has_header) = match split {
             // Plain lines have no time of their own (`has_header` false).
-            Ok(h) if self.plain => (h.msg, h.pid, false),
-            Ok(h) if is_sshd(h.prog) => (h.msg, h.pid, true),
+            Ok(h) if self.plain => (h, false),
+            Ok(h) if is_sshd(h.prog) || is_old_pam(h.prog) => (h, true),
             Ok(_) => return Outcome::Missed,
             // journald MESSAGE-only lines: the whole line is the message.
-            Err(crate::syslog::NotSyslog::NoHeader) if ctx.source_time.is_some() => {
-                (line, None, false)
+            // The entry's own host and pid (when given) key the connection table.
+            Err(crate::syslog::NotSyslog::NoHeader) if ctx.source_time.is_some() => (
+                crate::syslog::Header {
+                    stamp: &[],
+                    stamp_kind: crate::syslog::StampKind::Nil,
+                    host: ctx
+                        .journal
+                        .and_then(|j| j.hostname)
+                        .map_or(&[][..], str::as_bytes),
+                    prog: b"sshd",
+                    pid: ctx.journal.and_then(|j| j.pid()),
+                    msg: line,
+                },
+                false,
+            ),
+            Err(e) => {
+                if let Some((host, n)) = crate::syslog::last_repeated(line) {
+                    if last != Some(host_hash(host)) {
+                        return Outcome::Missed;
+                    }
+                    // The previous line (sshd's failure) was written n more times: read it
+                    // again and repeat its events.
+                    let prev = std::mem::take(&mut self.last_line);
+                    let first = out.len();
+                    let o = self.process(&prev, ctx, out);
+                    self.last_line = prev;
+                    let ev: Vec<Event> = out.drain(first..).collect();
+                    for _ in 0..n.clamp(1, REPEAT_MAX) {
+                        out.extend(ev.iter().cloned());
+                    }
+                    return o;
+                }
+                self.stats.unreadable(e.reason(line));
+                return Outcome::Missed;
             }
-            Err(_) => return Outcome::Missed,
         };
-        let hit = match self.parse(msg) {
+        let pid = hdr.pid;
+        let old_pam = is_old_pam(hdr.prog);
+        let (logged_times, msg) = match repeated(hdr.msg) {
+            Some((n, m)) => (Some(n), m),
+            None => (None, hdr.msg),
+        };
+        let times = logged_times.map_or(1, |n| n.clamp(1, REPEAT_MAX));
+        // Most lines are no event: the connection table is only consulted for those that are.
+        let parsed = self.parse(msg, None, old_pam);
+        if matches!(parsed, Parsed::None) {
+            return Outcome::Missed;
+        }
+        let host = host_hash(hdr.host);
+        let known = self.conn_ip(host, pid);
+        let parsed = match parsed {
+            // Several candidates: the connection's own address may settle it.
+            Parsed::Ambiguous if known.is_some() => self.parse(msg, known, old_pam),
+            p => p,
+        };
+        let (mut hit, pid_only) = match parsed {
             Parsed::None => return Outcome::Missed,
             Parsed::Mark => {
                 if let Some(pid) = pid {
-                    self.kex[pid as usize % KEX_SLOTS] = (pid, self.seq);
+                    let seq = self.seq;
+                    self.conn_mut(host, pid).kex = seq;
                 }
                 return Outcome::Missed;
             }
-            Parsed::Hit(h) => h,
+            Parsed::Connect(ip) => {
+                self.remember(host, pid, ip);
+                return Outcome::Missed;
+            }
+            Parsed::Ambiguous => {
+                self.stats.ambiguous += 1;
+                return Outcome::Ignored;
+            }
+            Parsed::Hit(h) => (h, false),
+            Parsed::PidOnly(h) => (h, true),
         };
         if hit.rule == KEX_FAILURE {
             let Some(pid) = pid else {
                 return Outcome::Missed;
             };
-            let slot = &mut self.kex[pid as usize % KEX_SLOTS];
-            if slot.0 != pid || slot.1 == 0 || self.seq - slot.1 > KEX_WINDOW {
+            let seq = self.seq;
+            let c = self.conn_mut(host, pid);
+            if c.kex == 0 || seq - c.kex > KEX_WINDOW {
                 return Outcome::Missed;
             }
-            *slot = (0, 0);
+            c.kex = 0;
+        }
+        if pid_only {
+            hit.ip = known;
         }
         let Some(ip) = hit.ip else {
             return Outcome::Ignored;
         };
+        if !pid_only {
+            self.remember(host, pid, ip);
+        }
+        if let Some(pid) = pid {
+            // One attempt, two lines (old PAM and sshd's own): count it once.
+            let c = self.conn_mut(host, pid);
+            if old_pam && hit.failure {
+                c.pam_pending = c
+                    .pam_pending
+                    .saturating_add(times.min(u32::from(u16::MAX)) as u16);
+            } else if hit.failure
+                && matches!(hit.rule, FAILED_PASSWORD | FAILED_AUTH)
+                && c.pam_pending > 0
+            {
+                c.pam_pending -= 1;
+                hit.failure = false;
+            }
+        }
         let time = if has_header {
-            self.time.parse_syslog(line, ctx.now).map(|t| t.0)
+            let t = self.time.parse_stamp(hdr.stamp_kind, hdr.stamp, ctx.now);
+            if t.is_none() && hdr.stamp_kind != crate::syslog::StampKind::Nil {
+                self.stats
+                    .unreadable(crate::syslog::Unreadable::BadTimestamp);
+            }
+            t
         } else {
             None
         };
         let time: Timestamp = time.or(ctx.source_time).unwrap_or(ctx.now);
-        out.push(
-            self.base
-                .event(line, time, ip, hit.rule, hit.failure, hit.user, &[]),
-        );
+        // A repeated success or no-failure observation is recorded once, never multiplied.
+        let n = if hit.failure { times } else { 1 };
+        let mut nb = [0u8; 10];
+        let fields: &[(usize, &[u8])] = if let Some(logged) = logged_times {
+            let len = write_u32(&mut nb, logged);
+            &[(0, &nb[..len])][..]
+        } else {
+            &[]
+        };
+        for _ in 0..n {
+            out.push(
+                self.base
+                    .event(line, time, ip, hit.rule, hit.failure, hit.user, fields),
+            );
+        }
+        if hit.failure && has_header {
+            self.last = Some(host);
+            self.last_line.clear();
+            self.last_line.extend_from_slice(line);
+        }
         Outcome::Matched
     }
+}
+
+/// Decimal digits of `v` into `buf`; returns the length.
+fn write_u32(buf: &mut [u8; 10], mut v: u32) -> usize {
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    loop {
+        tmp[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[i] = tmp[n - 1 - i];
+    }
+    n
 }
 
 #[cfg(test)]

@@ -216,9 +216,10 @@ impl TimeParser {
         Timestamp((local - i64::from(off)) * Timestamp::MICROS + us)
     }
 
-    /// RFC 3164 `Mmm dd HH:MM:SS` (day space- or zero-padded). The year is the latest one
-    /// that does not put the time more than one day after `now` (so December lines read in
-    /// January land in the previous year). Returns the instant and bytes consumed (15).
+    /// RFC 3164 `Mmm dd HH:MM:SS[.frac]` (day space- or zero-padded; the fraction is
+    /// `journalctl -o short-precise`). The year is the latest one that does not put the time
+    /// more than one day after `now` (so December lines read in January land in the previous
+    /// year). Returns the instant and bytes consumed (15 plus the fraction).
     pub fn parse_rfc3164(&mut self, b: &[u8], now: Timestamp) -> Option<(Timestamp, usize)> {
         if b.len() < 15 || b[3] != b' ' || b[6] != b' ' {
             return None;
@@ -248,9 +249,10 @@ impl TimeParser {
             if (local - 14 * 3600) * Timestamp::MICROS > limit {
                 continue;
             }
-            let t = self.local_to_utc(y, mo, d, h, mi, s, 0);
+            let (us, fl) = fraction(&b[15..]);
+            let t = self.local_to_utc(y, mo, d, h, mi, s, us);
             if t.0 <= limit {
-                return Some((t, 15));
+                return Some((t, 15 + fl));
             }
         }
         None
@@ -348,6 +350,48 @@ impl TimeParser {
             self.parse_rfc3339(b)
         } else {
             self.parse_rfc3164(b, now)
+        }
+    }
+
+    /// The timestamp of a split syslog header ([`crate::syslog::Header::stamp`]). `None`
+    /// for a nil RFC 5424 stamp or impossible values.
+    pub fn parse_stamp(
+        &mut self,
+        kind: crate::syslog::StampKind,
+        b: &[u8],
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        use crate::syslog::StampKind;
+        match kind {
+            StampKind::Rfc3164 => self.parse_rfc3164(b, now).map(|t| t.0),
+            StampKind::Iso => self.parse_rfc3339(b).map(|t| t.0),
+            StampKind::ShortFull => {
+                // `YYYY-MM-DD HH:MM:SS[.frac][ ZONE]`: journalctl prints local time with the
+                // zone's abbreviation, which is ambiguous (`IST`, `CST`); only UTC is taken
+                // from it, anything else is read in the configured zone.
+                let (t, n) = self.parse_rfc3339(b)?;
+                let z = b.get(n + 1..).unwrap_or_default();
+                if matches!(z, b"UTC" | b"GMT" | b"Z" | b"+00" | b"+0000") {
+                    let (_, fl) = fraction(&b[19..]);
+                    let mut utc = b[..19 + fl].to_owned();
+                    utc.push(b'Z');
+                    return self.parse_rfc3339(&utc).map(|t| t.0);
+                }
+                Some(t)
+            }
+            StampKind::Unix => {
+                let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                if n == 0 || n > 12 {
+                    return None;
+                }
+                let mut secs = 0i64;
+                for &c in &b[..n] {
+                    secs = secs * 10 + i64::from(c - b'0');
+                }
+                let (us, _) = fraction(&b[n..]);
+                Some(Timestamp(secs * Timestamp::MICROS + us))
+            }
+            StampKind::Nil => None,
         }
     }
 }

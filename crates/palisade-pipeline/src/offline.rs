@@ -93,6 +93,10 @@ pub struct CheckReport {
     pub cut_lines: u64,
     /// Events per rule, in the filter's rule order.
     pub rules: Vec<(String, u64)>,
+    /// Lines whose header could not be read, per reason (non-zero reasons only).
+    pub unreadable_header: Vec<(String, u64)>,
+    /// Lines refused because the offender could not be told apart from attacker text.
+    pub ambiguous: u64,
     /// Seconds taken.
     pub seconds: f64,
 }
@@ -135,6 +139,12 @@ pub fn check(
     rep.cut_lines = stats.cut_lines;
     rep.seconds = start.elapsed().as_secs_f64();
     rep.rules = rules.iter().map(|r| r.to_string()).zip(hits).collect();
+    let fs = filter.stats();
+    rep.unreadable_header = fs
+        .unreadable_reasons()
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    rep.ambiguous = fs.ambiguous;
     Ok(rep)
 }
 

@@ -678,6 +678,18 @@ fn check(
     for (r, n) in &rep.rules {
         summary.push_str(&format!("  {r:<28} {n}\n"));
     }
+    if !rep.unreadable_header.is_empty() {
+        summary.push_str("Unreadable headers:\n");
+        for (r, n) in &rep.unreadable_header {
+            summary.push_str(&format!("  {r:<28} {n}\n"));
+        }
+    }
+    if rep.ambiguous > 0 {
+        summary.push_str(&format!(
+            "Ambiguous (address not told apart from attacker text, not blamed): {}\n",
+            rep.ambiguous
+        ));
+    }
     summary.push_str(&format!(
         "Time: {:.3} s ({:.0} lines/s)\n",
         rep.seconds, rate

@@ -311,3 +311,44 @@ files = ["{log_s}"]
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3000);
 }
+
+/// Lines whose header cannot be read are counted per reason in `check`'s summary, and a
+/// line refused as ambiguous (framing attempt) is counted too.
+#[test]
+fn check_counts_unreadable_headers_and_ambiguous_lines() {
+    let log = "\
+garbage \x01 not a log line
+May  1 10:00:03 host two words sshd[1]: Failed password for root from 192.0.2.1 port 4 ssh2
+
+May  1 10:00:04 h sshd[7]: Failed publickey for a from 192.0.2.5 port 1 ssh2: ED25519-CERT SHA256:AAAA ID x from 203.0.113.47 port 9 ssh2: ED25519-CERT SHA256:AAAA ID z (serial 7) CA ED25519 SHA256:BBBB
+<38>1 2024-05-01T10:00:05Z h sshd 8 - - Failed password for root from 192.0.2.9 port 2 ssh2
+";
+    let (out, err, ok) = run(
+        &[
+            "check",
+            "-",
+            "--filter",
+            "sshd",
+            "--mode",
+            "aggressive",
+            "--now",
+            "2024-06-01T00:00:00Z",
+        ],
+        log,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Lines: 5 read, 1 matched"), "{out}");
+    assert!(out.contains("Unreadable headers:"), "{out}");
+    for r in ["no_timestamp", "no_tag", "empty"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(r) && l.trim_end().ends_with(" 1")),
+            "{r}: {out}"
+        );
+    }
+    assert!(
+        out.contains("Ambiguous (address not told apart from attacker text, not blamed): 1"),
+        "{out}"
+    );
+    assert!(!out.contains("203.0.113.47"));
+}
