@@ -556,41 +556,125 @@ pub const APACHE_ERROR_RULES: &[&str] = &[
     "invalid_uri",
     "modsecurity",
     "dir_forbidden",
+    "invalid_method",
+    "script_not_found",
+    "probe",
+    "not_found",
+];
+const AE_INVALID_URI: usize = 3;
+const AE_DIR_FORBIDDEN: usize = 5;
+const AE_INVALID_METHOD: usize = 6;
+const AE_SCRIPT_NOT_FOUND: usize = 7;
+const AE_PROBE: usize = 8;
+const AE_NOT_FOUND: usize = 9;
+
+/// File extensions of server-side programs: a `File does not exist` for one of them is a
+/// probe for an exploitable script (worms, scanners), not a broken link to a page or image.
+const SCRIPT_EXT: &[&[u8]] = &[
+    b".php", b".php3", b".php4", b".php5", b".phtml", b".asp", b".aspx", b".exe", b".dll", b".pl",
+    b".cgi", b".jsp", b".cfm", b".sh",
 ];
 
-/// `apache_error`: basic-auth failures, access denials, invalid URIs, ModSecurity blocks.
+/// `apache_error`: basic-auth failures, access denials, invalid URIs and methods,
+/// ModSecurity blocks, requests for missing scripts and scanner paths.
 pub struct ApacheError {
     base: Base,
     aggressive: bool,
     time: TimeParser,
+    /// Traversal/injection fragments and scanner paths of the access filter, applied to the
+    /// file path of `File does not exist`.
+    path_ac: AhoCorasick,
 }
 
 impl ApacheError {
     /// A new `apache_error` filter.
     pub fn new(opts: &BuiltinOptions) -> Self {
+        let pats: Vec<&str> = PROBES
+            .iter()
+            .chain(SCANNER_HARD)
+            .chain(SCANNER_SOFT)
+            .copied()
+            .collect();
         ApacheError {
-            base: Base::new("apache_error", APACHE_ERROR_RULES, &[]),
+            base: Base::new("apache_error", APACHE_ERROR_RULES, &["path"]),
             aggressive: opts.mode == Mode::Aggressive,
             time: TimeParser::new(opts.tz.clone()),
+            path_ac: ac(&pats),
         }
     }
 }
 
-/// `1.2.3.4:5678`, `[2001:db8::1]:5678`, `1.2.3.4`, `2001:db8::1` → the address bytes.
-fn strip_client_port(c: &[u8]) -> &[u8] {
+/// The address of an apache `[client …]` field.
+///
+/// Apache 2.4 (`v24`: the line has 2.4's `[module:level]` or `[pid …]` fields) always appends
+/// the port: `1.2.3.4:5678`, `[2001:db8::1]:5678`, and IPv6 without brackets as
+/// `2001:db8::a:49152` — the last `:` group is the port, whatever its length. Apache 2.2 never
+/// writes a port: `1.2.3.4`, `2001:db8::a` are the address as they stand. A field that does
+/// not read as an address this way gives `None` (the line is ignored, never blamed on a
+/// guess).
+fn apache_client(c: &[u8], v24: bool) -> Option<std::net::IpAddr> {
     if let Some(r) = strip_prefix(c, b"[") {
-        return match memchr::memchr(b']', r) {
-            Some(i) => &r[..i],
-            None => r,
-        };
+        let i = memchr::memchr(b']', r)?;
+        let port = &r[i + 1..];
+        if !(port.is_empty() || (port.len() > 1 && port[0] == b':')) {
+            return None;
+        }
+        return scan::ip(&r[..i]);
     }
-    // One colon: IPv4 with port. More: bare IPv6.
-    let colons = memchr::memchr_iter(b':', c).count();
-    if colons == 1 {
-        let i = memchr::memchr(b':', c).unwrap_or(c.len());
-        &c[..i]
-    } else {
-        c
+    if !v24 {
+        // 2.2: no port; a 2.4 line stripped of its fields (`[client 1.2.3.4:80]` after an
+        // old-style header) still reads when the address alone does not.
+        if let Some(ip) = scan::ip(c) {
+            return Some(ip);
+        }
+        if memchr::memchr_iter(b':', c).count() != 1 {
+            return None;
+        }
+    }
+    let i = memchr::memrchr(b':', c)?;
+    let port = &c[i + 1..];
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    scan::ip(&c[..i])
+}
+
+/// A path of an error message without the `, referer: URL` apache appends.
+fn without_referer(p: &[u8]) -> &[u8] {
+    match memmem::find(p, b", referer: ") {
+        Some(i) => &p[..i],
+        None => p,
+    }
+}
+
+impl ApacheError {
+    /// The rule for `File does not exist: PATH` / `script not found …: PATH`, or `None`.
+    fn missing_file(&self, path: &[u8], script: bool) -> Option<usize> {
+        // Files browsers ask for on their own are not evidence of anything.
+        if let Some(i) = memchr::memrchr(b'/', path) {
+            if browser_404(&path[i..]) {
+                return None;
+            }
+        }
+        let hit = self.path_ac.find(path).map(|m| m.pattern().as_usize());
+        // Traversal and injection fragments; `..` in a file path that does not exist (IIS
+        // worms).
+        if hit.is_some_and(|i| i < PROBES.len()) || memmem::find(path, b"/..").is_some() {
+            return Some(AE_PROBE);
+        }
+        if script {
+            return Some(AE_SCRIPT_NOT_FOUND);
+        }
+        if hit.is_some() {
+            return Some(AE_PROBE);
+        }
+        let last = memchr::memrchr(b'/', path).map_or(path, |i| &path[i..]);
+        let ext = memchr::memrchr(b'.', last).map(|i| &last[i..]);
+        if ext.is_some_and(|e| SCRIPT_EXT.iter().any(|x| scan::eq_ignore_case(e, x))) {
+            return Some(AE_SCRIPT_NOT_FOUND);
+        }
+        // Any other missing file: a broken link as often as a scan.
+        self.aggressive.then_some(AE_NOT_FOUND)
     }
 }
 
@@ -614,6 +698,7 @@ impl Filter for ApacheError {
         let mut rest = line;
         let mut client: Option<&[u8]> = None;
         let mut fields = 0;
+        let mut v24 = false;
         while let Some(r) = strip_prefix(rest, b"[") {
             fields += 1;
             if fields > 6 {
@@ -628,8 +713,14 @@ impl Filter for ApacheError {
             }) else {
                 return Outcome::Missed;
             };
-            if let Some(c) = strip_prefix(&r[..i], b"client ") {
-                client = Some(strip_client_port(c));
+            let field = &r[..i];
+            if let Some(c) = strip_prefix(field, b"client ") {
+                client = Some(c);
+            } else if (fields == 2 && memchr::memchr(b':', field).is_some())
+                || (fields > 2 && field.starts_with(b"pid "))
+            {
+                // `[core:error]`, `[pid 123:tid 456]`: Apache 2.4.
+                v24 = true;
             }
             rest = strip_prefix(&r[i + 1..], b" ").unwrap_or(&r[i + 1..]);
             if client.is_some() {
@@ -653,6 +744,7 @@ impl Filter for ApacheError {
             _ => (&b""[..], msg),
         };
         let mut user = None;
+        let mut path: Option<&[u8]> = None;
         let rule = if code == b"AH01617"
             || memmem::find(body, b": authentication failure for ").is_some()
         {
@@ -672,18 +764,51 @@ impl Filter for ApacheError {
             || code == b"AH01630"
         {
             2
-        } else if code == b"AH10244" || body.starts_with(b"invalid URI path") {
-            3
+        } else if code == b"AH10244"
+            || code == b"AH00126"
+            || body.starts_with(b"invalid URI path")
+            || body.starts_with(b"Invalid URI in request")
+            || body.starts_with(b"request failed: URI too long")
+            || body.starts_with(b"request failed: invalid characters in URI")
+            || body.starts_with(b"request failed: erroneous characters after protocol string")
+        {
+            AE_INVALID_URI
+        } else if code == b"AH00135" || body.starts_with(b"Invalid method in request") {
+            AE_INVALID_METHOD
         } else if body.starts_with(b"ModSecurity: Access denied") {
             4
+        } else if let Some(p) = strip_prefix(body, b"File does not exist: ") {
+            let p = without_referer(p);
+            path = Some(p);
+            match self.missing_file(p, false) {
+                Some(r) => r,
+                None => return Outcome::Missed,
+            }
+        } else if let Some(p) =
+            strip_prefix(body, b"script not found or unable to stat: ").or_else(|| {
+                // 2.4: `script '/srv/x.php' not found or unable to stat`
+                let r = strip_prefix(body, b"script '")?;
+                let q = memchr::memchr(b'\'', r)?;
+                strip_prefix(&r[q..], b"' not found or unable to stat").map(|_| &r[..q])
+            })
+        {
+            let p = without_referer(p);
+            path = Some(p);
+            match self.missing_file(p, true) {
+                Some(r) => r,
+                None => return Outcome::Missed,
+            }
+        } else if code == b"AH01071" && body.starts_with(b"Got error 'Primary script unknown") {
+            // php-fpm behind mod_proxy_fcgi: the script does not exist.
+            AE_SCRIPT_NOT_FOUND
         } else if self.aggressive
             && (body.starts_with(b"Directory index forbidden by rule") || code == b"AH01276")
         {
-            5
+            AE_DIR_FORBIDDEN
         } else {
             return Outcome::Missed;
         };
-        let Some(ip) = scan::ip(client) else {
+        let Some(ip) = apache_client(client, v24) else {
             return Outcome::Ignored;
         };
         let time = self
@@ -692,7 +817,11 @@ impl Filter for ApacheError {
             .map(|t| t.0)
             .or(ctx.source_time)
             .unwrap_or(ctx.now);
-        out.push(self.base.event(line, time, ip, rule, true, user, &[]));
+        let fields: &[(usize, &[u8])] = match &path {
+            Some(p) => &[(0, p)],
+            None => &[],
+        };
+        out.push(self.base.event(line, time, ip, rule, true, user, fields));
         Outcome::Matched
     }
 }
