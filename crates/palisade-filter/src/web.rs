@@ -232,6 +232,30 @@ const BAD_BOTS: &[&str] = &[
     "w3af",
     "havij",
     "whatweb",
+    "indy library",
+    "dts agent",
+];
+
+/// Search-engine and archive crawlers: they follow whatever links exist, dead ones included,
+/// so their plain 404s (aggressive mode) are not a scan. Only that rule looks at this list
+/// (a claimed crawler is still caught by probe, path and bad-request rules).
+const CRAWLERS: &[&str] = &[
+    "googlebot",
+    "bingbot",
+    "yandexbot",
+    "duckduckbot",
+    "baiduspider",
+    "applebot",
+    "slurp",
+    "mj12bot",
+    "ahrefsbot",
+    "semrushbot",
+    "dotbot",
+    "petalbot",
+    "ezooms",
+    "archive.org_bot",
+    "ia_archiver",
+    "facebookexternalhit",
 ];
 
 /// Attack fragments in a user agent (shellshock, log4shell, XSS).
@@ -288,6 +312,7 @@ pub struct Access {
     /// Pattern ids (in `req_ac`) that only count at the start of the path.
     root_only: Vec<usize>,
     ua_ac: AhoCorasick,
+    crawler_ac: AhoCorasick,
     /// A configured format; `None`: the built-in combined/common parser.
     format: Option<LogFormat>,
     /// Proxies whose `X-Forwarded-For` names the client.
@@ -334,6 +359,7 @@ impl Access {
             n_cmd: PROBES.len() + CMD_PROBES.len(),
             n_hard: PROBES.len() + CMD_PROBES.len() + SCANNER_HARD.len(),
             ua_ac: ac(&ua),
+            crawler_ac: ac(CRAWLERS),
             root_only,
             format: None,
             trusted: None,
@@ -577,12 +603,14 @@ impl Filter for Access {
         // Every other 404 is an event in aggressive mode only: real sites have broken links,
         // and normal mode must never flag a benign visitor (404 storms from scanner tools are
         // caught by user agent and path in both modes). A static asset a page of the site
-        // referenced (its own referrer) is a broken page, never a scan.
+        // referenced (its own referrer) is a broken page, never a scan; a crawler follows
+        // dead links.
         if rule.is_none()
             && self.aggressive
             && l.status == 404
             && !browser_404(path)
             && !(static_asset(path) && own_referer(l.referer, host))
+            && !self.crawler_ac.is_match(l.ua)
         {
             rule = Some(NOT_FOUND);
         }

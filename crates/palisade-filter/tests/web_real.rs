@@ -392,3 +392,15 @@ fn font_404s_from_the_sites_own_page_are_not_a_scan() {
         "not_found",
     );
 }
+
+#[test]
+fn crawler_404s_and_referrer_spam_tools() {
+    // A crawler following dead links: no aggressive-mode 404 event; its probes still count.
+    let l = r#"144.76.95.39 - - [20/May/2015:09:05:48 +0000] "GET /files/logstash/logstash-1.1.0-monolithic.jar HTTP/1.1" 404 324 "-" "Mozilla/5.0 (compatible; MJ12bot/v1.4.5; http://www.majestic12.co.uk/bot.php?+)""#;
+    none("apache_access", A, l);
+    let l = r#"66.249.73.185 - - [17/May/2015:10:05:22 +0000] "GET /.git/config HTTP/1.1" 404 324 "-" "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)""#;
+    expect("apache_access", A, l, "66.249.73.185", "scanner_path");
+    // Referrer-spam and harvester tools by user agent.
+    let l = r#"178.140.172.164 - - [19/May/2015:13:05:05 +0000] "GET / HTTP/1.1" 200 37932 "http://spam.example/" "Mozilla/3.0 (compatible; Indy Library)""#;
+    expect("apache_access", N, l, "178.140.172.164", "bad_bot");
+}
