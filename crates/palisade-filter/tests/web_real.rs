@@ -404,3 +404,55 @@ fn crawler_404s_and_referrer_spam_tools() {
     let l = r#"178.140.172.164 - - [19/May/2015:13:05:05 +0000] "GET / HTTP/1.1" 200 37932 "http://spam.example/" "Mozilla/3.0 (compatible; Indy Library)""#;
     expect("apache_access", N, l, "178.140.172.164", "bad_bot");
 }
+
+/// loghub's full Apache error log (`../shared/data`, licence in its directory): every worm
+/// probe line fail2ban's apache-noscript and apache-overflows catch is an event in normal
+/// mode, each blamed on the address of its `[client …]` field; the directory-index and plain
+/// missing-file lines are events in aggressive mode only.
+#[test]
+fn loghub_full_apache_error() {
+    // `shared/data` beside the repository, or `PALISADE_SHARED_DATA`.
+    let dir = std::env::var("PALISADE_SHARED_DATA").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data").to_string()
+    });
+    let p = format!("{dir}/loghub_full/Apache.log");
+    let Ok(data) = std::fs::read(&p) else {
+        eprintln!("skipping: {p} not present");
+        return;
+    };
+    let mut n = build_builtin(AE, &opts(N)).unwrap();
+    let mut a = build_builtin(AE, &opts(A)).unwrap();
+    let (mut probes, mut probes_hit, mut normal, mut aggressive) = (0, 0, 0, 0);
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let text = String::from_utf8_lossy(line).into_owned();
+        let (_, en) = run(&mut *n, &text);
+        let (_, ea) = run(&mut *a, &text);
+        for e in en.iter().chain(ea.iter()) {
+            assert!(
+                text.contains(&format!("[client {}]", e.ip)),
+                "{} in {text}",
+                e.ip
+            );
+        }
+        // (The log also holds 4,478 bare `script not found or unable to stat` lines without
+        // any header: nobody can attribute those.)
+        let worm = text.starts_with('[')
+            && (text.contains("script not found or unable to stat")
+                || text.contains("Invalid method in request")
+                || (text.contains("File does not exist:")
+                    && (text.contains(".pl") || text.contains(".exe"))));
+        if worm {
+            probes += 1;
+            probes_hit += en.is_some() as usize;
+        }
+        normal += en.is_some() as usize;
+        aggressive += ea.is_some() as usize;
+        if text.contains("Directory index forbidden") {
+            assert!(en.is_none() && ea.is_some(), "{text}");
+        }
+    }
+    eprintln!("{probes_hit}/{probes} worm lines; normal {normal}, aggressive {aggressive}");
+    assert!(probes > 5000);
+    assert_eq!(probes_hit, probes);
+    assert!(aggressive > normal + 20_000);
+}
