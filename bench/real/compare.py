@@ -80,6 +80,9 @@ VERDICTS = [
     ("palisade", "aggressive", r"preauth|Connection closed by|Did not receive identification|"
                                r"Bad protocol version|kex|Unable to negotiate|Connection reset",
      "aggressive only: pre-auth scanner noise"),
+    ("palisade", "aggressive", r"Failed publickey for",
+     "aggressive only: a key offered and refused (agents offer several keys before the "
+     "accepted one); Palisade's normal mode does not count it, fail2ban's sshd neither"),
     ("fail2ban", "both", r"File does not exist: \S*/~",
      "fail2ban's apache-nohome: a missing user directory. In this log each address asks for "
      "one name only (218.95.185.247: `/~mana_` six times in 10 s and nothing else) — a dead "
