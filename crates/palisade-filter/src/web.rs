@@ -52,17 +52,6 @@ const PROBES: &[&str] = &[
     "%3cscript",
     "' or '",
     "'+or+'",
-    "' or 1=1",
-    "%27%20or%20",
-    "%27+or+",
-    "%27or%27",
-    "%27%20and%20",
-    "%27+and+",
-    "%27--",
-    "%27%23",
-    "%27%3b",
-    "+or+1=1",
-    "%20or%201=1",
     "union select",
     "union+select",
     "union%20select",
@@ -97,7 +86,61 @@ const PROBES: &[&str] = &[
 
 /// Command downloads (`=wget+http://…`): a probe only after a shell metacharacter and
 /// before `://`, since articles and searches about the tools have them in their words.
-const CMD_PROBES: &[&str] = &["wget+http", "wget%20http", "curl+http", "curl%20http"];
+/// Then `%27` (an encoded quote: a probe only before SQL syntax, since names like O'Reilly
+/// have one) and `/backup.` (a scanner path only for an archive or dump).
+const CMD_PROBES: &[&str] = &[
+    "wget+http",
+    "wget%20http",
+    "curl+http",
+    "curl%20http",
+    "%27",
+    "/backup.",
+];
+const CTX_QUOTE: usize = 4;
+const CTX_BACKUP: usize = 5;
+
+/// Whether `rest` (after an encoded quote) goes on as SQL: `' OR `, `' AND `, `' UNION`,
+/// `'--`, `'#`, `';`.
+fn sql_after_quote(rest: &[u8]) -> bool {
+    let mut r = rest;
+    // separators: `+`, `%20`, ` `
+    loop {
+        if let Some(x) = strip_prefix(r, b"+").or_else(|| strip_prefix(r, b" ")) {
+            r = x;
+        } else if r.len() >= 3 && scan::eq_ignore_case(&r[..3], b"%20") {
+            r = &r[3..];
+        } else {
+            break;
+        }
+    }
+    let word = |w: &[u8]| {
+        r.len() > w.len()
+            && scan::eq_ignore_case(&r[..w.len()], w)
+            && matches!(r[w.len()], b'+' | b' ' | b'%' | b'(' | b'\'')
+    };
+    let starts = |w: &[u8]| r.len() >= w.len() && scan::eq_ignore_case(&r[..w.len()], w);
+    word(b"or")
+        || word(b"and")
+        || word(b"union")
+        || word(b"select")
+        || starts(b"--")
+        || starts(b"%23")
+        || starts(b"%3b")
+        || starts(b"#")
+        || starts(b";")
+}
+
+/// Whether the path after `/backup.` names an archive or a dump.
+fn backup_archive(rest: &[u8]) -> bool {
+    const EXT: &[&[u8]] = &[
+        b"zip", b"tar", b"tgz", b"gz", b"rar", b"7z", b"sql", b"bak", b"bz2", b"xz",
+    ];
+    EXT.iter().any(|e| {
+        rest.len() >= e.len()
+            && scan::eq_ignore_case(&rest[..e.len()], e)
+            && matches!(rest.get(e.len()), None | Some(b'.' | b'?' | b' '))
+    })
+}
 
 /// Paths that only scanners request, whatever the answer (secrets, VCS metadata, exploits).
 const SCANNER_HARD: &[&str] = &[
@@ -120,12 +163,6 @@ const SCANNER_HARD: &[&str] = &[
     "/.kube/",
     "/.terraform",
     "/boaform/",
-    "/backup.zip",
-    "/backup.tar",
-    "/backup.tgz",
-    "/backup.rar",
-    "/backup.7z",
-    "/backup.gz",
     "/db.sql",
     "/dump.sql",
     "/database.sql",
@@ -557,6 +594,19 @@ impl Filter for Access {
             if id < self.n_probe {
                 rule = Some(PROBE);
                 break;
+            }
+            if id - self.n_probe == CTX_QUOTE {
+                if sql_after_quote(&l.req[m.end()..]) {
+                    rule = Some(PROBE);
+                    break;
+                }
+                continue;
+            }
+            if id - self.n_probe == CTX_BACKUP {
+                if backup_archive(&l.req[m.end()..]) {
+                    rule = Some(SCANNER_PATH);
+                }
+                continue;
             }
             if id < self.n_cmd {
                 // `wget+http` is a command only after a shell metacharacter, not in a title.
