@@ -63,7 +63,7 @@ pub fn reported_fields(r: &RawMatch, skip_ip: bool) -> impl Iterator<Item = (&st
     });
     r.fields
         .iter()
-        .filter(move |(k, _)| !is_internal_group(k) && !(skip_ip && *k == "ip"))
+        .filter(move |(k, _)| !(is_internal_group(k) || (skip_ip && *k == "ip")))
         .map(|(k, v)| (k.as_str(), v.to_string()))
         .chain(users.map(|u| ("users", u)))
 }

@@ -437,7 +437,10 @@ fn run_test(
                             _ => match (get(k), v) {
                                 (None, Value::Null) => true,
                                 (Some(g), Value::String(w)) => g == *w,
-                                (Some(g), other) => g == other.to_string(),
+                                (Some(g), other) => {
+                                    let o = other.to_string();
+                                    g == o
+                                }
                                 (None, _) => false,
                             },
                         };
