@@ -25,6 +25,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -310,6 +311,7 @@ def main():
     head.append("")
     with open(a.out, "w") as fh:
         fh.write("\n".join(head + ["## Per log\n"] + md) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     print("wrote %s in %.0f s" % (a.out, time.time() - t0), file=sys.stderr)
 
 
