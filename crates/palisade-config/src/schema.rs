@@ -347,7 +347,8 @@ pub struct JailSection {
     pub filter: Option<Spanned<String>>,
     /// Or: a fail2ban filter file (`/etc/fail2ban/filter.d/sshd.conf`).
     pub filter_file: Option<Spanned<String>>,
-    /// Filter options (`mode = "aggressive"`, fail2ban `[Init]` values).
+    /// Filter options (`mode = "aggressive"`, fail2ban `[Init]` values; for `nginx_access`
+    /// and `apache_access` also `log_format` and `trusted_proxies`).
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
     /// Log files or globs to follow.
@@ -617,12 +618,21 @@ pub(crate) fn validate(
                 ));
             }
         }
-        if j.filter.is_some() {
+        if let Some(f) = &j.filter {
+            // The access filters also read a log format and trusted proxies (checked when
+            // the filter is built).
+            let allowed: &[&str] = match f.get_ref().as_str() {
+                "nginx_access" | "apache_access" => &["mode", "log_format", "trusted_proxies"],
+                _ => &["mode"],
+            };
             for k in j.options.keys() {
-                if k != "mode" {
+                if !allowed.contains(&k.as_str()) {
                     problems.push(loc.span(
                         &j.name,
-                        format!("jail {name:?}: unknown option {k:?} for a built-in filter; allowed: mode"),
+                        format!(
+                            "jail {name:?}: unknown option {k:?} for a built-in filter; allowed: {}",
+                            allowed.join(", ")
+                        ),
                     ));
                 }
             }

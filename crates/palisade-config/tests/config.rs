@@ -338,3 +338,28 @@ fn server_limits_and_hosts() {
         .to_string();
     assert!(err.contains("not a host name"), "{err}");
 }
+
+#[test]
+fn access_jails_take_log_format_and_trusted_proxies() {
+    let ok = r#"
+[[jail]]
+name = "web"
+filter = "nginx_access"
+options = { log_format = "combined_xff", trusted_proxies = "10.0.0.0/8" }
+stdin = true
+"#;
+    let cfg = parse(ok).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.jails[0].options["log_format"], "combined_xff");
+    let bad = r#"
+[[jail]]
+name = "ssh"
+filter = "sshd"
+options = { log_format = "combined" }
+stdin = true
+"#;
+    let e = parse(bad).unwrap_err().to_string();
+    assert!(
+        e.contains("unknown option \"log_format\"") && e.contains("allowed: mode"),
+        "{e}"
+    );
+}

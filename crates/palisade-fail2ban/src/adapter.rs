@@ -26,11 +26,10 @@ use std::sync::Arc;
 /// Longest user name kept in an event, in bytes.
 const USER_MAX: usize = 128;
 
-/// Groups that steer fail2ban itself.
-const INTERNAL: [&str; 11] = [
+/// Groups that steer fail2ban itself. `ip4`, `ip6` (and the `users` set) are reported
+/// (see [`reported_fields`]): fail2ban's harness compares them.
+const INTERNAL: [&str; 9] = [
     "user",
-    "ip4",
-    "ip6",
     "dns",
     "fid",
     "mlfid",
@@ -46,6 +45,27 @@ const INTERNAL: [&str; 11] = [
 /// `Event::fields` nor printed by `check --filter-file`.
 pub fn is_internal_group(name: &str) -> bool {
     INTERNAL.contains(&name) || name.starts_with("alt_")
+}
+
+/// The fields of a result that Palisade reports (in `Event::fields` and `check
+/// --filter-file --json`), in the result's order: every named group that is not internal
+/// (the `ip4`/`ip6` address groups included, as fail2ban's failure dict has them) and, for
+/// a `<F-MLFID>` connection on which users were seen, `users`: the sorted set of every user
+/// of the connection so far, joined with `,` (fail2ban's accumulated `users` set). `ip` is
+/// left out when `skip_ip` (the caller prints it as the address).
+pub fn reported_fields(r: &RawMatch, skip_ip: bool) -> impl Iterator<Item = (&str, String)> {
+    let users = (!r.users.is_empty()).then(|| {
+        r.users
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    r.fields
+        .iter()
+        .filter(move |(k, _)| !(is_internal_group(k) || (skip_ip && *k == "ip")))
+        .map(|(k, v)| (k.as_str(), v.to_string()))
+        .chain(users.map(|u| ("users", u)))
 }
 
 /// A fail2ban filter file behind Palisade's [`Filter`] trait.
@@ -142,16 +162,13 @@ impl Fail2banFilter {
         let user = r
             .field("user")
             .map(|u| cut(u, USER_MAX).to_string().into_boxed_str());
-        let fields = r
-            .fields
-            .iter()
-            .filter(|(k, _)| !is_internal_group(k))
+        let fields = reported_fields(r, false)
             .map(|(k, v)| {
-                let k = match self.field_names.iter().find(|(n, _)| n == k) {
+                let k = match self.field_names.iter().find(|(n, _)| *n == k) {
                     Some((_, a)) => a.clone(),
-                    None => Arc::from(k.as_str()),
+                    None => Arc::from(k),
                 };
-                (k, Box::<str>::from(v.as_str()))
+                (k, v.into_boxed_str())
             })
             .collect();
         Some(Event {

@@ -64,6 +64,57 @@ pub fn build_builtin(name: &str, opts: &BuiltinOptions) -> Result<Box<dyn Filter
     })
 }
 
+/// Option keys [`build_builtin_with`] accepts besides `mode`, per filter.
+pub fn builtin_option_keys(name: &str) -> &'static [&'static str] {
+    match name {
+        "nginx_access" | "apache_access" => &["mode", "log_format", "trusted_proxies"],
+        _ => &["mode"],
+    }
+}
+
+/// Builds the built-in filter `name` with a jail's options: `log_format` (a preset —
+/// `combined`, `common`, `vhost_combined`, `combined_xff` — or an nginx `log_format` /
+/// Apache `LogFormat` string) and `trusted_proxies` (CIDRs; needs a format that logs
+/// `X-Forwarded-For`) for the access filters. `mode` is read by the caller into `opts`.
+pub fn build_builtin_with(
+    name: &str,
+    opts: &BuiltinOptions,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Box<dyn Filter>, FilterError> {
+    let allowed = builtin_option_keys(name);
+    if let Some(k) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(FilterError::Option(format!(
+            "{name}: unknown option {k:?} (allowed: {})",
+            allowed.join(", ")
+        )));
+    }
+    if !matches!(name, "nginx_access" | "apache_access") {
+        return build_builtin(name, opts);
+    }
+    let format = match options.get("log_format") {
+        Some(f) => crate::logformat::LogFormat::preset(f)
+            .map_err(|e| FilterError::Option(format!("{name}: {e}")))?,
+        None => None,
+    };
+    let trusted = match options.get("trusted_proxies") {
+        Some(t) => {
+            if !format.as_ref().is_some_and(|f| f.has_xff()) {
+                return Err(FilterError::Option(format!(
+                    "{name}: trusted_proxies needs a log_format that logs X-Forwarded-For (e.g. \"combined_xff\")"
+                )));
+            }
+            Some(
+                crate::logformat::parse_trusted(t)
+                    .map_err(|e| FilterError::Option(format!("{name}: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Box::new(crate::web::Access::with_format(
+        name, opts, format, trusted,
+    )))
+}
+
 /// Longest user name kept in an event, in bytes.
 pub(crate) const USER_MAX: usize = 128;
 /// Longest other captured field kept in an event, in bytes.

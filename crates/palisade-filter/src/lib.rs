@@ -19,13 +19,16 @@ use palisade_core::{Event, JournalFields, Timestamp};
 
 mod builtin;
 pub mod kernel;
+pub mod logformat;
 pub mod scan;
 pub mod sshd;
 pub mod syslog;
 pub mod time;
 pub mod web;
 
-pub use builtin::{build_builtin, builtin_names, BuiltinOptions, Mode};
+pub use builtin::{
+    build_builtin, build_builtin_with, builtin_names, builtin_option_keys, BuiltinOptions, Mode,
+};
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,9 @@ pub enum FilterError {
     /// The name is not one of [`builtin_names`].
     #[error("unknown built-in filter {0:?} (known: {known})", known = builtin_names().join(", "))]
     UnknownBuiltin(String),
+    /// A filter option (`log_format`, `trusted_proxies`…) that cannot be used.
+    #[error("{0}")]
+    Option(String),
 }
 
 /// Per-line context given by the source.

@@ -6,12 +6,13 @@
 //! text, user names or user agents, which the client controls.
 
 use crate::builtin::{Base, BuiltinOptions, Mode};
+use crate::logformat::LogFormat;
 use crate::scan::{self, strip_prefix};
 use crate::time::TimeParser;
 use crate::{Filter, LineCtx, Outcome};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::memmem;
-use palisade_core::Event;
+use palisade_core::{Allowlist, Event};
 use std::sync::Arc;
 
 /// Rule names of the access-log filters, in rule-index order (also their priority: a line
@@ -51,7 +52,6 @@ const PROBES: &[&str] = &[
     "%3cscript",
     "' or '",
     "'+or+'",
-    "%27",
     "union select",
     "union+select",
     "union%20select",
@@ -63,9 +63,12 @@ const PROBES: &[&str] = &[
     ";wget",
     ";curl",
     "|wget",
-    "wget+http",
-    "wget%20http",
-    "curl+http",
+    "%3bwget",
+    "%7cwget",
+    "`wget",
+    "$(wget",
+    "%24%28wget",
+    "%3bcurl",
     "/bin/sh",
     "/bin/bash",
     "cmd.exe",
@@ -80,6 +83,64 @@ const PROBES: &[&str] = &[
     "() {",
     "%00",
 ];
+
+/// Command downloads (`=wget+http://…`): a probe only after a shell metacharacter and
+/// before `://`, since articles and searches about the tools have them in their words.
+/// Then `%27` (an encoded quote: a probe only before SQL syntax, since names like O'Reilly
+/// have one) and `/backup.` (a scanner path only for an archive or dump).
+const CMD_PROBES: &[&str] = &[
+    "wget+http",
+    "wget%20http",
+    "curl+http",
+    "curl%20http",
+    "%27",
+    "/backup.",
+];
+const CTX_QUOTE: usize = 4;
+const CTX_BACKUP: usize = 5;
+
+/// Whether `rest` (after an encoded quote) goes on as SQL: `' OR `, `' AND `, `' UNION`,
+/// `'--`, `'#`, `';`.
+fn sql_after_quote(rest: &[u8]) -> bool {
+    let mut r = rest;
+    // separators: `+`, `%20`, ` `
+    loop {
+        if let Some(x) = strip_prefix(r, b"+").or_else(|| strip_prefix(r, b" ")) {
+            r = x;
+        } else if r.len() >= 3 && scan::eq_ignore_case(&r[..3], b"%20") {
+            r = &r[3..];
+        } else {
+            break;
+        }
+    }
+    let word = |w: &[u8]| {
+        r.len() > w.len()
+            && scan::eq_ignore_case(&r[..w.len()], w)
+            && matches!(r[w.len()], b'+' | b' ' | b'%' | b'(' | b'\'')
+    };
+    let starts = |w: &[u8]| r.len() >= w.len() && scan::eq_ignore_case(&r[..w.len()], w);
+    word(b"or")
+        || word(b"and")
+        || word(b"union")
+        || word(b"select")
+        || starts(b"--")
+        || starts(b"%23")
+        || starts(b"%3b")
+        || starts(b"#")
+        || starts(b";")
+}
+
+/// Whether the path after `/backup.` names an archive or a dump.
+fn backup_archive(rest: &[u8]) -> bool {
+    const EXT: &[&[u8]] = &[
+        b"zip", b"tar", b"tgz", b"gz", b"rar", b"7z", b"sql", b"bak", b"bz2", b"xz",
+    ];
+    EXT.iter().any(|e| {
+        rest.len() >= e.len()
+            && scan::eq_ignore_case(&rest[..e.len()], e)
+            && matches!(rest.get(e.len()), None | Some(b'.' | b'?' | b' '))
+    })
+}
 
 /// Paths that only scanners request, whatever the answer (secrets, VCS metadata, exploits).
 const SCANNER_HARD: &[&str] = &[
@@ -102,9 +163,6 @@ const SCANNER_HARD: &[&str] = &[
     "/.kube/",
     "/.terraform",
     "/boaform/",
-    "/phpinfo",
-    "/info.php",
-    "/backup.",
     "/db.sql",
     "/dump.sql",
     "/database.sql",
@@ -122,7 +180,6 @@ const SCANNER_HARD: &[&str] = &[
     "/hnap1",
     "/gponform",
     "/setup.cgi",
-    "/shell?",
 ];
 
 /// Paths of real applications that scanners probe: only suspicious when the server does not
@@ -157,6 +214,22 @@ const SCANNER_SOFT: &[&str] = &[
     "/config.json",
     "/credentials.json",
     "/secrets.json",
+    // Names real sites use too (`/info.php?id=3`, `/blog/tags/shell?page=2`): only a 4xx
+    // at the start of the path counts (see ROOT_ONLY).
+    "/phpinfo",
+    "/info.php",
+    "/shell?",
+];
+
+/// Scanner paths that only count at the very start of the path: elsewhere they are words of
+/// a real page's path.
+const ROOT_ONLY: &[&str] = &["/phpinfo", "/info.php", "/shell?"];
+
+/// Extensions of static assets a page references (styles, scripts, fonts, images): a 404 for
+/// one with the site's own referrer is a broken page, not a scan.
+const STATIC_EXT: &[&[u8]] = &[
+    b".css", b".js", b".mjs", b".map", b".woff", b".woff2", b".ttf", b".otf", b".eot", b".svg",
+    b".png", b".jpg", b".jpeg", b".gif", b".webp", b".avif", b".ico",
 ];
 
 /// User agents of e-mail harvesters, spam bots and attack tools (ASCII case-insensitive
@@ -196,6 +269,30 @@ const BAD_BOTS: &[&str] = &[
     "w3af",
     "havij",
     "whatweb",
+    "indy library",
+    "dts agent",
+];
+
+/// Search-engine and archive crawlers: they follow whatever links exist, dead ones included,
+/// so their plain 404s (aggressive mode) are not a scan. Only that rule looks at this list
+/// (a claimed crawler is still caught by probe, path and bad-request rules).
+const CRAWLERS: &[&str] = &[
+    "googlebot",
+    "bingbot",
+    "yandexbot",
+    "duckduckbot",
+    "baiduspider",
+    "applebot",
+    "slurp",
+    "mj12bot",
+    "ahrefsbot",
+    "semrushbot",
+    "dotbot",
+    "petalbot",
+    "ezooms",
+    "archive.org_bot",
+    "ia_archiver",
+    "facebookexternalhit",
 ];
 
 /// Attack fragments in a user agent (shellshock, log4shell, XSS).
@@ -247,28 +344,62 @@ pub struct Access {
     time: TimeParser,
     req_ac: AhoCorasick,
     n_probe: usize,
+    n_cmd: usize,
     n_hard: usize,
+    /// Pattern ids (in `req_ac`) that only count at the start of the path.
+    root_only: Vec<usize>,
     ua_ac: AhoCorasick,
+    crawler_ac: AhoCorasick,
+    /// A configured format; `None`: the built-in combined/common parser.
+    format: Option<LogFormat>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted: Option<Allowlist>,
 }
 
 impl Access {
+    /// An access-log filter called `name` reading `format` (`None`: combined or common),
+    /// taking the client from `X-Forwarded-For` behind the `trusted` proxies.
+    pub fn with_format(
+        name: &str,
+        opts: &BuiltinOptions,
+        format: Option<LogFormat>,
+        trusted: Option<Allowlist>,
+    ) -> Self {
+        let mut f = Self::new(name, opts);
+        f.format = format;
+        f.trusted = trusted;
+        f
+    }
+
     /// A new access-log filter called `name`.
     pub fn new(name: &str, opts: &BuiltinOptions) -> Self {
         let req: Vec<&str> = PROBES
             .iter()
+            .chain(CMD_PROBES)
             .chain(SCANNER_HARD)
             .chain(SCANNER_SOFT)
             .copied()
             .collect();
         let ua: Vec<&str> = BAD_BOTS.iter().chain(UA_PROBES).copied().collect();
+        let root_only = req
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| ROOT_ONLY.contains(p))
+            .map(|(i, _)| i)
+            .collect();
         Access {
             base: Base::new(name, ACCESS_RULES, &["path", "status", "method"]),
             aggressive: opts.mode == Mode::Aggressive,
             time: TimeParser::new(opts.tz.clone()),
             req_ac: ac(&req),
             n_probe: PROBES.len(),
-            n_hard: PROBES.len() + SCANNER_HARD.len(),
+            n_cmd: PROBES.len() + CMD_PROBES.len(),
+            n_hard: PROBES.len() + CMD_PROBES.len() + SCANNER_HARD.len(),
             ua_ac: ac(&ua),
+            crawler_ac: ac(CRAWLERS),
+            root_only,
+            format: None,
+            trusted: None,
         }
     }
 }
@@ -281,6 +412,7 @@ struct AccessLine<'a> {
     req: &'a [u8],
     status: u32,
     status_b: &'a [u8],
+    referer: &'a [u8],
     ua: &'a [u8],
 }
 
@@ -307,9 +439,11 @@ fn split_access(line: &[u8]) -> Option<AccessLine<'_>> {
     let rest = &rest[3..];
     // ` SIZE "REFERER" "UA"` (combined) or nothing more (common).
     let mut ua: &[u8] = &[];
+    let mut referer: &[u8] = &[];
     if let Some(r) = strip_prefix(rest, b" ") {
         let (_, r) = scan::split_first_token(r);
-        if let Some((_, r)) = quoted(r) {
+        if let Some((rf, r)) = quoted(r) {
+            referer = rf;
             if let Some(r) = strip_prefix(r, b" ") {
                 if let Some((u, _)) = quoted(r) {
                     ua = u;
@@ -324,8 +458,66 @@ fn split_access(line: &[u8]) -> Option<AccessLine<'_>> {
         req,
         status,
         status_b,
+        referer,
         ua,
     })
+}
+
+/// Whether `path` (query excluded) names a static asset.
+fn static_asset(path: &[u8]) -> bool {
+    let p = match memchr::memchr(b'?', path) {
+        Some(i) => &path[..i],
+        None => path,
+    };
+    let last = memchr::memrchr(b'/', p).map_or(p, |i| &p[i..]);
+    memchr::memrchr(b'.', last).is_some_and(|i| {
+        STATIC_EXT
+            .iter()
+            .any(|e| scan::eq_ignore_case(&last[i..], e))
+    })
+}
+
+/// The host of an `http(s)://host[:port]/…` referrer.
+fn referer_host(r: &[u8]) -> Option<&[u8]> {
+    let r = strip_prefix(r, b"https://").or_else(|| strip_prefix(r, b"http://"))?;
+    let end = r
+        .iter()
+        .position(|&c| c == b'/' || c == b'?' || c == b'#')
+        .unwrap_or(r.len());
+    let h = &r[..end];
+    // without a port (not for a bracketed IPv6 host)
+    Some(match memchr::memrchr(b':', h) {
+        Some(i) if !h.ends_with(b"]") => &h[..i],
+        _ => h,
+    })
+}
+
+/// A page's own referrer: an http(s) URL of the virtual host, or of any host when the format
+/// does not log the virtual host.
+fn own_referer(referer: &[u8], host: &[u8]) -> bool {
+    let Some(rh) = referer_host(referer) else {
+        return false;
+    };
+    if host.is_empty() || host == b"-" || host == b"_" {
+        return !rh.is_empty();
+    }
+    let host = match memchr::memrchr(b':', host) {
+        Some(i) if !host.ends_with(b"]") && memchr::memchr(b':', &host[..i]).is_none() => {
+            &host[..i]
+        }
+        _ => host,
+    };
+    rh.eq_ignore_ascii_case(host)
+}
+
+/// Whether the command-download fragment at `at` in `req` follows a shell metacharacter
+/// (`;wget`, `|curl`, `=wget`, `%3bwget`, `` `wget ``), not a word of a title.
+fn after_shell_meta(req: &[u8], at: usize) -> bool {
+    let before = &req[..at];
+    matches!(before.last(), Some(b';' | b'|' | b'&' | b'`' | b'(' | b'='))
+        || [&b"%3b"[..], b"%7c", b"%26", b"%60", b"%28", b"%3d"]
+            .iter()
+            .any(|e| before.len() >= 3 && scan::eq_ignore_case(&before[before.len() - 3..], e))
 }
 
 fn browser_404(path: &[u8]) -> bool {
@@ -356,11 +548,41 @@ impl Filter for Access {
     fn process(&mut self, line: &[u8], ctx: &LineCtx, out: &mut Vec<Event>) -> Outcome {
         // Files written on (or copied through) Windows keep a CR before the LF.
         let line = crate::scan::trim_line_end(line);
-        let Some(l) = split_access(line) else {
-            return Outcome::Missed;
+        let (l, host, iso) = match &self.format {
+            None => match split_access(line) {
+                Some(l) => (l, &b""[..], false),
+                None => return Outcome::Missed,
+            },
+            Some(f) => {
+                let Some(x) = f.split(line) else {
+                    return Outcome::Missed;
+                };
+                let Some(status) = (x.status.len() == 3)
+                    .then(|| scan::digits_n(x.status, 3))
+                    .flatten()
+                else {
+                    return Outcome::Missed;
+                };
+                let iso = x.time.is_empty();
+                (
+                    AccessLine {
+                        client: &[],
+                        user: x.user,
+                        time: if iso { x.time_iso } else { x.time },
+                        req: x.req,
+                        status,
+                        status_b: x.status,
+                        referer: x.referer,
+                        ua: x.ua,
+                    },
+                    x.host,
+                    iso,
+                )
+            }
         };
         let (method, after) = scan::split_first_token(l.req);
         let (path, _) = scan::split_first_token(after);
+        let path_at = l.req.len() - after.len();
         let garbage = l.req == b"-"
             || l.req.first() == Some(&0x16)
             || l.req.starts_with(b"\\x")
@@ -372,6 +594,34 @@ impl Filter for Access {
             if id < self.n_probe {
                 rule = Some(PROBE);
                 break;
+            }
+            if id - self.n_probe == CTX_QUOTE {
+                if sql_after_quote(&l.req[m.end()..]) {
+                    rule = Some(PROBE);
+                    break;
+                }
+                continue;
+            }
+            if id - self.n_probe == CTX_BACKUP {
+                if backup_archive(&l.req[m.end()..]) {
+                    rule = Some(SCANNER_PATH);
+                }
+                continue;
+            }
+            if id < self.n_cmd {
+                // `wget+http` is a command only after a shell metacharacter, not in a title.
+                let rest = &l.req[m.end()..];
+                let url = rest.starts_with(b"://")
+                    || (rest.len() >= 9 && scan::eq_ignore_case(&rest[..9], b"%3a%2f%2f"));
+                if url && after_shell_meta(l.req, m.start()) {
+                    rule = Some(PROBE);
+                    break;
+                }
+                continue;
+            }
+            // A name real sites use too counts only as the whole start of the path.
+            if self.root_only.contains(&id) && m.start() != path_at {
+                continue;
             }
             // Soft paths (real applications) only count when the server did not serve them.
             if id < self.n_hard || l.status >= 400 {
@@ -402,23 +652,39 @@ impl Filter for Access {
         }
         // Every other 404 is an event in aggressive mode only: real sites have broken links,
         // and normal mode must never flag a benign visitor (404 storms from scanner tools are
-        // caught by user agent and path in both modes).
-        if rule.is_none() && self.aggressive && l.status == 404 && !browser_404(path) {
+        // caught by user agent and path in both modes). A static asset a page of the site
+        // referenced (its own referrer) is a broken page, never a scan; a crawler follows
+        // dead links.
+        if rule.is_none()
+            && self.aggressive
+            && l.status == 404
+            && !browser_404(path)
+            && !(static_asset(path) && own_referer(l.referer, host))
+            && !self.crawler_ac.is_match(l.ua)
+        {
             rule = Some(NOT_FOUND);
         }
         let Some(rule) = rule else {
             return Outcome::Missed;
         };
-        let Some(ip) = scan::ip(l.client) else {
+        let ip = match &self.format {
+            None => scan::ip(l.client),
+            Some(f) => {
+                // split again only for a matching line (the fields borrow `line`)
+                f.split(line)
+                    .and_then(|x| f.client(&x, self.trusted.as_ref()))
+            }
+        };
+        let Some(ip) = ip else {
             return Outcome::Ignored;
         };
-        let time = self
-            .time
-            .parse_clf(l.time)
-            .map(|t| t.0)
-            .or(ctx.source_time)
-            .unwrap_or(ctx.now);
-        let user = (rule == HTTP_AUTH && l.user != b"-").then_some(l.user);
+        let parsed = if iso {
+            self.time.parse_rfc3339(l.time)
+        } else {
+            self.time.parse_clf(l.time)
+        };
+        let time = parsed.map(|t| t.0).or(ctx.source_time).unwrap_or(ctx.now);
+        let user = (rule == HTTP_AUTH && l.user != b"-" && !l.user.is_empty()).then_some(l.user);
         let path_field = if garbage { l.req } else { path };
         out.push(self.base.event(
             line,
@@ -556,41 +822,125 @@ pub const APACHE_ERROR_RULES: &[&str] = &[
     "invalid_uri",
     "modsecurity",
     "dir_forbidden",
+    "invalid_method",
+    "script_not_found",
+    "probe",
+    "not_found",
+];
+const AE_INVALID_URI: usize = 3;
+const AE_DIR_FORBIDDEN: usize = 5;
+const AE_INVALID_METHOD: usize = 6;
+const AE_SCRIPT_NOT_FOUND: usize = 7;
+const AE_PROBE: usize = 8;
+const AE_NOT_FOUND: usize = 9;
+
+/// File extensions of server-side programs: a `File does not exist` for one of them is a
+/// probe for an exploitable script (worms, scanners), not a broken link to a page or image.
+const SCRIPT_EXT: &[&[u8]] = &[
+    b".php", b".php3", b".php4", b".php5", b".phtml", b".asp", b".aspx", b".exe", b".dll", b".pl",
+    b".cgi", b".jsp", b".cfm", b".sh",
 ];
 
-/// `apache_error`: basic-auth failures, access denials, invalid URIs, ModSecurity blocks.
+/// `apache_error`: basic-auth failures, access denials, invalid URIs and methods,
+/// ModSecurity blocks, requests for missing scripts and scanner paths.
 pub struct ApacheError {
     base: Base,
     aggressive: bool,
     time: TimeParser,
+    /// Traversal/injection fragments and scanner paths of the access filter, applied to the
+    /// file path of `File does not exist`.
+    path_ac: AhoCorasick,
 }
 
 impl ApacheError {
     /// A new `apache_error` filter.
     pub fn new(opts: &BuiltinOptions) -> Self {
+        let pats: Vec<&str> = PROBES
+            .iter()
+            .chain(SCANNER_HARD)
+            .chain(SCANNER_SOFT)
+            .copied()
+            .collect();
         ApacheError {
-            base: Base::new("apache_error", APACHE_ERROR_RULES, &[]),
+            base: Base::new("apache_error", APACHE_ERROR_RULES, &["path"]),
             aggressive: opts.mode == Mode::Aggressive,
             time: TimeParser::new(opts.tz.clone()),
+            path_ac: ac(&pats),
         }
     }
 }
 
-/// `1.2.3.4:5678`, `[2001:db8::1]:5678`, `1.2.3.4`, `2001:db8::1` → the address bytes.
-fn strip_client_port(c: &[u8]) -> &[u8] {
+/// The address of an apache `[client …]` field.
+///
+/// Apache 2.4 (`v24`: the line has 2.4's `[module:level]` or `[pid …]` fields) always appends
+/// the port: `1.2.3.4:5678`, `[2001:db8::1]:5678`, and IPv6 without brackets as
+/// `2001:db8::a:49152` — the last `:` group is the port, whatever its length. Apache 2.2 never
+/// writes a port: `1.2.3.4`, `2001:db8::a` are the address as they stand. A field that does
+/// not read as an address this way gives `None` (the line is ignored, never blamed on a
+/// guess).
+fn apache_client(c: &[u8], v24: bool) -> Option<std::net::IpAddr> {
     if let Some(r) = strip_prefix(c, b"[") {
-        return match memchr::memchr(b']', r) {
-            Some(i) => &r[..i],
-            None => r,
-        };
+        let i = memchr::memchr(b']', r)?;
+        let port = &r[i + 1..];
+        if !(port.is_empty() || (port.len() > 1 && port[0] == b':')) {
+            return None;
+        }
+        return scan::ip(&r[..i]);
     }
-    // One colon: IPv4 with port. More: bare IPv6.
-    let colons = memchr::memchr_iter(b':', c).count();
-    if colons == 1 {
-        let i = memchr::memchr(b':', c).unwrap_or(c.len());
-        &c[..i]
-    } else {
-        c
+    if !v24 {
+        // 2.2: no port; a 2.4 line stripped of its fields (`[client 1.2.3.4:80]` after an
+        // old-style header) still reads when the address alone does not.
+        if let Some(ip) = scan::ip(c) {
+            return Some(ip);
+        }
+        if memchr::memchr_iter(b':', c).count() != 1 {
+            return None;
+        }
+    }
+    let i = memchr::memrchr(b':', c)?;
+    let port = &c[i + 1..];
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    scan::ip(&c[..i])
+}
+
+/// A path of an error message without the `, referer: URL` apache appends.
+fn without_referer(p: &[u8]) -> &[u8] {
+    match memmem::find(p, b", referer: ") {
+        Some(i) => &p[..i],
+        None => p,
+    }
+}
+
+impl ApacheError {
+    /// The rule for `File does not exist: PATH` / `script not found …: PATH`, or `None`.
+    fn missing_file(&self, path: &[u8], script: bool) -> Option<usize> {
+        // Files browsers ask for on their own are not evidence of anything.
+        if let Some(i) = memchr::memrchr(b'/', path) {
+            if browser_404(&path[i..]) {
+                return None;
+            }
+        }
+        let hit = self.path_ac.find(path).map(|m| m.pattern().as_usize());
+        // Traversal and injection fragments; `..` in a file path that does not exist (IIS
+        // worms).
+        if hit.is_some_and(|i| i < PROBES.len()) || memmem::find(path, b"/..").is_some() {
+            return Some(AE_PROBE);
+        }
+        if script {
+            return Some(AE_SCRIPT_NOT_FOUND);
+        }
+        if hit.is_some() {
+            return Some(AE_PROBE);
+        }
+        let last = memchr::memrchr(b'/', path).map_or(path, |i| &path[i..]);
+        let ext = memchr::memrchr(b'.', last).map(|i| &last[i..]);
+        if ext.is_some_and(|e| SCRIPT_EXT.iter().any(|x| scan::eq_ignore_case(e, x))) {
+            return Some(AE_SCRIPT_NOT_FOUND);
+        }
+        // Any other missing file: a broken link as often as a scan.
+        self.aggressive.then_some(AE_NOT_FOUND)
     }
 }
 
@@ -614,6 +964,7 @@ impl Filter for ApacheError {
         let mut rest = line;
         let mut client: Option<&[u8]> = None;
         let mut fields = 0;
+        let mut v24 = false;
         while let Some(r) = strip_prefix(rest, b"[") {
             fields += 1;
             if fields > 6 {
@@ -628,8 +979,14 @@ impl Filter for ApacheError {
             }) else {
                 return Outcome::Missed;
             };
-            if let Some(c) = strip_prefix(&r[..i], b"client ") {
-                client = Some(strip_client_port(c));
+            let field = &r[..i];
+            if let Some(c) = strip_prefix(field, b"client ") {
+                client = Some(c);
+            } else if (fields == 2 && memchr::memchr(b':', field).is_some())
+                || (fields > 2 && field.starts_with(b"pid "))
+            {
+                // `[core:error]`, `[pid 123:tid 456]`: Apache 2.4.
+                v24 = true;
             }
             rest = strip_prefix(&r[i + 1..], b" ").unwrap_or(&r[i + 1..]);
             if client.is_some() {
@@ -653,6 +1010,7 @@ impl Filter for ApacheError {
             _ => (&b""[..], msg),
         };
         let mut user = None;
+        let mut path: Option<&[u8]> = None;
         let rule = if code == b"AH01617"
             || memmem::find(body, b": authentication failure for ").is_some()
         {
@@ -672,18 +1030,51 @@ impl Filter for ApacheError {
             || code == b"AH01630"
         {
             2
-        } else if code == b"AH10244" || body.starts_with(b"invalid URI path") {
-            3
+        } else if code == b"AH10244"
+            || code == b"AH00126"
+            || body.starts_with(b"invalid URI path")
+            || body.starts_with(b"Invalid URI in request")
+            || body.starts_with(b"request failed: URI too long")
+            || body.starts_with(b"request failed: invalid characters in URI")
+            || body.starts_with(b"request failed: erroneous characters after protocol string")
+        {
+            AE_INVALID_URI
+        } else if code == b"AH00135" || body.starts_with(b"Invalid method in request") {
+            AE_INVALID_METHOD
         } else if body.starts_with(b"ModSecurity: Access denied") {
             4
+        } else if let Some(p) = strip_prefix(body, b"File does not exist: ") {
+            let p = without_referer(p);
+            path = Some(p);
+            match self.missing_file(p, false) {
+                Some(r) => r,
+                None => return Outcome::Missed,
+            }
+        } else if let Some(p) =
+            strip_prefix(body, b"script not found or unable to stat: ").or_else(|| {
+                // 2.4: `script '/srv/x.php' not found or unable to stat`
+                let r = strip_prefix(body, b"script '")?;
+                let q = memchr::memchr(b'\'', r)?;
+                strip_prefix(&r[q..], b"' not found or unable to stat").map(|_| &r[..q])
+            })
+        {
+            let p = without_referer(p);
+            path = Some(p);
+            match self.missing_file(p, true) {
+                Some(r) => r,
+                None => return Outcome::Missed,
+            }
+        } else if code == b"AH01071" && body.starts_with(b"Got error 'Primary script unknown") {
+            // php-fpm behind mod_proxy_fcgi: the script does not exist.
+            AE_SCRIPT_NOT_FOUND
         } else if self.aggressive
             && (body.starts_with(b"Directory index forbidden by rule") || code == b"AH01276")
         {
-            5
+            AE_DIR_FORBIDDEN
         } else {
             return Outcome::Missed;
         };
-        let Some(ip) = scan::ip(client) else {
+        let Some(ip) = apache_client(client, v24) else {
             return Outcome::Ignored;
         };
         let time = self
@@ -692,7 +1083,11 @@ impl Filter for ApacheError {
             .map(|t| t.0)
             .or(ctx.source_time)
             .unwrap_or(ctx.now);
-        out.push(self.base.event(line, time, ip, rule, true, user, &[]));
+        let fields: &[(usize, &[u8])] = match &path {
+            Some(p) => &[(0, p)],
+            None => &[],
+        };
+        out.push(self.base.event(line, time, ip, rule, true, user, fields));
         Outcome::Matched
     }
 }

@@ -618,7 +618,7 @@ fn apache_error_rules() {
     expect(
         f,
         N,
-        r#"[Wed Oct 11 14:32:52.1 2000] [authz_core:error] [pid 1] [client 2001:db8::2] AH01630: client denied by server configuration: /srv/x"#,
+        r#"[Wed Oct 11 14:32:52.1 2000] [authz_core:error] [pid 1] [client 2001:db8::2:52044] AH01630: client denied by server configuration: /srv/x"#,
         "2001:db8::2",
         "denied",
         None,

@@ -80,12 +80,12 @@ pub fn build_filter(
             mode,
             tz: tz.clone(),
         };
-        return palisade_filter::build_builtin(f.get_ref(), &opts).map_err(|e| {
-            BuildError::Filter {
+        return palisade_filter::build_builtin_with(f.get_ref(), &opts, &jail.options).map_err(
+            |e| BuildError::Filter {
                 jail: name,
                 message: e.to_string(),
-            }
-        });
+            },
+        );
     }
     let Some(file) = jail.filter_file.as_ref() else {
         return Err(BuildError::Filter {

@@ -368,10 +368,13 @@ pub fn check_filter_file(
             if let Some(u) = r.field("user") {
                 o.insert("user".into(), u.into());
             }
-            for (k, v) in &r.fields {
-                // `ip` is given above as the address.
-                if *k != "ip" && !palisade_fail2ban::adapter::is_internal_group(k) {
-                    o.insert(k.to_string(), v.as_str().into());
+            // `ip` is given above as the address; `users` (the connection's sorted set) as a
+            // list.
+            for (k, v) in palisade_fail2ban::adapter::reported_fields(r, true) {
+                if k == "users" {
+                    o.insert(k.into(), r.users.iter().map(|u| u.as_str()).collect());
+                } else {
+                    o.insert(k.into(), v.into());
                 }
             }
             on_match(o);

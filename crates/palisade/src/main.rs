@@ -101,8 +101,10 @@ enum Cmd {
         /// A fail2ban filter file instead of a built-in filter (hosts reported verbatim).
         #[arg(long, value_name = "F")]
         filter_file: Option<PathBuf>,
-        /// fail2ban filter option (`mode=aggressive`, `logtype=journal`…); repeatable.
-        #[arg(long, value_name = "KEY=VALUE", requires = "filter_file")]
+        /// Filter option, repeatable: for a fail2ban filter file `mode=aggressive`,
+        /// `logtype=journal`…; for `nginx_access`/`apache_access` `log_format=combined_xff`
+        /// (or a format string) and `trusted_proxies=10.0.0.0/8`.
+        #[arg(long, value_name = "KEY=VALUE")]
         filter_option: Vec<String>,
     },
     /// Import another tool's configuration as a Palisade configuration.
@@ -318,10 +320,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ),
                 #[cfg(not(feature = "fail2ban"))]
                 Some(_) => {
-                    let _ = filter_option;
                     bail!("--filter-file: this build has no fail2ban support (cargo feature `fail2ban`)")
                 }
-                None => check(&log, &filter, mode, json, now.as_deref(), max_line),
+                None => check(
+                    &log,
+                    &filter,
+                    mode,
+                    &filter_option,
+                    json,
+                    now.as_deref(),
+                    max_line,
+                ),
             }
         }
         #[cfg(feature = "fail2ban")]
@@ -607,6 +616,7 @@ fn check(
     log: &str,
     filter: &str,
     mode: ModeArg,
+    filter_option: &[String],
     json: bool,
     now: Option<&str>,
     max_line: usize,
@@ -619,7 +629,17 @@ fn check(
         },
         tz: jiff::tz::TimeZone::system(),
     };
-    let mut f = palisade_filter::build_builtin(filter, &opts)?;
+    let mut options = std::collections::BTreeMap::new();
+    for kv in filter_option {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--filter-option {kv:?}: expected KEY=VALUE"))?;
+        if k.trim() == "mode" {
+            bail!("--filter-option mode=…: a built-in filter takes --mode");
+        }
+        options.insert(k.trim().to_string(), v.to_string());
+    }
+    let mut f = palisade_filter::build_builtin_with(filter, &opts, &options)?;
     let pb = progress_bar(log);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
