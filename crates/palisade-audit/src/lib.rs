@@ -1,0 +1,11 @@
+//! Cloud audit: read an AWS account's configuration with a small signed client, run security
+//! rules over it, and report each finding once per change (`new`, `changed` with the diff,
+//! `resolved`) against the state of the previous run.
+
+pub mod client;
+pub mod creds;
+pub mod error;
+pub mod sigv4;
+pub mod xml;
+
+pub use error::AuditError;
