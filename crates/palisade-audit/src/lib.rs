@@ -3,9 +3,13 @@
 //! `resolved`) against the state of the previous run.
 
 pub mod client;
+pub mod collect;
+pub mod config;
 pub mod creds;
 pub mod error;
+pub mod rules;
 pub mod sigv4;
 pub mod xml;
 
+pub use config::AuditConfig;
 pub use error::AuditError;
