@@ -246,7 +246,7 @@ impl Client {
                 .calls
                 .lock()
                 .expect("call counter")
-                .entry(format!("{}/{}", r.region, r.operation))
+                .entry(format!("{}/{}/{}", r.region, r.service, r.operation))
                 .or_default() += 1;
             match self.send_once(&r, &endpoint) {
                 Err(AuditError::Api { status, code, .. })

@@ -7,8 +7,11 @@ pub mod collect;
 pub mod config;
 pub mod creds;
 pub mod error;
+pub mod output;
 pub mod rules;
+pub mod run;
 pub mod sigv4;
+pub mod state;
 pub mod xml;
 
 pub use config::AuditConfig;

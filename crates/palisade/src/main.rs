@@ -22,6 +22,9 @@ mod report_cmd;
 
 mod server_cmd;
 
+#[cfg(feature = "audit")]
+mod audit_cmd;
+
 /// mimalloc: the filters' per-line work allocates many small short-lived values (group
 /// dictionaries, results) on two threads, where it is much faster than the system allocator.
 #[global_allocator]
@@ -163,6 +166,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: firewall::FirewallCmd,
     },
+    /// Cloud audit: AWS security checks that alert once per change.
+    #[cfg(feature = "audit")]
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cmd::AuditCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +308,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             responder,
             cmd,
         } => firewall::run(&config, responder.as_deref(), cmd),
+        #[cfg(feature = "audit")]
+        Cmd::Audit { cmd } => audit_cmd::run_cmd(cmd),
     }
 }
 
