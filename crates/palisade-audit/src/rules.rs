@@ -710,12 +710,9 @@ fn sg_rules(cx: &mut Ctx<'_>, region: &str, g: &SecurityGroup) {
         .filter(|n| match n {
             ipnet::IpNet::V4(v4) => {
                 let a = v4.network();
-                v4.prefix_len() > 0
-                    && v4.prefix_len() < 24
-                    && !a.is_private()
-                    && !a.is_loopback()
-                    && !a.is_link_local()
-                    && !(a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+                let shared = a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64;
+                let special = a.is_private() || a.is_loopback() || a.is_link_local() || shared;
+                (1..24).contains(&v4.prefix_len()) && !special
             }
             ipnet::IpNet::V6(_) => false,
         })
