@@ -32,6 +32,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Everything below must really run here: a missing PostgreSQL, network namespace or
 # fail2ban corpus is a failure, not a skip.
 export PALISADE_REQUIRE_PG=1 PALISADE_REQUIRE_NETNS=1 PALISADE_REQUIRE_F2B=1
+# The cloud-audit tests fail (not skip) without the moto server.
+export PALISADE_REQUIRE_MOTO=1
 # The replay agreement test runs the release binary over the 1M-line log.
 echo "== cargo build --release"
 cargo build --release -p palisade

@@ -23,6 +23,7 @@ pub const SECTIONS: &[&str] = &[
     "abuseipdb",
     "report",
     "server",
+    "audit",
 ];
 
 /// Responder kinds accepted in `[[responder]] type`.
@@ -317,6 +318,8 @@ pub struct Config {
     pub report: Option<ReportSection>,
     /// `[server]` (absent = no HTTP API or dashboard).
     pub server: Option<ServerSection>,
+    /// `[audit]`, kept as TOML: the audit crate reads and validates it (`palisade-audit`).
+    pub audit: Option<toml::Value>,
 }
 
 /// Responders every configuration has without declaring them.

@@ -48,6 +48,14 @@ pub struct AwsArgs {
     stats: bool,
 }
 
+/// `palisade config check`: the `[audit]` table, when there is one, must be valid.
+pub fn check_config(cfg: &palisade_config::Config) -> Result<()> {
+    if let Some(a) = &cfg.audit {
+        AuditConfig::from_value(a.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(())
+}
+
 /// Runs `palisade audit`.
 pub fn run_cmd(cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {

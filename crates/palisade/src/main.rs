@@ -348,6 +348,11 @@ fn config_check(file: &Path) -> Result<ExitCode> {
                     broken += 1;
                 }
             }
+            #[cfg(feature = "audit")]
+            if let Err(e) = audit_cmd::check_config(&cfg) {
+                eprintln!("{}: error: {e}", file.display());
+                broken += 1;
+            }
             if broken > 0 {
                 return Ok(ExitCode::from(1));
             }

@@ -76,7 +76,8 @@ pub fn moto(extra_env: &[(&str, &str)]) -> Option<Moto> {
 
 /// Runs the python helper; returns its JSON output.
 pub fn helper(url: &str, args: &[&str]) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/moto_helper.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../palisade-audit/tests/moto_helper.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(url)
