@@ -8,6 +8,7 @@ pub mod config;
 pub mod creds;
 pub mod error;
 pub mod output;
+pub mod persist;
 pub mod rules;
 pub mod run;
 pub mod sigv4;

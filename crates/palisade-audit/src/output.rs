@@ -207,3 +207,25 @@ fn sleep_jitter(base: std::time::Duration, attempt: u32) {
         0..=cap.max(1),
     )));
 }
+
+/// POSTs one JSON body (a run's message) to a web hook; the URL (which carries tokens) never
+/// appears in the error.
+pub fn webhook(
+    url: &str,
+    body: &serde_json::Value,
+    timeout: std::time::Duration,
+) -> Result<(), AuditError> {
+    let scrub = |s: String| s.replace(url, "<webhook url>");
+    ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(3))
+        .timeout(timeout)
+        .build()
+        .post(url)
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())
+        .map(|_| ())
+        .map_err(|e| AuditError::Output {
+            target: "webhook".into(),
+            detail: scrub(e.to_string()),
+        })
+}

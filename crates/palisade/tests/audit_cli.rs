@@ -6,6 +6,9 @@
 
 #[path = "../../palisade-audit/tests/common/mod.rs"]
 mod common;
+#[path = "../../palisade-report/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod report_common;
 
 use std::process::{Command, Output};
 
@@ -181,4 +184,80 @@ fn config_check_accepts_and_validates_the_audit_section() {
         String::from_utf8_lossy(&o.stderr).contains("no_such_rule"),
         "{o:?}"
     );
+}
+
+#[test]
+fn audit_run_once_keeps_state_in_the_store_and_notifies_once_per_run() {
+    let Some(m) = common::moto(&[]) else { return };
+    common::helper(&m.url, &["scenario"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mail_dir = dir.path().join("mail");
+    std::fs::create_dir(&mail_dir).unwrap();
+    let smtp = report_common::Smtp::start(&mail_dir);
+    let hook = common::stub(|_, _| (200, "{}".into()));
+    let db = dir.path().join("p.db");
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nurl = \"sqlite:{}\"\n[audit]\nregions = [\"us-east-1\"]\n\
+             [notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+             from = \"palisade@example.org\"\nto = [\"ops@example.org\"]\n\
+             [notify.webhook]\nurl = \"{}/hook\"\n",
+            db.display(),
+            smtp.port,
+            hook.url
+        ),
+    )
+    .unwrap();
+    let args = [
+        "audit",
+        "run",
+        "--once",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--endpoint",
+        &m.url,
+    ];
+    let o = palisade(&args, dir.path());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let ev = lines(&o);
+    assert!(ev.len() > 10, "{ev:?}");
+    // One web hook POST and one e-mail for the whole run.
+    let seen = hook.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].line.starts_with("POST /hook "));
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["kind"], "audit");
+    assert_eq!(body["events"].as_array().unwrap().len(), ev.len());
+    let mails = smtp.parsed(1);
+    assert_eq!(mails.len(), 1);
+    let subject = mails[0]["headers"]["subject"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        subject.contains(&format!(
+            "cloud audit: {} new, 0 changed, 0 resolved",
+            ev.len()
+        )),
+        "{subject}"
+    );
+    // Again (a restart of the job): nothing printed, nothing sent, one more run row.
+    let o = palisade(&args, dir.path());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(hook.seen.lock().unwrap().len(), 1);
+    let mut store = palisade_store::audit::open(&format!("sqlite:{}", db.display())).unwrap();
+    let runs = store.runs(10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!((runs[0].new, runs[0].changed, runs[0].resolved), (0, 0, 0));
+    assert_eq!(runs[1].new as usize, ev.len());
+    assert_eq!(store.events(None, 10_000).unwrap().len(), ev.len());
+    assert_eq!(store.open_findings().unwrap().len(), ev.len());
 }
