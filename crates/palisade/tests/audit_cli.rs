@@ -7,7 +7,6 @@
 #[path = "../../palisade-audit/tests/common/mod.rs"]
 mod common;
 #[path = "../../palisade-report/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod report_common;
 
 use std::process::{Command, Output};
