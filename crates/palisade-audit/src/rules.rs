@@ -861,3 +861,227 @@ pub fn public_write_actions(policy: &serde_json::Value) -> Vec<String> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::{AccountInventory, Iam, RegionInventory, User};
+
+    fn perm(proto: &str, from: i32, to: i32, cidrs: &[&str]) -> Permission {
+        Permission {
+            protocol: proto.into(),
+            from_port: Some(from),
+            to_port: Some(to),
+            ranges: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+            groups: vec![],
+        }
+    }
+
+    fn inv(groups: Vec<SecurityGroup>, iam: Iam) -> AccountInventory {
+        AccountInventory {
+            account: "1".into(),
+            regions: vec![RegionInventory {
+                region: "r".into(),
+                security_groups: Ok(groups),
+                instances: Ok(vec![]),
+                images: Ok(vec![]),
+                elb: Ok(vec![]),
+                elbv2: Ok(vec![]),
+            }],
+            iam: Ok(iam),
+            buckets: Ok(vec![]),
+            trails: Ok(vec![]),
+        }
+    }
+
+    fn eval(cfg: &AuditConfig, i: &AccountInventory, now: &str) -> Vec<Finding> {
+        let mut out = Evaluation::default();
+        evaluate(i, cfg, now.parse().unwrap(), &mut out);
+        out.findings
+    }
+
+    fn suspicious(cfg_toml: &str, perms: Vec<Permission>) -> Vec<String> {
+        let cfg = AuditConfig::from_toml(cfg_toml).unwrap();
+        let g = SecurityGroup {
+            id: "sg-1".into(),
+            name: "web".into(),
+            vpc_id: None,
+            ingress: perms,
+            egress: vec![],
+        };
+        eval(&cfg, &inv(vec![g], Iam::default()), "2026-01-01T00:00:00Z")
+            .into_iter()
+            .filter(|f| f.rule == "secgroup_suspicious_ingress")
+            .map(|f| format!("{} {}", f.detail, f.data["ranges"]))
+            .collect()
+    }
+
+    #[test]
+    fn reddalert_ingress_options() {
+        // Defaults: allowed single ports and icmp are fine; other ports and ranges are not.
+        let got = suspicious(
+            "",
+            vec![
+                perm("tcp", 22, 22, &["1.2.3.4/32"]),
+                perm("icmp", -1, -1, &["0.0.0.0/0"]),
+                perm("tcp", 8080, 8080, &["1.2.3.4/32"]),
+                perm("udp", 1000, 2000, &["10.0.0.0/8"]),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "tcp 8080 [\"1.2.3.4/32\"]",
+                "udp 1000-2000 [\"10.0.0.0/8\"]"
+            ]
+        );
+        // whitelisted_ips: a range inside one is fine, a wider one is not.
+        let got = suspicious(
+            "[audit]\nwhitelisted_ips = [\"10.0.0.0/8\"]\n",
+            vec![perm("tcp", 1000, 2000, &["10.1.0.0/16", "0.0.0.0/0"])],
+        );
+        assert_eq!(got, ["tcp 1000-2000 [\"0.0.0.0/0\"]"]);
+        // whitelisted_entries: the entry's port (range) must cover the permission's.
+        let cfg = "[audit.whitelisted_entries.\"sg-1 (web)\"]\n\"1000-3000\" = [\"192.168.0.0/16\"]\n\"8080\" = [\"5.6.7.8/32\"]\n";
+        let got = suspicious(
+            cfg,
+            vec![
+                perm("tcp", 1000, 2000, &["192.168.1.0/24"]),
+                perm("tcp", 8080, 8080, &["5.6.7.8/32", "5.6.7.9/32"]),
+                perm("tcp", 999, 2000, &["192.168.1.0/24"]),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "tcp 8080 [\"5.6.7.9/32\"]",
+                "tcp 999-2000 [\"192.168.1.0/24\"]"
+            ]
+        );
+        // Another group's entry does not apply; allowed_protocols and allowed_ports are tunable.
+        let got = suspicious(
+            "[audit]\nallowed_protocols = [\"icmp\", \"udp\"]\nallowed_ports = [8080]\n",
+            vec![
+                perm("udp", 1, 65535, &["0.0.0.0/0"]),
+                perm("tcp", 8080, 8080, &["0.0.0.0/0"]),
+                perm("tcp", 22, 22, &["0.0.0.0/0"]),
+            ],
+        );
+        assert_eq!(got, ["tcp 22 [\"0.0.0.0/0\"]"]);
+    }
+
+    #[test]
+    fn internet_checks_and_disabling() {
+        let cfg = AuditConfig::default();
+        let g = SecurityGroup {
+            id: "sg-2".into(),
+            name: "open".into(),
+            vpc_id: None,
+            ingress: vec![
+                perm("-1", -1, -1, &["::/0"]),
+                perm("tcp", 3389, 3389, &["0.0.0.0/0"]),
+            ],
+            egress: vec![],
+        };
+        let rules: BTreeSet<String> = eval(
+            &cfg,
+            &inv(vec![g.clone()], Iam::default()),
+            "2026-01-01T00:00:00Z",
+        )
+        .into_iter()
+        .filter(|f| f.subject == "sg-2 (open)")
+        .map(|f| f.rule)
+        .collect();
+        for r in [
+            "ec2_securitygroup_allow_ingress_from_internet_to_all_ports",
+            "ec2_securitygroup_allow_ingress_from_internet_to_tcp_port_22",
+            "ec2_securitygroup_allow_ingress_from_internet_to_tcp_port_3389",
+            "ec2_securitygroup_allow_ingress_from_internet_to_high_risk_tcp_ports",
+            "secgroup_suspicious_ingress",
+        ] {
+            assert!(rules.contains(r), "{r} in {rules:?}");
+        }
+        let cfg = AuditConfig::from_toml(
+            "[audit]\ndisabled = [\"secgroup_suspicious_ingress\"]\nseverity = { ec2_securitygroup_allow_ingress_from_internet_to_all_ports = \"low\" }\n",
+        )
+        .unwrap();
+        let f = eval(&cfg, &inv(vec![g], Iam::default()), "2026-01-01T00:00:00Z");
+        assert!(!f.iter().any(|f| f.rule == "secgroup_suspicious_ingress"));
+        let all = f
+            .iter()
+            .find(|f| f.rule == "ec2_securitygroup_allow_ingress_from_internet_to_all_ports")
+            .unwrap();
+        assert_eq!(all.severity, Severity::Low);
+    }
+
+    #[test]
+    fn iam_rules_with_injected_now() {
+        let iam = Iam {
+            users: vec![
+                User {
+                    name: "old-key".into(),
+                    groups: vec!["b".into(), "a".into()],
+                    policies: vec![],
+                    password_enabled: true,
+                    mfa_active: true,
+                    active_keys_rotated: vec!["2025-01-01T00:00:00+00:00".into()],
+                },
+                User {
+                    name: "ci-deploy".into(),
+                    groups: vec![],
+                    policies: vec!["AdministratorAccess".into()],
+                    password_enabled: true,
+                    mfa_active: false,
+                    active_keys_rotated: vec!["2025-12-20T00:00:00+00:00".into()],
+                },
+            ],
+            groups: vec![],
+            root_mfa: true,
+            root_keys: true,
+        };
+        let cfg = AuditConfig::from_toml("[audit]\nallowed = [\"^ci-\"]\n").unwrap();
+        let f = eval(&cfg, &inv(vec![], iam), "2026-01-01T00:00:00Z");
+        let got: BTreeSet<(String, String)> = f
+            .iter()
+            .map(|f| (f.rule.clone(), f.subject.clone()))
+            .collect();
+        let want: BTreeSet<(String, String)> = [
+            ("iam_user_group_added", "old-key"),
+            ("iam_rotate_access_key_90_days", "old-key"),
+            ("iam_user_mfa_enabled_console_access", "ci-deploy"),
+            ("iam_user_administrator_access_policy", "ci-deploy"),
+            ("iam_no_root_access_key", "1"),
+            ("cloudtrail_multi_region_enabled", "1"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let groups = &f
+            .iter()
+            .find(|f| f.rule == "iam_user_group_added")
+            .unwrap()
+            .data;
+        assert_eq!(groups["groups"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn public_write_policies() {
+        let p = |v: serde_json::Value| public_write_actions(&v);
+        assert_eq!(
+            p(
+                serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject", "s3:PutObject"]}]})
+            ),
+            ["s3:PutObject"]
+        );
+        assert_eq!(
+            p(
+                serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:*"}})
+            ),
+            ["s3:*"]
+        );
+        assert!(p(serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Condition": {"IpAddress": {}}}]})).is_empty());
+        assert!(p(serde_json::json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject"}]})).is_empty());
+        assert!(p(serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:PutObject"}]})).is_empty());
+    }
+}
