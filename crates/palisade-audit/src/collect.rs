@@ -584,13 +584,40 @@ impl Client {
             .unwrap_or_default();
         let mut out = Vec::new();
         for name in names {
-            let policy = match self.rest_get(
-                "s3",
-                region,
-                "GetBucketPolicy",
-                &format!("/{name}"),
-                &[p("policy", "")],
+            let get_policy = |r: &str| {
+                self.rest_get(
+                    "s3",
+                    r,
+                    "GetBucketPolicy",
+                    &format!("/{name}"),
+                    &[p("policy", "")],
+                )
+            };
+            let mut answer = get_policy(region);
+            // A bucket of another region: ask where it lives, then ask there.
+            if matches!(
+                answer.as_ref().err().and_then(|e| e.code()),
+                Some("PermanentRedirect" | "AuthorizationHeaderMalformed" | "HTTP301")
             ) {
+                let loc = self.rest_get(
+                    "s3",
+                    "us-east-1",
+                    "GetBucketLocation",
+                    &format!("/{name}"),
+                    &[p("location", "")],
+                )?;
+                let doc = xml::parse(&loc)
+                    .map_err(|d| self.malformed("s3", region, "GetBucketLocation", d))?;
+                let home = doc
+                    .root_element()
+                    .text()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or("us-east-1")
+                    .to_string();
+                answer = get_policy(&home);
+            }
+            let policy = match answer {
                 Ok(t) => Some(serde_json::from_str(&t).map_err(|e| {
                     self.malformed("s3", region, "GetBucketPolicy", format!("{name}: {e}"))
                 })?),

@@ -52,6 +52,12 @@ fn operation(r: &Seen) -> String {
     if r.line.starts_with("GET / ") {
         return "ListBuckets".into();
     }
+    if r.line.contains("?policy") {
+        return "GetBucketPolicy".into();
+    }
+    if r.line.contains("?location") {
+        return "GetBucketLocation".into();
+    }
     "?".into()
 }
 
@@ -451,5 +457,65 @@ fn bulk_output_uses_fingerprints_and_retries_item_errors() {
         sent(&refused),
         2,
         "413'd, then refused for good (never retried)"
+    );
+}
+
+#[test]
+fn bucket_of_another_region_is_read_where_it_lives() {
+    let s = aws(|op, r, n| {
+        match op {
+        "ListBuckets" => Some((
+            200,
+            "<ListAllMyBucketsResult><Buckets><Bucket><Name>far</Name></Bucket></Buckets></ListAllMyBucketsResult>".into(),
+        )),
+        "GetBucketPolicy" if n == 0 => Some((
+            301,
+            "<Error><Code>PermanentRedirect</Code><Message>use eu-west-1</Message></Error>".into(),
+        )),
+        "GetBucketPolicy" => {
+            assert!(r.line.starts_with("GET /far?policy "), "{}", r.line);
+            Some((
+                200,
+                r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:PutObject"}]}"#.into(),
+            ))
+        }
+        "GetBucketLocation" => Some((
+            200,
+            "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">eu-west-1</LocationConstraint>".into(),
+        )),
+        _ => None,
+    }
+    });
+    let out = audit(&opts(&s.url)).unwrap();
+    assert!(
+        out.evaluation.errored.is_empty(),
+        "{:?}",
+        out.evaluation.errored
+    );
+    assert!(out
+        .evaluation
+        .findings
+        .iter()
+        .any(|f| f.rule == "s3_bucket_policy_public_write_access" && f.subject == "far"));
+    // The second GetBucketPolicy was signed for the bucket's region.
+    let seen = s.seen.lock().unwrap();
+    let policy: Vec<&Seen> = seen
+        .iter()
+        .filter(|r| operation(r) == "GetBucketPolicy")
+        .collect();
+    assert_eq!(policy.len(), 2);
+    let auth = |r: &Seen| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert!(auth(policy[0]).contains("/us-east-1/s3/aws4_request"));
+    assert!(
+        auth(policy[1]).contains("/eu-west-1/s3/aws4_request"),
+        "{}",
+        auth(policy[1])
     );
 }
