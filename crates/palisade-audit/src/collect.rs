@@ -77,6 +77,10 @@ pub struct Listener {
     pub protocol: String,
     /// Port the balancer listens on.
     pub port: i32,
+    /// ELBv2: the default action redirects to HTTPS (an HTTP listener that only redirects is
+    /// not plain HTTP service).
+    #[serde(default)]
+    pub redirects_to_https: bool,
 }
 
 /// A load balancer (classic or v2).
@@ -421,6 +425,7 @@ impl Client {
                             .map(|l| Listener {
                                 protocol: text_of(l, "Protocol").unwrap_or_default().to_uppercase(),
                                 port: int(l, "LoadBalancerPort").unwrap_or(0),
+                                redirects_to_https: false,
                             })
                             .collect(),
                     });
@@ -471,9 +476,18 @@ impl Client {
                         return;
                     };
                     for l in list(res, "Listeners") {
+                        let actions = list(l, "DefaultActions");
+                        let redirects_to_https = !actions.is_empty()
+                            && actions.iter().all(|a| {
+                                text(*a, "Type") == Some("redirect")
+                                    && child(*a, "RedirectConfig")
+                                        .and_then(|r| text(r, "Protocol"))
+                                        .is_some_and(|p| p.eq_ignore_ascii_case("HTTPS"))
+                            });
                         lb.listeners.push(Listener {
                             protocol: text_of(l, "Protocol").unwrap_or_default().to_uppercase(),
                             port: int(l, "Port").unwrap_or(0),
+                            redirects_to_https,
                         });
                     }
                 },

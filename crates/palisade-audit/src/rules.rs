@@ -577,7 +577,7 @@ fn region_rules(cx: &mut Ctx<'_>, r: &RegionInventory) {
                             let plain: Vec<String> = lb
                                 .listeners
                                 .iter()
-                                .filter(|l| l.protocol == "HTTP")
+                                .filter(|l| l.protocol == "HTTP" && !l.redirects_to_https)
                                 .map(|l| format!("{} {}", l.protocol, l.port))
                                 .collect();
                             if !plain.is_empty() {

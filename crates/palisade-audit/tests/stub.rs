@@ -519,3 +519,53 @@ fn bucket_of_another_region_is_read_where_it_lives() {
         auth(policy[1])
     );
 }
+
+#[test]
+fn elbv2_http_listener_that_only_redirects_to_https_is_fine() {
+    let s = aws(|op, r, _| {
+        match op {
+        "v2:DescribeLoadBalancers" => Some((
+            200,
+            "<DescribeLoadBalancersResponse><DescribeLoadBalancersResult><LoadBalancers>\
+             <member><LoadBalancerArn>arn:redirect</LoadBalancerArn><LoadBalancerName>redirect</LoadBalancerName><Scheme>internet-facing</Scheme><Type>application</Type></member>\
+             <member><LoadBalancerArn>arn:plain</LoadBalancerArn><LoadBalancerName>plain</LoadBalancerName><Scheme>internet-facing</Scheme><Type>application</Type></member>\
+             </LoadBalancers></DescribeLoadBalancersResult></DescribeLoadBalancersResponse>".into(),
+        )),
+        "DescribeListeners" => {
+            let action = if r.param("LoadBalancerArn").as_deref() == Some("arn:redirect") {
+                "<Type>redirect</Type><RedirectConfig><Protocol>HTTPS</Protocol><Port>443</Port></RedirectConfig>"
+            } else {
+                "<Type>forward</Type>"
+            };
+            Some((
+                200,
+                format!(
+                    "<DescribeListenersResponse><DescribeListenersResult><Listeners><member>\
+                     <Port>80</Port><Protocol>HTTP</Protocol><DefaultActions><member>{action}</member></DefaultActions>\
+                     </member></Listeners></DescribeListenersResult></DescribeListenersResponse>"
+                ),
+            ))
+        }
+        _ => None,
+    }
+    });
+    let out = audit(&opts(&s.url)).unwrap();
+    assert!(
+        out.evaluation.errored.is_empty(),
+        "{:?}",
+        out.evaluation.errored
+    );
+    let ssl: Vec<&str> = out
+        .evaluation
+        .findings
+        .iter()
+        .filter(|f| f.rule == "elbv2_ssl_listeners")
+        .map(|f| f.subject.as_str())
+        .collect();
+    assert_eq!(ssl, ["plain"]);
+    assert_eq!(
+        calls(&s, "DescribeListeners"),
+        2,
+        "one call per load balancer"
+    );
+}
