@@ -57,4 +57,8 @@ if [ "$what" = test ]; then
   if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m pip install --quiet aiosmtpd
   fi
+  # The AWS stand-in of the cloud-audit tests (moto_server; boto3 comes with it).
+  if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, boto3' 2>/dev/null; then
+    python3 -m pip install --quiet 'moto[server]'
+  fi
 fi

@@ -305,6 +305,7 @@ impl Config {
                 "notify" => cfg.notify = de_section(value, &loc, &mut problems),
                 "abuseipdb" => cfg.abuseipdb = de_section(value, &loc, &mut problems),
                 "report" => cfg.report = de_section(value, &loc, &mut problems),
+                "audit" => cfg.audit = de_section::<toml::Value>(value, &loc, &mut problems),
                 "server" => {
                     cfg.server = de_section::<ServerSection>(value, &loc, &mut problems);
                     if let Some(s) = &cfg.server {

@@ -23,6 +23,7 @@ pub const SECTIONS: &[&str] = &[
     "abuseipdb",
     "report",
     "server",
+    "audit",
 ];
 
 /// A duration as written in the file (`"10m"`, `"1w"`, or seconds as an integer).
@@ -409,6 +410,8 @@ pub struct Config {
     pub report: Option<ReportSection>,
     /// `[server]` (absent = no HTTP API or dashboard).
     pub server: Option<ServerSection>,
+    /// `[audit]`, kept as TOML: the audit crate reads and validates it (`palisade-audit`).
+    pub audit: Option<toml::Value>,
 }
 
 /// Responders every configuration has without declaring them.

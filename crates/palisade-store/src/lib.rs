@@ -35,6 +35,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+pub mod audit;
 mod common;
 #[cfg(feature = "postgres")]
 pub mod postgres;

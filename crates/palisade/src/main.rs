@@ -33,6 +33,9 @@ mod server_cmd;
 
 mod status_cmd;
 
+#[cfg(feature = "audit")]
+mod audit_cmd;
+
 /// mimalloc: the filters' per-line work allocates many small short-lived values (group
 /// dictionaries, results) on two threads, where it is much faster than the system allocator.
 #[global_allocator]
@@ -188,6 +191,12 @@ enum Cmd {
         responder: Option<String>,
         #[command(subcommand)]
         cmd: firewall::FirewallCmd,
+    },
+    /// Cloud audit: AWS security checks that alert once per change.
+    #[cfg(feature = "audit")]
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cmd::AuditCmd,
     },
 }
 
@@ -361,6 +370,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             responder,
             cmd,
         } => firewall::run(&config, responder.as_deref(), cmd),
+        #[cfg(feature = "audit")]
+        Cmd::Audit { cmd } => audit_cmd::run_cmd(cmd),
     }
 }
 
@@ -406,6 +417,11 @@ fn config_check(file: &Path) -> Result<ExitCode> {
                     eprintln!("{}: error: {e}", file.display());
                     broken += 1;
                 }
+            }
+            #[cfg(feature = "audit")]
+            if let Err(e) = audit_cmd::check_config(&cfg) {
+                eprintln!("{}: error: {e}", file.display());
+                broken += 1;
             }
             if broken > 0 {
                 return Ok(ExitCode::from(1));
