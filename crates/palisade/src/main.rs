@@ -187,6 +187,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: firewall::FirewallCmd,
     },
+    /// Print a shell completion script (for packaging: `palisade completions bash`).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: palisade.1 and one page per subcommand (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Folder to write into (created when missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[cfg(feature = "fail2ban")]
@@ -352,7 +365,46 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             responder,
             cmd,
         } => firewall::run(&config, responder.as_deref(), cmd),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut cmd, "palisade", &mut out);
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let n = write_man(&cmd, &out, "")?;
+            println!("wrote {n} man pages to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Writes the page of `cmd` (`palisade.1`, `palisade-decisions.1`, `palisade-decisions-list.1`…)
+/// and those of its visible subcommands; returns how many were written.
+fn write_man(cmd: &clap::Command, dir: &Path, prefix: &str) -> Result<usize> {
+    let name = if prefix.is_empty() {
+        cmd.get_name().to_string()
+    } else {
+        format!("{prefix}-{}", cmd.get_name())
+    };
+    // The page's title is its file name (`PALISADE-DECISIONS`), as man(1) expects.
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .title(name.to_uppercase())
+        .render(&mut buf)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, buf).with_context(|| format!("{}", path.display()))?;
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        n += write_man(sub, dir, &name)?;
+    }
+    Ok(n)
 }
 
 fn init_logging(level: &str) {

@@ -311,3 +311,41 @@ files = ["{log_s}"]
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3000);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let (out, err, ok) = run(&["completions", "bash"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("decisions"), "{out}");
+    assert!(
+        out.contains("complete -F"),
+        "a bash completion script: {out}"
+    );
+    for shell in ["zsh", "fish"] {
+        let (out, err, ok) = run(&["completions", shell], "");
+        assert!(ok && out.contains("decisions"), "{shell}: {err}");
+    }
+    let (_, err, ok) = run(&["completions", "tcsh-ish"], "");
+    assert!(!ok, "an unknown shell is refused: {err}");
+    // Hidden: packaging helpers are not in the everyday help.
+    let (help, _, _) = run(&["--help"], "");
+    assert!(!help.contains("completions"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("man1");
+    let (_, err, ok) = run(&["man", "--out", out_dir.to_str().unwrap()], "");
+    assert!(ok, "{err}");
+    let main = std::fs::read_to_string(out_dir.join("palisade.1")).unwrap();
+    assert!(main.contains(".TH PALISADE 1"), "{main}");
+    assert!(main.contains("decisions"), "subcommands listed: {main}");
+    let list = std::fs::read_to_string(out_dir.join("palisade-decisions-list.1")).unwrap();
+    assert!(list.contains(".TH PALISADE-DECISIONS-LIST"), "{list}");
+    assert!(list.contains("\\-\\-limit"), "options documented: {list}");
+    for page in ["palisade-check.1", "palisade-status.1", "palisade-reload.1"] {
+        assert!(out_dir.join(page).exists(), "{page}");
+    }
+    assert!(
+        !out_dir.join("palisade-completions.1").exists(),
+        "hidden commands get no page"
+    );
+}
