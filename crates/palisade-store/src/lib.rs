@@ -251,6 +251,9 @@ pub trait Store: Send {
     /// Addresses last seen at or after `since`, most failures (all time) first.
     fn top_offenders(&mut self, since: Timestamp, limit: u32)
         -> Result<Vec<IpHistory>, StoreError>;
+    /// How many decisions match `q` (its `limit` ignored): the total behind a page of
+    /// [`Store::decisions`].
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError>;
     /// Decisions in force at `now` (not simulated or simulated alike).
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError>;
     /// One decision by id.

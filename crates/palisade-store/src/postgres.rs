@@ -7,9 +7,9 @@
 //! re-established on the next call.
 
 use crate::common::{
-    self, canonical_net, clean, count_u32, decisions_sql, events_sql, fields_to_json,
-    net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
-    DECISION_COLS,
+    self, canonical_net, clean, count_u32, decision_count_sql, decisions_sql, events_sql,
+    fields_to_json, net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision,
+    RawEvent, Sample, DECISION_COLS,
 };
 use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
@@ -584,6 +584,13 @@ impl Store for PgStore {
                 )
             })
             .collect()
+    }
+
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError> {
+        let (sql, params) = decision_count_sql(Dialect::Postgres, q);
+        let rows = self.query_built(&sql, &params)?;
+        let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        Ok(n.max(0) as u64)
     }
 
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {

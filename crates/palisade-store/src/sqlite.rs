@@ -8,9 +8,9 @@
 //! cannot hit SQLite's "upgrade a read transaction" deadlock.
 
 use crate::common::{
-    self, canonical_net, clean, count_u32, decisions_sql, events_sql, fields_to_json,
-    net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
-    DECISION_COLS,
+    self, canonical_net, clean, count_u32, decision_count_sql, decisions_sql, events_sql,
+    fields_to_json, net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision,
+    RawEvent, Sample, DECISION_COLS,
 };
 use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
@@ -567,6 +567,15 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|(ip, a, b, c, d)| common::history_row(&ip, a, b, c, d))
             .collect()
+    }
+
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError> {
+        let (sql, params) = decision_count_sql(Dialect::Sqlite, q);
+        let n: i64 = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(n.max(0) as u64)
     }
 
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {

@@ -239,9 +239,12 @@ enum DecisionsCmd {
         /// Only this jail.
         #[arg(long)]
         jail: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many (one page; see --offset).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
+        /// Skip this many (newest first) before the page.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+        offset: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -808,6 +811,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             ip,
             jail,
             limit,
+            offset,
             json,
         } => {
             let mut store = palisade_pipeline::open_store(&cfg)?;
@@ -820,9 +824,14 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                 jail,
                 origin: None,
                 active_at: if all { None } else { Some(now) },
-                limit: Some(limit),
+                limit: Some(offset.saturating_add(limit)),
             };
-            let list = store.decisions(&q)?;
+            let total = store.decision_count(&q)?;
+            let list: Vec<_> = store
+                .decisions(&q)?
+                .into_iter()
+                .skip(offset as usize)
+                .collect();
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
                 for d in &list {
@@ -832,14 +841,14 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             } else {
                 writeln!(
                     out,
-                    "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} reason",
+                    "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<23} {:<23} reason",
                     "id", "target", "jail", "origin", "status", "created", "expires"
                 )?;
                 for s in &list {
                     let d = &s.decision;
                     writeln!(
                         out,
-                        "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} {}{}",
+                        "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<23} {:<23} {}{}",
                         d.id,
                         d.target.to_string(),
                         d.jail,
@@ -851,6 +860,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                         d.reason
                     )?;
                 }
+                writeln!(out, "{}", page_line(offset, list.len(), total))?;
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
@@ -881,10 +891,49 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
         }
         DecisionsCmd::Delete { target } => {
             let t = parse_target(&target).map_err(anyhow::Error::msg)?;
-            match manual::unban_or_revoke(&cfg, t)? {
-                (manual::Via::Daemon, n) => println!("lifted {n} ban(s) of {t} (daemon)"),
-                (manual::Via::Store, n) => {
-                    println!("lifted {n} ban(s) of {t} (the daemon is not running)")
+            // What is in force and covers the target, read before lifting to say what went.
+            let before =
+                palisade_pipeline::open_store(&cfg)?.decisions(&palisade_store::DecisionQuery {
+                    target: Some(t),
+                    active_at: Some(now),
+                    limit: Some(10_000),
+                    ..Default::default()
+                })?;
+            let (via, n) = manual::unban_or_revoke(&cfg, t)?;
+            if n == 0 && before.is_empty() {
+                eprintln!(
+                    "palisade: nothing to lift: no ban in force covers {}",
+                    show_target(&t)
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let mut out = std::io::stdout().lock();
+            for s in &before {
+                let d = &s.decision;
+                let what = if d.target == t {
+                    format!("lifted {}", show_target(&d.target))
+                } else {
+                    format!(
+                        "lifted {} (covers {})",
+                        show_target(&d.target),
+                        show_target(&t)
+                    )
+                };
+                writeln!(
+                    out,
+                    "{what}  jail={} origin={}{}",
+                    d.jail,
+                    d.origin.as_str(),
+                    if d.simulated { " [simulated]" } else { "" }
+                )?;
+            }
+            if before.is_empty() {
+                writeln!(out, "lifted {n} ban(s) of {t}")?;
+            }
+            match via {
+                manual::Via::Daemon => writeln!(out, "(through the running daemon)")?,
+                manual::Via::Store => {
+                    writeln!(out, "(recorded in the store; the daemon is not running)")?
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -892,11 +941,58 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
     }
 }
 
+/// `198.51.100.7` for a single address, the CIDR otherwise.
+fn show_target(t: &ipnet::IpNet) -> String {
+    if t.prefix_len() == t.max_prefix_len() {
+        t.addr().to_string()
+    } else {
+        t.to_string()
+    }
+}
+
+/// `showing 1-100 of 2,345; --limit/--offset for more` (or `showing all 12`).
+fn page_line(offset: u32, shown: usize, total: u64) -> String {
+    let first = u64::from(offset) + 1;
+    let last = u64::from(offset) + shown as u64;
+    if total == 0 {
+        "no decisions".to_string()
+    } else if shown == 0 {
+        format!("showing none of {} (offset {offset})", thousands(total))
+    } else if first == 1 && last >= total {
+        format!("showing all {}", thousands(total))
+    } else if last < total {
+        format!(
+            "showing {}-{} of {}; --limit/--offset for more",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        )
+    } else {
+        format!(
+            "showing {}-{} of {}",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        )
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A time in the system's zone, with the zone (`2026-12-04 16:03:12 UTC`).
 fn short_time(t: Timestamp) -> String {
-    let s = t.to_string();
-    s.split('.')
-        .next()
-        .unwrap_or(&s)
-        .trim_end_matches('Z')
-        .replace('T', " ")
+    t.to_jiff()
+        .to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }

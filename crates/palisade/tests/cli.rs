@@ -310,6 +310,36 @@ files = ["{log_s}"]
         .unwrap();
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3000);
+    // No silent cap: a page, and the total with how to get more.
+    let page = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["decisions", "list", "--all", "--config", cfg_s])
+            .args(extra)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let first = page(&[]);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 1 + 100 + 1, "header, 100 rows, total line");
+    assert_eq!(
+        lines[101],
+        "showing 1-100 of 3,000; --limit/--offset for more"
+    );
+    assert!(
+        lines[1].contains(" UTC "),
+        "times carry their zone: {}",
+        lines[1]
+    );
+    let last = page(&["--limit", "50", "--offset", "2990"]);
+    assert_eq!(last.lines().count(), 1 + 10 + 1, "{last}");
+    assert!(last.ends_with("showing 2,991-3,000 of 3,000\n"), "{last}");
+    // JSON keeps its shape: one decision per line, paged the same way.
+    let json = page(&["--json", "--limit", "7", "--offset", "3"]);
+    assert_eq!(json.lines().count(), 7);
+    assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
 }
 
 #[test]
@@ -348,4 +378,73 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         !out_dir.join("palisade-completions.1").exists(),
         "hidden commands get no page"
     );
+}
+
+#[test]
+fn decisions_delete_says_what_it_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+log_level = "warn"
+[store]
+url = "sqlite:{d}/palisade.db"
+[defaults]
+responders = ["log"]
+[[responder]]
+name = "log"
+type = "log"
+"#
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(args)
+            .args(["--config", c])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(&["decisions", "add", "198.51.100.0/24", "--duration", "1h"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&["decisions", "add", "203.0.113.7"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // An address inside a banned network: the network's ban goes, and the output says so.
+    let (code, out, err) = cli(&["decisions", "delete", "198.51.100.7"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("lifted 198.51.100.0/24 (covers 198.51.100.7)  jail=manual origin=manual"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["decisions", "delete", "203.0.113.7"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("lifted 203.0.113.7  jail=manual origin=manual\n"),
+        "{out}"
+    );
+    assert!(!out.contains("covers"), "{out}");
+
+    // Nothing left: a message and exit status 1.
+    let (code, out, err) = cli(&["decisions", "delete", "198.51.100.7"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("nothing to lift: no ban in force covers 198.51.100.7"),
+        "{err}"
+    );
+    let (_, out, _) = cli(&["decisions", "list"]);
+    assert!(out.ends_with("no decisions\n"), "{out}");
 }
