@@ -83,9 +83,11 @@ enum Cmd {
     Check {
         /// Log file (`-` for standard input).
         log: String,
-        /// Built-in filter.
-        #[arg(long, default_value = "sshd")]
-        filter: String,
+        /// Built-in filter (or --filter-file).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            palisade_filter::builtin_names().iter().copied()
+        ))]
+        filter: Option<String>,
         /// Filter mode.
         #[arg(long, value_enum, default_value_t = ModeArg::Normal)]
         mode: ModeArg,
@@ -322,6 +324,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             filter_file,
             filter_option,
         } => {
+            readable_log(&log)?;
             match filter_file {
                 #[cfg(feature = "fail2ban")]
                 Some(ff) => f2b_cmd::check(
@@ -337,7 +340,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     let _ = filter_option;
                     bail!("--filter-file: this build has no fail2ban support (cargo feature `fail2ban`)")
                 }
-                None => check(&log, &filter, mode, json, now.as_deref(), max_line),
+                None => {
+                    let Some(filter) = filter else {
+                        bail!(
+                            "which filter? --filter NAME (built-in: {}) or --filter-file FILE",
+                            palisade_filter::builtin_names().join(", ")
+                        );
+                    };
+                    check(&log, &filter, mode, json, now.as_deref(), max_line)
+                }
             }
         }
         #[cfg(feature = "fail2ban")]
@@ -349,7 +360,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             json,
             now,
-        } => replay(&log, &config, json, now.as_deref()),
+        } => {
+            readable_log(&log)?;
+            replay(&log, &config, json, now.as_deref())
+        }
         Cmd::Decisions { config, cmd } => decisions(&config, cmd),
         Cmd::Status { config, json } => status_cmd::status(&load_config(&config)?, json),
         Cmd::Reload { config } => status_cmd::reload(&load_config(&config)?),
@@ -408,6 +422,20 @@ fn write_man(cmd: &clap::Command, dir: &Path, prefix: &str) -> Result<usize> {
         n += write_man(sub, dir, &name)?;
     }
     Ok(n)
+}
+
+/// A log named on the command line must be there and readable (`-` is standard input): a
+/// typo is an error, not "0 lines".
+fn readable_log(log: &str) -> Result<()> {
+    if log == "-" {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(log).with_context(|| format!("cannot read log {log}"))?;
+    if meta.is_dir() {
+        bail!("cannot read log {log}: it is a directory");
+    }
+    std::fs::File::open(log).with_context(|| format!("cannot read log {log}"))?;
+    Ok(())
 }
 
 fn init_logging(level: &str) {

@@ -64,6 +64,8 @@ fn check_json_is_exact_and_injection_proof() {
         &[
             "check",
             "-",
+            "--filter",
+            "sshd",
             "--mode",
             "aggressive",
             "--json",
@@ -155,6 +157,8 @@ fn bad_input_is_counted_and_skipped() {
         &[
             "check",
             p.to_str().unwrap(),
+            "--filter",
+            "sshd",
             "--json",
             "--now",
             "2025-03-20T00:00:00Z",
@@ -217,8 +221,15 @@ fn a_closed_pipe_ends_output_quietly() {
     let log = big_log(dir.path(), 3000);
     let log_s = log.to_str().unwrap();
     // check --json | head -1
-    let (st, line, err) =
-        first_line_then_close(&["check", log_s, "--json", "--now", "2025-03-20T00:00:00Z"]);
+    let (st, line, err) = first_line_then_close(&[
+        "check",
+        log_s,
+        "--filter",
+        "sshd",
+        "--json",
+        "--now",
+        "2025-03-20T00:00:00Z",
+    ]);
     assert!(st.success(), "{st:?} {err}");
     assert!(line.contains("\"line\":1,"), "{line}");
     assert!(err.is_empty(), "noise on a closed pipe: {err}");
@@ -447,4 +458,60 @@ type = "log"
     );
     let (_, out, _) = cli(&["decisions", "list"]);
     assert!(out.ends_with("no decisions\n"), "{out}");
+}
+
+#[test]
+fn check_names_its_filter_and_its_log() {
+    let code = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, LOG).unwrap();
+    let log_s = log.to_str().unwrap();
+    // No silent default filter: an error naming every built-in filter.
+    let (c, out, err) = code(&["check", log_s]);
+    assert_eq!(c, Some(2), "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    for name in palisade_filter_names() {
+        assert!(err.contains(name), "{name} missing from: {err}");
+    }
+    // --help lists them too.
+    let (c, help, _) = code(&["check", "--help"]);
+    assert_eq!(c, Some(0));
+    for name in palisade_filter_names() {
+        assert!(help.contains(name), "{name} missing from --help: {help}");
+    }
+    // An unknown name is refused with the list.
+    let (c, _, err) = code(&["check", log_s, "--filter", "sshdd"]);
+    assert_eq!(c, Some(2));
+    assert!(err.contains("nginx_access"), "{err}");
+    // A missing log is an error, not "0 lines".
+    let (c, out, err) = code(&["check", "/nonexistent.log", "--filter", "sshd"]);
+    assert_eq!(c, Some(2), "{out}{err}");
+    assert!(!out.contains("0 read"), "{out}");
+    assert!(err.contains("/nonexistent.log"), "{err}");
+    let (c, _, err) = code(&["check", dir.path().to_str().unwrap(), "--filter", "sshd"]);
+    assert_eq!(c, Some(2), "a directory is no log: {err}");
+    // The named filter runs.
+    let (c, out, err) = code(&[
+        "check",
+        log_s,
+        "--filter",
+        "sshd",
+        "--now",
+        "2025-03-20T00:00:00Z",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    assert!(out.contains("6 read, 3 matched"), "{out}");
+}
+
+/// The built-in filter names, from the filter crate's registry.
+fn palisade_filter_names() -> &'static [&'static str] {
+    palisade_filter::builtin_names()
 }
