@@ -201,7 +201,18 @@ async fn principal(st: &AppState, headers: &HeaderMap) -> Result<Option<Principa
             session: None,
         }));
     }
-    Ok(cookie(headers, SESSION_COOKIE).and_then(|c| st.auth.session(c)))
+    let Some(p) = cookie(headers, SESSION_COOKIE).and_then(|c| st.auth.session(c)) else {
+        return Ok(None);
+    };
+    // A deleted account (`palisade user delete`) takes its sessions with it.
+    let name = p.name.clone();
+    if st.pool.run(move |s| s.user(&name)).await?.is_none() {
+        if let Some(key) = &p.session {
+            st.auth.end_session(key);
+        }
+        return Ok(None);
+    }
+    Ok(Some(p))
 }
 
 /// Authentication and authorisation for every protected route.

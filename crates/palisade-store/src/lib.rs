@@ -282,6 +282,10 @@ pub trait Store: Send {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// All accounts, by name.
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes an account; whether it existed.
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError>;
     /// Records a successful login.
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Stores a new API token (its SHA-256 hex only); returns its id.

@@ -718,6 +718,30 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        let stmt = self.statement(
+            "SELECT id, name, password_hash, created, last_login FROM users ORDER BY name",
+        )?;
+        self.client
+            .query(&stmt, &[])?
+            .iter()
+            .map(|r| {
+                Ok(UserRecord {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    password_hash: r.try_get(2)?,
+                    created: Timestamp(r.try_get(3)?),
+                    last_login: r.try_get::<_, Option<i64>>(4)?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError> {
+        let stmt = self.statement("DELETE FROM users WHERE name = $1")?;
+        Ok(self.client.execute(&stmt, &[&name])? > 0)
+    }
+
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {
         let stmt = self.statement("UPDATE users SET last_login = $2 WHERE name = $1")?;
         self.client.execute(&stmt, &[&name, &now.0])?;

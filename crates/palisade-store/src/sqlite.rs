@@ -712,6 +712,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, password_hash, created, last_login FROM users ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UserRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                password_hash: r.get(2)?,
+                created: Timestamp(r.get(3)?),
+                last_login: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM users WHERE name = ?1")?
+            .execute([name])?
+            > 0)
+    }
+
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE users SET last_login = ?2 WHERE name = ?1")?

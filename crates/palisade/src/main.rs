@@ -144,7 +144,7 @@ enum Cmd {
     /// Digest of a period from the store (bans, jails, top addresses), optionally e-mailed.
     #[cfg(feature = "notify")]
     Report(report_cmd::ReportArgs),
-    /// Dashboard accounts (`user add NAME`).
+    /// Dashboard accounts (`user add NAME`, `user list`, `user delete NAME`).
     #[cfg(feature = "server")]
     User {
         /// Configuration file (store).

@@ -515,3 +515,56 @@ fn check_names_its_filter_and_its_log() {
 fn palisade_filter_names() -> &'static [&'static str] {
     palisade_filter::builtin_names()
 }
+
+#[test]
+fn user_add_list_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!("[general]\nstate_dir = \"{d}/state\"\nsocket = \"{d}/p.sock\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n"),
+    )
+    .unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse battery staple\n").unwrap();
+    let cli = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(args)
+            .args(["--config", cfg.to_str().unwrap()])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for name in ["bob", "alice"] {
+        let (c, _, err) = cli(&["user", "add", name, "--password-file", pw.to_str().unwrap()]);
+        assert_eq!(c, Some(0), "{err}");
+    }
+    let (c, out, err) = cli(&["user", "list"]);
+    assert_eq!(c, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[1].starts_with("alice ") && lines[1].ends_with(" never"),
+        "{out}"
+    );
+    assert!(lines[1].contains(" UTC "), "times carry their zone: {out}");
+    assert!(lines[2].starts_with("bob "), "{out}");
+    assert_eq!(lines[3], "2 users");
+    assert!(!out.contains("argon2"), "no password hashes: {out}");
+
+    let (c, out, err) = cli(&["user", "delete", "alice"]);
+    assert_eq!(c, Some(0), "{err}");
+    assert!(out.contains("deleted user alice"), "{out}");
+    let (c, _, err) = cli(&["user", "delete", "alice"]);
+    assert_eq!(c, Some(1), "deleting who is not there fails");
+    assert!(err.contains("no user \"alice\""), "{err}");
+    let (_, out, _) = cli(&["user", "list"]);
+    assert!(!out.contains("alice") && out.contains("bob"), "{out}");
+    assert!(out.ends_with("1 user\n"), "{out}");
+}
