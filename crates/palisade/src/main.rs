@@ -477,6 +477,9 @@ fn config_check(file: &Path) -> Result<ExitCode> {
                     broken += 1;
                 }
             }
+            for w in config_warnings(&cfg) {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             if broken > 0 {
                 return Ok(ExitCode::from(1));
             }
@@ -493,6 +496,22 @@ fn config_check(file: &Path) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What is allowed but probably not meant (`config check` and the start of `run`).
+fn config_warnings(cfg: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(s) = cfg.server.as_ref().filter(|s| s.enabled) {
+        if !s.listen.ip().is_loopback() && s.tls_cert.is_none() {
+            w.push(format!(
+                "[server] listen = \"{}\" is reachable from other hosts without TLS \
+                 (passwords and session cookies in clear): set tls_cert and tls_key, or listen \
+                 on 127.0.0.1 behind a TLS proxy",
+                s.listen
+            ));
+        }
+    }
+    w
 }
 
 /// Where `palisade run` takes its configuration from: a Palisade file, fail2ban's jails, or
@@ -559,6 +578,9 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
         cfg.general.dry_run = true;
     }
     init_logging(&cfg.general.log_level);
+    for w in config_warnings(&cfg) {
+        tracing::warn!("{w}");
+    }
     tracing::debug!(
         ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
         "configuration loaded"

@@ -568,3 +568,52 @@ fn user_add_list_delete() {
     assert!(!out.contains("alice") && out.contains("bob"), "{out}");
     assert!(out.ends_with("1 user\n"), "{out}");
 }
+
+#[test]
+fn config_check_warns_of_a_public_listener_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    let write = |listen: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[general]\nstate_dir = \"{d}/state\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n\
+                 [server]\nlisten = \"{listen}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let o = Command::new(BIN)
+            .args(["config", "check", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    write("0.0.0.0:9380");
+    let (c, err) = check();
+    assert_eq!(c, Some(0), "a warning, not an error: {err}");
+    assert!(
+        err.contains(
+            "warning: [server] listen = \"0.0.0.0:9380\" is reachable from other hosts without TLS"
+        ),
+        "{err}"
+    );
+    write("[::]:9380");
+    assert!(check().1.contains("without TLS"));
+    write("127.0.0.1:9380");
+    let (c, err) = check();
+    assert_eq!(c, Some(0));
+    assert!(!err.contains("warning"), "loopback is fine: {err}");
+
+    // Typos: "did you mean", with line and column.
+    std::fs::write(&cfg, "[defaults]\nmaxretry = 3\n").unwrap();
+    let (c, err) = check();
+    assert_eq!(c, Some(1));
+    assert!(err.contains(":2:1: unknown field `maxretry`"), "{err}");
+    assert!(err.contains("did you mean `max_retry`?"), "{err}");
+}
