@@ -118,7 +118,7 @@ fn de_section<T: DeserializeOwned>(
         Ok(t) => Some(t),
         Err(e) => {
             let off = e.span().map_or(v.span().start, |s| s.start);
-            problems.push(loc.at(off, e.message().trim().to_string()));
+            problems.push(loc.at(off, with_suggestion(e.message().trim())));
             None
         }
     }
@@ -226,6 +226,34 @@ fn de_responder(
     let rest = Spanned::new(item.span(), DeValue::Table(rest));
     let spec: ResponderSpec = de_section(&rest, loc, problems)?;
     Some(ResponderSection { name, kind, spec })
+}
+
+/// The allowed name closest to `word`, when close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    allowed
+        .into_iter()
+        .map(|a| (strsim::jaro_winkler(word, a), a))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, a)| a)
+}
+
+/// serde's "unknown field `maxretry`, expected one of `a`, `b`" (or "unknown variant"), with
+/// "; did you mean `max_retry`?" added when one allowed name is close.
+fn with_suggestion(message: &str) -> String {
+    let parse = || {
+        let rest = message
+            .strip_prefix("unknown field `")
+            .or_else(|| message.strip_prefix("unknown variant `"))?;
+        let (word, rest) = rest.split_once('`')?;
+        let (_, allowed) = rest.split_once("expected ")?;
+        let names = allowed.split('`').skip(1).step_by(2);
+        did_you_mean(word, names).map(str::to_owned)
+    };
+    match parse() {
+        Some(s) => format!("{message}; did you mean `{s}`?"),
+        None => message.to_string(),
+    }
 }
 
 impl Config {
@@ -357,8 +385,10 @@ impl Config {
                 other => problems.push(loc.span(
                     key,
                     format!(
-                        "unknown section `{other}`, expected one of: {}",
-                        SECTIONS.join(", ")
+                        "unknown section `{other}`, expected one of: {}{}",
+                        SECTIONS.join(", "),
+                        did_you_mean(other, SECTIONS.iter().copied())
+                            .map_or(String::new(), |s| format!("; did you mean `{s}`?"))
                     ),
                 )),
             }

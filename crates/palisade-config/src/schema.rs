@@ -593,8 +593,10 @@ pub(crate) fn validate(
                     problems.push(loc.span(
                         f,
                         format!(
-                            "jail {name:?}: unknown filter {:?}; built-in filters: {} (or use filter_file = \"/etc/fail2ban/filter.d/NAME.conf\")",
+                            "jail {name:?}: unknown filter {:?}; {}built-in filters: {} (or use filter_file = \"/etc/fail2ban/filter.d/NAME.conf\")",
                             f.get_ref(),
+                            crate::did_you_mean(f.get_ref(), known_filters.iter().copied())
+                                .map_or(String::new(), |s| format!("did you mean {s:?}? ")),
                             known_filters.join(", ")
                         ),
                     ));

@@ -363,3 +363,48 @@ stdin = true
         "{e}"
     );
 }
+
+#[test]
+fn typos_get_a_did_you_mean() {
+    let text = r#"
+[defaults]
+maxretry = 3
+
+[servre]
+listen = "127.0.0.1:1"
+
+[[jail]]
+name = "ssh"
+filter = "shd"
+files = ["/var/log/auth.log"]
+
+[[jail]]
+name = "web"
+filter = "wordpress"
+files = ["/var/log/x.log"]
+"#;
+    let e = parse(text).unwrap_err();
+    let all = e.to_string();
+    let find = |needle: &str| {
+        e.problems
+            .iter()
+            .find(|p| p.message.contains(needle))
+            .unwrap_or_else(|| panic!("no problem with {needle:?} in:\n{all}"))
+    };
+    let p = find("maxretry");
+    assert!(p.message.ends_with("did you mean `max_retry`?"), "{all}");
+    assert_eq!((p.line, p.col), (3, 1), "{all}");
+    let p = find("servre");
+    assert!(p.message.ends_with("did you mean `server`?"), "{all}");
+    let p = find("\"shd\"");
+    assert!(p.message.contains("did you mean \"sshd\"?"), "{all}");
+    assert_eq!(p.line, 10, "{all}");
+    // Nothing close: no guess, the full list is still there.
+    let p = find("\"wordpress\"");
+    assert!(!p.message.contains("did you mean"), "{all}");
+    assert!(p.message.contains("nginx_access"), "{all}");
+    assert_eq!(
+        palisade_config::did_you_mean("zzz", ["sshd", "nginx_error"]),
+        None
+    );
+}

@@ -120,6 +120,12 @@ impl Clock for FixedClock {
     }
 }
 
+/// Longest duration accepted anywhere (configuration, `decisions add --duration`, the API):
+/// 10 years. Longer is an error; a permanent ban is written `"forever"` (or omitted on the
+/// command line). `palisade record` maps longer bans (fail2ban's `bantime.increment`) to
+/// permanent ones instead.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86400);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,9 +151,3 @@ mod tests {
         );
     }
 }
-
-/// Longest duration accepted anywhere (configuration, `decisions add --duration`, the API):
-/// 10 years. Longer is an error; a permanent ban is written `"forever"` (or omitted on the
-/// command line). `palisade record` maps longer bans (fail2ban's `bantime.increment`) to
-/// permanent ones instead.
-pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86400);

@@ -1323,6 +1323,7 @@ impl EngineCtx {
     }
 
     fn dispatch(&self, actions: &mut Vec<Action>) {
+        self.record_stale_bans(actions);
         let mut apply = Vec::new();
         for a in actions.drain(..) {
             match a {
@@ -1358,6 +1359,56 @@ impl EngineCtx {
         if !apply.is_empty() {
             let _ = self.resp_tx.send(RespMsg::Apply(apply));
         }
+    }
+}
+
+/// A ban decided from old log lines (history read at start, `--from-start`) can be over
+/// before it starts: have the engine expire it in the same batch, so that
+/// [`EngineCtx::record_stale_bans`] records it without enforcing and lifting it.
+fn expire_stale_bans(engine: &mut Engine, clock: &dyn Clock, actions: &mut Vec<Action>) {
+    if actions.is_empty() {
+        return;
+    }
+    let now = clock.now();
+    let stale = |a: &Action| matches!(a, Action::Ban(d) if d.expires.is_some_and(|e| e <= now));
+    if actions.iter().any(stale) {
+        engine.expire(now, actions);
+    }
+}
+
+impl EngineCtx {
+    /// A ban and its expiry in one batch: the ban was over before it began. It is stored as
+    /// history (escalation and reports count it) but never applied, announced or lifted.
+    fn record_stale_bans(&self, actions: &mut Vec<Action>) {
+        let expired: Vec<(IpNet, Timestamp)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Unban(d, UnbanReason::Expired) => Some((d.target, d.created)),
+                _ => None,
+            })
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let stale: Vec<(IpNet, Timestamp)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Ban(d) if expired.contains(&(d.target, d.created)) => {
+                    Some((d.target, d.created))
+                }
+                _ => None,
+            })
+            .collect();
+        actions.retain(|a| match a {
+            Action::Ban(d) if stale.contains(&(d.target, d.created)) => {
+                tracing::debug!(target = %d.target, jail = %d.jail,
+                    "ban from old log lines already over; recorded, not enforced");
+                let _ = self.store_tx.send(StoreMsg::Decision(d.clone()));
+                false
+            }
+            Action::Unban(d, UnbanReason::Expired) => !stale.contains(&(d.target, d.created)),
+            _ => true,
+        });
     }
 }
 
@@ -1416,6 +1467,7 @@ fn engine_loop(
                             o.event(name, &ev);
                         }
                         engine.observe(jail as usize, &ev, &mut actions);
+                        expire_stale_bans(&mut engine, &*clock, &mut actions);
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);
                     }

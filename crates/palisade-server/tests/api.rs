@@ -1071,3 +1071,22 @@ fn openapi_document_is_valid_and_complete() {
     let sec = doc["components"]["securitySchemes"].as_object().unwrap();
     assert!(sec.contains_key("session") && sec.contains_key("token"));
 }
+
+#[test]
+fn deleting_a_user_ends_their_sessions() {
+    let e = env();
+    let (cookie, _) = login(&e);
+    let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+    assert_eq!(me.status, 200, "{}", me.text());
+    // As `palisade user delete alice` does, from another process.
+    let mut s = palisade_store::open(&e.url).unwrap();
+    assert!(s.user_remove("alice").unwrap());
+    assert!(!s.user_remove("alice").unwrap(), "gone once");
+    let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+    assert_eq!(me.status, 401, "{}", me.text());
+    // Re-creating the name does not revive the old session.
+    let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
+    s.user_set("alice", &h, Timestamp::from_secs(2)).unwrap();
+    let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+    assert_eq!(me.status, 401);
+}

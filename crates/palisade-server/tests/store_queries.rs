@@ -103,6 +103,34 @@ fn story(s: &mut dyn Store) {
             .unwrap(),
         2
     );
+    // The total behind a page: the query's filters, not its limit.
+    let count = |s: &mut dyn Store, q: palisade_store::DecisionQuery| {
+        let n = s.decision_count(&q).unwrap();
+        let listed = s
+            .decisions(&palisade_store::DecisionQuery {
+                limit: Some(1000),
+                ..q.clone()
+            })
+            .unwrap()
+            .len() as u64;
+        assert_eq!(n, listed, "{q:?}");
+        n
+    };
+    let all = palisade_store::DecisionQuery {
+        limit: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(count(s, all.clone()), 3);
+    let active = palisade_store::DecisionQuery {
+        active_at: Some(Timestamp::from_secs(base + 2 * H)),
+        ..all.clone()
+    };
+    assert_eq!(count(s, active), 2);
+    let covering = palisade_store::DecisionQuery {
+        target: Some("198.51.100.7/32".parse().unwrap()),
+        ..all.clone()
+    };
+    assert_eq!(count(s, covering), 1);
     let d = s.decision(id).unwrap().unwrap();
     assert_eq!(d.decision.target.to_string(), "192.0.2.1/32");
     assert!(s.decision(id + 1000).unwrap().is_none());
@@ -200,6 +228,14 @@ fn story(s: &mut dyn Store) {
         ("$argon2id$y", 5, Some(Timestamp::from_secs(7)))
     );
     assert!(s.user("bob").unwrap().is_none());
+    s.user_set("bob", "$argon2id$z", Timestamp::from_secs(6))
+        .unwrap();
+    let names: Vec<String> = s.users().unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(s.user_remove("bob").unwrap());
+    assert!(!s.user_remove("bob").unwrap());
+    assert!(s.user("bob").unwrap().is_none());
+    assert_eq!(s.user_count().unwrap(), 1);
     let t = s
         .token_add("ci", "read", "abc123", Timestamp::from_secs(8))
         .unwrap();

@@ -445,6 +445,16 @@ pub(crate) fn decisions_sql(dialect: Dialect, q: &DecisionQuery) -> (String, Vec
     b.finish("created DESC, id DESC", limit)
 }
 
+/// `SELECT COUNT(*)` over what [`decisions_sql`] selects, without its limit.
+pub(crate) fn decision_count_sql(dialect: Dialect, q: &DecisionQuery) -> (String, Vec<Param>) {
+    let q = DecisionQuery {
+        limit: Some(u32::MAX),
+        ..q.clone()
+    };
+    let (sql, params) = decisions_sql(dialect, &q);
+    (format!("SELECT COUNT(*) FROM ({sql}) AS counted"), params)
+}
+
 /// An `events` row as the drivers return it ([`EVENT_COLS`] order).
 #[derive(Debug)]
 pub(crate) struct RawEvent {

@@ -270,6 +270,9 @@ pub trait Store: Send {
     /// Addresses last seen at or after `since`, most failures (all time) first.
     fn top_offenders(&mut self, since: Timestamp, limit: u32)
         -> Result<Vec<IpHistory>, StoreError>;
+    /// How many decisions match `q` (its `limit` ignored): the total behind a page of
+    /// [`Store::decisions`].
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError>;
     /// Decisions in force at `now` (not simulated or simulated alike).
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError>;
     /// One decision by id.
@@ -298,6 +301,10 @@ pub trait Store: Send {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// All accounts, by name.
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes an account; whether it existed.
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError>;
     /// Records a successful login.
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Stores a new API token (its SHA-256 hex only); returns its id.

@@ -7,9 +7,9 @@
 //! re-established on the next call.
 
 use crate::common::{
-    self, canonical_net, clean, count_u32, decisions_sql, events_sql, fields_to_json,
-    net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
-    DECISION_COLS,
+    self, canonical_net, clean, count_u32, decision_count_sql, decisions_sql, events_sql,
+    fields_to_json, net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision,
+    RawEvent, Sample, DECISION_COLS,
 };
 use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
@@ -650,6 +650,13 @@ impl Store for PgStore {
             .collect()
     }
 
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError> {
+        let (sql, params) = decision_count_sql(Dialect::Postgres, q);
+        let rows = self.query_built(&sql, &params)?;
+        let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        Ok(n.max(0) as u64)
+    }
+
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {
         let stmt = self.statement(
             "SELECT COUNT(*) FROM decisions
@@ -773,6 +780,30 @@ impl Store for PgStore {
         self.client
             .execute(&stmt, &[&clean(name).as_ref(), &password_hash, &now.0])?;
         Ok(())
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        let stmt = self.statement(
+            "SELECT id, name, password_hash, created, last_login FROM users ORDER BY name",
+        )?;
+        self.client
+            .query(&stmt, &[])?
+            .iter()
+            .map(|r| {
+                Ok(UserRecord {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    password_hash: r.try_get(2)?,
+                    created: Timestamp(r.try_get(3)?),
+                    last_login: r.try_get::<_, Option<i64>>(4)?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError> {
+        let stmt = self.statement("DELETE FROM users WHERE name = $1")?;
+        Ok(self.client.execute(&stmt, &[&name])? > 0)
     }
 
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {

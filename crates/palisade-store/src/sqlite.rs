@@ -8,9 +8,9 @@
 //! cannot hit SQLite's "upgrade a read transaction" deadlock.
 
 use crate::common::{
-    self, canonical_net, clean, count_u32, decisions_sql, events_sql, fields_to_json,
-    net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision, RawEvent, Sample,
-    DECISION_COLS,
+    self, canonical_net, clean, count_u32, decision_count_sql, decisions_sql, events_sql,
+    fields_to_json, net_key_range, single_address, BatchPlan, Dialect, Param, RawDecision,
+    RawEvent, Sample, DECISION_COLS,
 };
 use crate::{AllowEntry, HourCount, IpActivity, TokenRecord, UserRecord};
 use crate::{DecisionQuery, EventQuery, IpHistory, Store, StoreError, StoredDecision, StoredEvent};
@@ -648,6 +648,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn decision_count(&mut self, q: &DecisionQuery) -> Result<u64, StoreError> {
+        let (sql, params) = decision_count_sql(Dialect::Sqlite, q);
+        let n: i64 = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     fn active_decision_count(&mut self, now: Timestamp) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
@@ -780,6 +789,30 @@ impl Store for SqliteStore {
             )?
             .execute(params![clean(name), password_hash, now.0])?;
         Ok(())
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, password_hash, created, last_login FROM users ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UserRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                password_hash: r.get(2)?,
+                created: Timestamp(r.get(3)?),
+                last_login: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn user_remove(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM users WHERE name = ?1")?
+            .execute([name])?
+            > 0)
     }
 
     fn user_logged_in(&mut self, name: &str, now: Timestamp) -> Result<(), StoreError> {

@@ -86,9 +86,11 @@ enum Cmd {
     Check {
         /// Log file (`-` for standard input).
         log: String,
-        /// Built-in filter.
-        #[arg(long, default_value = "sshd")]
-        filter: String,
+        /// Built-in filter (or --filter-file).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            palisade_filter::builtin_names().iter().copied()
+        ))]
+        filter: Option<String>,
         /// Filter mode.
         #[arg(long, value_enum, default_value_t = ModeArg::Normal)]
         mode: ModeArg,
@@ -147,7 +149,7 @@ enum Cmd {
     /// Digest of a period from the store (bans, jails, top addresses), optionally e-mailed.
     #[cfg(feature = "notify")]
     Report(report_cmd::ReportArgs),
-    /// Dashboard accounts (`user add NAME`).
+    /// Dashboard accounts (`user add NAME`, `user list`, `user delete NAME`).
     #[cfg(feature = "server")]
     User {
         /// Configuration file (store).
@@ -198,6 +200,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: audit_cmd::AuditCmd,
     },
+    /// Print a shell completion script (for packaging: `palisade completions bash`).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: palisade.1 and one page per subcommand (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Folder to write into (created when missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[cfg(feature = "fail2ban")]
@@ -237,9 +252,12 @@ enum DecisionsCmd {
         /// Only this jail.
         #[arg(long)]
         jail: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many (one page; see --offset).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
+        /// Skip this many (newest first) before the page.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+        offset: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -259,6 +277,10 @@ enum DecisionsCmd {
     Delete {
         /// Address or CIDR network.
         target: String,
+        /// Exit 0 also when no ban covered the target (for scripts such as fail2ban's
+        /// `actionunban`, where the ban may already have expired).
+        #[arg(long)]
+        if_exists: bool,
     },
 }
 
@@ -317,6 +339,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             filter_file,
             filter_option,
         } => {
+            readable_log(&log)?;
             match filter_file {
                 #[cfg(feature = "fail2ban")]
                 Some(ff) => f2b_cmd::check(
@@ -331,15 +354,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Some(_) => {
                     bail!("--filter-file: this build has no fail2ban support (cargo feature `fail2ban`)")
                 }
-                None => check(
-                    &log,
-                    &filter,
-                    mode,
-                    &filter_option,
-                    json,
-                    now.as_deref(),
-                    max_line,
-                ),
+                None => {
+                    let Some(filter) = filter else {
+                        bail!(
+                            "which filter? --filter NAME (built-in: {}) or --filter-file FILE",
+                            palisade_filter::builtin_names().join(", ")
+                        );
+                    };
+                    check(
+                        &log,
+                        &filter,
+                        mode,
+                        &filter_option,
+                        json,
+                        now.as_deref(),
+                        max_line,
+                    )
+                }
             }
         }
         #[cfg(feature = "fail2ban")]
@@ -351,7 +382,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             json,
             now,
-        } => replay(&log, &config, json, now.as_deref()),
+        } => {
+            readable_log(&log)?;
+            replay(&log, &config, json, now.as_deref())
+        }
         Cmd::Decisions { config, cmd } => decisions(&config, cmd),
         Cmd::Status { config, json } => status_cmd::status(&load_config(&config)?, json),
         Cmd::Reload { config } => status_cmd::reload(&load_config(&config)?),
@@ -372,7 +406,60 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => firewall::run(&config, responder.as_deref(), cmd),
         #[cfg(feature = "audit")]
         Cmd::Audit { cmd } => audit_cmd::run_cmd(cmd),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut cmd, "palisade", &mut out);
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let n = write_man(&cmd, &out, "")?;
+            println!("wrote {n} man pages to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Writes the page of `cmd` (`palisade.1`, `palisade-decisions.1`, `palisade-decisions-list.1`…)
+/// and those of its visible subcommands; returns how many were written.
+fn write_man(cmd: &clap::Command, dir: &Path, prefix: &str) -> Result<usize> {
+    let name = if prefix.is_empty() {
+        cmd.get_name().to_string()
+    } else {
+        format!("{prefix}-{}", cmd.get_name())
+    };
+    // The page's title is its file name (`PALISADE-DECISIONS`), as man(1) expects.
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .title(name.to_uppercase())
+        .render(&mut buf)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, buf).with_context(|| format!("{}", path.display()))?;
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        n += write_man(sub, dir, &name)?;
+    }
+    Ok(n)
+}
+
+/// A log named on the command line must be there and readable (`-` is standard input): a
+/// typo is an error, not "0 lines".
+fn readable_log(log: &str) -> Result<()> {
+    if log == "-" {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(log).with_context(|| format!("cannot read log {log}"))?;
+    if meta.is_dir() {
+        bail!("cannot read log {log}: it is a directory");
+    }
+    std::fs::File::open(log).with_context(|| format!("cannot read log {log}"))?;
+    Ok(())
 }
 
 fn init_logging(level: &str) {
@@ -423,6 +510,9 @@ fn config_check(file: &Path) -> Result<ExitCode> {
                 eprintln!("{}: error: {e}", file.display());
                 broken += 1;
             }
+            for w in config_warnings(&cfg) {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             if broken > 0 {
                 return Ok(ExitCode::from(1));
             }
@@ -439,6 +529,22 @@ fn config_check(file: &Path) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What is allowed but probably not meant (`config check` and the start of `run`).
+fn config_warnings(cfg: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(s) = cfg.server.as_ref().filter(|s| s.enabled) {
+        if !s.listen.ip().is_loopback() && s.tls_cert.is_none() {
+            w.push(format!(
+                "[server] listen = \"{}\" is reachable from other hosts without TLS \
+                 (passwords and session cookies in clear): set tls_cert and tls_key, or listen \
+                 on 127.0.0.1 behind a TLS proxy",
+                s.listen
+            ));
+        }
+    }
+    w
 }
 
 /// Where `palisade run` takes its configuration from: a Palisade file, fail2ban's jails, or
@@ -505,6 +611,9 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
         cfg.general.dry_run = true;
     }
     init_logging(&cfg.general.log_level);
+    for w in config_warnings(&cfg) {
+        tracing::warn!("{w}");
+    }
     tracing::debug!(
         ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
         "configuration loaded"
@@ -808,6 +917,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             ip,
             jail,
             limit,
+            offset,
             json,
         } => {
             let mut store = palisade_pipeline::open_store(&cfg)?;
@@ -820,9 +930,14 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                 jail,
                 origin: None,
                 active_at: if all { None } else { Some(now) },
-                limit: Some(limit),
+                limit: Some(offset.saturating_add(limit)),
             };
-            let list = store.decisions(&q)?;
+            let total = store.decision_count(&q)?;
+            let list: Vec<_> = store
+                .decisions(&q)?
+                .into_iter()
+                .skip(offset as usize)
+                .collect();
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
                 for d in &list {
@@ -832,14 +947,14 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             } else {
                 writeln!(
                     out,
-                    "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} reason",
+                    "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<23} {:<23} reason",
                     "id", "target", "jail", "origin", "status", "created", "expires"
                 )?;
                 for s in &list {
                     let d = &s.decision;
                     writeln!(
                         out,
-                        "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<20} {:<20} {}{}",
+                        "{:>6}  {:<24} {:<10} {:<9} {:<8} {:<23} {:<23} {}{}",
                         d.id,
                         d.target.to_string(),
                         d.jail,
@@ -851,6 +966,7 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
                         d.reason
                     )?;
                 }
+                writeln!(out, "{}", page_line(offset, list.len(), total))?;
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
@@ -879,12 +995,51 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DecisionsCmd::Delete { target } => {
+        DecisionsCmd::Delete { target, if_exists } => {
             let t = parse_target(&target).map_err(anyhow::Error::msg)?;
-            match manual::unban_or_revoke(&cfg, t)? {
-                (manual::Via::Daemon, n) => println!("lifted {n} ban(s) of {t} (daemon)"),
-                (manual::Via::Store, n) => {
-                    println!("lifted {n} ban(s) of {t} (the daemon is not running)")
+            // What is in force and covers the target, read before lifting to say what went.
+            let before =
+                palisade_pipeline::open_store(&cfg)?.decisions(&palisade_store::DecisionQuery {
+                    target: Some(t),
+                    active_at: Some(now),
+                    limit: Some(10_000),
+                    ..Default::default()
+                })?;
+            let (via, n) = manual::unban_or_revoke(&cfg, t)?;
+            if n == 0 && before.is_empty() {
+                eprintln!(
+                    "palisade: nothing to lift: no ban in force covers {}",
+                    show_target(&t)
+                );
+                return Ok(ExitCode::from(if if_exists { 0 } else { 1 }));
+            }
+            let mut out = std::io::stdout().lock();
+            for s in &before {
+                let d = &s.decision;
+                let what = if d.target == t {
+                    format!("lifted {}", show_target(&d.target))
+                } else {
+                    format!(
+                        "lifted {} (covers {})",
+                        show_target(&d.target),
+                        show_target(&t)
+                    )
+                };
+                writeln!(
+                    out,
+                    "{what}  jail={} origin={}{}",
+                    d.jail,
+                    d.origin.as_str(),
+                    if d.simulated { " [simulated]" } else { "" }
+                )?;
+            }
+            if before.is_empty() {
+                writeln!(out, "lifted {n} ban(s) of {t}")?;
+            }
+            match via {
+                manual::Via::Daemon => writeln!(out, "(through the running daemon)")?,
+                manual::Via::Store => {
+                    writeln!(out, "(recorded in the store; the daemon is not running)")?
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -892,11 +1047,58 @@ fn decisions(config: &Path, cmd: DecisionsCmd) -> Result<ExitCode> {
     }
 }
 
+/// `198.51.100.7` for a single address, the CIDR otherwise.
+fn show_target(t: &ipnet::IpNet) -> String {
+    if t.prefix_len() == t.max_prefix_len() {
+        t.addr().to_string()
+    } else {
+        t.to_string()
+    }
+}
+
+/// `showing 1-100 of 2,345; --limit/--offset for more` (or `showing all 12`).
+fn page_line(offset: u32, shown: usize, total: u64) -> String {
+    let first = u64::from(offset) + 1;
+    let last = u64::from(offset) + shown as u64;
+    if total == 0 {
+        "no decisions".to_string()
+    } else if shown == 0 {
+        format!("showing none of {} (offset {offset})", thousands(total))
+    } else if first == 1 && last >= total {
+        format!("showing all {}", thousands(total))
+    } else if last < total {
+        format!(
+            "showing {}-{} of {}; --limit/--offset for more",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        )
+    } else {
+        format!(
+            "showing {}-{} of {}",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        )
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A time in the system's zone, with the zone (`2026-12-04 16:03:12 UTC`).
 fn short_time(t: Timestamp) -> String {
-    let s = t.to_string();
-    s.split('.')
-        .next()
-        .unwrap_or(&s)
-        .trim_end_matches('Z')
-        .replace('T', " ")
+    t.to_jiff()
+        .to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }

@@ -14,7 +14,7 @@ use palisade_server::{
     ControlApi, ControlError, FeedHub, FeedItem, GeoPaths, ServerConfig, ServerHandle,
     StatusReport, TlsFiles,
 };
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +30,13 @@ pub enum UserCmd {
         /// Read the password from this file (first line) instead of prompting.
         #[arg(long)]
         password_file: Option<PathBuf>,
+    },
+    /// List dashboard accounts (name, created, last login).
+    List,
+    /// Delete a dashboard account; its open sessions end with it.
+    Delete {
+        /// Login name.
+        name: String,
     },
 }
 
@@ -219,6 +226,35 @@ pub fn user(cfg: &Config, cmd: UserCmd) -> Result<ExitCode> {
                     ""
                 }
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCmd::List => {
+            let users = palisade_pipeline::open_store(cfg)?.users()?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<24} {:<23} last login", "name", "created")?;
+            for u in &users {
+                writeln!(
+                    out,
+                    "{:<24} {:<23} {}",
+                    u.name,
+                    super::short_time(u.created),
+                    u.last_login.map_or("never".into(), super::short_time)
+                )?;
+            }
+            writeln!(
+                out,
+                "{} user{}",
+                users.len(),
+                if users.len() == 1 { "" } else { "s" }
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCmd::Delete { name } => {
+            if !palisade_pipeline::open_store(cfg)?.user_remove(&name)? {
+                eprintln!("palisade: no user {name:?}");
+                return Ok(ExitCode::from(1));
+            }
+            println!("deleted user {name} (their dashboard sessions end with it)");
             Ok(ExitCode::SUCCESS)
         }
     }

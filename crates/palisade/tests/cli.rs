@@ -64,6 +64,8 @@ fn check_json_is_exact_and_injection_proof() {
         &[
             "check",
             "-",
+            "--filter",
+            "sshd",
             "--mode",
             "aggressive",
             "--json",
@@ -155,6 +157,8 @@ fn bad_input_is_counted_and_skipped() {
         &[
             "check",
             p.to_str().unwrap(),
+            "--filter",
+            "sshd",
             "--json",
             "--now",
             "2025-03-20T00:00:00Z",
@@ -217,8 +221,15 @@ fn a_closed_pipe_ends_output_quietly() {
     let log = big_log(dir.path(), 3000);
     let log_s = log.to_str().unwrap();
     // check --json | head -1
-    let (st, line, err) =
-        first_line_then_close(&["check", log_s, "--json", "--now", "2025-03-20T00:00:00Z"]);
+    let (st, line, err) = first_line_then_close(&[
+        "check",
+        log_s,
+        "--filter",
+        "sshd",
+        "--json",
+        "--now",
+        "2025-03-20T00:00:00Z",
+    ]);
     assert!(st.success(), "{st:?} {err}");
     assert!(line.contains("\"line\":1,"), "{line}");
     assert!(err.is_empty(), "noise on a closed pipe: {err}");
@@ -239,7 +250,7 @@ log_level = "warn"
 url = "sqlite:{d}/palisade.db"
 [defaults]
 max_retry = 1
-find_time = "100000d"
+find_time = "3000d"
 ban_time = "1h"
 responders = ["log"]
 [recidive]
@@ -310,6 +321,301 @@ files = ["{log_s}"]
         .unwrap();
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3000);
+    // No silent cap: a page, and the total with how to get more.
+    let page = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["decisions", "list", "--all", "--config", cfg_s])
+            .args(extra)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let first = page(&[]);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 1 + 100 + 1, "header, 100 rows, total line");
+    assert_eq!(
+        lines[101],
+        "showing 1-100 of 3,000; --limit/--offset for more"
+    );
+    assert!(
+        lines[1].contains(" UTC "),
+        "times carry their zone: {}",
+        lines[1]
+    );
+    let last = page(&["--limit", "50", "--offset", "2990"]);
+    assert_eq!(last.lines().count(), 1 + 10 + 1, "{last}");
+    assert!(last.ends_with("showing 2,991-3,000 of 3,000\n"), "{last}");
+    // JSON keeps its shape: one decision per line, paged the same way.
+    let json = page(&["--json", "--limit", "7", "--offset", "3"]);
+    assert_eq!(json.lines().count(), 7);
+    assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let (out, err, ok) = run(&["completions", "bash"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("decisions"), "{out}");
+    assert!(
+        out.contains("complete -F"),
+        "a bash completion script: {out}"
+    );
+    for shell in ["zsh", "fish"] {
+        let (out, err, ok) = run(&["completions", shell], "");
+        assert!(ok && out.contains("decisions"), "{shell}: {err}");
+    }
+    let (_, err, ok) = run(&["completions", "tcsh-ish"], "");
+    assert!(!ok, "an unknown shell is refused: {err}");
+    // Hidden: packaging helpers are not in the everyday help.
+    let (help, _, _) = run(&["--help"], "");
+    assert!(!help.contains("completions"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("man1");
+    let (_, err, ok) = run(&["man", "--out", out_dir.to_str().unwrap()], "");
+    assert!(ok, "{err}");
+    let main = std::fs::read_to_string(out_dir.join("palisade.1")).unwrap();
+    assert!(main.contains(".TH PALISADE 1"), "{main}");
+    assert!(main.contains("decisions"), "subcommands listed: {main}");
+    let list = std::fs::read_to_string(out_dir.join("palisade-decisions-list.1")).unwrap();
+    assert!(list.contains(".TH PALISADE-DECISIONS-LIST"), "{list}");
+    assert!(list.contains("\\-\\-limit"), "options documented: {list}");
+    for page in ["palisade-check.1", "palisade-status.1", "palisade-reload.1"] {
+        assert!(out_dir.join(page).exists(), "{page}");
+    }
+    assert!(
+        !out_dir.join("palisade-completions.1").exists(),
+        "hidden commands get no page"
+    );
+}
+
+#[test]
+fn decisions_delete_says_what_it_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+log_level = "warn"
+[store]
+url = "sqlite:{d}/palisade.db"
+[defaults]
+responders = ["log"]
+[[responder]]
+name = "log"
+type = "log"
+"#
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(args)
+            .args(["--config", c])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(&["decisions", "add", "198.51.100.0/24", "--duration", "1h"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&["decisions", "add", "203.0.113.7"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // An address inside a banned network: the network's ban goes, and the output says so.
+    let (code, out, err) = cli(&["decisions", "delete", "198.51.100.7"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("lifted 198.51.100.0/24 (covers 198.51.100.7)  jail=manual origin=manual"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["decisions", "delete", "203.0.113.7"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("lifted 203.0.113.7  jail=manual origin=manual\n"),
+        "{out}"
+    );
+    assert!(!out.contains("covers"), "{out}");
+
+    // Nothing left: a message and exit status 1.
+    let (code, out, err) = cli(&["decisions", "delete", "198.51.100.7"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("nothing to lift: no ban in force covers 198.51.100.7"),
+        "{err}"
+    );
+    let (_, out, _) = cli(&["decisions", "list"]);
+    assert!(out.ends_with("no decisions\n"), "{out}");
+}
+
+#[test]
+fn check_names_its_filter_and_its_log() {
+    let code = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, LOG).unwrap();
+    let log_s = log.to_str().unwrap();
+    // No silent default filter: an error naming every built-in filter.
+    let (c, out, err) = code(&["check", log_s]);
+    assert_eq!(c, Some(2), "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    for name in palisade_filter_names() {
+        assert!(err.contains(name), "{name} missing from: {err}");
+    }
+    // --help lists them too.
+    let (c, help, _) = code(&["check", "--help"]);
+    assert_eq!(c, Some(0));
+    for name in palisade_filter_names() {
+        assert!(help.contains(name), "{name} missing from --help: {help}");
+    }
+    // An unknown name is refused with the list.
+    let (c, _, err) = code(&["check", log_s, "--filter", "sshdd"]);
+    assert_eq!(c, Some(2));
+    assert!(err.contains("nginx_access"), "{err}");
+    // A missing log is an error, not "0 lines".
+    let (c, out, err) = code(&["check", "/nonexistent.log", "--filter", "sshd"]);
+    assert_eq!(c, Some(2), "{out}{err}");
+    assert!(!out.contains("0 read"), "{out}");
+    assert!(err.contains("/nonexistent.log"), "{err}");
+    let (c, _, err) = code(&["check", dir.path().to_str().unwrap(), "--filter", "sshd"]);
+    assert_eq!(c, Some(2), "a directory is no log: {err}");
+    // The named filter runs.
+    let (c, out, err) = code(&[
+        "check",
+        log_s,
+        "--filter",
+        "sshd",
+        "--now",
+        "2025-03-20T00:00:00Z",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    assert!(out.contains("6 read, 3 matched"), "{out}");
+}
+
+/// The built-in filter names, from the filter crate's registry.
+fn palisade_filter_names() -> &'static [&'static str] {
+    palisade_filter::builtin_names()
+}
+
+#[test]
+fn user_add_list_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    std::fs::write(
+        &cfg,
+        format!("[general]\nstate_dir = \"{d}/state\"\nsocket = \"{d}/p.sock\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n"),
+    )
+    .unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse battery staple\n").unwrap();
+    let cli = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(args)
+            .args(["--config", cfg.to_str().unwrap()])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for name in ["bob", "alice"] {
+        let (c, _, err) = cli(&["user", "add", name, "--password-file", pw.to_str().unwrap()]);
+        assert_eq!(c, Some(0), "{err}");
+    }
+    let (c, out, err) = cli(&["user", "list"]);
+    assert_eq!(c, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[1].starts_with("alice ") && lines[1].ends_with(" never"),
+        "{out}"
+    );
+    assert!(lines[1].contains(" UTC "), "times carry their zone: {out}");
+    assert!(lines[2].starts_with("bob "), "{out}");
+    assert_eq!(lines[3], "2 users");
+    assert!(!out.contains("argon2"), "no password hashes: {out}");
+
+    let (c, out, err) = cli(&["user", "delete", "alice"]);
+    assert_eq!(c, Some(0), "{err}");
+    assert!(out.contains("deleted user alice"), "{out}");
+    let (c, _, err) = cli(&["user", "delete", "alice"]);
+    assert_eq!(c, Some(1), "deleting who is not there fails");
+    assert!(err.contains("no user \"alice\""), "{err}");
+    let (_, out, _) = cli(&["user", "list"]);
+    assert!(!out.contains("alice") && out.contains("bob"), "{out}");
+    assert!(out.ends_with("1 user\n"), "{out}");
+}
+
+#[test]
+fn config_check_warns_of_a_public_listener_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let cfg = dir.path().join("palisade.toml");
+    let write = |listen: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[general]\nstate_dir = \"{d}/state\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n\
+                 [server]\nlisten = \"{listen}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let o = Command::new(BIN)
+            .args(["config", "check", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    write("0.0.0.0:9380");
+    let (c, err) = check();
+    assert_eq!(c, Some(0), "a warning, not an error: {err}");
+    assert!(
+        err.contains(
+            "warning: [server] listen = \"0.0.0.0:9380\" is reachable from other hosts without TLS"
+        ),
+        "{err}"
+    );
+    write("[::]:9380");
+    assert!(check().1.contains("without TLS"));
+    write("127.0.0.1:9380");
+    let (c, err) = check();
+    assert_eq!(c, Some(0));
+    assert!(!err.contains("warning"), "loopback is fine: {err}");
+
+    // Typos: "did you mean", with line and column.
+    std::fs::write(&cfg, "[defaults]\nmaxretry = 3\n").unwrap();
+    let (c, err) = check();
+    assert_eq!(c, Some(1));
+    assert!(err.contains(":2:1: unknown field `maxretry`"), "{err}");
+    assert!(err.contains("did you mean `max_retry`?"), "{err}");
 }
 
 /// Lines whose header cannot be read are counted per reason in `check`'s summary, and a

@@ -582,3 +582,58 @@ fn status_human_and_json_reload_command_missing_file() {
     std::fs::copy(&good, &cfg).unwrap();
     env.stop(child);
 }
+
+#[test]
+fn old_history_is_recorded_not_banned_and_lifted() {
+    let env = Env::new();
+    let cfg = env.config(2, "");
+    // Two failures from 2020 (a ban of 1 h, over long ago), two from today.
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let stamp = today.strftime("%b %e %H:%M:%S").to_string();
+    let log = format!(
+        "2020-03-03T10:00:01+00:00 h sshd[1]: Failed password for root from 203.0.113.50 port 1 ssh2\n\
+         2020-03-03T10:00:02+00:00 h sshd[1]: Failed password for root from 203.0.113.50 port 1 ssh2\n\
+         {stamp} h sshd[2]: Failed password for root from 203.0.113.60 port 1 ssh2\n\
+         {stamp} h sshd[2]: Failed password for root from 203.0.113.60 port 1 ssh2\n"
+    );
+    std::fs::write(env.p("auth.log"), log).unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "--once", "--from-start", "--config"])
+        .arg(&cfg)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The recent offender is banned (and stays banned: --once leaves bans in force).
+    assert!(env.p("banned-203.0.113.60").exists(), "{err}");
+    // The old one: no ban applied, no unban either; no "ban"/"unban" lines for it.
+    assert!(!env.p("banned-203.0.113.50").exists(), "{err}");
+    let noisy: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("203.0.113.50") && (l.contains(" ban") || l.contains("unban")))
+        .filter(|l| !l.contains("recorded, not enforced"))
+        .collect();
+    assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
+    // Still in the history, as a decision no longer in force.
+    let list = env.cli(&[
+        "decisions",
+        "list",
+        "--all",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&list.stdout);
+    assert!(out.contains("203.0.113.50/32"), "recorded: {out}");
+    let now_list = env.cli(&[
+        "decisions",
+        "list",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let now_out = String::from_utf8_lossy(&now_list.stdout);
+    assert!(!now_out.contains("203.0.113.50"), "not in force: {now_out}");
+    assert!(now_out.contains("203.0.113.60"), "{now_out}");
+}
