@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Longer fuzz run of the property tests (outside CI): every parser that reads outside input
 # (built-in filters, syslog headers, timestamps, addresses, fail2ban INI/regex translation and
-# filter files, configuration text) with many more cases than CI's 64 per property.
+# filter files, configuration text, control and fleet messages) with many more cases than CI's 64 per property.
 #
 #   bench/fuzz/run.sh            # 200000 cases per property (hours on a loaded 2-core box)
 #   CASES=20000 bench/fuzz/run.sh
@@ -14,7 +14,7 @@ CASES="${CASES:-200000}"
 export PROPTEST_CASES="$CASES"
 start=$(date +%s)
 status=0
-for spec in "palisade-filter properties" "palisade-filter framing" "palisade-fail2ban properties" "palisade-config properties"; do
+for spec in "palisade-filter properties" "palisade-filter framing" "palisade-fail2ban properties" "palisade-config properties" "palisade-proto properties"; do
     set -- $spec
     echo "== $1 --test $2 (PROPTEST_CASES=$CASES)"
     t0=$(date +%s)
