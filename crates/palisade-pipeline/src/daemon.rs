@@ -192,6 +192,10 @@ pub struct Stats {
     /// Set when a store failure stopped positions from moving for the rest of the run (the
     /// lines since are read again after a restart; their events may then be stored twice).
     pub positions_held: AtomicBool,
+    /// Lines whose syslog header could not be read (counted, never silently dropped).
+    pub header_rejects: AtomicU64,
+    /// Lines refused because their offender could not be told apart from attacker text.
+    pub ambiguous_lines: AtomicU64,
     /// Source failures.
     pub source_errors: AtomicU64,
     /// Jails skipped because their filter could not be built (at start or reload).
@@ -265,7 +269,8 @@ impl Stats {
             filter_errors: self.filter_errors.load(Relaxed),
             reloads: self.reloads.load(Relaxed),
             reload_failures: self.reload_failures.load(Relaxed),
-            header_rejects: 0,
+            header_rejects: self.header_rejects.load(Relaxed),
+            ambiguous_lines: self.ambiguous_lines.load(Relaxed),
             jail_errors: self.jail_errors.lock().unwrap().clone(),
             responder_retries: self.responder_retries.load(Relaxed),
             responder_pending: self.responder_pending.load(Relaxed),
@@ -568,9 +573,33 @@ struct SourceSink {
     key: Option<Arc<str>>,
     /// Last position delivered per source, for sources restarted by a reload.
     delivered: Arc<Mutex<HashMap<String, Position>>>,
+    /// Unreadable headers and ambiguous lines already added to the daemon's counters.
+    reported_rejects: (u64, u64),
 }
 
 impl SourceSink {
+    /// Adds the filters' new unreadable-header and ambiguous-line counts to the daemon's
+    /// counters. Jails sharing a source see the same lines, so the source counts the largest
+    /// of its filters' figures, not their sum.
+    fn publish_rejects(&mut self) {
+        let (mut headers, mut ambiguous) = (0u64, 0u64);
+        for (_, f) in &self.filters {
+            let st = f.stats();
+            headers = headers.max(st.unreadable_header.iter().sum());
+            ambiguous = ambiguous.max(st.ambiguous);
+        }
+        let (h0, a0) = self.reported_rejects;
+        if headers > h0 {
+            self.stats.header_rejects.fetch_add(headers - h0, Relaxed);
+        }
+        if ambiguous > a0 {
+            self.stats
+                .ambiguous_lines
+                .fetch_add(ambiguous - a0, Relaxed);
+        }
+        self.reported_rejects = (headers.max(h0), ambiguous.max(a0));
+    }
+
     /// Adds the lines of the current input to its status entry.
     fn publish_input(&mut self) {
         if self.input_lines > 0 {
@@ -596,6 +625,7 @@ impl SourceSink {
 
     fn send(&mut self, pos: Option<Position>) {
         self.publish_input();
+        self.publish_rejects();
         self.stats.lines.fetch_add(self.lines, Relaxed);
         self.lines = 0;
         if !self.batch.is_empty() || pos.is_some() {
@@ -1057,6 +1087,7 @@ impl Daemon {
                 input_lines: 0,
                 key: (!matches!(g.spec, SourceSpec::Stdin)).then(|| Arc::from(key_id.as_str())),
                 delivered: self.positions.clone(),
+                reported_rejects: (0, 0),
             };
             let stop = self.sources_stop.clone();
             let stats = self.stats.clone();

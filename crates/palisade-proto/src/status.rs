@@ -69,8 +69,13 @@ pub struct Counters {
     pub reloads: u64,
     /// Reloads refused (the configuration did not validate; the old one kept running).
     pub reload_failures: u64,
-    /// Requests whose header could not be parsed (reserved; always 0 for now).
+    /// Log lines whose syslog header could not be read (counted per source, the largest of
+    /// its jails' figures; `palisade check` shows them per reason).
     pub header_rejects: u64,
+    /// Log lines refused because the offender could not be told apart from attacker text in
+    /// the same line (framing attempts; never blamed).
+    #[serde(default)]
+    pub ambiguous_lines: u64,
     /// Why each skipped jail of the running configuration was skipped (`jail "x": …`).
     pub jail_errors: Vec<String>,
     /// Responder applies retried after a failure.

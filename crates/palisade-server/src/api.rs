@@ -1291,6 +1291,16 @@ fn write_status_metrics(out: &mut String, s: &palisade_proto::StatusReport) {
             "Events lost in a failed store write (the store writer no longer drops under lag).",
         ),
         (
+            "palisade_header_rejects_total",
+            c.header_rejects,
+            "Log lines whose syslog header could not be read.",
+        ),
+        (
+            "palisade_ambiguous_lines_total",
+            c.ambiguous_lines,
+            "Log lines refused: offender not told apart from attacker text (never blamed).",
+        ),
+        (
             "palisade_responder_retries_total",
             c.responder_retries,
             "Responder applies retried after a failure.",

@@ -134,6 +134,27 @@ pub fn human(s: &StatusReport, tz: &jiff::tz::TimeZone) -> String {
         "  reloads       {} ({} refused)",
         c.reloads, c.reload_failures
     );
+    if c.header_rejects > 0 || c.ambiguous_lines > 0 {
+        let _ = writeln!(
+            o,
+            "  skipped lines {} with an unreadable header, {} ambiguous (not blamed); \
+             `palisade check` shows why",
+            c.header_rejects, c.ambiguous_lines
+        );
+    }
+    if c.responder_pending > 0 || c.responder_given_up > 0 || c.positions_held {
+        let _ = writeln!(
+            o,
+            "  attention     {} ban(s) waiting for a responder retry, {} given up{}",
+            c.responder_pending,
+            c.responder_given_up,
+            if c.positions_held {
+                "; log positions held after a store failure (restart to resume)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(o, "jails");
     if s.jails.is_empty() {
         let _ = writeln!(o, "  (none)");

@@ -637,3 +637,37 @@ fn old_history_is_recorded_not_banned_and_lifted() {
     assert!(!now_out.contains("203.0.113.50"), "not in force: {now_out}");
     assert!(now_out.contains("203.0.113.60"), "{now_out}");
 }
+
+/// Lines whose header cannot be read, and lines whose offender cannot be told apart from
+/// attacker text, are counted in `status` (issue 14: never silently dropped), and neither
+/// bans anyone.
+#[test]
+fn unreadable_and_ambiguous_lines_are_counted_in_status() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let cfg = env.config(1, "");
+    let child = env.start(&cfg);
+    let now = sshd_failed("192.0.2.1", "x");
+    let stamp = &now[..15];
+    env.append(&[
+        "garbage \u{1} not a log line".to_string(),
+        format!(
+            "{stamp} h sshd[7]: Failed publickey for a from 192.0.2.5 port 1 ssh2: \
+             ED25519-CERT SHA256:AAAA ID x from 203.0.113.47 port 9 ssh2: ED25519-CERT \
+             SHA256:AAAA ID z (serial 7) CA ED25519 SHA256:BBBB"
+        ),
+    ]);
+    wait_for("both counted in status", 10.0, || {
+        let v = env.status(&cfg);
+        v["counters"]["header_rejects"] == 1 && v["counters"]["ambiguous_lines"] == 1
+    });
+    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("skipped lines 1 with an unreadable header, 1 ambiguous"),
+        "{out}"
+    );
+    assert!(!env.p("banned-203.0.113.47").exists());
+    assert!(!env.p("banned-192.0.2.5").exists());
+    env.stop(child);
+}
