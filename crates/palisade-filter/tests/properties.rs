@@ -325,10 +325,17 @@ proptest! {
         let _ = palisade_filter::scan::host_port_front(&b);
         let _ = palisade_core::parse_ip_bytes(&b);
         let s = ip.to_string();
-        prop_assert_eq!(palisade_filter::scan::ip(s.as_bytes()), Some(palisade_core::canonical_ip(ip)));
+        // Unspecified, broadcast and multicast addresses are never offenders (issue 19).
+        let want = palisade_core::is_bannable(ip).then(|| palisade_core::canonical_ip(ip));
+        prop_assert_eq!(palisade_filter::scan::ip(s.as_bytes()), want);
         let with_port = format!("{s} port 22: x");
-        let (a, rest) = palisade_filter::scan::host_port_front(with_port.as_bytes()).unwrap();
-        prop_assert_eq!(a, palisade_core::canonical_ip(ip));
-        prop_assert_eq!(rest, &b": x"[..]);
+        match want {
+            Some(w) => {
+                let (a, rest) = palisade_filter::scan::host_port_front(with_port.as_bytes()).unwrap();
+                prop_assert_eq!(a, w);
+                prop_assert_eq!(rest, &b": x"[..]);
+            }
+            None => prop_assert!(palisade_filter::scan::host_port_front(with_port.as_bytes()).is_none()),
+        }
     }
 }

@@ -174,10 +174,6 @@ pub struct Stats {
     pub decisions: AtomicU64,
     /// Responder failures (every failed apply, retry, revoke or reconcile).
     pub responder_errors: AtomicU64,
-    /// Failures per responder name.
-    pub responder_failures: Mutex<std::collections::BTreeMap<String, u64>>,
-    /// The last responder failure: `responder: error`.
-    pub responder_last_error: Mutex<Option<String>>,
     /// Applies retried after a failure.
     pub responder_retries: AtomicU64,
     /// Decisions waiting for a retry of a failed apply.
@@ -241,13 +237,6 @@ impl Stats {
     /// Counts a failure of `responder` (also in its health entry).
     fn responder_failed(&self, responder: &str, what: &str, error: &str) {
         self.responder_errors.fetch_add(1, Relaxed);
-        *self
-            .responder_failures
-            .lock()
-            .unwrap()
-            .entry(responder.to_string())
-            .or_default() += 1;
-        *self.responder_last_error.lock().unwrap() = Some(format!("{responder}: {what}: {error}"));
         self.responder_result(responder, Err(format!("{what}: {error}")));
         tracing::error!(responder, error, "{what} failed");
     }
@@ -486,9 +475,8 @@ impl ResponderSet {
             if batch.is_empty() {
                 continue;
             }
-            match self.apply_one(i, &batch, now, stats) {
-                Ok(()) => stats.responder_result(self.responders[i].name(), Ok(())),
-                Err(e) => failed.push((i, batch, e)),
+            if let Err(e) = self.apply_one(i, &batch, now, stats) {
+                failed.push((i, batch, e));
             }
         }
         failed
@@ -502,11 +490,18 @@ impl ResponderSet {
         now: Timestamp,
         stats: &Stats,
     ) -> Result<(), String> {
-        self.responders[i].apply(batch, now).map_err(|e| {
-            let e = e.to_string();
-            stats.responder_failed(self.responders[i].name(), "apply", &e);
-            e
-        })
+        let name = self.responders[i].name().to_owned();
+        match self.responders[i].apply(batch, now) {
+            Ok(()) => {
+                stats.responder_result(&name, Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let e = e.to_string();
+                stats.responder_failed(&name, "apply", &e);
+                Err(e)
+            }
+        }
     }
 
     fn revoke(&mut self, ds: &[Decision], reason: UnbanReason, stats: &Stats) {
@@ -1904,6 +1899,9 @@ fn handle_other(
                 }
             } else {
                 // Everything in force is applied now.
+                for r in &set.responders {
+                    stats.responder_result(r.name(), Ok(()));
+                }
                 st.retries.clear();
                 st.failed.clear();
                 stats.responder_pending.store(0, Relaxed);

@@ -1082,7 +1082,16 @@ fn deleting_a_user_ends_their_sessions() {
     let mut s = palisade_store::open(&e.url).unwrap();
     assert!(s.user_remove("alice").unwrap());
     assert!(!s.user_remove("alice").unwrap(), "gone once");
-    let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+    // Sessions are re-checked against the store every few seconds (as after a password
+    // change): the deleted account's session ends within that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let me = loop {
+        let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
+        if me.status == 401 || std::time::Instant::now() > deadline {
+            break me;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
     assert_eq!(me.status, 401, "{}", me.text());
     // Re-creating the name does not revive the old session.
     let h = palisade_server::auth::hash_password(PASSWORD).unwrap();

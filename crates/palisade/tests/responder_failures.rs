@@ -129,13 +129,19 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let c = &v["counters"];
-    assert_eq!(c["responder_failures"]["fw"], 2, "{c}");
+    // Per responder: its health entry in the status report.
+    let fw = v["responders"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "fw"))
+        .unwrap_or_else(|| panic!("no responder fw in {v}"));
+    assert_eq!(fw["failures"], 2, "{v}");
     assert!(
-        c["responder_last_error"]
+        fw["last_error"]
             .as_str()
-            .is_some_and(|e| e.starts_with("fw: apply: ") && e.contains("firewall busy")),
-        "{c}"
+            .is_some_and(|e| e.starts_with("apply: ") && e.contains("firewall busy")),
+        "{v}"
     );
+    assert_eq!(fw["ok"], true, "applied on retry: {v}");
     // (The periodic reconcile may have applied it before the second retry.)
     assert!(c["responder_retries"].as_u64().unwrap() >= 1, "{c}");
     assert_eq!(c["responder_pending"], 0, "{c}");
