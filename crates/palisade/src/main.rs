@@ -458,7 +458,11 @@ fn readable_log(log: &str) -> Result<()> {
     if meta.is_dir() {
         bail!("cannot read log {log}: it is a directory");
     }
-    std::fs::File::open(log).with_context(|| format!("cannot read log {log}"))?;
+    // Only a regular file is opened to try it: opening a FIFO (or /dev/stdin on a pipe) would
+    // take the writer's one rendezvous, and the real read would then wait forever.
+    if meta.is_file() {
+        std::fs::File::open(log).with_context(|| format!("cannot read log {log}"))?;
+    }
     Ok(())
 }
 
