@@ -35,6 +35,16 @@ strip --strip-unneeded "$p/usr/bin/palisade"
 install -m 0640 "$root/packaging/palisade.toml" "$p/etc/palisade/palisade.toml"
 install -m 0644 "$root/packaging/debian/logrotate" "$p/etc/logrotate.d/palisade"
 install -m 0644 "$root/packaging/systemd/palisade.service" "$p/lib/systemd/system/palisade.service"
+# Shell completions and man pages, generated from the binary's own CLI definition.
+install -d "$p/usr/share/bash-completion/completions" "$p/usr/share/zsh/vendor-completions" \
+  "$p/usr/share/fish/vendor_completions.d" "$p/usr/share/man/man1"
+"$bin" completions bash > "$p/usr/share/bash-completion/completions/palisade"
+"$bin" completions zsh > "$p/usr/share/zsh/vendor-completions/_palisade"
+"$bin" completions fish > "$p/usr/share/fish/vendor_completions.d/palisade.fish"
+"$bin" man --out "$p/usr/share/man/man1" > /dev/null
+gzip -9n "$p"/usr/share/man/man1/*.1
+chmod 0644 "$p"/usr/share/bash-completion/completions/palisade "$p"/usr/share/zsh/vendor-completions/_palisade \
+  "$p"/usr/share/fish/vendor_completions.d/palisade.fish "$p"/usr/share/man/man1/*.1.gz
 install -m 0644 "$root/README.md" "$p/usr/share/doc/palisade/README.md"
 install -m 0644 "$root/examples/palisade.toml" "$p/usr/share/doc/palisade/examples/palisade.toml"
 printf 'Palisade\nLicense: Apache-2.0\nOn Debian systems the licence text is in /usr/share/common-licenses/Apache-2.0.\n' \

@@ -28,13 +28,16 @@ v1="0.1.0"; v2="0.1.0+pkgtest2"
 deb1=$(bash "$root/scripts/build-deb.sh" --bin "$bin" --version "$v1" --out "$work/debs")
 deb2=$(bash "$root/scripts/build-deb.sh" --bin "$bin" --version "$v2" --out "$work/debs")
 dpkg-deb -c "$deb1" > "$work/contents"
-for f in ./usr/bin/palisade ./etc/palisade/palisade.toml ./lib/systemd/system/palisade.service ./etc/logrotate.d/palisade; do
+for f in ./usr/bin/palisade ./etc/palisade/palisade.toml ./lib/systemd/system/palisade.service ./etc/logrotate.d/palisade \
+    ./usr/share/bash-completion/completions/palisade ./usr/share/zsh/vendor-completions/_palisade \
+    ./usr/share/fish/vendor_completions.d/palisade.fish ./usr/share/man/man1/palisade.1.gz \
+    ./usr/share/man/man1/palisade-decisions.1.gz; do
   grep -q " $f\$" "$work/contents" || fail "$f missing from the package"
 done
 dpkg-deb -f "$deb1" Package Version Architecture Depends | grep -q "^Version: $v1" || fail "control: version"
 dpkg-deb -e "$deb1" "$work/control"
 grep -qx /etc/palisade/palisade.toml "$work/control/conffiles" || fail "palisade.toml is not a conffile"
-ok "package built: binary, conffile config, unit, logrotate"
+ok "package built: binary, conffile config, unit, logrotate, completions, man pages"
 
 # --- the unit file
 unit="$root/packaging/systemd/palisade.service"
