@@ -49,8 +49,9 @@ LOGS = [
 
 # Reviewed disagreement classes: (side, modes, regex on the signature or the line, verdict).
 # First match wins. Classes not listed print as "unreviewed".
-R14A = ("sshd, being changed in parallel (helper r14a: pid attribution of address-less lines, "
-        "`message repeated`, old pam_unix format): rerun after the merge")
+R14A = ("fail2ban right, open in Palisade: `Failed none` (a client trying auth method none for an "
+        "invalid user) and a client's `Auth fail` disconnect are not counted by the built-in "
+        "sshd filter yet; one address on OpenSSH_2k is banned only by fail2ban because of them")
 VERDICTS = [
     ("palisade", "both", r"sshd(-session|-auth)\[",
      "Palisade right: OpenSSH 9.8+/10 logs as sshd-session/sshd-auth; fail2ban 1.0.2's "
