@@ -28,6 +28,10 @@
 //! authenticating user USER [preauth]`, and (Aggressive) `kex_exchange_identification: …`
 //! followed by `Connection closed by HOST port N` of the same process (rule `kex_failure`).
 //!
+//! `Failed none for invalid user …` and a client's `Received disconnect from HOST: 3: …: Auth
+//! fail` count in every mode (rules `failed_auth`, `client_auth_fail`); a valid user's
+//! `Failed none` only in Aggressive mode (routine at LogLevel VERBOSE).
+//!
 //! rsyslog's `message repeated N times: [ MSG ]` and sysklogd's `last message repeated N
 //! times` give N events for a failure (at most [`REPEAT_MAX`]), one for anything else.
 
@@ -56,6 +60,7 @@ pub const RULES: &[&str] = &[
     "bad_banner",
     "kex_failure",
     "unable_negotiate",
+    "client_auth_fail",
 ];
 
 const FAILED_PASSWORD: usize = 0;
@@ -72,6 +77,7 @@ const NO_IDENT: usize = 10;
 const BAD_BANNER: usize = 11;
 const KEX_FAILURE: usize = 12;
 const UNABLE_NEGOTIATE: usize = 13;
+const CLIENT_AUTH_FAIL: usize = 14;
 
 /// Slots of the per-connection table (direct-mapped on host and pid, overwritten on
 /// collision: a bounded map whose eviction is "the newer connection wins").
@@ -587,13 +593,18 @@ impl Sshd {
                     Tail::Many => return Parsed::Ambiguous,
                     Tail::No => return Parsed::None,
                 };
-                let user = strip_prefix(user, b"invalid user ").unwrap_or(user);
+                let invalid = strip_prefix(user, b"invalid user ");
+                let user = invalid.unwrap_or(user);
                 let (rule, failure) = match method {
                     b"password" => (FAILED_PASSWORD, true),
                     // Clients offer several keys in turn: a rejected key is normal for a
                     // legitimate user, so it only counts in Aggressive mode.
                     b"publickey" => (FAILED_PUBLICKEY, a),
-                    b"none" if !a => return Parsed::None,
+                    // Every client tries `none` first; at LogLevel VERBOSE a valid user's
+                    // `Failed none` precedes each ordinary login, so it counts in Aggressive
+                    // mode only. For an invalid user it is an attempt on a name that does not
+                    // exist, logged at INFO (fail2ban counts both in normal mode).
+                    b"none" if !a && invalid.is_none() => return Parsed::None,
                     _ => (FAILED_AUTH, true),
                 };
                 let mut h = Hit::new(rule, scan::ip(host), Some(user));
@@ -730,13 +741,15 @@ impl Sshd {
                 let Some(r) = strip_prefix(msg, b"Received disconnect from ") else {
                     return Parsed::None;
                 };
-                if !a {
+                let r0 = strip_suffix(r, b" [preauth]");
+                let preauth = r0.is_some();
+                // Normal mode only wants `… Auth fail`: skip ordinary disconnects cheaply.
+                if !a && !r0.unwrap_or(r).ends_with(b"Auth fail") {
                     return Parsed::None;
                 }
-                let Some(r0) = strip_suffix(r, b" [preauth]") else {
-                    return Parsed::None;
-                };
-                let Some((ip, rest)) = scan::host_port_front(r0) else {
+                // The address is sshd's, parsed from the front: the reason after it is the
+                // client's text.
+                let Some((ip, rest)) = scan::host_port_front(r0.unwrap_or(r)) else {
                     return Parsed::None;
                 };
                 // `:11: Bye Bye` or `: 11: Bye Bye`.
@@ -746,6 +759,15 @@ impl Sshd {
                 let rest = strip_prefix(rest, b" ").unwrap_or(rest);
                 let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
                 let reason = strip_prefix(&rest[n..], b": ").unwrap_or(&[]);
+                // Reason 3 with `…: Auth fail`: the client (JSch and the kits built on it)
+                // reports that its own authentication failed. Only the peer can send it, and
+                // it comes before authentication, so it counts in every mode.
+                if &rest[..n] == b"3" && reason.ends_with(b": Auth fail") {
+                    return Parsed::Hit(Hit::new(CLIENT_AUTH_FAIL, Some(ip), None));
+                }
+                if !a || !preauth {
+                    return Parsed::None;
+                }
                 if SCANNER_BYES.iter().any(|b| reason.starts_with(b)) {
                     Parsed::Hit(Hit::new(PREAUTH_DISCONNECT, Some(ip), None))
                 } else {

@@ -344,3 +344,92 @@ fn kernel_lines_in_every_header_form() {
         assert_eq!(ev[0].time, t("2024-05-01T08:00:03Z"), "{line}");
     }
 }
+
+/// `Failed none for invalid user …` and a client's `Received disconnect … 3: …: Auth fail`
+/// (shapes of loghub's OpenSSH log, where fail2ban's normal mode counts them): failures in
+/// both modes, the address always sshd's own; a valid user's `Failed none` (routine at
+/// LogLevel VERBOSE, where every client tries `none` first) only in Aggressive mode.
+#[test]
+fn failed_none_and_client_auth_fail() {
+    for mode in [Mode::Normal, Mode::Aggressive] {
+        let mut f = filter(mode);
+        let (_, ev) = feed(&mut *f, "Dec 10 08:24:40 gw sshd[24363]: Failed none for invalid user 0 from 198.51.100.180 port 49811 ssh2");
+        assert_eq!(failures(&ev), 1, "{mode:?}");
+        assert_eq!(
+            (ev[0].ip.to_string(), &*ev[0].rule, ev[0].user.as_deref()),
+            ("198.51.100.180".to_string(), "failed_auth", Some("0"))
+        );
+        // A user name that imitates sshd's tail does not move the blame.
+        let (_, ev) = feed(&mut *f, "Dec 10 08:24:41 gw sshd[24364]: Failed none for invalid user x from 203.0.113.9 port 1 ssh2 from 198.51.100.181 port 49812 ssh2");
+        assert_eq!(failures(&ev), 1);
+        assert_eq!(ev[0].ip.to_string(), "198.51.100.181");
+        // The client's own report, with and without port and [preauth].
+        for (line, ip) in [
+            ("Dec 10 07:51:15 gw sshd[24324]: error: Received disconnect from 192.0.2.122: 3: com.jcraft.jsch.JSchException: Auth fail [preauth]", "192.0.2.122"),
+            ("Dec 10 07:51:16 gw sshd[24325]: Received disconnect from 192.0.2.123 port 7736:3: com.jcraft.jsch.JSchException: Auth fail [preauth]", "192.0.2.123"),
+            ("Dec 10 07:51:17 gw sshd[24326]: Received disconnect from 2001:db8::7: 3: com.jcraft.jsch.JSchException: Auth fail", "2001:db8::7"),
+            // The reason is the client's text: an address inside it is not blamed.
+            ("Dec 10 07:51:18 gw sshd[24327]: Received disconnect from 192.0.2.124: 3: from 203.0.113.9 port 22: Auth fail [preauth]", "192.0.2.124"),
+        ] {
+            let (o, ev) = feed(&mut *f, line);
+            assert_eq!((o, failures(&ev)), (Outcome::Matched, 1), "{mode:?} {line}");
+            assert_eq!(ev[0].ip.to_string(), ip);
+            assert_eq!(&*ev[0].rule, "client_auth_fail");
+        }
+        // Other reasons and codes are no authentication failure.
+        for line in [
+            "Dec 10 07:51:19 gw sshd[24328]: Received disconnect from 192.0.2.125 port 1:11: disconnected by user",
+            "Dec 10 07:51:19 gw sshd[24328]: Received disconnect from 192.0.2.125 port 1:11: x: Auth fail [preauth]",
+            "Dec 10 07:51:19 gw sshd[24328]: Received disconnect from 192.0.2.125: 3: Auth failure [preauth]",
+            "Dec 10 07:51:19 gw sshd[24328]: Received disconnect from not-an-address: 3: x: Auth fail [preauth]",
+        ] {
+            assert!(failures(&feed(&mut *f, line).1) == 0, "{mode:?} {line}");
+        }
+        let valid =
+            "Dec 10 08:24:40 gw sshd[24365]: Failed none for alice from 192.0.2.30 port 49811 ssh2";
+        let (_, ev) = feed(&mut *f, valid);
+        assert_eq!(
+            failures(&ev),
+            usize::from(mode == Mode::Aggressive),
+            "{mode:?}"
+        );
+    }
+}
+
+/// fail2ban's own annotated sshd corpus (read from the Debian package at run time, never
+/// copied): every line it expects its sshd filter to match as `Failed none` or a client's
+/// `Auth fail` is a failure of Palisade's built-in filter in normal mode, on the same host.
+#[test]
+fn fail2ban_corpus_failed_none_and_auth_fail() {
+    let path = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/sshd";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return palisade_testkit::require_or_skip("F2B", &format!("{path} is missing"));
+    };
+    let mut f = filter(Mode::Normal);
+    let mut expect: Option<String> = None;
+    let mut checked = 0;
+    for line in text.lines() {
+        if let Some(j) = line.strip_prefix("# failJSON:") {
+            let matches = j.contains("\"match\": true");
+            expect = j
+                .split("\"host\": \"")
+                .nth(1)
+                .and_then(|h| h.split('"').next())
+                .filter(|_| matches)
+                .map(str::to_string);
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some(host) = expect.take() else { continue };
+        if !(line.contains("Auth fail") || line.contains("Failed none")) {
+            continue;
+        }
+        let (_, ev) = feed(&mut *f, line);
+        assert_eq!(failures(&ev), 1, "{line}");
+        assert_eq!(ev[0].ip.to_string(), host, "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} corpus lines checked");
+}

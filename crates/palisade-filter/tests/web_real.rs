@@ -411,15 +411,12 @@ fn crawler_404s_and_referrer_spam_tools() {
 /// missing-file lines are events in aggressive mode only.
 #[test]
 fn loghub_full_apache_error() {
-    // `shared/data` beside the repository, or `PALISADE_SHARED_DATA`.
-    let dir = std::env::var("PALISADE_SHARED_DATA").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data").to_string()
-    });
-    let p = format!("{dir}/loghub_full/Apache.log");
-    let Ok(data) = std::fs::read(&p) else {
-        eprintln!("skipping: {p} not present");
+    // Under the shared data folder (`PALISADE_SHARED`, else `../shared` beside the
+    // repository); a missing file is a skip, a failure under `PALISADE_REQUIRE_SHARED`.
+    let Some(p) = palisade_testkit::shared_file("data/loghub_full/Apache.log") else {
         return;
     };
+    let data = std::fs::read(&p).unwrap();
     let mut n = build_builtin(AE, &opts(N)).unwrap();
     let mut a = build_builtin(AE, &opts(A)).unwrap();
     let (mut probes, mut probes_hit, mut normal, mut aggressive) = (0, 0, 0, 0);
