@@ -23,9 +23,9 @@ pub fn spec_for(path: &str) -> SourceSpec {
     }
 }
 
-/// Reads a whole log once (no follow, no saved position) and calls `f(line_no, line, ctx)`
-/// for every line; `progress(bytes)` now and then. The one read loop of the offline runs
-/// (`check`, `replay`, `check --filter-file`). Returns the line count and the source's stats.
+/// Reads a whole log once (no follow, no saved position, a last line without a newline
+/// included) and calls `f(line_no, line, ctx)` for every line; `progress(bytes)` now and
+/// then. The one read loop of the offline runs (`check`, `replay`, `check --filter-file`). Returns the line count and the source's stats.
 pub fn for_each_line(
     spec: &SourceSpec,
     max_line: usize,
@@ -54,12 +54,14 @@ pub fn for_each_line(
         };
         f(lines, line, &ctx);
     };
-    // A pipe, FIFO or character device (`/dev/stdin`, `<(zcat …)`) has no length and cannot
-    // be followed like a file: read it as a stream to its end.
+    // One named log (a file, or a pipe, FIFO or character device such as `/dev/stdin` or
+    // `<(zcat …)`, which have no length and cannot be followed) is read as a stream to its
+    // end, and a last line without a newline is delivered: the whole file is the input. (The
+    // daemon's tailer holds such a line until it is completed, as it must for a live file.)
     let stream = match spec {
         SourceSpec::Files { patterns } if patterns.len() == 1 => std::fs::metadata(&patterns[0])
             .ok()
-            .filter(|m| !m.is_file() && !m.is_dir())
+            .filter(|m| !m.is_dir())
             .map(|_| patterns[0].clone()),
         _ => None,
     };

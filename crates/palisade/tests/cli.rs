@@ -658,3 +658,66 @@ May  1 10:00:04 h sshd[7]: Failed publickey for a from 192.0.2.5 port 1 ssh2: ED
     );
     assert!(!out.contains("203.0.113.47"));
 }
+
+/// A log file whose last line has no newline (loghub's `OpenSSH_2k.log` ends so): `check`
+/// and `replay` read the whole file, that line included, like the same bytes on stdin.
+#[test]
+fn offline_runs_read_an_unterminated_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..3 {
+        text.push_str(&format!(
+            "Mar  3 10:00:0{i} h sshd[1]: Failed password for root from 203.0.113.9 port 1 ssh2\n"
+        ));
+    }
+    text.push_str(
+        "Mar  3 10:00:09 h sshd[1]: Failed password for root from 203.0.113.9 port 1 ssh2",
+    );
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, &text).unwrap();
+    let log = log.to_str().unwrap();
+    let now = "2025-03-20T00:00:00Z";
+    for input in [log, "-"] {
+        let (out, err, ok) = run(
+            &["check", input, "--filter", "sshd", "--json", "--now", now],
+            &text,
+        );
+        assert!(ok, "{err}");
+        let lines: Vec<u64> = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, [1, 2, 3, 4], "{input}: {out}");
+    }
+    // Four failures within find_time reach max_retry 4 only with the last line.
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[general]\ntimezone = \"UTC\"\n[defaults]\nmax_retry = 4\nfind_time = \"10m\"\nban_time = \"10m\"\n[[jail]]\nname = \"sshd\"\nfilter = \"sshd\"\nstdin = true\n",
+    )
+    .unwrap();
+    let (out, err, ok) = run(
+        &[
+            "replay",
+            log,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "--now",
+            now,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{out}\n{err}");
+    assert_eq!(rows[0]["ip"], "203.0.113.9");
+    assert_eq!(rows[0]["start"], "2025-03-03T10:00:09Z");
+}
