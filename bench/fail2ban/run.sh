@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Palisade with fail2ban's own sshd filter vs fail2ban itself, on the generated 1M-line sshd
 # log: `palisade check --filter-file`, `palisade replay` (maxretry 5, findtime 10m, bantime
-# 10m, per address) and fail2ban's server path (../shared/bench/f2b_replay.py); fail2ban-regex
-# too with FAIL2BAN_REGEX=1. Prints lines/s, peak RSS, failures/bans/banned addresses, ratio.
+# 10m, per address) and fail2ban's server path (bench/fail2ban/f2b_replay.py, which drives the
+# Debian package's fail2ban modules); fail2ban-regex too with FAIL2BAN_REGEX=1. The default log
+# is the project's generated one (bench/gen/gen_logs.py, 1M lines). Prints lines/s, peak
+# RSS, failures/bans/banned addresses, ratio.
 # `check` and fail2ban run in turns, ROUNDS times (default 3); the ratio is the rounds' median.
 #
 #   [ROUNDS=N] bash bench/fail2ban/run.sh [LOG]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-shared="$root/../shared/bench"
+peer="$root/bench/fail2ban/f2b_replay.py"
 export TZ=UTC
 target="${CARGO_TARGET_DIR:-$root/target}"
-log="${1:-$target/bench-data/sshd_auth.log}"
-if [ ! -s "$log" ]; then
-  mkdir -p "$(dirname "$log")"
-  /usr/bin/python3 "$shared/gen_sshd.py" --out "$log" >/dev/null
+log="${1:-$target/bench-data/own/sshd_auth.log}"
+if [ ! -s "$log" ] && [ $# -eq 0 ]; then
+  /usr/bin/python3 "$root/bench/gen/gen_logs.py" --out-dir "$(dirname "$log")" --lines 1000000 >/dev/null
 fi
 cargo build --release -q -p palisade
 bin="$target/release/palisade"
@@ -50,7 +51,7 @@ for r in $(seq "$rounds"); do
   chk_secs=$(secs "$work/check.time")
   chk_matched=$(grep -o '[0-9]* matched' "$work/check.out" | cut -d' ' -f1)
   chk_rate=$(sed -n 's/^Time: .*(\([0-9]*\) lines\/s)$/\1/p' "$work/check.out")
-  /usr/bin/time -v /usr/bin/python3 "$shared/f2b_replay.py" "$log" sshd \
+  /usr/bin/time -v /usr/bin/python3 "$peer" "$log" sshd --now "$now" \
     --maxretry 5 --findtime 600 --bantime 600 >"$work/f2b.json" 2>"$work/f2b.time"
   f2b_secs=$(secs "$work/f2b.time")
   f2b_rate=$(sed -n 's/.*"lines_per_s": \([0-9]*\).*/\1/p' "$work/f2b.json")

@@ -11,9 +11,9 @@ For every real log under DIR (the loghub and elastic logs in ../shared/data) and
   find_time 10m, ban_time 10m, per-address IPv6, no escalation/recidive): the addresses it
   bans.
 * fail2ban: `fail2ban-regex LOG FILTER` for each matching stock filter (its own count of
-  matched lines), and fail2ban's server path on the same filters (`f2b_replay.py` from the
-  shared bench kit: fail2ban's FilterReader/Filter/FailManager, maxretry 5, findtime 600,
-  bantime 600) for the matched line numbers and the addresses it bans. Each stock filter is a
+  matched lines), and fail2ban's server path on the same filters (bench/fail2ban/f2b_replay.py:
+  fail2ban's FilterReader/Filter/FailManager from the Debian package, maxretry 5, findtime
+  600, bantime 600, the same `now` as Palisade's) for the matched line numbers and the addresses it bans. Each stock filter is a
   jail of its own, as fail2ban runs them; the union is compared.
 
 Per log: lines matched by both / only Palisade / only fail2ban, addresses banned by each,
@@ -183,12 +183,12 @@ def f2b_regex_count(log, flt, mode):
     return int(m.group(1)) if m else None
 
 
-def f2b_server(kit, log, flt, mode, work):
+def f2b_server(peer, log, flt, mode, now, work):
     lines_out = os.path.join(work, "f2b-%s-%s.lines" % (flt, mode))
-    per_ip = os.path.join(work, "f2b-%s-%s.ips" % (flt, mode))
-    cmd = ["/usr/bin/python3", os.path.join(kit, "f2b_replay.py"), log, flt,
+    bans_out = os.path.join(work, "f2b-%s-%s.bans" % (flt, mode))
+    cmd = ["/usr/bin/python3", peer, log, flt, "--now", now,
            "--maxretry", "5", "--findtime", "600", "--bantime", "600",
-           "--lines-out", lines_out, "--per-ip", per_ip]
+           "--lines-out", lines_out, "--bans-out", bans_out]
     if flt in ("sshd", "apache-auth"):
         cmd += ["--mode", mode]
     r = run(cmd)
@@ -200,12 +200,9 @@ def f2b_server(kit, log, flt, mode, work):
             n, ip = l.rstrip("\n").split("\t")
             lines.setdefault(int(n), (ip, flt))
     bans = collections.Counter()
-    with open(per_ip) as fh:
-        next(fh)
+    with open(bans_out) as fh:
         for l in fh:
-            ip, _, b = l.rstrip("\n").split("\t")
-            if int(b):
-                bans[ip] += int(b)
+            bans[l.split("\t")[0]] += 1
     return lines, bans
 
 
@@ -213,7 +210,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--palisade", required=True)
     ap.add_argument("--data", required=True)
-    ap.add_argument("--kit", default="/work/shared/bench")
+    ap.add_argument("--peer", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                   "fail2ban", "f2b_replay.py"),
+                    help="fail2ban's replay peer (default: bench/fail2ban/f2b_replay.py)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--build", default="")
     ap.add_argument("--only", default=None, help="substring of the log paths to run")
@@ -243,7 +242,7 @@ def main():
             regex_counts = {}
             server_counts = {}
             for flt in f2bs:
-                fl, b = f2b_server(a.kit, log, flt, mode, work)
+                fl, b = f2b_server(a.peer, log, flt, mode, now, work)
                 server_counts[flt] = len(fl)
                 regex_counts[flt] = f2b_regex_count(log, flt, mode)
                 for n, v in fl.items():

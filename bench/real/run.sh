@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-log evaluation: every real log in ../shared/data through Palisade's built-in filters
 # (`palisade check --json`, `palisade replay`) and through fail2ban's stock filters
-# (`fail2ban-regex`, and fail2ban's server path via the shared kit's f2b_replay.py), normal
+# (`fail2ban-regex`, and fail2ban's server path via bench/fail2ban/f2b_replay.py), normal
 # and aggressive modes, in the same run. Writes bench/real/RESULTS.md: the hand-written
 # findings (bench/real/FINDINGS.md) followed by the generated tables.
 #
@@ -9,15 +9,17 @@
 #   ONLY=Apache bench/real/run.sh   # only logs whose path contains "Apache"
 #
 # Needs: python3, fail2ban (Debian package: fail2ban-regex, /etc/fail2ban/filter.d and the
-# python module), the shared bench kit (f2b_replay.py) and data. Takes a few minutes.
+# python module) and the real logs: BENCH_REAL_DATA, else ../shared/data beside the checkout.
+# Takes a few minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${BENCH_REAL_DATA:-$root/../shared/data}"
-kit="${BENCH_KIT:-$root/../shared/bench}"
-[[ -d "$data" ]] || data=/work/shared/data
-[[ -d "$kit" ]] || kit=/work/shared/bench
+if [[ ! -d "$data" ]]; then
+  echo "real logs not found at $data: set BENCH_REAL_DATA to the folder holding loghub/, loghub_full/ and elastic_examples/" >&2
+  exit 1
+fi
 
 PALISADE="${PALISADE:-}"
 if [[ -z "$PALISADE" ]]; then
@@ -34,7 +36,7 @@ command -v fail2ban-regex > /dev/null || { echo "fail2ban-regex not found (apt-g
 build="build $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- crates || echo '+dirty'), $(basename "$(dirname "$PALISADE")") binary, fail2ban $(fail2ban-regex --version 2>/dev/null | head -n1 | awk '{print $NF}')"
 gen="$(mktemp /tmp/palisade-real.XXXXXX.md)"
 trap 'rm -f "$gen"' EXIT
-args=(--palisade "$PALISADE" --data "$data" --kit "$kit" --out "$gen" --build "$build")
+args=(--palisade "$PALISADE" --data "$data" --out "$gen" --build "$build")
 [[ -n "${ONLY:-}" ]] && args+=(--only "$ONLY")
 python3 "$here/compare.py" "${args[@]}"
 {
