@@ -283,7 +283,8 @@ fn plain_message(line: &[u8]) -> (&[u8], Option<u32>) {
 
 #[inline]
 fn is_sshd(prog: &[u8]) -> bool {
-    let p = match memchr::memrchr(b'/', prog) {
+    // A short slice: a plain scan beats memrchr's set-up.
+    let p = match prog.iter().rposition(|&c| c == b'/') {
         Some(i) => &prog[i + 1..],
         None => prog,
     };

@@ -290,7 +290,8 @@ fn tag_parts(tag: &[u8]) -> Option<(&[u8], Option<u32>)> {
     }
     match tag.strip_suffix(b"]") {
         Some(t) => {
-            let lb = memchr::memrchr(b'[', t)?;
+            // A short slice: a plain scan beats memrchr's set-up.
+            let lb = t.iter().rposition(|&c| c == b'[')?;
             if lb == 0 {
                 return None;
             }
