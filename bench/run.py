@@ -210,8 +210,8 @@ def main():
           "from GNU time. Ratios use lines per CPU-second, which stays fair when the machine is "
           "loaded; wall-clock lines/s are shown too." % (format(lines, ","), truth["seed"], a.runs), "",
           "Run at %s. Load average (1/5/15 min) before: %s; after: %s. "
-          "Other engineers' builds shared the machine: compare the ratios and CPU figures, not the "
-          "wall times." % (started, load_before, load_after), "",
+          "The machine is shared with other engineers' builds: compare the ratios and CPU figures, "
+          "not the wall times." % (started, load_before, load_after), "",
           "## Throughput and memory", "",
           "| workload | tool | wall s | lines/s (wall) | CPU s | lines/CPU-s | peak RSS (MB) | result |",
           "|---|---|---|---|---|---|---|---|"]
@@ -237,8 +237,16 @@ def main():
            "of the same address (pre-auth disconnects) are listed separately.", ""]
     for text, _ in quality:
         md += ["- " + text]
+    # Sections written by hand or by other benchmarks follow a marker line: kept.
+    kept = ""
+    if os.path.exists(a.md):
+        with open(a.md) as fh:
+            text = fh.read()
+        marker = text.find("\n<!-- end of bench/run.py output")
+        if marker >= 0:
+            kept = text[marker:]
     with open(a.md, "w") as fh:
-        fh.write("\n".join(md) + "\n")
+        fh.write("\n".join(md) + "\n" + kept)
     print("wrote", a.md)
 
 
