@@ -38,6 +38,14 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at byte `offset` of `text`, the contents of `file` (line and column counted
+    /// as in every other problem).
+    pub fn at(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Problem {
+        Locator { file, text }.at(offset, message)
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {

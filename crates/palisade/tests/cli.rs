@@ -658,3 +658,134 @@ May  1 10:00:04 h sshd[7]: Failed publickey for a from 192.0.2.5 port 1 ssh2: ED
     );
     assert!(!out.contains("203.0.113.47"));
 }
+
+/// `config check` reports every problem of a configuration in one run: several in one
+/// section, in several sections, semantic ones, a missing file, and the errors of the filters
+/// (a fail2ban filter file at its own file:line, one without a line, a built-in filter's
+/// options), sorted by place, with the count last; `run` refuses to start with the same list.
+#[test]
+fn config_check_reports_every_problem_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broken = d.join("broken.conf");
+    std::fs::write(
+        &broken,
+        "[Definition]\nfailregex = ^auth failure from <HOST>$\nthis line has no delimiter\n",
+    )
+    .unwrap();
+    let bad_regex = d.join("bad-regex.conf");
+    std::fs::write(&bad_regex, "[Definition]\nfailregex = ^(unclosed <HOST>$\n").unwrap();
+    let log = d.join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let cfg = d.join("palisade.toml");
+    let (l, b, r) = (log.display(), broken.display(), bad_regex.display());
+    let text = format!(
+        r#"[general]
+state_dir = "{d}/state"
+dry_run = "yes"
+log_levle = "info"
+
+[store]
+url = "sqlite:{d}/p.db"
+colour = 1
+
+[escalation]
+factor = 500.0
+
+[[jail]]
+name = "a"
+filter = "sshd"
+files = ["{l}"]
+max_retry = "three"
+find_time = "soon"
+
+[[jail]]
+name = "f2b-broken"
+filter_file = "{b}"
+files = ["{l}"]
+
+[[jail]]
+name = "f2b-regex"
+filter_file = "{r}"
+files = ["{l}"]
+
+[[jail]]
+name = "missing"
+filter_file = "{d}/nope.conf"
+files = ["{l}"]
+
+[[jail]]
+name = "web"
+filter = "nginx_access"
+options = {{ log_format = "$nonsense" }}
+files = ["{l}"]
+"#,
+        d = d.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let c = cfg.display();
+    let expected = [
+        format!("{c}:3:11: invalid type: string \"yes\", expected a boolean"),
+        format!("{c}:4:1: unknown field `log_levle`"),
+        format!("{c}:8:1: unknown field `colour`"),
+        format!("{c}:11:10: [escalation] factor 500 must be between 1 and 100"),
+        format!("{c}:17:13: invalid type: string \"three\", expected u32"),
+        format!("{c}:18:13: invalid duration \"soon\""),
+        format!("{c}:32:15: jail \"missing\": filter_file {d}/nope.conf does not exist", d = d.display()),
+        format!("{c}:37:10: jail \"web\": nginx_access: log_format \"$nonsense\": no client address field"),
+        format!("{r}: jail \"f2b-regex\": failregex[0]: "),
+        format!("{b}:3:1: jail \"f2b-broken\": cannot parse line \"this line has no delimiter\""),
+    ];
+    let o = Command::new(BIN)
+        .args(["config", "check", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    for e in &expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(e.as_str())),
+            "{e:?} missing from:\n{err}"
+        );
+    }
+    // The configuration's own problems first, in file order, then the filter files' by path
+    // (bad-regex.conf before broken.conf): the order of `expected`.
+    let found: Vec<usize> = expected
+        .iter()
+        .map(|e| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(e.as_str()))
+                .unwrap()
+        })
+        .collect();
+    assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}\n{err}");
+    // One line per problem (a regex error goes on with an indented line), then the count.
+    let heads = lines.iter().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(heads, expected.len() + 1, "{err}");
+    assert_eq!(
+        lines.last(),
+        Some(&"10 problems in the configuration"),
+        "{err}"
+    );
+
+    // `run` reports the same list and starts nothing.
+    let o = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--once"])
+        .output()
+        .unwrap();
+    let run_err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{run_err}");
+    for e in &expected {
+        assert!(
+            run_err.contains(e.as_str()),
+            "{e:?} missing from run's:\n{run_err}"
+        );
+    }
+    assert!(
+        run_err.contains("10 problems in the configuration"),
+        "{run_err}"
+    );
+    assert!(!d.join("p.db").exists(), "nothing started");
+}
