@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+mod common;
+use common::{TestDir, BIN};
 
 fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
     use std::io::Write;
@@ -235,19 +236,9 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(err.is_empty(), "noise on a closed pipe: {err}");
 
     // decisions list --all | head -1, with a store of 3000 bans from a batch run.
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "warn"
-[store]
-url = "sqlite:{d}/palisade.db"
+    let t = TestDir { dir };
+    let cfg = t.write_config(&format!(
+        r#"{base}
 [defaults]
 max_retry = 1
 find_time = "3000d"
@@ -255,28 +246,22 @@ ban_time = "1h"
 responders = ["log"]
 [recidive]
 enabled = false
-[[responder]]
-name = "log"
-type = "log"
+{log}
 [[jail]]
 name = "sshd"
 filter = "sshd"
 files = ["{log_s}"]
-"#
-        ),
-    )
-    .unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "run",
-            "--once",
-            "--from-start",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
+"#,
+        base = t.base_config("timezone = \"UTC\"\nlog_level = \"warn\""),
+        log = TestDir::log_responder(),
+    ));
+    let o = t.cli(&[
+        "run",
+        "--once",
+        "--from-start",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{o:?}");
     let cfg_s = cfg.to_str().unwrap();
     for args in [
@@ -393,42 +378,13 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
 
 #[test]
 fn decisions_delete_says_what_it_lifted() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-log_level = "warn"
-[store]
-url = "sqlite:{d}/palisade.db"
-[defaults]
-responders = ["log"]
-[[responder]]
-name = "log"
-type = "log"
-"#
-        ),
-    )
-    .unwrap();
-    let c = cfg.to_str().unwrap();
-    let cli = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(args)
-            .args(["--config", c])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let t = TestDir::new();
+    let cfg = t.write_config(&format!(
+        "{}[defaults]\nresponders = [\"log\"]\n{}",
+        t.base_config("log_level = \"warn\""),
+        TestDir::log_responder()
+    ));
+    let cli = |args: &[&str]| t.cli_config(&cfg, args);
     let (code, _, err) = cli(&["decisions", "add", "198.51.100.0/24", "--duration", "1h"]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = cli(&["decisions", "add", "203.0.113.7"]);
@@ -518,29 +474,11 @@ fn palisade_filter_names() -> &'static [&'static str] {
 
 #[test]
 fn user_add_list_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!("[general]\nstate_dir = \"{d}/state\"\nsocket = \"{d}/p.sock\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n"),
-    )
-    .unwrap();
-    let pw = dir.path().join("pw");
+    let t = TestDir::new();
+    let cfg = t.write_config(&t.base_config(""));
+    let pw = t.p("pw");
     std::fs::write(&pw, "correct horse battery staple\n").unwrap();
-    let cli = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(args)
-            .args(["--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| t.cli_config(&cfg, args);
     for name in ["bob", "alice"] {
         let (c, _, err) = cli(&["user", "add", name, "--password-file", pw.to_str().unwrap()]);
         assert_eq!(c, Some(0), "{err}");

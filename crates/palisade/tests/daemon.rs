@@ -4,38 +4,31 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
+/// The folder of one test ([`TestDir`]) with the daemon set-up of these tests.
+struct Env(TestDir);
+
+impl std::ops::Deref for Env {
+    type Target = TestDir;
+    fn deref(&self) -> &TestDir {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Env(TestDir::new())
     }
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+    /// `mark` bans of the `sshd` jail after `max_retry` failures; `extra` goes last (keys of the
+    /// jail, or more sections).
     fn config(&self, max_retry: u32, extra: &str) -> PathBuf {
-        let d = self.dir.path().display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "debug"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 max_retry = {max_retry}
 find_time = "10m"
@@ -47,65 +40,28 @@ addresses = ["192.0.2.0/24"]
 
 [recidive]
 enabled = false
-
-[[responder]]
-name = "mark"
-type = "command"
-ban = ["/usr/bin/touch", "{d}/banned-{{ip}}"]
-unban = ["/bin/rm", "-f", "{d}/banned-{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-{extra}
-"#
+{mark}{jail}{extra}
+"#,
+            base = self.base_config("timezone = \"UTC\"\nlog_level = \"debug\""),
+            mark = self.mark_responder(),
+            jail = self.sshd_jail(),
         );
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .env("TZ", "UTC")
-            .output()
-            .unwrap()
+        self.write_config(&text)
     }
     fn start(&self, cfg: &Path) -> Child {
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.p("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let sock = self.p("palisade.sock");
-        wait_for("control socket", 20.0, || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
+        let child = self.0.start(cfg, "daemon.err");
         // Give the tailer time to open the file and seek to its end.
         std::thread::sleep(Duration::from_millis(400));
         child
     }
     fn append(&self, lines: &[String]) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.p("auth.log"))
-            .unwrap();
-        for l in lines {
-            writeln!(f, "{l}").unwrap();
-        }
-        f.flush().unwrap();
+        self.0.append("auth.log", lines);
     }
-    fn stop(&self, mut child: Child) {
-        signal(child.id(), "TERM");
-        let status = wait_child(&mut child, 20.0).expect("the daemon did not stop");
-        assert!(status.success(), "daemon exit: {status:?}\n{}", self.log());
+    fn stop(&self, child: Child) {
+        self.0.stop(child, "daemon.err");
     }
     fn log(&self) -> String {
-        std::fs::read_to_string(self.p("daemon.err")).unwrap_or_default()
+        self.read("daemon.err")
     }
     /// `palisade status --json` (Null when it fails).
     fn status(&self, cfg: &Path) -> serde_json::Value {

@@ -5,20 +5,22 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 mod common;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
+/// The folder of one test ([`TestDir`]).
+struct Env(TestDir);
+
+impl std::ops::Deref for Env {
+    type Target = TestDir;
+    fn deref(&self) -> &TestDir {
+        &self.0
+    }
 }
 
 impl Env {
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// The test's stand-in firewall: fails (exit 1, "firewall busy") while `fails` holds a
     /// number above 0, counting it down; then marks `banned-<ip>`.
     fn script(&self, fails: u32) -> PathBuf {
@@ -36,19 +38,10 @@ impl Env {
     }
 
     fn config(&self, script: &Path) -> PathBuf {
-        let d = self.dir.path().display();
+        let d = self.d();
         let s = script.display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-reconcile_interval = "2s"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 responders = ["fw"]
 
@@ -59,52 +52,31 @@ enabled = false
 name = "fw"
 type = "command"
 ban = ["{s}", "{d}", "{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-"#
+{jail}"#,
+            base = self.base_config("timezone = \"UTC\"\nreconcile_interval = \"2s\""),
+            jail = self.sshd_jail(),
         );
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
+        self.write_config(&text)
     }
 
     fn start(&self, cfg: &Path) -> Child {
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.p("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let sock = self.p("palisade.sock");
-        wait_for("control socket", 30.0, || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
-        child
+        self.0.start(cfg, "daemon.err")
     }
 
     fn cli(&self, cfg: &Path, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap()
+        let mut a = args.to_vec();
+        a.extend(["--config", cfg.to_str().unwrap()]);
+        self.0.cli(&a)
     }
 }
 
 #[test]
 fn failed_apply_is_reported_retried_counted_and_reconciled() {
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = Env(TestDir::new());
     std::fs::write(env.p("auth.log"), "").unwrap();
     let script = env.script(2);
     let cfg = env.config(&script);
-    let mut child = env.start(&cfg);
+    let child = env.start(&cfg);
 
     // The first apply fails: the CLI says so and exits non-zero, it never prints "banned".
     let o = env.cli(
@@ -160,16 +132,12 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
         banned.exists()
     });
 
-    signal(child.id(), "TERM");
-    let status = wait_child(&mut child, 30.0).expect("the daemon did not stop");
-    assert!(status.success());
+    env.stop(child, "daemon.err");
 }
 
 #[test]
 fn decisions_add_refuses_zero_and_overlong_durations() {
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = Env(TestDir::new());
     let script = env.script(0);
     let cfg = env.config(&script);
     for (dur, want) in [("0", "at least 1 second"), ("11y", "10-year maximum")] {
