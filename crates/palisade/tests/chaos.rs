@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
 use common::*;
 
@@ -61,15 +62,10 @@ fn failures_of(i: u32) -> u32 {
     }
 }
 
-/// The folder of one run ([`TestDir`]).
-struct Run(TestDir);
-
-impl std::ops::Deref for Run {
-    type Target = TestDir;
-    fn deref(&self) -> &TestDir {
-        &self.0
-    }
-}
+test_dir!(
+    /// The folder of one run ([`TestDir`]).
+    Run
+);
 
 impl Run {
     fn new() -> Self {

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 mod common;
-use common::{TestDir, BIN};
+use common::{outcome, TestDir, BIN};
 
 fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
     use std::io::Write;
@@ -384,7 +384,7 @@ fn decisions_delete_says_what_it_lifted() {
         t.base_config("log_level = \"warn\""),
         TestDir::log_responder()
     ));
-    let cli = |args: &[&str]| t.cli_config(&cfg, args);
+    let cli = |args: &[&str]| outcome(&t.cli_config(&cfg, args));
     let (code, _, err) = cli(&["decisions", "add", "198.51.100.0/24", "--duration", "1h"]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = cli(&["decisions", "add", "203.0.113.7"]);
@@ -478,7 +478,7 @@ fn user_add_list_delete() {
     let cfg = t.write_config(&t.base_config(""));
     let pw = t.p("pw");
     std::fs::write(&pw, "correct horse battery staple\n").unwrap();
-    let cli = |args: &[&str]| t.cli_config(&cfg, args);
+    let cli = |args: &[&str]| outcome(&t.cli_config(&cfg, args));
     for name in ["bob", "alice"] {
         let (c, _, err) = cli(&["user", "add", name, "--password-file", pw.to_str().unwrap()]);
         assert_eq!(c, Some(0), "{err}");

@@ -4,21 +4,17 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
+#[macro_use]
 mod common;
 use common::*;
 
-/// The folder of one test ([`TestDir`]) with the daemon set-up of these tests.
-struct Env(TestDir);
-
-impl std::ops::Deref for Env {
-    type Target = TestDir;
-    fn deref(&self) -> &TestDir {
-        &self.0
-    }
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]) with the daemon set-up of these tests.
+    Env
+);
 
 impl Env {
     fn new() -> Self {
@@ -65,7 +61,7 @@ enabled = false
     }
     /// `palisade status --json` (Null when it fails).
     fn status(&self, cfg: &Path) -> serde_json::Value {
-        let o = self.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+        let o = self.cli_config(cfg, &["status", "--json"]);
         serde_json::from_slice(&o.stdout).unwrap_or_default()
     }
     /// Waits until the daemon's counter `counters.<name>` reaches `n` (instead of sleeping
@@ -109,67 +105,37 @@ fn daemon_bans_unbans_reloads_restarts() {
     assert!(!pwned.exists(), "a user name ran a command");
 
     // status and decisions list see it.
-    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    let st = env.cli_config(&cfg, &["status", "--json"]);
     assert!(st.status.success(), "{st:?}");
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["active_bans"], 1);
     assert_eq!(v["engine"]["allowlisted"], 10);
     wait_for("stored decision", 10.0, || {
-        let o = env.cli(&[
-            "decisions",
-            "list",
-            "--json",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
+        let o = env.cli_config(&cfg, &["decisions", "list", "--json"]);
         String::from_utf8_lossy(&o.stdout).contains("203.0.113.9/32")
     });
 
     // Manual unban through the socket revokes at the responder.
-    let o = env.cli(&[
-        "decisions",
-        "delete",
-        "203.0.113.9",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "delete", "203.0.113.9"]);
     assert!(o.status.success(), "{o:?}");
     wait_for("unban", 5.0, || !banned.exists());
-    let o = env.cli(&[
-        "decisions",
-        "list",
-        "--all",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("\"revoked\""),
         "{o:?}"
     );
 
     // Manual ban of a network, expiring by itself.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "198.51.100.0/24",
-        "--duration",
-        "2s",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(
+        &cfg,
+        &["decisions", "add", "198.51.100.0/24", "--duration", "2s"],
+    );
     assert!(o.status.success(), "{o:?}");
     let net = env.p("banned-198.51.100.0");
     wait_for("manual ban", 5.0, || net.exists());
     wait_for("expiry of the manual ban", 10.0, || !net.exists());
     // The allowlist refuses a ban that would cover a friend.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "192.0.2.0/25",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "add", "192.0.2.0/25"]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("allowlist"),
@@ -177,13 +143,7 @@ fn daemon_bans_unbans_reloads_restarts() {
     );
 
     // A permanent ban, then reload with a stricter threshold: state survives.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "203.0.113.77",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "add", "203.0.113.77"]);
     assert!(o.status.success(), "{o:?}");
     let perm = env.p("banned-203.0.113.77");
     wait_for("permanent ban", 5.0, || perm.exists());
@@ -229,7 +189,7 @@ fn daemon_bans_unbans_reloads_restarts() {
     wait_for("ban from lines written while stopped", 10.0, || {
         env.p("banned-203.0.113.30").exists()
     });
-    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    let st = env.cli_config(&cfg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(
         v["counters"]["lines"], 2,
@@ -242,7 +202,7 @@ fn daemon_bans_unbans_reloads_restarts() {
 fn bad_config_starts_nothing() {
     let env = Env::new();
     let cfg = env.config(3, "colour = \"red\"");
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -259,7 +219,7 @@ fn bad_config_starts_nothing() {
         .unwrap()
         .replace("sqlite:", "sqlite:/nonexistent-dir/");
     std::fs::write(&cfg, text).unwrap();
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("store"),
@@ -274,7 +234,7 @@ fn bad_config_starts_nothing() {
         "[store]\npassword_file = \"/nonexistent/db-password\"\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -295,13 +255,7 @@ fn dry_run_records_but_never_enforces() {
         sshd_failed("203.0.113.50", "b"),
     ]);
     wait_for("simulated decision", 10.0, || {
-        let o = env.cli(&[
-            "decisions",
-            "list",
-            "--json",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
+        let o = env.cli_config(&cfg, &["decisions", "list", "--json"]);
         String::from_utf8_lossy(&o.stdout).contains("\"simulated\":true")
     });
     assert!(!env.p("banned-203.0.113.50").exists());
@@ -346,14 +300,7 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{server}{text}")).unwrap();
 
-    let o = env.cli(&[
-        "token",
-        "add",
-        "--scope",
-        "admin",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["token", "add", "--scope", "admin"]);
     assert!(o.status.success(), "{o:?}");
     let token = String::from_utf8_lossy(&o.stdout).trim().to_owned();
     assert!(token.starts_with("pal_"), "{token}");
@@ -425,7 +372,7 @@ fn status_human_and_json_reload_command_missing_file() {
     // No daemon: status and reload say so and exit 3.
     let cfg = env.config(3, "");
     for cmd in ["status", "reload"] {
-        let o = env.cli(&[cmd, "--config", cfg.to_str().unwrap()]);
+        let o = env.cli_config(&cfg, &[cmd]);
         assert_eq!(o.status.code(), Some(3), "{cmd}: {o:?}");
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("not running"),
@@ -491,7 +438,7 @@ fn status_human_and_json_reload_command_missing_file() {
     assert!(!log.contains('\x1b'), "ANSI escapes in a log file:\n{log}");
 
     // Human form.
-    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["status"]);
     assert!(o.status.success(), "{o:?}");
     let (out, _) = text(&o);
     for want in [
@@ -512,7 +459,7 @@ fn status_human_and_json_reload_command_missing_file() {
     assert!(!out.trim_start().starts_with('{'), "{out}");
 
     // `palisade reload`: applied, counted; a bad file is refused with its error.
-    let o = env.cli(&["reload", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["reload"]);
     assert!(o.status.success(), "{o:?}");
     assert!(
         text(&o)
@@ -553,12 +500,7 @@ fn old_history_is_recorded_not_banned_and_lifted() {
          {stamp} h sshd[2]: Failed password for root from 203.0.113.60 port 1 ssh2\n"
     );
     std::fs::write(env.p("auth.log"), log).unwrap();
-    let o = Command::new(BIN)
-        .args(["run", "--once", "--from-start", "--config"])
-        .arg(&cfg)
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
+    let o = env.cli_config(&cfg, &["run", "--once", "--from-start"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     // The recent offender is banned (and stays banned: --once leaves bans in force).
@@ -572,23 +514,10 @@ fn old_history_is_recorded_not_banned_and_lifted() {
         .collect();
     assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
     // Still in the history, as a decision no longer in force.
-    let list = env.cli(&[
-        "decisions",
-        "list",
-        "--all",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let list = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
     let out = String::from_utf8_lossy(&list.stdout);
     assert!(out.contains("203.0.113.50/32"), "recorded: {out}");
-    let now_list = env.cli(&[
-        "decisions",
-        "list",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let now_list = env.cli_config(&cfg, &["decisions", "list", "--json"]);
     let now_out = String::from_utf8_lossy(&now_list.stdout);
     assert!(!now_out.contains("203.0.113.50"), "not in force: {now_out}");
     assert!(now_out.contains("203.0.113.60"), "{now_out}");
@@ -617,7 +546,7 @@ fn unreadable_and_ambiguous_lines_are_counted_in_status() {
         let v = env.status(&cfg);
         v["counters"]["header_rejects"] == 1 && v["counters"]["ambiguous_lines"] == 1
     });
-    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["status"]);
     let (out, _) = text(&o);
     assert!(
         out.contains("skipped lines 1 with an unreadable header, 1 ambiguous"),

@@ -7,18 +7,14 @@ mod report_common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[macro_use]
 mod common;
 use common::*;
 
-/// The folder of one test ([`TestDir`]).
-struct Env(TestDir);
-
-impl std::ops::Deref for Env {
-    type Target = TestDir;
-    fn deref(&self) -> &TestDir {
-        &self.0
-    }
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]).
+    Env
+);
 
 impl Env {
     fn new() -> Self {

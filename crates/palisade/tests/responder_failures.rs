@@ -7,18 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
+#[macro_use]
 mod common;
 use common::*;
 
-/// The folder of one test ([`TestDir`]).
-struct Env(TestDir);
-
-impl std::ops::Deref for Env {
-    type Target = TestDir;
-    fn deref(&self) -> &TestDir {
-        &self.0
-    }
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]).
+    Env
+);
 
 impl Env {
     /// The test's stand-in firewall: fails (exit 1, "firewall busy") while `fails` holds a
@@ -62,12 +58,6 @@ ban = ["{s}", "{d}", "{{ip}}"]
     fn start(&self, cfg: &Path) -> Child {
         self.0.start(cfg, "daemon.err")
     }
-
-    fn cli(&self, cfg: &Path, args: &[&str]) -> std::process::Output {
-        let mut a = args.to_vec();
-        a.extend(["--config", cfg.to_str().unwrap()]);
-        self.0.cli(&a)
-    }
 }
 
 #[test]
@@ -79,7 +69,7 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     let child = env.start(&cfg);
 
     // The first apply fails: the CLI says so and exits non-zero, it never prints "banned".
-    let o = env.cli(
+    let o = env.cli_config(
         &cfg,
         &["decisions", "add", "203.0.113.9", "--duration", "1h"],
     );
@@ -96,7 +86,7 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     let banned = env.p("banned-203.0.113.9");
     wait_for("ban applied on retry", 30.0, || banned.exists());
 
-    let o = env.cli(&cfg, &["status", "--json"]);
+    let o = env.cli_config(&cfg, &["status", "--json"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -119,7 +109,7 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     assert_eq!(c["responder_pending"], 0, "{c}");
 
     // A later ban whose apply works is reported as banned.
-    let o = env.cli(
+    let o = env.cli_config(
         &cfg,
         &["decisions", "add", "203.0.113.10", "--duration", "1h"],
     );
@@ -141,7 +131,7 @@ fn decisions_add_refuses_zero_and_overlong_durations() {
     let script = env.script(0);
     let cfg = env.config(&script);
     for (dur, want) in [("0", "at least 1 second"), ("11y", "10-year maximum")] {
-        let o = env.cli(
+        let o = env.cli_config(
             &cfg,
             &["decisions", "add", "203.0.113.9", "--duration", dur],
         );

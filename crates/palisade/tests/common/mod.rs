@@ -1,5 +1,5 @@
 //! Helpers shared by the binary's integration tests (each test file uses some of them).
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,12 +61,34 @@ pub fn sshd_failed(ip: &str, user: &str) -> String {
     )
 }
 
+/// Exit code, standard output and standard error.
+pub fn outcome(o: &Output) -> (Option<i32>, String, String) {
+    let (out, err) = text(o);
+    (o.status.code(), out, err)
+}
+
 /// Standard output and error as text.
 pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// Declares `struct NAME(TestDir)`, dereferencing to its [`TestDir`]: a test file's own
+/// set-up on the shared one (`#[macro_use] mod common;`).
+macro_rules! test_dir {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        struct $name(common::TestDir);
+
+        impl std::ops::Deref for $name {
+            type Target = common::TestDir;
+            fn deref(&self) -> &common::TestDir {
+                &self.0
+            }
+        }
+    };
 }
 
 /// A test's own folder for a daemon: its configuration, state, store, control socket, logs
@@ -163,13 +185,11 @@ files = [\"{}/auth.log\"]
             .unwrap()
     }
 
-    /// Runs the CLI with `args` then `--config cfg`; exit code, standard output, standard error.
-    pub fn cli_config(&self, cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    /// Runs the CLI with `args` then `--config cfg`.
+    pub fn cli_config(&self, cfg: &Path, args: &[&str]) -> Output {
         let mut a = args.to_vec();
         a.extend(["--config", cfg.to_str().unwrap()]);
-        let o = self.cli(&a);
-        let (out, err) = text(&o);
-        (o.status.code(), out, err)
+        self.cli(&a)
     }
 
     /// `[defaults] responders = ["log"]` with its `[[responder]] log`: decisions logged only.
