@@ -1388,14 +1388,29 @@ impl EngineCtx {
     }
 }
 
-/// A ban decided from old log lines (history read at start, `--from-start`) can be over
-/// before it starts: have the engine expire it in the same batch, so that
-/// [`EngineCtx::record_stale_bans`] records it without enforcing and lifting it.
-fn expire_stale_bans(engine: &mut Engine, clock: &dyn Clock, actions: &mut Vec<Action>) {
+/// Observes one event of jail `jail`: the one way history reaches the engine, whether read
+/// from a log (live, or old lines at start with `--from-start`) or replayed from the store by
+/// [`warm_up`] after a restart.
+///
+/// A ban decided from old events can be over before it starts: the engine expires it in the
+/// same batch, so that [`EngineCtx::record_stale_bans`] (in every dispatch) records it without
+/// enforcing and lifting it.
+fn observe_event(
+    engine: &mut Engine,
+    jail: usize,
+    ev: &Event,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+) {
+    engine.observe(jail, ev, actions);
+    expire_stale_bans(engine, now, actions);
+}
+
+/// See [`observe_event`].
+fn expire_stale_bans(engine: &mut Engine, now: Timestamp, actions: &mut Vec<Action>) {
     if actions.is_empty() {
         return;
     }
-    let now = clock.now();
     let stale = |a: &Action| matches!(a, Action::Ban(d) if d.expires.is_some_and(|e| e <= now));
     if actions.iter().any(stale) {
         engine.expire(now, actions);
@@ -1428,7 +1443,7 @@ impl EngineCtx {
         actions.retain(|a| match a {
             Action::Ban(d) if stale.contains(&(d.target, d.created)) => {
                 tracing::debug!(target = %d.target, jail = %d.jail,
-                    "ban from old log lines already over; recorded, not enforced");
+                    "ban from old events already over; recorded, not enforced");
                 let _ = self.store_tx.send(StoreMsg::Decision(d.clone()));
                 false
             }
@@ -1492,8 +1507,7 @@ fn engine_loop(
                         if let (Some(o), Some(name)) = (&ctx.observer, jail_names.get(jail as usize)) {
                             o.event(name, &ev);
                         }
-                        engine.observe(jail as usize, &ev, &mut actions);
-                        expire_stale_bans(&mut engine, &*clock, &mut actions);
+                        observe_event(&mut engine, jail as usize, &ev, clock.now(), &mut actions);
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);
                     }
@@ -2091,7 +2105,8 @@ fn store_loop(
 /// Restores the jails' failure counts from the events stored within the longest find time
 /// (at most [`WARM_UP_MAX`], oldest first): the source positions are past those lines, so
 /// they are not read again, and without this a crash would forget failures counted towards
-/// a ban not yet taken. Bans the counts reach go to `out`.
+/// a ban not yet taken. Bans the counts reach go to `out`; one already over by `now` is only
+/// recorded ([`observe_event`]), like a ban from old log lines.
 fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut Vec<Action>) {
     let Some(find_time) = engine.config().jails.iter().map(|j| j.find_time).max() else {
         return;
@@ -2160,7 +2175,7 @@ fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut
             continue;
         }
         if let Some(j) = engine.jail_index(&se.jail) {
-            engine.observe(j, &se.event, out);
+            observe_event(engine, j, &se.event, now, out);
             replayed += 1;
         }
     }

@@ -556,3 +556,51 @@ fn unreadable_and_ambiguous_lines_are_counted_in_status() {
     assert!(!env.p("banned-192.0.2.5").exists());
     env.stop(child);
 }
+
+/// After a restart, the warm-up replays the failures stored within the find time; a ban they
+/// reach that would already be over (a 60 s ban from failures 5 minutes old) goes the same way
+/// as one from old log lines: recorded as history, never enforced nor lifted.
+#[test]
+fn warm_up_ban_already_over_is_recorded_not_enforced() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let cfg = env.config(2, "ban_time = \"60s\"");
+    let then = palisade_core::Timestamp::from_secs(jiff::Timestamp::now().as_second() - 300);
+    let ev = |s: i64| palisade_core::Event {
+        time: then.plus(Duration::from_secs(s as u64)),
+        ip: "203.0.113.70".parse().unwrap(),
+        filter: "sshd".into(),
+        rule: "failed_password".into(),
+        failure: true,
+        user: Some("root".into()),
+        fields: Vec::new(),
+        evidence: "Failed password for root from 203.0.113.70 port 1 ssh2".into(),
+    };
+    let mut store =
+        palisade_store::open(&format!("sqlite:{}", env.p("palisade.db").display())).unwrap();
+    // Stored before a crash took the daemon down before its decision.
+    store.record_events("sshd", &[ev(0), ev(1)]).unwrap();
+    drop(store);
+    let o = env.cli_config(&cfg, &["run", "--once"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("failure counts restored from stored events"),
+        "{err}"
+    );
+    assert!(!env.p("banned-203.0.113.70").exists(), "enforced: {err}");
+    let noisy: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("203.0.113.70") && (l.contains(" ban") || l.contains("unban")))
+        .filter(|l| !l.contains("recorded, not enforced"))
+        .collect();
+    assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
+    let all = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
+    let out = String::from_utf8_lossy(&all.stdout);
+    assert!(out.contains("203.0.113.70/32"), "recorded: {out}");
+    let now = env.cli_config(&cfg, &["decisions", "list", "--json"]);
+    assert!(
+        !String::from_utf8_lossy(&now.stdout).contains("203.0.113.70"),
+        "not in force"
+    );
+}
