@@ -233,6 +233,24 @@ struct SourceEntry {
     ended: Option<Option<String>>,
 }
 
+/// The health entry of responder `name`, made (healthy or not, `ok`) when it is new: the name
+/// is copied only then, not on every apply and revoke that reports here.
+fn responder_entry<'a>(
+    map: &'a mut BTreeMap<String, ResponderHealth>,
+    name: &str,
+    ok: bool,
+) -> &'a mut ResponderHealth {
+    if !map.contains_key(name) {
+        let e = ResponderHealth {
+            name: name.to_owned(),
+            ok,
+            ..ResponderHealth::default()
+        };
+        map.insert(name.to_owned(), e);
+    }
+    map.get_mut(name).expect("inserted above")
+}
+
 impl Stats {
     /// Counts a failure of `responder` (also in its health entry).
     fn responder_failed(&self, responder: &str, what: &str, error: &str) {
@@ -269,10 +287,10 @@ impl Stats {
         }
     }
 
+    /// Records the outcome of a call to `name` in its health entry.
     fn responder_result(&self, name: &str, r: Result<(), String>) {
         let mut h = self.health();
-        let e = h.responders.entry(name.to_owned()).or_default();
-        e.name = name.to_owned();
+        let e = responder_entry(&mut h.responders, name, false);
         match r {
             Ok(()) => e.ok = true,
             Err(msg) => {
@@ -442,13 +460,7 @@ impl ResponderSet {
         let names: Vec<&str> = self.responders.iter().map(|r| r.name()).collect();
         h.responders.retain(|n, _| names.contains(&n.as_str()));
         for n in names {
-            h.responders
-                .entry(n.to_owned())
-                .or_insert_with(|| ResponderHealth {
-                    name: n.to_owned(),
-                    ok: true,
-                    ..ResponderHealth::default()
-                });
+            responder_entry(&mut h.responders, n, true);
         }
     }
 
@@ -490,15 +502,15 @@ impl ResponderSet {
         now: Timestamp,
         stats: &Stats,
     ) -> Result<(), String> {
-        let name = self.responders[i].name().to_owned();
-        match self.responders[i].apply(batch, now) {
+        let r = &mut self.responders[i];
+        match r.apply(batch, now) {
             Ok(()) => {
-                stats.responder_result(&name, Ok(()));
+                stats.responder_result(r.name(), Ok(()));
                 Ok(())
             }
             Err(e) => {
                 let e = e.to_string();
-                stats.responder_failed(&name, "apply", &e);
+                stats.responder_failed(r.name(), "apply", &e);
                 Err(e)
             }
         }
