@@ -505,22 +505,28 @@ fn old_history_is_recorded_not_banned_and_lifted() {
     assert!(o.status.success(), "{err}");
     // The recent offender is banned (and stays banned: --once leaves bans in force).
     assert!(env.p("banned-203.0.113.60").exists(), "{err}");
-    // The old one: no ban applied, no unban either; no "ban"/"unban" lines for it.
-    assert!(!env.p("banned-203.0.113.50").exists(), "{err}");
+    // The old one: no ban applied, no unban either; still in the history.
+    let in_force = recorded_not_enforced(&env, &cfg, "203.0.113.50", &err);
+    assert!(in_force.contains("203.0.113.60"), "{in_force}");
+}
+
+/// `ip` was banned only as history: no mark, no "ban"/"unban" line in the daemon's log `err`,
+/// a decision in `decisions list --all` but not among those in force (returned).
+fn recorded_not_enforced(env: &Env, cfg: &Path, ip: &str, err: &str) -> String {
+    assert!(!env.p(&format!("banned-{ip}")).exists(), "enforced: {err}");
     let noisy: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("203.0.113.50") && (l.contains(" ban") || l.contains("unban")))
+        .filter(|l| l.contains(ip) && (l.contains(" ban") || l.contains("unban")))
         .filter(|l| !l.contains("recorded, not enforced"))
         .collect();
     assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
-    // Still in the history, as a decision no longer in force.
-    let list = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
+    let list = env.cli_config(cfg, &["decisions", "list", "--all", "--json"]);
     let out = String::from_utf8_lossy(&list.stdout);
-    assert!(out.contains("203.0.113.50/32"), "recorded: {out}");
-    let now_list = env.cli_config(&cfg, &["decisions", "list", "--json"]);
-    let now_out = String::from_utf8_lossy(&now_list.stdout);
-    assert!(!now_out.contains("203.0.113.50"), "not in force: {now_out}");
-    assert!(now_out.contains("203.0.113.60"), "{now_out}");
+    assert!(out.contains(&format!("{ip}/32")), "recorded: {out}");
+    let now_list = env.cli_config(cfg, &["decisions", "list", "--json"]);
+    let now_out = String::from_utf8_lossy(&now_list.stdout).into_owned();
+    assert!(!now_out.contains(ip), "not in force: {now_out}");
+    now_out
 }
 
 /// Lines whose header cannot be read, and lines whose offender cannot be told apart from
@@ -588,19 +594,5 @@ fn warm_up_ban_already_over_is_recorded_not_enforced() {
         err.contains("failure counts restored from stored events"),
         "{err}"
     );
-    assert!(!env.p("banned-203.0.113.70").exists(), "enforced: {err}");
-    let noisy: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("203.0.113.70") && (l.contains(" ban") || l.contains("unban")))
-        .filter(|l| !l.contains("recorded, not enforced"))
-        .collect();
-    assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
-    let all = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
-    let out = String::from_utf8_lossy(&all.stdout);
-    assert!(out.contains("203.0.113.70/32"), "recorded: {out}");
-    let now = env.cli_config(&cfg, &["decisions", "list", "--json"]);
-    assert!(
-        !String::from_utf8_lossy(&now.stdout).contains("203.0.113.70"),
-        "not in force"
-    );
+    recorded_not_enforced(&env, &cfg, "203.0.113.70", &err);
 }
