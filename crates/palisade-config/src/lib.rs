@@ -13,7 +13,6 @@
 mod fields;
 mod files;
 mod merge;
-mod place;
 mod schema;
 
 pub use merge::MergeError;
@@ -24,6 +23,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
+
+/// Places semantic problems (kept apart from the list above: other sections add modules there).
+mod place;
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
