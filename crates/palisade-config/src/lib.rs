@@ -1,8 +1,10 @@
 //! Palisade's configuration: one TOML file.
 //!
-//! Every section is read on its own, so one run of [`Config::parse`] reports a problem in each
-//! broken section, plus every semantic problem (unknown filter, duplicate jail, missing
-//! responder…), each with file, line, column, what is wrong and what is allowed.
+//! One run of [`Config::parse`] reports every problem: every bad key and value of every
+//! section (not only the first), plus every semantic problem (unknown filter, duplicate jail,
+//! missing responder…), each with file, line, column, what is wrong and what is allowed, in
+//! file order. [`Config::load_all`] adds the files the configuration names and hands back what
+//! could be read, so that the caller can add its own checks (filter files) to the same list.
 //! Unknown keys are errors. Durations are written `30s`, `10m`, `1h`, `1d`, `1w` (or whole
 //! seconds as an integer); a ban time may be `"forever"`.
 
@@ -22,6 +24,9 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+/// Places semantic problems (kept apart from the list above: other sections add modules there).
+mod place;
+
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -33,6 +38,14 @@ pub struct Problem {
     pub col: usize,
     /// What is wrong and what is allowed.
     pub message: String,
+}
+
+impl Problem {
+    /// A problem at byte `offset` of `text`, the contents of `file` (line and column counted
+    /// as in every other problem).
+    pub fn at(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Problem {
+        Locator { file, text }.at(offset, message)
+    }
 }
 
 impl fmt::Display for Problem {
@@ -55,22 +68,22 @@ impl fmt::Display for Problem {
 /// A configuration that cannot be used: every problem found.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
-    /// The problems, in file order.
+    /// The problems, in order of place ([`sort_problems`]).
     pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for ConfigError {
+    /// One problem a line, in the order given (see [`sort_problems`]), then the count.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.problems {
+            writeln!(f, "{p}")?;
+        }
         let n = self.problems.len();
         writeln!(
             f,
-            "{n} problem{} in the configuration:",
+            "{n} problem{} in the configuration",
             if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            writeln!(f, "  {p}")?;
-        }
-        Ok(())
+        )
     }
 }
 
@@ -99,6 +112,22 @@ impl<'a> Locator<'a> {
         self.at(s.span().start, message)
     }
 
+    /// The byte offset of a 1-based line and column (the inverse of [`Locator::at`]).
+    pub(crate) fn offset(&self, line: usize, col: usize) -> usize {
+        let start: usize = self
+            .text
+            .split_inclusive('\n')
+            .take(line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let rest = &self.text[start.min(self.text.len())..];
+        start
+            + rest
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(rest.len(), |(i, _)| i)
+    }
+
     pub(crate) fn nowhere(&self, message: impl Into<String>) -> Problem {
         Problem {
             file: self.file.to_path_buf(),
@@ -109,27 +138,132 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// Deserializes one section, reporting every bad key and value in it, not only the first.
+///
+/// serde stops at the first error, so the entry it points at is reported and taken out, and
+/// the rest is read again, until it reads: the section is then checked further with its good
+/// values (a taken-out key has its default; a semantic problem that names it is dropped by
+/// [`place::settle`], since its value was reported already). `None` when the section cannot
+/// be read at all (not a table, a required key missing). Works for any `Deserialize` type, so
+/// a new section gets it without code of its own.
 fn de_section<T: DeserializeOwned>(
     v: &Spanned<DeValue<'_>>,
     loc: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(v.clone())) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let off = e.span().map_or(v.span().start, |s| s.start);
-            problems.push(loc.at(off, with_suggestion(e.message().trim())));
-            None
+    let mut v = v.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut seen: Vec<(usize, String)> = Vec::new();
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(v.clone())) {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let message = e.message().trim().to_string();
+        let (off, culprit) = match e.span() {
+            Some(s) => (s.start, None),
+            // Errors from inside an internally tagged enum come without a place: find the
+            // key whose removal makes this error go away.
+            None => match culprit::<T>(&v, &message) {
+                Some((off, key)) => (off, Some(key)),
+                None => (v.span().start, None),
+            },
+        };
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
+        // A required key reported (and taken out) for its value is not "missing" too.
+        let consequence = missing.is_some_and(|f| removed.iter().any(|r| r == f));
+        if !consequence && !seen.contains(&(off, message.clone())) {
+            problems.push(loc.at(off, with_suggestion(&message)));
+            seen.push((off, message.clone()));
+        }
+        let taken = match culprit {
+            Some(key) => remove_key(&mut v, &key),
+            None => remove_at(v.get_mut(), off),
+        };
+        match taken {
+            Some(k) => removed.push(k),
+            None => return None,
         }
     }
 }
 
-fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        problems.sort_by_key(|p| (p.line, p.col));
-        Err(ConfigError { problems })
+/// The key of table `v` without which `T` no longer fails with `message` (and not because
+/// that key is then missing), with the offset of its value.
+fn culprit<T: DeserializeOwned>(
+    v: &Spanned<DeValue<'_>>,
+    message: &str,
+) -> Option<(usize, String)> {
+    let DeValue::Table(t) = v.get_ref() else {
+        return None;
+    };
+    t.iter().find_map(|(k, x)| {
+        let mut without = v.clone();
+        remove_key(&mut without, k.get_ref())?;
+        let missing = format!("missing field `{}`", k.get_ref());
+        match T::deserialize(ValueDeserializer::from(without)) {
+            Err(e) if e.message().trim() == message || e.message().trim() == missing => None,
+            _ => Some((x.span().start, k.get_ref().to_string())),
+        }
+    })
+}
+
+fn remove_key(v: &mut Spanned<DeValue<'_>>, key: &str) -> Option<String> {
+    let DeValue::Table(t) = v.get_mut() else {
+        return None;
+    };
+    let k = t.keys().find(|k| k.get_ref() == key)?.clone();
+    t.remove(&k);
+    Some(key.to_string())
+}
+
+/// Takes out the innermost table entry whose key or value holds byte `off`; its key.
+fn remove_at(v: &mut DeValue<'_>, off: usize) -> Option<String> {
+    match v {
+        DeValue::Table(t) => {
+            for (_, x) in t.iter_mut() {
+                if let Some(k) = remove_at(x.get_mut(), off) {
+                    return Some(k);
+                }
+            }
+            let k = t
+                .iter()
+                .find(|(k, x)| k.span().contains(&off) || x.span().contains(&off))?
+                .0
+                .clone();
+            t.remove(&k);
+            Some(k.get_ref().to_string())
+        }
+        DeValue::Array(a) => a.iter_mut().find_map(|x| remove_at(x.get_mut(), off)),
+        _ => None,
+    }
+}
+
+/// Orders problems by place: the configuration file first, then the files it names (by
+/// path); in a file by line and column, problems without a line last.
+pub fn sort_problems(problems: &mut [Problem], config: &Path) {
+    problems.sort_by(|a, b| {
+        let key = |p: &Problem| (p.file != config, p.line == 0, p.line, p.col);
+        (a.file != config)
+            .cmp(&(b.file != config))
+            .then_with(|| a.file.cmp(&b.file))
+            .then_with(|| key(a).cmp(&key(b)))
+            .then_with(|| a.message.cmp(&b.message))
+    });
+}
+
+fn finish(
+    cfg: Option<Config>,
+    mut problems: Vec<Problem>,
+    path: &Path,
+) -> Result<Config, ConfigError> {
+    match cfg {
+        Some(cfg) if problems.is_empty() => Ok(cfg),
+        _ => {
+            sort_problems(&mut problems, path);
+            Err(ConfigError { problems })
+        }
     }
 }
 
@@ -228,6 +362,27 @@ fn de_responder(
     Some(ResponderSection { name, kind, spec })
 }
 
+/// Semantic checks of `[server]` (placed by [`place::settle`]).
+fn check_server(cfg: &Config, loc: &Locator<'_>, problems: &mut Vec<Problem>) {
+    let Some(s) = &cfg.server else {
+        return;
+    };
+    if s.tls_cert.is_some() != s.tls_key.is_some() {
+        problems
+            .push(loc.nowhere("[server] tls_cert and tls_key go together: set both or neither"));
+    }
+    if s.max_connections == 0 || s.max_connections_per_address == 0 {
+        problems.push(loc.nowhere(
+            "[server] max_connections and max_connections_per_address must be at least 1",
+        ));
+    }
+    for h in &s.allowed_hosts {
+        if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/') {
+            problems.push(loc.nowhere(format!("[server] allowed_hosts: {h:?} is not a host name")));
+        }
+    }
+}
+
 /// The allowed name closest to `word`, when close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     allowed
@@ -260,21 +415,40 @@ impl Config {
     /// Reads and validates a configuration file. `known_filters` are the filter names that
     /// exist (built-ins); a jail may also name a fail2ban filter file with `filter_file`.
     pub fn load(path: &Path, known_filters: &[&str]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![Problem {
-                file: path.to_path_buf(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read: {e}"),
-            }],
-        })?;
+        let (cfg, problems) = Self::load_all(path, known_filters);
+        finish(cfg, problems, path)
+    }
+
+    /// Reads and validates like [`Config::load`], and returns what could be read together
+    /// with every problem found (sorted, [`sort_problems`]), so that a caller can add the
+    /// problems of its own checks (filter files) and report all of them at once. The
+    /// configuration is `None` only when the file cannot be read or is not TOML; sections
+    /// with problems are left out of it.
+    pub fn load_all(path: &Path, known_filters: &[&str]) -> (Option<Config>, Vec<Problem>) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    None,
+                    vec![Problem {
+                        file: path.to_path_buf(),
+                        line: 0,
+                        col: 0,
+                        message: format!("cannot read: {e}"),
+                    }],
+                )
+            }
+        };
         let loc = Locator {
             file: path,
             text: &text,
         };
-        let (mut cfg, mut problems) = Self::parse_unchecked(&text, &loc, known_filters)?;
-        files::check(&mut cfg, &loc, &mut problems);
-        finish(cfg, problems)
+        let (mut cfg, mut problems) = Self::parse_unchecked(&text, &loc, known_filters);
+        if let Some(cfg) = &mut cfg {
+            files::check(cfg, &loc, &mut problems);
+        }
+        sort_problems(&mut problems, path);
+        (cfg, problems)
     }
 
     /// Parses and validates configuration text; `path` is used in messages and to resolve
@@ -284,16 +458,17 @@ impl Config {
     /// filter files) are read and checked by [`Config::load`], after this.
     pub fn parse(text: &str, path: &Path, known_filters: &[&str]) -> Result<Config, ConfigError> {
         let loc = Locator { file: path, text };
-        let (cfg, problems) = Self::parse_unchecked(text, &loc, known_filters)?;
-        finish(cfg, problems)
+        let (cfg, problems) = Self::parse_unchecked(text, &loc, known_filters);
+        finish(cfg, problems, path)
     }
 
-    /// Parses and validates; a syntax error ends it, other problems are collected.
+    /// Parses and validates; a syntax error ends it (no configuration), every other problem
+    /// is collected.
     fn parse_unchecked(
         text: &str,
         loc: &Locator<'_>,
         known_filters: &[&str],
-    ) -> Result<(Config, Vec<Problem>), ConfigError> {
+    ) -> (Option<Config>, Vec<Problem>) {
         let path = loc.file;
         let loc = *loc;
         let mut problems = Vec::new();
@@ -301,9 +476,7 @@ impl Config {
             Ok(r) => r,
             Err(e) => {
                 let off = e.span().map_or(0, |s| s.start);
-                return Err(ConfigError {
-                    problems: vec![loc.at(off, e.message().trim().to_string())],
-                });
+                return (None, vec![loc.at(off, e.message().trim().to_string())]);
             }
         };
         let mut cfg = Config {
@@ -334,31 +507,7 @@ impl Config {
                 "abuseipdb" => cfg.abuseipdb = de_section(value, &loc, &mut problems),
                 "report" => cfg.report = de_section(value, &loc, &mut problems),
                 "audit" => cfg.audit = de_section::<toml::Value>(value, &loc, &mut problems),
-                "server" => {
-                    cfg.server = de_section::<ServerSection>(value, &loc, &mut problems);
-                    if let Some(s) = &cfg.server {
-                        if s.tls_cert.is_some() != s.tls_key.is_some() {
-                            problems.push(loc.span(
-                                value,
-                                "[server] tls_cert and tls_key go together: set both or neither",
-                            ));
-                        }
-                        if s.max_connections == 0 || s.max_connections_per_address == 0 {
-                            problems.push(loc.span(
-                                value,
-                                "[server] max_connections and max_connections_per_address must be at least 1",
-                            ));
-                        }
-                        for h in &s.allowed_hosts {
-                            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/') {
-                                problems.push(loc.span(
-                                    value,
-                                    format!("[server] allowed_hosts: {h:?} is not a host name"),
-                                ));
-                            }
-                        }
-                    }
-                }
+                "server" => cfg.server = de_section(value, &loc, &mut problems),
                 "allowlist" => {
                     if let Some(v) = de_section(value, &loc, &mut problems) {
                         cfg.allowlist = v;
@@ -393,8 +542,11 @@ impl Config {
                 )),
             }
         }
+        let parsed = problems.len();
+        check_server(&cfg, &loc, &mut problems);
         schema::validate(&mut cfg, &loc, known_filters, &mut problems);
-        Ok((cfg, problems))
+        place::settle(root.get_ref(), &loc, &mut problems, parsed);
+        (Some(cfg), problems)
     }
 
     /// Resolves a path from the configuration relative to the configuration file's folder.

@@ -221,7 +221,7 @@ ports = ["ssh"]
         "{err}"
     );
     assert!(
-        err.contains("test.toml:10:1:") && err.contains("u16"),
+        err.contains("test.toml:13:9: invalid type: string \"ssh\", expected u16"),
         "{err}"
     );
     let cfg = parse(
@@ -407,4 +407,122 @@ files = ["/var/log/x.log"]
         palisade_config::did_you_mean("zzz", ["sshd", "nginx_error"]),
         None
     );
+}
+
+/// Every bad key and value of a section is reported, not only the first, in every section,
+/// together with the semantic problems, each at its line and column, in file order.
+#[test]
+fn every_problem_of_every_section_in_one_pass() {
+    let text = r#"
+[general]
+dry_run = "yes"
+log_levle = "info"
+max_line = "big"
+reconcile_interval = "soon"
+
+[defaults]
+max_retry = 0
+maxretry = 3
+find_time = "10 parsecs"
+
+[notify]
+max_per_hour = 0
+[notify.email]
+smtp_host = 3
+from = "a@b"
+to = []
+colour = "red"
+
+[[responder]]
+name = "fw"
+type = "nftables"
+ports = ["ssh"]
+priority = "high"
+
+[[jail]]
+name = "a"
+filter = "sshd"
+files = ["/var/log/auth.log"]
+max_retry = "three"
+colour = "red"
+
+[[jail]]
+name = "b"
+filter = "shd"
+files = ["/x"]
+max_retry = 0
+"#;
+    let err = parse(text).unwrap_err();
+    let got: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    let all = err.to_string();
+    let expected = [
+        "test.toml:3:11: invalid type: string \"yes\", expected a boolean",
+        "test.toml:4:1: unknown field `log_levle`, expected one of `state_dir`, `socket`, `dry_run`, `log_level`, `timezone`, `max_line`, `reconcile_interval`; did you mean `log_level`?",
+        "test.toml:5:12: invalid type: string \"big\", expected usize",
+        "test.toml:6:22: invalid duration \"soon\"",
+        "test.toml:9:13: [defaults]: max_retry must be at least 1",
+        "test.toml:10:1: unknown field `maxretry`, expected one of `max_retry`, `find_time`, `ban_time`, `ipv6_prefix`, `max_keys`, `responders`; did you mean `max_retry`?",
+        "test.toml:11:13: invalid duration \"10 parsecs\"",
+        "test.toml:14:16: [notify] max_per_hour must be at least 1",
+        "test.toml:16:13: invalid type: integer `3`, expected a string",
+        "test.toml:19:1: unknown field `colour`, expected one of `smtp_host`, `smtp_port`, `tls`, `username`, `password`, `password_file`, `ca_file`, `from`, `to`, `subject_prefix`, `timeout`",
+        "test.toml:24:9: invalid type: string \"ssh\", expected u16",
+        "test.toml:25:12: invalid type: string \"high\", expected i32",
+        "test.toml:31:13: invalid type: string \"three\", expected u32",
+        "test.toml:32:1: unknown field `colour`, expected one of",
+        "test.toml:36:10: jail \"b\": unknown filter \"shd\"; did you mean \"sshd\"?",
+        "test.toml:38:13: jail \"b\": max_retry must be at least 1",
+    ];
+    for (i, e) in expected.iter().enumerate() {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "problem {i} {e:?} missing from:\n{all}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{all}");
+    assert!(all.ends_with("16 problems in the configuration\n"), "{all}");
+    // In file order.
+    let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+/// A bad value is reported once: the checks that its (default) stand-in would fail are not
+/// reported on top of it.
+#[test]
+fn a_bad_value_is_not_reported_again_by_the_checks() {
+    let text = r#"
+[server]
+tls_cert = 3
+tls_key = "/k.pem"
+
+[[jail]]
+name = "a"
+filter = 7
+files = ["/var/log/auth.log"]
+
+[[jail]]
+name = "b"
+filter = "sshd"
+files = "/var/log/auth.log"
+"#;
+    let err = parse(text).unwrap_err();
+    let all = err.to_string();
+    assert_eq!(err.problems.len(), 3, "{all}");
+    assert!(
+        all.contains("test.toml:3:12: invalid type: integer `3`, expected a string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("test.toml:8:10: invalid type: integer `7`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("test.toml:14:9: invalid type: string"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("go together") && !all.contains("missing `filter`"),
+        "{all}"
+    );
+    assert!(!all.contains("exactly one source"), "{all}");
 }

@@ -101,3 +101,55 @@ pub enum LoadError {
         path: PathBuf,
     },
 }
+
+impl LoadError {
+    /// The file the problem is in (the filter file, or a file it includes) and, for a syntax
+    /// error, its 1-based line.
+    pub fn place(&self) -> (&std::path::Path, Option<usize>) {
+        match self {
+            LoadError::Syntax { path, line, .. } => (path, Some(*line)),
+            LoadError::Io { path, .. }
+            | LoadError::IncludeLoop { path, .. }
+            | LoadError::MissingInclude { path, .. }
+            | LoadError::Interpolation { path, .. }
+            | LoadError::BadOption { path, .. }
+            | LoadError::Regex { path, .. }
+            | LoadError::UnknownTag { path, .. }
+            | LoadError::NoFailregex { path } => (path, None),
+        }
+    }
+
+    /// The message without the place that starts it ([`LoadError::place`] gives that).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let (path, line) = self.place();
+        let prefix = match line {
+            Some(l) => format!("{}:{l}: ", path.display()),
+            None => format!("{}: ", path.display()),
+        };
+        full.strip_prefix(&prefix)
+            .map_or(full.clone(), str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadError;
+    use std::path::PathBuf;
+
+    #[test]
+    fn place_and_reason_split_the_message() {
+        let e = LoadError::Syntax {
+            path: PathBuf::from("/f/x.conf"),
+            line: 3,
+            reason: "cannot parse line \"x\"".into(),
+        };
+        assert_eq!(e.place(), (PathBuf::from("/f/x.conf").as_path(), Some(3)));
+        assert_eq!(e.reason(), "cannot parse line \"x\"");
+        let e = LoadError::NoFailregex {
+            path: PathBuf::from("/f/y.conf"),
+        };
+        assert_eq!(e.place().1, None);
+        assert_eq!(e.reason(), "no failregex defined");
+    }
+}

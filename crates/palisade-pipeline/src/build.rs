@@ -25,6 +25,21 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
+    /// A jail's fail2ban filter file could not be loaded: where (the file, or a file it
+    /// includes, and the line when known) and why.
+    #[error("jail {jail:?}: filter_file {}: {}{message}", filter_file.display(), place(file, *line))]
+    FilterFile {
+        /// Jail name.
+        jail: String,
+        /// The jail's `filter_file`.
+        filter_file: std::path::PathBuf,
+        /// The file the problem is in.
+        file: std::path::PathBuf,
+        /// Its 1-based line, when known.
+        line: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
     /// A responder could not be built.
     #[error("responder {name:?}: {message}")]
     Responder {
@@ -39,6 +54,13 @@ pub enum BuildError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] palisade_store::StoreError),
+}
+
+fn place(file: &std::path::Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}: ", file.display()),
+        None => format!("{}: ", file.display()),
+    }
 }
 
 /// The store URL of a configuration, with the password of `[store] password_file` filled in
@@ -124,9 +146,13 @@ pub fn build_filter(
             ..palisade_fail2ban::LoadOptions::default()
         };
         let f = palisade_fail2ban::Fail2banFilter::load(&path, &opts, tz.clone()).map_err(|e| {
-            BuildError::Filter {
+            let (file, line) = e.place();
+            BuildError::FilterFile {
                 jail: name,
-                message: format!("filter_file {}: {e}", path.display()),
+                filter_file: path.clone(),
+                file: file.to_path_buf(),
+                line,
+                message: e.reason(),
             }
         })?;
         Ok(Box::new(f))

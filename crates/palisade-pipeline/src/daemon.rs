@@ -233,6 +233,24 @@ struct SourceEntry {
     ended: Option<Option<String>>,
 }
 
+/// The health entry of responder `name`, made (healthy or not, `ok`) when it is new: the name
+/// is copied only then, not on every apply and revoke that reports here.
+fn responder_entry<'a>(
+    map: &'a mut BTreeMap<String, ResponderHealth>,
+    name: &str,
+    ok: bool,
+) -> &'a mut ResponderHealth {
+    if !map.contains_key(name) {
+        let e = ResponderHealth {
+            name: name.to_owned(),
+            ok,
+            ..ResponderHealth::default()
+        };
+        map.insert(name.to_owned(), e);
+    }
+    map.get_mut(name).expect("inserted above")
+}
+
 impl Stats {
     /// Counts a failure of `responder` (also in its health entry).
     fn responder_failed(&self, responder: &str, what: &str, error: &str) {
@@ -269,10 +287,10 @@ impl Stats {
         }
     }
 
+    /// Records the outcome of a call to `name` in its health entry.
     fn responder_result(&self, name: &str, r: Result<(), String>) {
         let mut h = self.health();
-        let e = h.responders.entry(name.to_owned()).or_default();
-        e.name = name.to_owned();
+        let e = responder_entry(&mut h.responders, name, false);
         match r {
             Ok(()) => e.ok = true,
             Err(msg) => {
@@ -442,13 +460,7 @@ impl ResponderSet {
         let names: Vec<&str> = self.responders.iter().map(|r| r.name()).collect();
         h.responders.retain(|n, _| names.contains(&n.as_str()));
         for n in names {
-            h.responders
-                .entry(n.to_owned())
-                .or_insert_with(|| ResponderHealth {
-                    name: n.to_owned(),
-                    ok: true,
-                    ..ResponderHealth::default()
-                });
+            responder_entry(&mut h.responders, n, true);
         }
     }
 
@@ -490,15 +502,15 @@ impl ResponderSet {
         now: Timestamp,
         stats: &Stats,
     ) -> Result<(), String> {
-        let name = self.responders[i].name().to_owned();
-        match self.responders[i].apply(batch, now) {
+        let r = &mut self.responders[i];
+        match r.apply(batch, now) {
             Ok(()) => {
-                stats.responder_result(&name, Ok(()));
+                stats.responder_result(r.name(), Ok(()));
                 Ok(())
             }
             Err(e) => {
                 let e = e.to_string();
-                stats.responder_failed(&name, "apply", &e);
+                stats.responder_failed(r.name(), "apply", &e);
                 Err(e)
             }
         }
@@ -1388,14 +1400,29 @@ impl EngineCtx {
     }
 }
 
-/// A ban decided from old log lines (history read at start, `--from-start`) can be over
-/// before it starts: have the engine expire it in the same batch, so that
-/// [`EngineCtx::record_stale_bans`] records it without enforcing and lifting it.
-fn expire_stale_bans(engine: &mut Engine, clock: &dyn Clock, actions: &mut Vec<Action>) {
+/// Observes one event of jail `jail`: the one way history reaches the engine, whether read
+/// from a log (live, or old lines at start with `--from-start`) or replayed from the store by
+/// [`warm_up`] after a restart.
+///
+/// A ban decided from old events can be over before it starts: the engine expires it in the
+/// same batch, so that [`EngineCtx::record_stale_bans`] (in every dispatch) records it without
+/// enforcing and lifting it.
+fn observe_event(
+    engine: &mut Engine,
+    jail: usize,
+    ev: &Event,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+) {
+    engine.observe(jail, ev, actions);
+    expire_stale_bans(engine, now, actions);
+}
+
+/// See [`observe_event`].
+fn expire_stale_bans(engine: &mut Engine, now: Timestamp, actions: &mut Vec<Action>) {
     if actions.is_empty() {
         return;
     }
-    let now = clock.now();
     let stale = |a: &Action| matches!(a, Action::Ban(d) if d.expires.is_some_and(|e| e <= now));
     if actions.iter().any(stale) {
         engine.expire(now, actions);
@@ -1428,7 +1455,7 @@ impl EngineCtx {
         actions.retain(|a| match a {
             Action::Ban(d) if stale.contains(&(d.target, d.created)) => {
                 tracing::debug!(target = %d.target, jail = %d.jail,
-                    "ban from old log lines already over; recorded, not enforced");
+                    "ban from old events already over; recorded, not enforced");
                 let _ = self.store_tx.send(StoreMsg::Decision(d.clone()));
                 false
             }
@@ -1492,8 +1519,7 @@ fn engine_loop(
                         if let (Some(o), Some(name)) = (&ctx.observer, jail_names.get(jail as usize)) {
                             o.event(name, &ev);
                         }
-                        engine.observe(jail as usize, &ev, &mut actions);
-                        expire_stale_bans(&mut engine, &*clock, &mut actions);
+                        observe_event(&mut engine, jail as usize, &ev, clock.now(), &mut actions);
                         ctx.dispatch(&mut actions);
                         per_jail.entry(jail).or_default().push(ev);
                     }
@@ -2091,7 +2117,8 @@ fn store_loop(
 /// Restores the jails' failure counts from the events stored within the longest find time
 /// (at most [`WARM_UP_MAX`], oldest first): the source positions are past those lines, so
 /// they are not read again, and without this a crash would forget failures counted towards
-/// a ban not yet taken. Bans the counts reach go to `out`.
+/// a ban not yet taken. Bans the counts reach go to `out`; one already over by `now` is only
+/// recorded ([`observe_event`]), like a ban from old log lines.
 fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut Vec<Action>) {
     let Some(find_time) = engine.config().jails.iter().map(|j| j.find_time).max() else {
         return;
@@ -2160,7 +2187,7 @@ fn warm_up(store: &mut dyn Store, engine: &mut Engine, now: Timestamp, out: &mut
             continue;
         }
         if let Some(j) = engine.jail_index(&se.jail) {
-            engine.observe(j, &se.event, out);
+            observe_event(engine, j, &se.event, now, out);
             replayed += 1;
         }
     }

@@ -4,90 +4,16 @@
 
 use ipnet::IpNet;
 use palisade_core::{Decision, Event, Origin, Timestamp};
-use palisade_proto::{Counters, JailStatus, StatusReport};
-use palisade_server::{ControlApi, ControlError, FeedHub, FeedItem, LoginLimits, ServerConfig};
+use palisade_server::{FeedHub, FeedItem, LoginLimits, ServerConfig};
 use palisade_store::Store;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-const PASSWORD: &str = "correct horse battery";
-
-/// Records calls; refuses bans inside 10.0.0.0/8 like an allowlist would.
-#[derive(Default)]
-struct FakeDaemon {
-    calls: Mutex<Vec<String>>,
-    allow: Mutex<Vec<IpNet>>,
-}
-
-impl ControlApi for FakeDaemon {
-    fn status(&self) -> Result<StatusReport, ControlError> {
-        self.calls.lock().unwrap().push("status".into());
-        Ok(StatusReport {
-            counters: Counters {
-                lines: 1234,
-                events: 56,
-                decisions: 7,
-                responder_errors: 1,
-                ..Counters::default()
-            },
-            jails: vec![JailStatus {
-                name: "sshd".into(),
-                failures: 50,
-                detections: 7,
-                tracked: 3,
-                evicted: 0,
-                max_retry: 5,
-                find_time: 600,
-                ban_time: Some(3600),
-                dry_run: false,
-            }],
-            active_bans: 2,
-            ..StatusReport::default()
-        })
-    }
-    fn ban(
-        &self,
-        target: IpNet,
-        dur: Option<Duration>,
-        reason: &str,
-    ) -> Result<Decision, ControlError> {
-        let secs = dur.map(|d| d.as_secs());
-        let target_s = target.to_string();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("ban {target_s} {secs:?} {reason}"));
-        if target_s.starts_with("10.") {
-            return Err(ControlError::Refused(format!(
-                "{target_s} is covered by the allowlist; not banned"
-            )));
-        }
-        let now = Timestamp::from_secs(1_700_000_000);
-        Ok(Decision {
-            id: 0,
-            target,
-            jail: "manual".into(),
-            origin: Origin::Manual,
-            reason: reason.into(),
-            created: now,
-            expires: dur.map(|d| now.plus(d)),
-            simulated: false,
-            level: 0,
-        })
-    }
-    fn unban(&self, target: IpNet) -> Result<u64, ControlError> {
-        let target_s = target.to_string();
-        self.calls.lock().unwrap().push(format!("unban {target_s}"));
-        Ok(1)
-    }
-    fn set_allowlist(&self, nets: Vec<IpNet>) -> Result<(), ControlError> {
-        *self.allow.lock().unwrap() = nets;
-        Ok(())
-    }
-}
+mod common;
+use common::{FakeDaemon, Server as Env, PASSWORD};
 
 struct Resp {
     status: u16,
@@ -181,23 +107,6 @@ fn request(
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    url: String,
-    server: Option<palisade_server::ServerHandle>,
-    addr: SocketAddr,
-    daemon: Arc<FakeDaemon>,
-    feed: FeedHub,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-    }
-}
-
 fn ev(ip: &str, secs: i64, failure: bool) -> Event {
     Event {
         time: Timestamp::from_secs(secs),
@@ -212,31 +121,7 @@ fn ev(ip: &str, secs: i64, failure: bool) -> Event {
 }
 
 fn env_with(limits: LoginLimits, seed: impl FnOnce(&mut dyn Store)) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("p.db").display());
-    {
-        let mut s = palisade_store::open(&url).unwrap();
-        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
-        s.user_set("alice", &h, Timestamp::from_secs(1)).unwrap();
-        seed(s.as_mut());
-    }
-    let daemon = Arc::new(FakeDaemon::default());
-    let feed = FeedHub::new();
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        login_limits: limits,
-        ..ServerConfig::default()
-    };
-    let server = palisade_server::spawn(cfg, url.clone(), daemon.clone(), feed.clone()).unwrap();
-    let addr = server.local_addr();
-    Env {
-        _dir: dir,
-        url,
-        server: Some(server),
-        addr,
-        daemon,
-        feed,
-    }
+    common::start("alice", |c, _| c.login_limits = limits, seed)
 }
 
 fn env() -> Env {

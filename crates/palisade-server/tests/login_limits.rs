@@ -2,34 +2,13 @@
 //! 16 addresses × 60 concurrent attempts against one user name. Its own test binary, so the
 //! process's peak memory (VmHWM) measures this server alone.
 
-use palisade_core::Timestamp;
-use palisade_server::{ControlApi, ControlError, FeedHub, LoginLimits, ServerConfig};
+use palisade_server::LoginLimits;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "correct horse battery";
-
-struct Nobody;
-impl ControlApi for Nobody {
-    fn status(&self) -> Result<palisade_proto::StatusReport, ControlError> {
-        Ok(palisade_proto::StatusReport::default())
-    }
-    fn ban(
-        &self,
-        _: ipnet::IpNet,
-        _: Option<std::time::Duration>,
-        _: &str,
-    ) -> Result<palisade_core::Decision, ControlError> {
-        Err(ControlError::Refused("no".into()))
-    }
-    fn unban(&self, _: ipnet::IpNet) -> Result<u64, ControlError> {
-        Err(ControlError::Refused("no".into()))
-    }
-    fn set_allowlist(&self, _: Vec<ipnet::IpNet>) -> Result<(), ControlError> {
-        Ok(())
-    }
-}
+mod common;
+use common::PASSWORD;
 
 /// Peak resident memory of this process, in KiB.
 fn vm_hwm_kib() -> u64 {
@@ -70,26 +49,19 @@ async fn post(src: IpAddr, addr: SocketAddr, body: String) -> u16 {
 
 #[test]
 fn distributed_concurrent_guessing_is_bounded_and_the_owner_still_logs_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("p.db").display());
-    {
-        let mut s = palisade_store::open(&url).unwrap();
-        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
-        s.user_set("admin", &h, Timestamp::from_secs(1)).unwrap();
-    }
     let limits = LoginLimits::default();
     let (per_ip, per_user) = (limits.per_ip, limits.per_user);
-    let mut cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        login_limits: limits,
-        ..ServerConfig::default()
-    };
-    // The connection caps are not what this test is about.
-    cfg.conn.max_connections = 4096;
-    cfg.conn.per_address = 1024;
-    let server =
-        palisade_server::spawn(cfg, url, std::sync::Arc::new(Nobody), FeedHub::new()).unwrap();
-    let addr = server.local_addr();
+    let server = common::start(
+        "admin",
+        |cfg, _| {
+            cfg.login_limits = limits;
+            // The connection caps are not what this test is about.
+            cfg.conn.max_connections = 4096;
+            cfg.conn.per_address = 1024;
+        },
+        |_| {},
+    );
+    let addr = server.addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -185,6 +157,6 @@ fn distributed_concurrent_guessing_is_bounded_and_the_owner_still_logs_in() {
         )),
         429
     );
-    server.shutdown();
+    drop(server);
     drop(rt);
 }

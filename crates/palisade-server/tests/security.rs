@@ -7,9 +7,8 @@
 //! Everything runs against a real server on loopback over a real SQLite store; the daemon is a
 //! recorder (the daemon side has its own end-to-end tests in the `palisade` crate).
 
-use ipnet::IpNet;
 use palisade_core::Timestamp;
-use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig};
+use palisade_server::ServerConfig;
 use palisade_store::{DecisionQuery, EventQuery};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -17,49 +16,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery";
-
-#[derive(Default)]
-struct Recorder {
-    calls: Mutex<Vec<String>>,
-}
-
-impl ControlApi for Recorder {
-    fn status(&self) -> Result<palisade_proto::StatusReport, ControlError> {
-        Ok(palisade_proto::StatusReport::default())
-    }
-    fn ban(
-        &self,
-        target: IpNet,
-        dur: Option<std::time::Duration>,
-        reason: &str,
-    ) -> Result<palisade_core::Decision, ControlError> {
-        self.calls.lock().unwrap().push(format!("ban {target}"));
-        let now = palisade_core::Timestamp::from_secs(1_700_000_000);
-        Ok(palisade_core::Decision {
-            id: 0,
-            target,
-            jail: "manual".into(),
-            origin: palisade_core::Origin::Manual,
-            reason: reason.into(),
-            created: now,
-            expires: dur.map(|d| now.plus(d)),
-            simulated: false,
-            level: 0,
-        })
-    }
-    fn unban(&self, target: IpNet) -> Result<u64, ControlError> {
-        self.calls.lock().unwrap().push(format!("unban {target}"));
-        Ok(0)
-    }
-    fn set_allowlist(&self, nets: Vec<IpNet>) -> Result<(), ControlError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("allowlist {}", nets.len()));
-        Ok(())
-    }
-}
+mod common;
+use common::{Server as Env, PASSWORD};
 
 /// Log output of this test binary (a global subscriber; the server logs from its threads).
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -89,45 +47,9 @@ impl Write for LogWriter {
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    url: String,
-    addr: SocketAddr,
-    daemon: Arc<Recorder>,
-    server: Option<palisade_server::ServerHandle>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-    }
-}
-
 fn env_with(tweak: impl FnOnce(&mut ServerConfig)) -> Env {
     logs();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("p.db").display());
-    {
-        let mut s = palisade_store::open(&url).unwrap();
-        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
-        s.user_set("alice", &h, Timestamp::from_secs(1)).unwrap();
-    }
-    let daemon = Arc::new(Recorder::default());
-    let mut cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    tweak(&mut cfg);
-    let server = palisade_server::spawn(cfg, url.clone(), daemon.clone(), FeedHub::new()).unwrap();
-    Env {
-        _dir: dir,
-        url,
-        addr: server.local_addr(),
-        daemon,
-        server: Some(server),
-    }
+    common::start("alice", |c, _| tweak(c), |_| {})
 }
 
 fn env() -> Env {
@@ -348,7 +270,7 @@ fn every_route_and_variant_needs_authentication() {
         );
     }
     assert!(
-        e.daemon.calls.lock().unwrap().is_empty(),
+        e.daemon.writes().is_empty(),
         "an unauthenticated call reached the daemon"
     );
 }
@@ -421,7 +343,7 @@ fn read_tokens_and_missing_csrf_tokens_are_refused_on_every_write() {
     );
     assert!(matches!(r.status, 400 | 415), "{}", r.status);
     assert!(
-        e.daemon.calls.lock().unwrap().is_empty(),
+        e.daemon.writes().is_empty(),
         "{:?}",
         e.daemon.calls.lock().unwrap()
     );
@@ -576,7 +498,7 @@ fn request_size_limits_hold() {
         &json!({"username": "u".repeat(60_000), "password": "x"}).to_string(),
     );
     assert_eq!(r.status, 401);
-    assert!(e.daemon.calls.lock().unwrap().is_empty());
+    assert!(e.daemon.writes().is_empty());
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! HTTPS in-process: a self-signed certificate made at test time (rcgen), the server on
 //! 127.0.0.1:0 with it, and a blocking rustls client that trusts only that certificate.
 
-use palisade_core::Timestamp;
-use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig, TlsFiles};
+use palisade_server::{ServerConfig, TlsFiles};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,41 +10,14 @@ use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-const PASSWORD: &str = "correct horse battery";
+mod common;
+use common::PASSWORD;
 
-struct NoDaemon;
-
-impl ControlApi for NoDaemon {
-    fn status(&self) -> Result<palisade_proto::StatusReport, ControlError> {
-        Ok(palisade_proto::StatusReport::default())
-    }
-    fn ban(
-        &self,
-        _: ipnet::IpNet,
-        _: Option<std::time::Duration>,
-        _: &str,
-    ) -> Result<palisade_core::Decision, ControlError> {
-        Err(ControlError::Unavailable("test".into()))
-    }
-    fn unban(&self, _: ipnet::IpNet) -> Result<u64, ControlError> {
-        Err(ControlError::Unavailable("test".into()))
-    }
-}
-
+/// A server, and the certificate (DER) when it serves HTTPS.
 struct Server {
-    _dir: tempfile::TempDir,
-    handle: Option<palisade_server::ServerHandle>,
+    _server: common::Server,
     addr: SocketAddr,
-    /// The certificate (DER) when serving HTTPS.
     cert: Option<CertificateDer<'static>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown();
-        }
-    }
 }
 
 fn start(tls: bool) -> Server {
@@ -53,44 +25,34 @@ fn start(tls: bool) -> Server {
 }
 
 fn start_with(tls: bool, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("p.db").display());
-    {
-        let mut s = palisade_store::open(&url).unwrap();
-        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
-        s.user_set("alice", &h, Timestamp::from_secs(1)).unwrap();
-    }
     let mut cert = None;
-    let files = tls.then(|| {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
-        let files = TlsFiles {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        std::fs::write(&files.cert, ck.cert.pem()).unwrap();
-        std::fs::write(&files.key, ck.signing_key.serialize_pem()).unwrap();
-        cert = Some(ck.cert.der().clone());
-        files
-    });
-    let mut cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: files,
-        ..ServerConfig::default()
-    };
-    tweak(&mut cfg);
-    let handle = palisade_server::spawn(cfg, url, Arc::new(NoDaemon), FeedHub::new()).unwrap();
-    let addr = handle.local_addr();
-    assert_eq!(
-        handle.url().starts_with("https://"),
-        tls,
-        "{}",
-        handle.url()
+    let s = common::start(
+        "alice",
+        |cfg, dir| {
+            cfg.tls = tls.then(|| {
+                let ck = rcgen::generate_simple_self_signed(vec![
+                    "localhost".into(),
+                    "127.0.0.1".into(),
+                ])
+                .unwrap();
+                let files = TlsFiles {
+                    cert: dir.join("cert.pem"),
+                    key: dir.join("key.pem"),
+                };
+                std::fs::write(&files.cert, ck.cert.pem()).unwrap();
+                std::fs::write(&files.key, ck.signing_key.serialize_pem()).unwrap();
+                cert = Some(ck.cert.der().clone());
+                files
+            });
+            tweak(cfg);
+        },
+        |_| {},
     );
+    let url = s.handle.as_ref().unwrap().url();
+    assert_eq!(url.starts_with("https://"), tls, "{url}");
     Server {
-        _dir: dir,
-        handle: Some(handle),
-        addr,
+        addr: s.addr,
+        _server: s,
         cert,
     }
 }

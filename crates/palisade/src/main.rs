@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod config_cmd;
 mod firewall;
 
 #[cfg(feature = "fail2ban")]
@@ -328,7 +329,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
-        } => config_check(&file),
+        } => config_cmd::config_check(&file),
         Cmd::Check {
             log,
             filter,
@@ -496,45 +497,6 @@ fn parse_now(now: Option<&str>) -> Result<Timestamp> {
     }
 }
 
-fn config_check(file: &Path) -> Result<ExitCode> {
-    match Config::load(file, palisade_filter::builtin_names()) {
-        Ok(cfg) => {
-            // Build what can be built without I/O side effects, to catch the rest.
-            let tz = palisade_pipeline::time_zone(&cfg)?;
-            let mut broken = 0;
-            for j in cfg.jails.iter().filter(|j| j.enabled) {
-                // A filter that cannot be built is an error here; `run` skips that jail.
-                if let Err(e) = palisade_pipeline::build_filter(&cfg, j, &tz) {
-                    eprintln!("{}: error: {e}", file.display());
-                    broken += 1;
-                }
-            }
-            #[cfg(feature = "audit")]
-            if let Err(e) = audit_cmd::check_config(&cfg) {
-                eprintln!("{}: error: {e}", file.display());
-                broken += 1;
-            }
-            for w in config_warnings(&cfg) {
-                eprintln!("{}: warning: {w}", file.display());
-            }
-            if broken > 0 {
-                return Ok(ExitCode::from(1));
-            }
-            println!(
-                "{}: OK ({} jails, {} enabled)",
-                file.display(),
-                cfg.jails.len(),
-                cfg.jails.iter().filter(|j| j.enabled).count()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprint!("{e}");
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
 /// What is allowed but probably not meant (`config check` and the start of `run`).
 fn config_warnings(cfg: &Config) -> Vec<String> {
     let mut w = Vec::new();
@@ -583,7 +545,11 @@ impl RunConfig {
     /// Loads (start and every reload): the file, merged with fail2ban's imported jails
     /// ([`Config::merge_imported`]).
     fn load(&self) -> Result<Config> {
-        let base = self.config.as_deref().map(load_config).transpose()?;
+        let base = self
+            .config
+            .as_deref()
+            .map(config_cmd::load_for_run)
+            .transpose()?;
         let Some(dir) = &self.fail2ban else {
             return base.context("no configuration");
         };

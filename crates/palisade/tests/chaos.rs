@@ -11,11 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
 use common::*;
 
@@ -61,13 +62,14 @@ fn failures_of(i: u32) -> u32 {
     }
 }
 
-struct Run {
-    dir: tempfile::TempDir,
-}
+test_dir!(
+    /// The folder of one run ([`TestDir`]).
+    Run
+);
 
 impl Run {
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+    fn new() -> Self {
+        Run(TestDir::new())
     }
 
     fn config(&self) -> PathBuf {
@@ -75,18 +77,8 @@ impl Run {
     }
 
     fn config_ban(&self, ban_time: &str) -> PathBuf {
-        let d = self.dir.path().display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "warn"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 max_retry = {MAX_RETRY}
 find_time = "1h"
@@ -99,31 +91,15 @@ enabled = false
 [[responder]]
 name = "note"
 type = "log"
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-"#
+{jail}"#,
+            base = self.base_config("timezone = \"UTC\"\nlog_level = \"warn\""),
+            jail = self.sshd_jail(),
         );
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
+        self.write_config(&text)
     }
 
     fn start(&self, cfg: &Path, n: usize) -> Child {
-        let sock = self.p("palisade.sock");
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.p(&format!("daemon{n}.err"))).unwrap())
-            .spawn()
-            .unwrap();
-        wait_for("control socket", 30.0, || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
-        child
+        self.0.start(cfg, &format!("daemon{n}.err"))
     }
 
     fn store(&self) -> Box<dyn palisade_store::Store> {
@@ -179,9 +155,7 @@ fn kill9(child: &mut Child) {
 /// One run: burst written by a thread while the daemon is killed `kills` times.
 fn chaos_run(seed: u64, kills: usize) -> (Duration, Vec<(u64, u32)>) {
     let mut rng = Rng(seed);
-    let run = Run {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let run = Run::new();
     std::fs::write(run.p("auth.log"), "").unwrap();
     let cfg = run.config();
     let mut starts = 0;
@@ -310,9 +284,7 @@ fn kill9_during_a_burst_loses_no_offender_and_counts_no_line_twice() {
 /// a restart after a short ban has ended does not ban the address again.
 #[test]
 fn restart_after_a_short_ban_does_not_ban_again() {
-    let run = Run {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let run = Run::new();
     std::fs::write(run.p("auth.log"), "").unwrap();
     let cfg = run.config_ban("1s");
     let mut child = run.start(&cfg, 0);
@@ -338,10 +310,7 @@ fn restart_after_a_short_ban_does_not_ban_again() {
     let mut child = run.start(&cfg, 1);
     // `status` is answered by the engine thread once the warm-up's bans are dispatched;
     // stopping then drains the store writer.
-    let o = Command::new(BIN)
-        .args(["status", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = run.cli(&["status", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{:?}", text(&o));
     signal(child.id(), "TERM");
     assert!(wait_child(&mut child, 30.0).is_some_and(|s| s.success()));

@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+mod common;
+use common::{outcome, TestDir, BIN};
 
 fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
     use std::io::Write;
@@ -235,19 +236,9 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(err.is_empty(), "noise on a closed pipe: {err}");
 
     // decisions list --all | head -1, with a store of 3000 bans from a batch run.
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "warn"
-[store]
-url = "sqlite:{d}/palisade.db"
+    let t = TestDir { dir };
+    let cfg = t.write_config(&format!(
+        r#"{base}
 [defaults]
 max_retry = 1
 find_time = "3000d"
@@ -255,28 +246,22 @@ ban_time = "1h"
 responders = ["log"]
 [recidive]
 enabled = false
-[[responder]]
-name = "log"
-type = "log"
+{log}
 [[jail]]
 name = "sshd"
 filter = "sshd"
 files = ["{log_s}"]
-"#
-        ),
-    )
-    .unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "run",
-            "--once",
-            "--from-start",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
+"#,
+        base = t.base_config("timezone = \"UTC\"\nlog_level = \"warn\""),
+        log = TestDir::log_responder(),
+    ));
+    let o = t.cli(&[
+        "run",
+        "--once",
+        "--from-start",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{o:?}");
     let cfg_s = cfg.to_str().unwrap();
     for args in [
@@ -393,42 +378,13 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
 
 #[test]
 fn decisions_delete_says_what_it_lifted() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-log_level = "warn"
-[store]
-url = "sqlite:{d}/palisade.db"
-[defaults]
-responders = ["log"]
-[[responder]]
-name = "log"
-type = "log"
-"#
-        ),
-    )
-    .unwrap();
-    let c = cfg.to_str().unwrap();
-    let cli = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(args)
-            .args(["--config", c])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let t = TestDir::new();
+    let cfg = t.write_config(&format!(
+        "{}[defaults]\nresponders = [\"log\"]\n{}",
+        t.base_config("log_level = \"warn\""),
+        TestDir::log_responder()
+    ));
+    let cli = |args: &[&str]| outcome(&t.cli_config(&cfg, args));
     let (code, _, err) = cli(&["decisions", "add", "198.51.100.0/24", "--duration", "1h"]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = cli(&["decisions", "add", "203.0.113.7"]);
@@ -518,29 +474,11 @@ fn palisade_filter_names() -> &'static [&'static str] {
 
 #[test]
 fn user_add_list_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let cfg = dir.path().join("palisade.toml");
-    std::fs::write(
-        &cfg,
-        format!("[general]\nstate_dir = \"{d}/state\"\nsocket = \"{d}/p.sock\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n"),
-    )
-    .unwrap();
-    let pw = dir.path().join("pw");
+    let t = TestDir::new();
+    let cfg = t.write_config(&t.base_config(""));
+    let pw = t.p("pw");
     std::fs::write(&pw, "correct horse battery staple\n").unwrap();
-    let cli = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(args)
-            .args(["--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| outcome(&t.cli_config(&cfg, args));
     for name in ["bob", "alice"] {
         let (c, _, err) = cli(&["user", "add", name, "--password-file", pw.to_str().unwrap()]);
         assert_eq!(c, Some(0), "{err}");
@@ -720,4 +658,135 @@ fn offline_runs_read_an_unterminated_last_line() {
     assert_eq!(rows.len(), 1, "{out}\n{err}");
     assert_eq!(rows[0]["ip"], "203.0.113.9");
     assert_eq!(rows[0]["start"], "2025-03-03T10:00:09Z");
+}
+
+/// `config check` reports every problem of a configuration in one run: several in one
+/// section, in several sections, semantic ones, a missing file, and the errors of the filters
+/// (a fail2ban filter file at its own file:line, one without a line, a built-in filter's
+/// options), sorted by place, with the count last; `run` refuses to start with the same list.
+#[test]
+fn config_check_reports_every_problem_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broken = d.join("broken.conf");
+    std::fs::write(
+        &broken,
+        "[Definition]\nfailregex = ^auth failure from <HOST>$\nthis line has no delimiter\n",
+    )
+    .unwrap();
+    let bad_regex = d.join("bad-regex.conf");
+    std::fs::write(&bad_regex, "[Definition]\nfailregex = ^(unclosed <HOST>$\n").unwrap();
+    let log = d.join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let cfg = d.join("palisade.toml");
+    let (l, b, r) = (log.display(), broken.display(), bad_regex.display());
+    let text = format!(
+        r#"[general]
+state_dir = "{d}/state"
+dry_run = "yes"
+log_levle = "info"
+
+[store]
+url = "sqlite:{d}/p.db"
+colour = 1
+
+[escalation]
+factor = 500.0
+
+[[jail]]
+name = "a"
+filter = "sshd"
+files = ["{l}"]
+max_retry = "three"
+find_time = "soon"
+
+[[jail]]
+name = "f2b-broken"
+filter_file = "{b}"
+files = ["{l}"]
+
+[[jail]]
+name = "f2b-regex"
+filter_file = "{r}"
+files = ["{l}"]
+
+[[jail]]
+name = "missing"
+filter_file = "{d}/nope.conf"
+files = ["{l}"]
+
+[[jail]]
+name = "web"
+filter = "nginx_access"
+options = {{ log_format = "$nonsense" }}
+files = ["{l}"]
+"#,
+        d = d.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let c = cfg.display();
+    let expected = [
+        format!("{c}:3:11: invalid type: string \"yes\", expected a boolean"),
+        format!("{c}:4:1: unknown field `log_levle`"),
+        format!("{c}:8:1: unknown field `colour`"),
+        format!("{c}:11:10: [escalation] factor 500 must be between 1 and 100"),
+        format!("{c}:17:13: invalid type: string \"three\", expected u32"),
+        format!("{c}:18:13: invalid duration \"soon\""),
+        format!("{c}:32:15: jail \"missing\": filter_file {d}/nope.conf does not exist", d = d.display()),
+        format!("{c}:37:10: jail \"web\": nginx_access: log_format \"$nonsense\": no client address field"),
+        format!("{r}: jail \"f2b-regex\": failregex[0]: "),
+        format!("{b}:3:1: jail \"f2b-broken\": cannot parse line \"this line has no delimiter\""),
+    ];
+    let o = Command::new(BIN)
+        .args(["config", "check", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    for e in &expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(e.as_str())),
+            "{e:?} missing from:\n{err}"
+        );
+    }
+    // The configuration's own problems first, in file order, then the filter files' by path
+    // (bad-regex.conf before broken.conf): the order of `expected`.
+    let found: Vec<usize> = expected
+        .iter()
+        .map(|e| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(e.as_str()))
+                .unwrap()
+        })
+        .collect();
+    assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}\n{err}");
+    // One line per problem (a regex error goes on with an indented line), then the count.
+    let heads = lines.iter().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(heads, expected.len() + 1, "{err}");
+    assert_eq!(
+        lines.last(),
+        Some(&"10 problems in the configuration"),
+        "{err}"
+    );
+
+    // `run` reports the same list and starts nothing.
+    let o = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--once"])
+        .output()
+        .unwrap();
+    let run_err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{run_err}");
+    for e in &expected {
+        assert!(
+            run_err.contains(e.as_str()),
+            "{e:?} missing from run's:\n{run_err}"
+        );
+    }
+    assert!(
+        run_err.contains("10 problems in the configuration"),
+        "{run_err}"
+    );
+    assert!(!d.join("p.db").exists(), "nothing started");
 }

@@ -4,38 +4,27 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
+#[macro_use]
 mod common;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]) with the daemon set-up of these tests.
+    Env
+);
 
 impl Env {
     fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Env(TestDir::new())
     }
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+    /// `mark` bans of the `sshd` jail after `max_retry` failures; `extra` goes last (keys of the
+    /// jail, or more sections).
     fn config(&self, max_retry: u32, extra: &str) -> PathBuf {
-        let d = self.dir.path().display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "debug"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 max_retry = {max_retry}
 find_time = "10m"
@@ -47,69 +36,32 @@ addresses = ["192.0.2.0/24"]
 
 [recidive]
 enabled = false
-
-[[responder]]
-name = "mark"
-type = "command"
-ban = ["/usr/bin/touch", "{d}/banned-{{ip}}"]
-unban = ["/bin/rm", "-f", "{d}/banned-{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-{extra}
-"#
+{mark}{jail}{extra}
+"#,
+            base = self.base_config("timezone = \"UTC\"\nlog_level = \"debug\""),
+            mark = self.mark_responder(),
+            jail = self.sshd_jail(),
         );
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .env("TZ", "UTC")
-            .output()
-            .unwrap()
+        self.write_config(&text)
     }
     fn start(&self, cfg: &Path) -> Child {
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.p("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let sock = self.p("palisade.sock");
-        wait_for("control socket", 20.0, || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
+        let child = self.0.start(cfg, "daemon.err");
         // Give the tailer time to open the file and seek to its end.
         std::thread::sleep(Duration::from_millis(400));
         child
     }
     fn append(&self, lines: &[String]) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.p("auth.log"))
-            .unwrap();
-        for l in lines {
-            writeln!(f, "{l}").unwrap();
-        }
-        f.flush().unwrap();
+        self.0.append("auth.log", lines);
     }
-    fn stop(&self, mut child: Child) {
-        signal(child.id(), "TERM");
-        let status = wait_child(&mut child, 20.0).expect("the daemon did not stop");
-        assert!(status.success(), "daemon exit: {status:?}\n{}", self.log());
+    fn stop(&self, child: Child) {
+        self.0.stop(child, "daemon.err");
     }
     fn log(&self) -> String {
-        std::fs::read_to_string(self.p("daemon.err")).unwrap_or_default()
+        self.read("daemon.err")
     }
     /// `palisade status --json` (Null when it fails).
     fn status(&self, cfg: &Path) -> serde_json::Value {
-        let o = self.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+        let o = self.cli_config(cfg, &["status", "--json"]);
         serde_json::from_slice(&o.stdout).unwrap_or_default()
     }
     /// Waits until the daemon's counter `counters.<name>` reaches `n` (instead of sleeping
@@ -153,67 +105,37 @@ fn daemon_bans_unbans_reloads_restarts() {
     assert!(!pwned.exists(), "a user name ran a command");
 
     // status and decisions list see it.
-    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    let st = env.cli_config(&cfg, &["status", "--json"]);
     assert!(st.status.success(), "{st:?}");
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["active_bans"], 1);
     assert_eq!(v["engine"]["allowlisted"], 10);
     wait_for("stored decision", 10.0, || {
-        let o = env.cli(&[
-            "decisions",
-            "list",
-            "--json",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
+        let o = env.cli_config(&cfg, &["decisions", "list", "--json"]);
         String::from_utf8_lossy(&o.stdout).contains("203.0.113.9/32")
     });
 
     // Manual unban through the socket revokes at the responder.
-    let o = env.cli(&[
-        "decisions",
-        "delete",
-        "203.0.113.9",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "delete", "203.0.113.9"]);
     assert!(o.status.success(), "{o:?}");
     wait_for("unban", 5.0, || !banned.exists());
-    let o = env.cli(&[
-        "decisions",
-        "list",
-        "--all",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "list", "--all", "--json"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("\"revoked\""),
         "{o:?}"
     );
 
     // Manual ban of a network, expiring by itself.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "198.51.100.0/24",
-        "--duration",
-        "2s",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(
+        &cfg,
+        &["decisions", "add", "198.51.100.0/24", "--duration", "2s"],
+    );
     assert!(o.status.success(), "{o:?}");
     let net = env.p("banned-198.51.100.0");
     wait_for("manual ban", 5.0, || net.exists());
     wait_for("expiry of the manual ban", 10.0, || !net.exists());
     // The allowlist refuses a ban that would cover a friend.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "192.0.2.0/25",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "add", "192.0.2.0/25"]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("allowlist"),
@@ -221,13 +143,7 @@ fn daemon_bans_unbans_reloads_restarts() {
     );
 
     // A permanent ban, then reload with a stricter threshold: state survives.
-    let o = env.cli(&[
-        "decisions",
-        "add",
-        "203.0.113.77",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["decisions", "add", "203.0.113.77"]);
     assert!(o.status.success(), "{o:?}");
     let perm = env.p("banned-203.0.113.77");
     wait_for("permanent ban", 5.0, || perm.exists());
@@ -273,7 +189,7 @@ fn daemon_bans_unbans_reloads_restarts() {
     wait_for("ban from lines written while stopped", 10.0, || {
         env.p("banned-203.0.113.30").exists()
     });
-    let st = env.cli(&["status", "--json", "--config", cfg.to_str().unwrap()]);
+    let st = env.cli_config(&cfg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(
         v["counters"]["lines"], 2,
@@ -286,7 +202,7 @@ fn daemon_bans_unbans_reloads_restarts() {
 fn bad_config_starts_nothing() {
     let env = Env::new();
     let cfg = env.config(3, "colour = \"red\"");
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -303,7 +219,7 @@ fn bad_config_starts_nothing() {
         .unwrap()
         .replace("sqlite:", "sqlite:/nonexistent-dir/");
     std::fs::write(&cfg, text).unwrap();
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("store"),
@@ -318,7 +234,7 @@ fn bad_config_starts_nothing() {
         "[store]\npassword_file = \"/nonexistent/db-password\"\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    let o = env.cli(&["run", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -339,13 +255,7 @@ fn dry_run_records_but_never_enforces() {
         sshd_failed("203.0.113.50", "b"),
     ]);
     wait_for("simulated decision", 10.0, || {
-        let o = env.cli(&[
-            "decisions",
-            "list",
-            "--json",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
+        let o = env.cli_config(&cfg, &["decisions", "list", "--json"]);
         String::from_utf8_lossy(&o.stdout).contains("\"simulated\":true")
     });
     assert!(!env.p("banned-203.0.113.50").exists());
@@ -390,14 +300,7 @@ fn run_serves_the_api_and_enforces_its_allowlist() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{server}{text}")).unwrap();
 
-    let o = env.cli(&[
-        "token",
-        "add",
-        "--scope",
-        "admin",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = env.cli_config(&cfg, &["token", "add", "--scope", "admin"]);
     assert!(o.status.success(), "{o:?}");
     let token = String::from_utf8_lossy(&o.stdout).trim().to_owned();
     assert!(token.starts_with("pal_"), "{token}");
@@ -469,7 +372,7 @@ fn status_human_and_json_reload_command_missing_file() {
     // No daemon: status and reload say so and exit 3.
     let cfg = env.config(3, "");
     for cmd in ["status", "reload"] {
-        let o = env.cli(&[cmd, "--config", cfg.to_str().unwrap()]);
+        let o = env.cli_config(&cfg, &[cmd]);
         assert_eq!(o.status.code(), Some(3), "{cmd}: {o:?}");
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("not running"),
@@ -535,7 +438,7 @@ fn status_human_and_json_reload_command_missing_file() {
     assert!(!log.contains('\x1b'), "ANSI escapes in a log file:\n{log}");
 
     // Human form.
-    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["status"]);
     assert!(o.status.success(), "{o:?}");
     let (out, _) = text(&o);
     for want in [
@@ -556,7 +459,7 @@ fn status_human_and_json_reload_command_missing_file() {
     assert!(!out.trim_start().starts_with('{'), "{out}");
 
     // `palisade reload`: applied, counted; a bad file is refused with its error.
-    let o = env.cli(&["reload", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["reload"]);
     assert!(o.status.success(), "{o:?}");
     assert!(
         text(&o)
@@ -597,45 +500,33 @@ fn old_history_is_recorded_not_banned_and_lifted() {
          {stamp} h sshd[2]: Failed password for root from 203.0.113.60 port 1 ssh2\n"
     );
     std::fs::write(env.p("auth.log"), log).unwrap();
-    let o = Command::new(BIN)
-        .args(["run", "--once", "--from-start", "--config"])
-        .arg(&cfg)
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
+    let o = env.cli_config(&cfg, &["run", "--once", "--from-start"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     // The recent offender is banned (and stays banned: --once leaves bans in force).
     assert!(env.p("banned-203.0.113.60").exists(), "{err}");
-    // The old one: no ban applied, no unban either; no "ban"/"unban" lines for it.
-    assert!(!env.p("banned-203.0.113.50").exists(), "{err}");
+    // The old one: no ban applied, no unban either; still in the history.
+    let in_force = recorded_not_enforced(&env, &cfg, "203.0.113.50", &err);
+    assert!(in_force.contains("203.0.113.60"), "{in_force}");
+}
+
+/// `ip` was banned only as history: no mark, no "ban"/"unban" line in the daemon's log `err`,
+/// a decision in `decisions list --all` but not among those in force (returned).
+fn recorded_not_enforced(env: &Env, cfg: &Path, ip: &str, err: &str) -> String {
+    assert!(!env.p(&format!("banned-{ip}")).exists(), "enforced: {err}");
     let noisy: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("203.0.113.50") && (l.contains(" ban") || l.contains("unban")))
+        .filter(|l| l.contains(ip) && (l.contains(" ban") || l.contains("unban")))
         .filter(|l| !l.contains("recorded, not enforced"))
         .collect();
     assert!(noisy.is_empty(), "banned and lifted at once: {noisy:?}");
-    // Still in the history, as a decision no longer in force.
-    let list = env.cli(&[
-        "decisions",
-        "list",
-        "--all",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let list = env.cli_config(cfg, &["decisions", "list", "--all", "--json"]);
     let out = String::from_utf8_lossy(&list.stdout);
-    assert!(out.contains("203.0.113.50/32"), "recorded: {out}");
-    let now_list = env.cli(&[
-        "decisions",
-        "list",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    let now_out = String::from_utf8_lossy(&now_list.stdout);
-    assert!(!now_out.contains("203.0.113.50"), "not in force: {now_out}");
-    assert!(now_out.contains("203.0.113.60"), "{now_out}");
+    assert!(out.contains(&format!("{ip}/32")), "recorded: {out}");
+    let now_list = env.cli_config(cfg, &["decisions", "list", "--json"]);
+    let now_out = String::from_utf8_lossy(&now_list.stdout).into_owned();
+    assert!(!now_out.contains(ip), "not in force: {now_out}");
+    now_out
 }
 
 /// Lines whose header cannot be read, and lines whose offender cannot be told apart from
@@ -661,7 +552,7 @@ fn unreadable_and_ambiguous_lines_are_counted_in_status() {
         let v = env.status(&cfg);
         v["counters"]["header_rejects"] == 1 && v["counters"]["ambiguous_lines"] == 1
     });
-    let o = env.cli(&["status", "--config", cfg.to_str().unwrap()]);
+    let o = env.cli_config(&cfg, &["status"]);
     let (out, _) = text(&o);
     assert!(
         out.contains("skipped lines 1 with an unreadable header, 1 ambiguous"),
@@ -670,4 +561,38 @@ fn unreadable_and_ambiguous_lines_are_counted_in_status() {
     assert!(!env.p("banned-203.0.113.47").exists());
     assert!(!env.p("banned-192.0.2.5").exists());
     env.stop(child);
+}
+
+/// After a restart, the warm-up replays the failures stored within the find time; a ban they
+/// reach that would already be over (a 60 s ban from failures 5 minutes old) goes the same way
+/// as one from old log lines: recorded as history, never enforced nor lifted.
+#[test]
+fn warm_up_ban_already_over_is_recorded_not_enforced() {
+    let env = Env::new();
+    std::fs::write(env.p("auth.log"), "").unwrap();
+    let cfg = env.config(2, "ban_time = \"60s\"");
+    let then = palisade_core::Timestamp::from_secs(jiff::Timestamp::now().as_second() - 300);
+    let ev = |s: i64| palisade_core::Event {
+        time: then.plus(Duration::from_secs(s as u64)),
+        ip: "203.0.113.70".parse().unwrap(),
+        filter: "sshd".into(),
+        rule: "failed_password".into(),
+        failure: true,
+        user: Some("root".into()),
+        fields: Vec::new(),
+        evidence: "Failed password for root from 203.0.113.70 port 1 ssh2".into(),
+    };
+    let mut store =
+        palisade_store::open(&format!("sqlite:{}", env.p("palisade.db").display())).unwrap();
+    // Stored before a crash took the daemon down before its decision.
+    store.record_events("sshd", &[ev(0), ev(1)]).unwrap();
+    drop(store);
+    let o = env.cli_config(&cfg, &["run", "--once"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("failure counts restored from stored events"),
+        "{err}"
+    );
+    recorded_not_enforced(&env, &cfg, "203.0.113.70", &err);
 }

@@ -83,27 +83,18 @@ fn idle_from(src: IpAddr, port: u16) -> Option<TcpStream> {
 
 #[test]
 fn idle_connections_under_a_low_fd_limit_do_not_stop_bans_and_debug_logs_keep_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
+    let t = TestDir::new();
     let (api, got) = receiver();
     let port = free_port();
     const KEY: &str = "abuseipdb-key-4f1c9e0d7b";
     const TOKEN: &str = "hook-token-8a7d6c5b4e";
+    let d = t.d();
     let cfg = format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
 geoip_country = "{d}/none.mmdb"
-
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-log_level = "debug"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+{base}
 [defaults]
 max_retry = 3
 find_time = "10m"
@@ -122,23 +113,14 @@ window = "1s"
 [notify.webhook]
 url = "http://{api}/hook/{TOKEN}"
 format = "json"
-
-[[responder]]
-name = "mark"
-type = "command"
-ban = ["/usr/bin/touch", "{d}/banned-{{ip}}"]
-unban = ["/bin/rm", "-f", "{d}/banned-{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-"#
+{mark}{jail}"#,
+        base = t.base_config("timezone = \"UTC\"\nlog_level = \"debug\""),
+        mark = t.mark_responder(),
+        jail = t.sshd_jail(),
     );
-    let cfg_path = dir.path().join("palisade.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    std::fs::write(dir.path().join("auth.log"), "").unwrap();
-    let err_path = dir.path().join("daemon.err");
+    let cfg_path = t.write_config(&cfg);
+    std::fs::write(t.p("auth.log"), "").unwrap();
+    let err_path = t.p("daemon.err");
     // 256 descriptors, soft and hard: the daemon cannot raise it, so its connection cap
     // must leave room for the responder.
     let mut child = Command::new("prlimit")
@@ -169,15 +151,11 @@ files = ["{d}/auth.log"]
     std::thread::sleep(Duration::from_millis(500));
 
     // A ban is still decided *and applied* (the command responder needs descriptors).
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("auth.log"))
-        .unwrap();
-    for _ in 0..3 {
-        writeln!(f, "{}", sshd_failed("45.155.205.77", "root")).unwrap();
-    }
-    f.flush().unwrap();
-    let banned = dir.path().join("banned-45.155.205.77");
+    let failures: Vec<String> = (0..3)
+        .map(|_| sshd_failed("45.155.205.77", "root"))
+        .collect();
+    t.append("auth.log", &failures);
+    let banned = t.p("banned-45.155.205.77");
     wait_for("the ban under fd pressure", 20.0, || banned.exists());
     // The reports went out too (through the HTTP client, at debug level).
     let reported = || {
@@ -206,13 +184,8 @@ files = ["{d}/auth.log"]
     );
     // One idle client on the control socket does not hold up the next: `status` answers
     // while the idle connection is still open (not yet dropped by its read timeout).
-    let mut quiet =
-        std::os::unix::net::UnixStream::connect(dir.path().join("palisade.sock")).unwrap();
-    let st = Command::new(BIN)
-        .args(["status", "--json", "--config"])
-        .arg(&cfg_path)
-        .output()
-        .unwrap();
+    let mut quiet = std::os::unix::net::UnixStream::connect(t.p("palisade.sock")).unwrap();
+    let st = t.cli(&["status", "--json", "--config", cfg_path.to_str().unwrap()]);
     assert!(
         st.status.success(),
         "{}",

@@ -5,69 +5,40 @@
 mod report_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+#[macro_use]
 mod common;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]).
+    Env
+);
 
 impl Env {
     fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Env(TestDir::new())
     }
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+    /// `mark` bans of the `sshd` jail; `extra` goes last.
     fn config(&self, extra: &str) -> PathBuf {
-        let d = self.dir.path().display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 ban_time = "1h"
 responders = ["mark"]
 
 [allowlist]
 addresses = ["192.0.2.0/24"]
-
-[[responder]]
-name = "mark"
-type = "command"
-ban = ["/usr/bin/touch", "{d}/banned-{{ip}}"]
-unban = ["/bin/rm", "-f", "{d}/banned-{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-{extra}
-"#
+{mark}{jail}{extra}
+"#,
+            base = self.base_config("timezone = \"UTC\""),
+            mark = self.mark_responder(),
+            jail = self.sshd_jail(),
         );
         std::fs::create_dir_all(self.p("state")).unwrap();
         std::fs::write(self.p("auth.log"), "").unwrap();
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("TZ", "UTC")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.write_config(&text)
     }
     fn decisions(&self, cfg: &Path) -> Vec<serde_json::Value> {
         let o = self.cli(&[
@@ -252,17 +223,7 @@ fn record_through_the_running_daemon() {
     let notes = e.p("decisions.jsonl");
     let cfg = e.config(&format!("[notify]\nfile = \"{}\"\n", notes.display()));
     let c = cfg.to_str().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", c])
-        .env("TZ", "UTC")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(e.p("daemon.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let sock = e.p("palisade.sock");
-    wait_for("control socket", 20.0, || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
+    let child = e.start(&cfg, "daemon.err");
     let t = now().to_string();
     let o = e.cli(&[
         "record",
@@ -301,10 +262,7 @@ fn record_through_the_running_daemon() {
     // Allowlisted: refused by the daemon too.
     let o = e.cli(&["record", "192.0.2.5", "tcp", "22", "5", &t, "--config", c]);
     assert!(!o.status.success());
-    let _ = Command::new("/bin/kill")
-        .args(["-15", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    e.stop(child, "daemon.err");
 }
 
 fn access_log() -> String {

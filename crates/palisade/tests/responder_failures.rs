@@ -5,20 +5,18 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
+#[macro_use]
 mod common;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+test_dir!(
+    /// The folder of one test ([`TestDir`]).
+    Env
+);
 
 impl Env {
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// The test's stand-in firewall: fails (exit 1, "firewall busy") while `fails` holds a
     /// number above 0, counting it down; then marks `banned-<ip>`.
     fn script(&self, fails: u32) -> PathBuf {
@@ -36,19 +34,10 @@ impl Env {
     }
 
     fn config(&self, script: &Path) -> PathBuf {
-        let d = self.dir.path().display();
+        let d = self.d();
         let s = script.display();
         let text = format!(
-            r#"
-[general]
-state_dir = "{d}/state"
-socket = "{d}/palisade.sock"
-timezone = "UTC"
-reconcile_interval = "2s"
-
-[store]
-url = "sqlite:{d}/palisade.db"
-
+            r#"{base}
 [defaults]
 responders = ["fw"]
 
@@ -59,55 +48,28 @@ enabled = false
 name = "fw"
 type = "command"
 ban = ["{s}", "{d}", "{{ip}}"]
-
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-"#
+{jail}"#,
+            base = self.base_config("timezone = \"UTC\"\nreconcile_interval = \"2s\""),
+            jail = self.sshd_jail(),
         );
-        let p = self.p("palisade.toml");
-        std::fs::write(&p, text).unwrap();
-        p
+        self.write_config(&text)
     }
 
     fn start(&self, cfg: &Path) -> Child {
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.p("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let sock = self.p("palisade.sock");
-        wait_for("control socket", 30.0, || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
-        child
-    }
-
-    fn cli(&self, cfg: &Path, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--config", cfg.to_str().unwrap()])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap()
+        self.0.start(cfg, "daemon.err")
     }
 }
 
 #[test]
 fn failed_apply_is_reported_retried_counted_and_reconciled() {
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = Env(TestDir::new());
     std::fs::write(env.p("auth.log"), "").unwrap();
     let script = env.script(2);
     let cfg = env.config(&script);
-    let mut child = env.start(&cfg);
+    let child = env.start(&cfg);
 
     // The first apply fails: the CLI says so and exits non-zero, it never prints "banned".
-    let o = env.cli(
+    let o = env.cli_config(
         &cfg,
         &["decisions", "add", "203.0.113.9", "--duration", "1h"],
     );
@@ -124,7 +86,7 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     let banned = env.p("banned-203.0.113.9");
     wait_for("ban applied on retry", 30.0, || banned.exists());
 
-    let o = env.cli(&cfg, &["status", "--json"]);
+    let o = env.cli_config(&cfg, &["status", "--json"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -147,7 +109,7 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
     assert_eq!(c["responder_pending"], 0, "{c}");
 
     // A later ban whose apply works is reported as banned.
-    let o = env.cli(
+    let o = env.cli_config(
         &cfg,
         &["decisions", "add", "203.0.113.10", "--duration", "1h"],
     );
@@ -160,20 +122,16 @@ fn failed_apply_is_reported_retried_counted_and_reconciled() {
         banned.exists()
     });
 
-    signal(child.id(), "TERM");
-    let status = wait_child(&mut child, 30.0).expect("the daemon did not stop");
-    assert!(status.success());
+    env.stop(child, "daemon.err");
 }
 
 #[test]
 fn decisions_add_refuses_zero_and_overlong_durations() {
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = Env(TestDir::new());
     let script = env.script(0);
     let cfg = env.config(&script);
     for (dur, want) in [("0", "at least 1 second"), ("11y", "10-year maximum")] {
-        let o = env.cli(
+        let o = env.cli_config(
             &cfg,
             &["decisions", "add", "203.0.113.9", "--duration", dur],
         );

@@ -1,0 +1,168 @@
+//! Shared by the server's integration tests: the stand-in daemon (a recorder of what the API
+//! asks of it) and a server on 127.0.0.1:0 over a fresh SQLite store.
+#![allow(dead_code)]
+
+use ipnet::IpNet;
+use palisade_core::{Decision, Origin, Timestamp};
+use palisade_proto::{Counters, JailStatus, StatusReport};
+use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig};
+use palisade_store::Store;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The password of the user every test server is made with.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Records every call (`status`, `ban TARGET Some(SECS) REASON`, `unban TARGET`,
+/// `allowlist COUNT`); refuses
+/// bans inside 10.0.0.0/8 like an allowlist would; keeps the allowlist it is given.
+#[derive(Default)]
+pub struct FakeDaemon {
+    /// The calls, in order.
+    pub calls: Mutex<Vec<String>>,
+    /// The last allowlist pushed.
+    pub allow: Mutex<Vec<IpNet>>,
+}
+
+impl FakeDaemon {
+    /// The calls that would change something (all but `status`).
+    pub fn writes(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c != "status")
+            .cloned()
+            .collect()
+    }
+}
+
+impl ControlApi for FakeDaemon {
+    fn status(&self) -> Result<StatusReport, ControlError> {
+        self.calls.lock().unwrap().push("status".into());
+        Ok(StatusReport {
+            counters: Counters {
+                lines: 1234,
+                events: 56,
+                decisions: 7,
+                responder_errors: 1,
+                ..Counters::default()
+            },
+            jails: vec![JailStatus {
+                name: "sshd".into(),
+                failures: 50,
+                detections: 7,
+                tracked: 3,
+                evicted: 0,
+                max_retry: 5,
+                find_time: 600,
+                ban_time: Some(3600),
+                dry_run: false,
+            }],
+            active_bans: 2,
+            ..StatusReport::default()
+        })
+    }
+    fn ban(
+        &self,
+        target: IpNet,
+        dur: Option<Duration>,
+        reason: &str,
+    ) -> Result<Decision, ControlError> {
+        let secs = dur.map(|d| d.as_secs());
+        let target_s = target.to_string();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("ban {target_s} {secs:?} {reason}"));
+        if target_s.starts_with("10.") {
+            return Err(ControlError::Refused(format!(
+                "{target_s} is covered by the allowlist; not banned"
+            )));
+        }
+        let now = Timestamp::from_secs(1_700_000_000);
+        Ok(Decision {
+            id: 0,
+            target,
+            jail: "manual".into(),
+            origin: Origin::Manual,
+            reason: reason.into(),
+            created: now,
+            expires: dur.map(|d| now.plus(d)),
+            simulated: false,
+            level: 0,
+        })
+    }
+    fn unban(&self, target: IpNet) -> Result<u64, ControlError> {
+        self.calls.lock().unwrap().push(format!("unban {target}"));
+        Ok(1)
+    }
+    fn set_allowlist(&self, nets: Vec<IpNet>) -> Result<(), ControlError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("allowlist {}", nets.len()));
+        *self.allow.lock().unwrap() = nets;
+        Ok(())
+    }
+}
+
+/// A running server; shut down on drop.
+pub struct Server {
+    /// Holds the store (and whatever the test put there); removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The store's URL.
+    pub url: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The daemon it talks to.
+    pub daemon: Arc<FakeDaemon>,
+    /// The live feed it serves.
+    pub feed: FeedHub,
+    /// The server itself.
+    pub handle: Option<palisade_server::ServerHandle>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+/// A server on 127.0.0.1:0 over a new SQLite store in a new folder, with the dashboard user
+/// `user` (password [`PASSWORD`]) and what `seed` adds; `tweak` adjusts its configuration
+/// (it gets the folder, for files such as TLS certificates).
+pub fn start(
+    user: &str,
+    tweak: impl FnOnce(&mut ServerConfig, &Path),
+    seed: impl FnOnce(&mut dyn Store),
+) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("p.db").display());
+    {
+        let mut s = palisade_store::open(&url).unwrap();
+        let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
+        s.user_set(user, &h, Timestamp::from_secs(1)).unwrap();
+        seed(s.as_mut());
+    }
+    let daemon = Arc::new(FakeDaemon::default());
+    let feed = FeedHub::new();
+    let mut cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    tweak(&mut cfg, dir.path());
+    let handle = palisade_server::spawn(cfg, url.clone(), daemon.clone(), feed.clone()).unwrap();
+    Server {
+        addr: handle.local_addr(),
+        dir,
+        url,
+        daemon,
+        feed,
+        handle: Some(handle),
+    }
+}
