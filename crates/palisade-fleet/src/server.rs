@@ -728,3 +728,74 @@ pub fn checksum_of<'a>(targets: impl IntoIterator<Item = &'a ipnet::IpNet>) -> S
     let d = sha2::Sha256::digest(text.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The correlator as the server's [`EventSink`]: a detection appends a fleet ban for every
+/// agent (scope all), lasting the fleet jail's `ban_time` from now.
+pub struct CorrelatorSink {
+    corr: palisade_detect::correlate::Correlator,
+}
+
+impl CorrelatorSink {
+    /// From the configuration's `[[fleet_jail]]` settings (`None` when there are none).
+    pub fn new(settings: &[palisade_config::FleetJailSettings]) -> Option<CorrelatorSink> {
+        if settings.is_empty() {
+            return None;
+        }
+        let specs: Vec<_> = settings
+            .iter()
+            .map(|s| {
+                let mut spec = palisade_detect::correlate::FleetJailSpec::new(
+                    s.name.clone(),
+                    s.max_retry,
+                    s.find_time,
+                    s.ban_time,
+                );
+                spec.jails = s.jails.clone();
+                spec.min_hosts = s.min_hosts;
+                spec.ipv4_prefix = s.ipv4_prefix;
+                spec.ipv6_prefix = s.ipv6_prefix;
+                spec
+            })
+            .collect();
+        Some(CorrelatorSink {
+            corr: palisade_detect::correlate::Correlator::new(&specs),
+        })
+    }
+}
+
+impl EventSink for CorrelatorSink {
+    fn observe(&mut self, host: &str, jail: &str, event: &Event) -> Vec<FleetLogEntry> {
+        let now = crate::now();
+        self.corr
+            .observe(host, jail, event.ip, event.time, event.failure)
+            .into_iter()
+            .map(|d| {
+                tracing::info!(
+                    fleet_jail = %d.fleet_jail,
+                    target = %d.target,
+                    hosts = d.hosts.len(),
+                    failures = d.failures,
+                    "fleet: distributed attack detected; banning on every agent"
+                );
+                FleetLogEntry {
+                    seq: 0,
+                    action: "ban".into(),
+                    target: d.target,
+                    jail: d.fleet_jail.clone(),
+                    reason: format!(
+                        "{} failures from {} hosts ({})",
+                        d.failures,
+                        d.hosts.len(),
+                        d.fleet_jail
+                    ),
+                    created: now,
+                    expires: d
+                        .ban_time
+                        .map(|b| Timestamp(now.0.saturating_add(b.as_micros() as i64))),
+                    origin: None,
+                    scope: None,
+                }
+            })
+            .collect()
+    }
+}

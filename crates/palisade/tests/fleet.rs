@@ -73,6 +73,10 @@ fn free_port() -> u16 {
 }
 
 fn server_cfg(dir: &Path, port: u16) -> PathBuf {
+    server_cfg_with(dir, port, "")
+}
+
+fn server_cfg_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let d = dir.join("server");
     std::fs::create_dir_all(&d).unwrap();
     let p = d.join("palisade.toml");
@@ -87,7 +91,7 @@ url = "sqlite:{d}/palisade.db"
 [fleet]
 role = "server"
 listen = "127.0.0.1:{port}"
-"#,
+{extra}"#,
             d = d.display()
         ),
     )
@@ -364,4 +368,72 @@ fn shipping_survives_kill9_of_agent_and_server() {
     assert_eq!(stored, (LINES + MORE) as u64, "lost or duplicated events");
     drop(agent_p);
     drop(server);
+}
+
+#[test]
+fn slow_distributed_brute_force_is_banned_on_every_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // 6 failures from 3 hosts within an hour; each host stays under its own 3.
+    let scfg = server_cfg_with(
+        dir.path(),
+        port,
+        "[[fleet_jail]]\nname = \"fleet-ssh\"\njails = [\"sshd\"]\nmax_retry = 6\nfind_time = \"1h\"\nban_time = \"1h\"\nmin_hosts = 3\n",
+    );
+    let t = token(&scfg, &["--uses", "3"]);
+    let _server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let names = ["web1", "web2", "web3"];
+    let mut procs = Vec::new();
+    let mut cfgs = Vec::new();
+    for n in names {
+        let c = agent_cfg(dir.path(), n, port, 3);
+        assert!(join(&c, port, &t).status.success());
+        procs.push(Proc::start(&c, dir.path().join(format!("{n}.err"))));
+        cfgs.push(c);
+    }
+    wait_for("three agents connected", 30.0, || {
+        let l = agents(&scfg);
+        names
+            .iter()
+            .all(|n| agent(&l, n).is_some_and(|a| a["connected"] == true))
+    });
+    const Z: &str = "198.51.100.99";
+    let fleet_ban = |cfg: &Path| -> bool {
+        let o = cli(&["decisions", "list", "--json"], cfg);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|d| d["target"] == format!("{Z}/32") && d["origin"] == "fleet")
+    };
+    for (i, n) in names.iter().enumerate() {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(format!("{n}/auth.log")))
+            .unwrap();
+        for _ in 0..2 {
+            writeln!(f, "{}", sshd_failed(Z, "admin")).unwrap();
+        }
+        drop(f);
+        if i < 2 {
+            // Below the fleet threshold so far: no ban anywhere.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(cfgs.iter().all(|c| !fleet_ban(c)), "banned too early");
+        }
+    }
+    for c in &cfgs {
+        wait_for("the fleet ban on every agent", 20.0, || fleet_ban(c));
+    }
+    // No agent banned it locally: each saw 2 failures, under its own threshold of 3.
+    for c in &cfgs {
+        let o = cli(&["decisions", "list", "--json"], c);
+        let local = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|d| d["origin"] == "jail")
+            .count();
+        assert_eq!(local, 0);
+    }
 }
