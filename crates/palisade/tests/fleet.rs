@@ -22,12 +22,26 @@ struct Proc {
 
 impl Proc {
     fn start(cfg: &Path, err: PathBuf) -> Proc {
+        Proc::start_skewed(cfg, err, None)
+    }
+
+    /// With `skew` (e.g. `-120s`), the process runs under faketime: its wall clock is off.
+    fn start_skewed(cfg: &Path, err: PathBuf, skew: Option<&str>) -> Proc {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&err)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match skew {
+            Some(s) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", s, BIN])
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(cfg)
             .env("TZ", "UTC")
@@ -370,15 +384,39 @@ fn shipping_survives_kill9_of_agent_and_server() {
     drop(server);
 }
 
+/// An sshd failure line stamped by a host whose clock is `skew_secs` off.
+fn sshd_failed_at(ip: &str, skew_secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(skew_secs);
+    let z = t.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "{} web sshd[4242]: Failed password for invalid user admin from {ip} port 50522 ssh2",
+        z.strftime("%b %e %H:%M:%S")
+    )
+}
+
+/// Three agents, one of them with its clock 2 minutes behind (faketime; its log lines carry
+/// its own clock, as a real host's syslog would): each sees 2 failures of one address, under
+/// its own threshold of 3; the fleet jail (6 failures from 3 hosts within 1 minute) bans it on
+/// every agent. Without the clock-offset correction the skewed host's failures would fall
+/// outside the one-minute window. The skewed agent is flagged by `fleet agents`.
 #[test]
 fn slow_distributed_brute_force_is_banned_on_every_agent() {
+    if Command::new("faketime").arg("--help").output().is_err() {
+        assert!(
+            std::env::var("PALISADE_REQUIRE_FAKETIME").as_deref() != Ok("1"),
+            "PALISADE_REQUIRE_FAKETIME=1 but faketime is missing (scripts/install-deps.sh test installs it)"
+        );
+        eprintln!(
+            "SKIP: faketime is not installed (set PALISADE_REQUIRE_FAKETIME=1 to fail instead)"
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // 6 failures from 3 hosts within an hour; each host stays under its own 3.
     let scfg = server_cfg_with(
         dir.path(),
         port,
-        "[[fleet_jail]]\nname = \"fleet-ssh\"\njails = [\"sshd\"]\nmax_retry = 6\nfind_time = \"1h\"\nban_time = \"1h\"\nmin_hosts = 3\n",
+        "[[fleet_jail]]\nname = \"fleet-ssh\"\njails = [\"sshd\"]\nmax_retry = 6\nfind_time = \"1m\"\nban_time = \"1h\"\nmin_hosts = 3\n",
     );
     let t = token(&scfg, &["--uses", "3"]);
     let _server = Proc::start(&scfg, dir.path().join("server.err"));
@@ -388,10 +426,16 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
     let names = ["web1", "web2", "web3"];
     let mut procs = Vec::new();
     let mut cfgs = Vec::new();
+    let skew = |n: &str| if n == "web3" { -120 } else { 0 };
     for n in names {
         let c = agent_cfg(dir.path(), n, port, 3);
         assert!(join(&c, port, &t).status.success());
-        procs.push(Proc::start(&c, dir.path().join(format!("{n}.err"))));
+        let s = (skew(n) != 0).then_some("-120s");
+        procs.push(Proc::start_skewed(
+            &c,
+            dir.path().join(format!("{n}.err")),
+            s,
+        ));
         cfgs.push(c);
     }
     wait_for("three agents connected", 30.0, || {
@@ -408,13 +452,23 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .any(|d| d["target"] == format!("{Z}/32") && d["origin"] == "fleet")
     };
+    // The skewed agent's clock offset is measured (ping/pong) and flagged.
+    wait_for("web3's clock offset measured", 30.0, || {
+        agent(&agents(&scfg), "web3").is_some_and(|a| a["skewed"] == true)
+    });
+    let l = agents(&scfg);
+    let off = agent(&l, "web3").unwrap()["clock_offset_ms"]
+        .as_i64()
+        .unwrap();
+    assert!((-125_000..=-115_000).contains(&off), "offset {off} ms");
+    assert_eq!(agent(&l, "web1").unwrap()["skewed"], false);
     for (i, n) in names.iter().enumerate() {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join(format!("{n}/auth.log")))
             .unwrap();
         for _ in 0..2 {
-            writeln!(f, "{}", sshd_failed(Z, "admin")).unwrap();
+            writeln!(f, "{}", sshd_failed_at(Z, skew(n))).unwrap();
         }
         drop(f);
         if i < 2 {
