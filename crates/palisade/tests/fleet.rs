@@ -114,6 +114,10 @@ listen = "127.0.0.1:{port}"
 }
 
 fn agent_cfg(dir: &Path, name: &str, port: u16, max_retry: u32) -> PathBuf {
+    agent_cfg_with(dir, name, port, max_retry, "")
+}
+
+fn agent_cfg_with(dir: &Path, name: &str, port: u16, max_retry: u32, fleet: &str) -> PathBuf {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("auth.log"), "").unwrap();
@@ -138,6 +142,7 @@ enabled = false
 role = "agent"
 server = "wss://127.0.0.1:{port}"
 name = "{name}"
+{fleet}
 [[jail]]
 name = "sshd"
 filter = "sshd"
@@ -490,4 +495,54 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
             .count();
         assert_eq!(local, 0);
     }
+}
+
+/// The spool cap: with the server away, an agent keeps at most `spool_max_events` unshipped
+/// events, drops the oldest beyond (never bans) and reports the gap; the server counts it.
+#[test]
+fn spool_cap_drops_oldest_and_reports_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let scfg = server_cfg(dir.path(), port);
+    let acfg = agent_cfg_with(
+        dir.path(),
+        "web1",
+        port,
+        1_000_000,
+        "spool_max_events = 100",
+    );
+    let t = token(&scfg, &[]);
+    let mut server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(join(&acfg, port, &t).status.success());
+    server.kill9();
+    let a = Proc::start(&acfg, dir.path().join("web1.err"));
+    wait_for("the agent's daemon running", 20.0, || {
+        a.log().contains("palisade running")
+    });
+    writer(dir.path().join("web1/auth.log"), 500, 100)
+        .join()
+        .unwrap();
+    let db = dir.path().join("web1/palisade.db");
+    wait_for("the agent stored the lines", 60.0, || {
+        local_events(&db) >= 500
+    });
+    wait_for("the spool cap applied", 60.0, || {
+        a.log().contains("spool cap")
+    });
+    let _server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the agent reconnected and shipped", 60.0, || {
+        agent(&agents(&scfg), "web1").is_some_and(|x| x["events"] == 100 && x["gaps"] == 400)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let x = agents(&scfg);
+    let w = agent(&x, "web1").unwrap();
+    assert_eq!(
+        (w["events"].as_u64(), w["gaps"].as_u64()),
+        (Some(100), Some(400)),
+        "{w}"
+    );
+    assert_eq!(w["backlog"], 0);
 }
