@@ -502,6 +502,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         let mut pings: HashMap<u64, i64> = HashMap::new();
         let mut offset_us: i64 = 0;
         let mut last_rx = std::time::Instant::now();
+        // Local bans/unbans an agent may report: LOCAL_BANS_PER_WINDOW per window; beyond,
+        // they are dropped (and logged once per window), so one agent cannot flood the log.
+        let mut window = (std::time::Instant::now(), 0u32, false);
         loop {
             tokio::select! {
                 _ = cut_rx.changed() => {
@@ -591,7 +594,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                                 .map_err(|e| e.to_string())?;
                         }
                         AgentMsg::LocalBan { target, jail, reason, created_us, expires_us } => {
-                            if !shared.share_bans { continue; }
+                            if !shared.share_bans || !within_rate(&mut window, &name) { continue; }
                             let entry = FleetLogEntry {
                                 seq: 0,
                                 action: "ban".into(),
@@ -606,7 +609,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             append(&shared, &entry).map_err(|e| e.to_string())?;
                         }
                         AgentMsg::LocalUnban { target } => {
-                            if !shared.share_bans { continue; }
+                            if !shared.share_bans || !within_rate(&mut window, &name) { continue; }
                             let entry = FleetLogEntry {
                                 seq: 0,
                                 action: "unban".into(),
@@ -669,6 +672,26 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     });
     tracing::info!(agent = %name, "fleet: agent disconnected");
     res
+}
+
+/// Local bans and unbans one agent may report per [`LOCAL_BAN_WINDOW`].
+pub const LOCAL_BANS_PER_WINDOW: u32 = 1000;
+/// The window of [`LOCAL_BANS_PER_WINDOW`].
+pub const LOCAL_BAN_WINDOW: Duration = Duration::from_secs(10);
+
+fn within_rate(w: &mut (std::time::Instant, u32, bool), name: &str) -> bool {
+    if w.0.elapsed() >= LOCAL_BAN_WINDOW {
+        *w = (std::time::Instant::now(), 0, false);
+    }
+    w.1 += 1;
+    if w.1 <= LOCAL_BANS_PER_WINDOW {
+        return true;
+    }
+    if !w.2 {
+        w.2 = true;
+        tracing::warn!(agent = %name, "fleet: agent over {LOCAL_BANS_PER_WINDOW} local bans per {}s; the rest of this window is not shared", LOCAL_BAN_WINDOW.as_secs());
+    }
+    false
 }
 
 fn bounded(s: &str, n: usize) -> String {
