@@ -91,6 +91,11 @@ fn server_cfg(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn server_cfg_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let url = format!("sqlite:{}/palisade.db", dir.join("server").display());
+    server_cfg_store(dir, port, extra, &url)
+}
+
+fn server_cfg_store(dir: &Path, port: u16, extra: &str, store: &str) -> PathBuf {
     let d = dir.join("server");
     std::fs::create_dir_all(&d).unwrap();
     let p = d.join("palisade.toml");
@@ -101,7 +106,7 @@ fn server_cfg_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
 state_dir = "{d}/state"
 socket = "{d}/palisade.sock"
 [store]
-url = "sqlite:{d}/palisade.db"
+url = "{store}"
 [fleet]
 role = "server"
 listen = "127.0.0.1:{port}"
@@ -326,65 +331,103 @@ fn local_events(agent_db: &Path) -> u64 {
 
 #[test]
 fn shipping_survives_kill9_of_agent_and_server() {
-    const LINES: usize = 50_000;
-    const MORE: usize = 5_000;
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("server/palisade.db").display());
+    ship_story(dir.path(), &url, 50_000, 5_000);
+}
+
+/// The same with the server's store on PostgreSQL (under scripts/with-postgres.sh; skipped
+/// without `PALISADE_TEST_PG_URL` unless `PALISADE_REQUIRE_PG=1`).
+#[cfg(feature = "postgres")]
+#[test]
+fn shipping_to_a_postgres_server_survives_kill9() {
+    let admin = match std::env::var("PALISADE_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("PALISADE_REQUIRE_PG").as_deref() != Ok("1"),
+                "PALISADE_REQUIRE_PG=1 but PALISADE_TEST_PG_URL is not set"
+            );
+            eprintln!("SKIP: PALISADE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let name = format!("palisade_fleet_ship_{}", std::process::id());
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "{sql}: {o:?}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    let url = format!("{base}/{name}");
+    let dir = tempfile::tempdir().unwrap();
+    ship_story(dir.path(), &url, 20_000, 2_000);
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+fn ship_story(dir: &Path, store_url: &str, lines: usize, more: usize) {
     let port = free_port();
-    let scfg = server_cfg(dir.path(), port);
-    let acfg = agent_cfg(dir.path(), "web1", port, 1_000_000);
+    let scfg = server_cfg_store(dir, port, "", store_url);
+    let acfg = agent_cfg(dir, "web1", port, 1_000_000);
     let t = token(&scfg, &[]);
-    let mut server = Proc::start(&scfg, dir.path().join("server.err"));
+    let mut server = Proc::start(&scfg, dir.join("server.err"));
     wait_for("the fleet listener", 20.0, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(join(&acfg, port, &t).status.success());
-    let aerr = dir.path().join("web1.err");
+    let aerr = dir.join("web1.err");
     let mut agent_p = Proc::start(&acfg, aerr.clone());
     wait_for("web1 connected", 20.0, || {
         agent(&agents(&scfg), "web1").is_some_and(|a| a["connected"] == true)
     });
 
-    // 50,000 lines; the agent is killed with SIGKILL while they are written, then restarted.
-    let log = dir.path().join("web1/auth.log");
-    let w = writer(log.clone(), LINES, 500);
-    let db = dir.path().join("web1/palisade.db");
+    // The lines are written; the agent is killed with SIGKILL meanwhile, then restarted.
+    let log = dir.join("web1/auth.log");
+    let w = writer(log.clone(), lines, 500);
+    let db = dir.join("web1/palisade.db");
     wait_for("a third of the lines stored by the agent", 120.0, || {
-        local_events(&db) >= (LINES / 3) as u64
+        local_events(&db) >= (lines / 3) as u64
     });
     agent_p.kill9();
     std::thread::sleep(Duration::from_millis(500));
     agent_p = Proc::start(&acfg, aerr.clone());
     w.join().unwrap();
     wait_for("every line at the server", 300.0, || {
-        events_of(&scfg, "web1") >= LINES as u64
+        events_of(&scfg, "web1") >= lines as u64
     });
     std::thread::sleep(Duration::from_secs(1));
-    let url = format!("sqlite:{}", dir.path().join("server/palisade.db").display());
+    let url = store_url.to_string();
     let stored = palisade_store::fleet::open(&url)
         .unwrap()
         .host_event_count("web1")
         .unwrap();
-    assert_eq!(stored, LINES as u64, "lost or duplicated events");
-    assert_eq!(events_of(&scfg, "web1"), LINES as u64);
+    assert_eq!(stored, lines as u64, "lost or duplicated events");
+    assert_eq!(events_of(&scfg, "web1"), lines as u64);
 
     // The server is killed; a backlog builds up at the agent; nothing is lost after restart.
     server.kill9();
     let before = local_events(&db);
-    let w = writer(log, MORE, 500);
+    let w = writer(log, more, 500);
     w.join().unwrap();
     wait_for("the backlog stored by the agent", 120.0, || {
-        local_events(&db) >= before + MORE as u64
+        local_events(&db) >= before + more as u64
     });
-    server = Proc::start(&scfg, dir.path().join("server.err"));
+    server = Proc::start(&scfg, dir.join("server.err"));
     wait_for("the backlog at the server", 300.0, || {
-        events_of(&scfg, "web1") >= (LINES + MORE) as u64
+        events_of(&scfg, "web1") >= (lines + more) as u64
     });
     std::thread::sleep(Duration::from_secs(1));
     let stored = palisade_store::fleet::open(&url)
         .unwrap()
         .host_event_count("web1")
         .unwrap();
-    assert_eq!(stored, (LINES + MORE) as u64, "lost or duplicated events");
+    assert_eq!(stored, (lines + more) as u64, "lost or duplicated events");
     drop(agent_p);
     drop(server);
 }
