@@ -12,9 +12,13 @@
 
 mod fields;
 mod files;
+mod fleet;
+mod fleet_jail;
 mod merge;
 mod schema;
 
+pub use fleet::{valid_agent_name, FleetRole, FleetSection};
+pub use fleet_jail::{FleetJailSection, FleetJailSettings, MAX_MIN_HOSTS};
 pub use merge::MergeError;
 pub use schema::*;
 
@@ -486,6 +490,20 @@ impl Config {
         for (key, value) in root.get_ref().iter() {
             let k: &str = key.get_ref();
             match k {
+                "fleet_jail" => {
+                    let DeValue::Array(items) = value.get_ref() else {
+                        problems.push(loc.span(
+                            key,
+                            "`fleet_jail` must be an array of tables: write [[fleet_jail]]",
+                        ));
+                        continue;
+                    };
+                    for item in items.iter() {
+                        if let Some(f) = de_section(item, &loc, &mut problems) {
+                            cfg.fleet_jails.push(f);
+                        }
+                    }
+                }
                 "general" => {
                     if let Some(v) = de_section(value, &loc, &mut problems) {
                         cfg.general = v;
@@ -507,6 +525,12 @@ impl Config {
                 "abuseipdb" => cfg.abuseipdb = de_section(value, &loc, &mut problems),
                 "report" => cfg.report = de_section(value, &loc, &mut problems),
                 "audit" => cfg.audit = de_section::<toml::Value>(value, &loc, &mut problems),
+                "fleet" => {
+                    cfg.fleet = de_section::<FleetSection>(value, &loc, &mut problems);
+                    for p in cfg.fleet.as_ref().map(|f| f.problems()).unwrap_or_default() {
+                        problems.push(loc.span(value, p));
+                    }
+                }
                 "server" => cfg.server = de_section(value, &loc, &mut problems),
                 "allowlist" => {
                     if let Some(v) = de_section(value, &loc, &mut problems) {
@@ -545,6 +569,7 @@ impl Config {
         let parsed = problems.len();
         check_server(&cfg, &loc, &mut problems);
         schema::validate(&mut cfg, &loc, known_filters, &mut problems);
+        fleet_jail::validate(&cfg, &loc, &mut problems);
         place::settle(root.get_ref(), &loc, &mut problems, parsed);
         (Some(cfg), problems)
     }

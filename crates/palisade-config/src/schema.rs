@@ -19,11 +19,13 @@ pub const SECTIONS: &[&str] = &[
     "allowlist",
     "responder",
     "jail",
+    "fleet_jail",
     "notify",
     "abuseipdb",
     "report",
     "server",
     "audit",
+    "fleet",
 ];
 
 /// A duration as written in the file (`"10m"`, `"1w"`, or seconds as an integer).
@@ -402,6 +404,8 @@ pub struct Config {
     pub responders: Vec<ResponderSection>,
     /// `[[jail]]` sections.
     pub jails: Vec<JailSection>,
+    /// `[[fleet_jail]]` sections (correlation on a fleet server).
+    pub fleet_jails: Vec<crate::FleetJailSection>,
     /// `[notify]` (absent = no notifications).
     pub notify: Option<NotifySection>,
     /// `[abuseipdb]` (absent = no reporting).
@@ -412,6 +416,8 @@ pub struct Config {
     pub server: Option<ServerSection>,
     /// `[audit]`, kept as TOML: the audit crate reads and validates it (`palisade-audit`).
     pub audit: Option<toml::Value>,
+    /// `[fleet]` (absent = a single host).
+    pub fleet: Option<crate::FleetSection>,
 }
 
 /// Responders every configuration has without declaring them.
