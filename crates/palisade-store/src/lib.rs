@@ -61,6 +61,11 @@ pub const PARTITIONS_AHEAD: i64 = 2;
 /// Event rows SQLite retention deletes per transaction.
 pub const RETENTION_BATCH: usize = 10_000;
 
+/// Batches one [`Store::maintain`] call deletes at most (of events, then of timeline rows);
+/// past it the call returns with [`Maintenance::more`] set, so a large backlog (the first run
+/// after an upgrade) is worked off in calls that each end soon, and a shutdown waits for one.
+pub const RETENTION_MAX_BATCHES: usize = 50;
+
 /// Pause between two SQLite retention batches, so the daemon's writer gets the lock.
 pub const RETENTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -92,6 +97,8 @@ pub struct Maintenance {
     pub partitions_created: u64,
     /// Database pages given back to the file system (SQLite incremental vacuum).
     pub pages_freed: u64,
+    /// The call stopped at [`RETENTION_MAX_BATCHES`]: more is left to remove, call again.
+    pub more: bool,
 }
 
 /// Everything that can go wrong talking to a store.
@@ -241,7 +248,8 @@ pub trait Store: Send {
     /// it removes the events before [`retention_cutoff`]: PostgreSQL drops whole day
     /// partitions, SQLite deletes in batches of [`RETENTION_BATCH`] rows, one transaction
     /// each with a pause between them, and then gives the freed pages back to the file
-    /// system (incremental vacuum). The per-address hourly timeline ([`Store::ip_activity`]'s
+    /// system (incremental vacuum). One call does a bounded amount of work: when
+    /// [`Maintenance::more`] is set, call again. The per-address hourly timeline ([`Store::ip_activity`]'s
     /// `hours`) loses the same hours; the totals ([`IpHistory`], per-address per-jail counts,
     /// [`Store::event_hours`], [`Store::top_offenders`]) are never reduced, so they stay exact.
     fn maintain(

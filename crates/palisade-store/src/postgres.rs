@@ -474,13 +474,17 @@ impl Store for PgStore {
             "DELETE FROM events_default WHERE ctid IN
                  (SELECT ctid FROM events_default WHERE time < $1 LIMIT $2)",
         )?;
-        loop {
+        for batch in 1.. {
             let n = self
                 .client
                 .execute(&delete, &[&cutoff.0, &(crate::RETENTION_BATCH as i64)])?;
             out.rows_deleted += n;
             if n < crate::RETENTION_BATCH as u64 {
                 break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
             }
             std::thread::sleep(crate::RETENTION_PAUSE);
         }
@@ -490,13 +494,17 @@ impl Store for PgStore {
                  (SELECT ctid FROM ip_event_hourly WHERE hour < $1 LIMIT $2)",
         )?;
         let hour = cutoff.0.div_euclid(common::HOUR_MICROS);
-        loop {
+        for batch in 1.. {
             let n = self
                 .client
                 .execute(&timeline, &[&hour, &(crate::RETENTION_BATCH as i64)])?;
             out.timeline_rows_deleted += n;
             if n < crate::RETENTION_BATCH as u64 {
                 break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
             }
             std::thread::sleep(crate::RETENTION_PAUSE);
         }

@@ -466,7 +466,7 @@ impl Store for SqliteStore {
         };
         // Bounded batches, one short transaction each: the daemon's writer waits at most one
         // batch for the lock, and the pause lets it in between.
-        loop {
+        for batch in 1.. {
             let tx = self.write_tx()?;
             let n = tx
                 .prepare_cached(
@@ -479,10 +479,14 @@ impl Store for SqliteStore {
             if n < crate::RETENTION_BATCH {
                 break;
             }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
+            }
             std::thread::sleep(crate::RETENTION_PAUSE);
         }
         let hour = cutoff.0.div_euclid(common::HOUR_MICROS);
-        loop {
+        for batch in 1.. {
             let tx = self.write_tx()?;
             let n = tx
                 .prepare_cached(
@@ -494,6 +498,10 @@ impl Store for SqliteStore {
             out.timeline_rows_deleted += n as u64;
             if n < crate::RETENTION_BATCH {
                 break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
             }
             std::thread::sleep(crate::RETENTION_PAUSE);
         }
