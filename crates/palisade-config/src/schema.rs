@@ -118,13 +118,21 @@ pub struct StoreSection {
     pub url: String,
     /// Read the PostgreSQL password from this file instead of the URL.
     pub password_file: Option<String>,
+    /// How long events are kept (`"90d"`); older ones are removed by whole UTC days, hourly
+    /// and at start. Totals per address (events, failures, bans) are kept forever. `0` keeps
+    /// events forever. At least one day and the longest jail `find_time`.
+    pub retention: Dur,
 }
+
+/// Default `[store] retention`: 90 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86400);
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             url: "sqlite:/var/lib/palisade/palisade.db".into(),
             password_file: None,
+            retention: Dur(DEFAULT_RETENTION),
         }
     }
 }
@@ -483,6 +491,24 @@ pub(crate) fn validate(
             "[store] url must start with sqlite:, postgres:// or postgresql:// (got {:?})",
             redact_url(&cfg.store.url)
         )));
+    }
+    let retention = cfg.store.retention.0;
+    if !retention.is_zero() {
+        let longest_find_time = cfg
+            .jails
+            .iter()
+            .map(|j| j.find_time.map_or(cfg.defaults.find_time.0, |d| d.0))
+            .chain([cfg.defaults.find_time.0])
+            .max()
+            .unwrap_or_default();
+        let floor = longest_find_time.max(Duration::from_secs(86400));
+        if retention < floor {
+            problems.push(loc.nowhere(format!(
+                "[store] retention of {} s is shorter than {} s (one day, and the longest find_time, whose events a restart counts again); use 0 to keep events forever",
+                retention.as_secs(),
+                floor.as_secs()
+            )));
+        }
     }
     if !["error", "warn", "info", "debug", "trace"].contains(&cfg.general.log_level.as_str()) {
         problems.push(loc.nowhere(format!(

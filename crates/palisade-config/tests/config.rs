@@ -526,3 +526,36 @@ files = "/var/log/auth.log"
     );
     assert!(!all.contains("exactly one source"), "{all}");
 }
+
+#[test]
+fn store_retention_default_zero_and_floor() {
+    // Default: 90 days.
+    let cfg = parse("").unwrap();
+    assert_eq!(cfg.store.retention.0.as_secs(), 90 * 86400);
+    assert_eq!(cfg.store.retention.0, palisade_config::DEFAULT_RETENTION);
+    let cfg = parse("[store]\nretention = \"30d\"\n").unwrap();
+    assert_eq!(cfg.store.retention.0.as_secs(), 30 * 86400);
+    // 0 keeps events forever.
+    for zero in ["0", "\"0\"", "\"0s\""] {
+        let cfg = parse(&format!("[store]\nretention = {zero}\n")).unwrap();
+        assert!(cfg.store.retention.0.is_zero(), "{zero}");
+    }
+    // Shorter than a day: refused, with the way out named.
+    let err = parse("[store]\nretention = \"12h\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[store] retention of 43200 s"), "{err}");
+    assert!(err.contains("use 0 to keep events forever"), "{err}");
+    // Shorter than a jail's find_time: its events would be gone before a restart counts them.
+    let err = parse(
+        "[store]\nretention = \"2d\"\n[[jail]]\nname = \"sshd\"\nfilter = \"sshd\"\nfiles = [\"/var/log/auth.log\"]\nfind_time = \"3d\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("shorter than 259200 s"), "{err}");
+    // Not a duration.
+    let err = parse("[store]\nretention = \"ninety days\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("test.toml:2:13: invalid duration"), "{err}");
+}

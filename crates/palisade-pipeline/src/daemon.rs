@@ -863,6 +863,8 @@ impl Phases {
 
 /// A running daemon.
 pub struct Daemon {
+    /// Store housekeeping (retention, partitions ahead).
+    maintainer: Option<crate::maintenance::Maintainer>,
     stats: Arc<Stats>,
     engine_tx: Sender<EngineMsg>,
     engine: Option<JoinHandle<()>>,
@@ -922,7 +924,8 @@ impl Daemon {
             path: state_dir.clone(),
             source,
         })?;
-        let mut store = crate::build::open_store(&cfg)?;
+        let store_url = crate::build::store_url(&cfg)?;
+        let mut store = palisade_store::open(&store_url).map_err(BuildError::from)?;
         phase.done("store open and migrations");
         let now = opts.clock.now();
         store.expire_decisions_quietly(now)?;
@@ -1017,7 +1020,15 @@ impl Daemon {
                 .spawn(move || control_loop(listener, handle, stop))
                 .expect("spawn control thread")
         };
+        // Partitions ahead and retention, at start and hourly, on its own connection.
+        let maintainer = crate::maintenance::Maintainer::start(
+            store_url,
+            cfg.store.retention.0,
+            crate::maintenance::MAINTENANCE_EVERY,
+            opts.clock.clone(),
+        );
         let mut d = Daemon {
+            maintainer: Some(maintainer),
             stats,
             engine_tx,
             engine: Some(engine_h),
@@ -1166,6 +1177,9 @@ impl Daemon {
             names,
         ));
         self.start_sources(&cfg, groups, filters);
+        if let Some(m) = &self.maintainer {
+            m.set_retention(cfg.store.retention.0);
+        }
         tracing::info!("configuration reloaded");
         Ok(())
     }
@@ -1237,6 +1251,9 @@ impl Daemon {
     /// Stops everything in order: sources (positions saved), engine (queue drained),
     /// responders, store (last batch written), control socket.
     pub fn shutdown(mut self) {
+        if let Some(m) = self.maintainer.take() {
+            m.stop();
+        }
         self.stop_sources();
         let _ = self.engine_tx.send(EngineMsg::Stop);
         if let Some(h) = self.engine.take() {

@@ -12,6 +12,7 @@
 pub mod build;
 pub mod control;
 pub mod daemon;
+pub mod maintenance;
 pub mod manual;
 pub mod offline;
 

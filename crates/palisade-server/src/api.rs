@@ -514,6 +514,8 @@ pub struct HistoryDto {
     pub failures: u64,
     /// Bans received.
     pub times_banned: u64,
+    /// Events seen (all time; exact after retention removed old events).
+    pub events: u64,
 }
 
 /// Events of one address in one jail.
@@ -1011,6 +1013,7 @@ pub(crate) async fn ip_detail(
             last_seen: h.last_seen.to_string(),
             failures: h.failures,
             times_banned: h.times_banned,
+            events: h.events,
         }),
         jails: activity
             .jails

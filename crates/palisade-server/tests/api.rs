@@ -556,6 +556,7 @@ fn every_read_endpoint_answers() {
     let d = get(&e, "/api/v1/ips/192.0.2.1", c).json();
     assert_eq!(d["history"]["failures"], 31);
     assert_eq!(d["history"]["times_banned"], 1);
+    assert_eq!(d["history"]["events"], 31);
     assert_eq!(d["jails"][0], json!({"jail": "sshd", "events": 30}));
     assert_eq!(d["jails"][1], json!({"jail": "nginx", "events": 1}));
     let tl: u64 = d["timeline"]

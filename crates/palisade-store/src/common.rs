@@ -222,6 +222,8 @@ pub(crate) struct HistoryDelta {
     pub last: i64,
     /// Failures in the batch.
     pub failures: i64,
+    /// Events in the batch.
+    pub events: i64,
     /// Sampling state: loaded from the database, then advanced over the batch.
     pub sample: Sample,
 }
@@ -265,6 +267,7 @@ impl<'a> BatchPlan<'a> {
                     first: t,
                     last: t,
                     failures: 0,
+                    events: 0,
                     sample: Sample::default(),
                 });
                 ips.len() - 1
@@ -273,6 +276,7 @@ impl<'a> BatchPlan<'a> {
             d.first = d.first.min(t);
             d.last = d.last.max(t);
             d.failures += i64::from(event.failure);
+            d.events += 1;
             rows.push(EventRow {
                 event,
                 ip: i,
@@ -593,6 +597,7 @@ pub(crate) fn history_row(
     last: i64,
     failures: i64,
     banned: i64,
+    events: i64,
 ) -> Result<crate::IpHistory, StoreError> {
     let ip = ip
         .parse::<IpAddr>()
@@ -603,6 +608,7 @@ pub(crate) fn history_row(
         last_seen: Timestamp(last),
         failures: failures.max(0) as u64,
         times_banned: banned.max(0) as u64,
+        events: events.max(0) as u64,
     })
 }
 

@@ -913,6 +913,9 @@ mod pg_impl {
             last_seq: u64,
             events: &[ShippedEvent],
         ) -> Result<Ingested, StoreError> {
+            // Partitions for the batch's days first (retention's on-demand partitions; each
+            // in its own short transaction), like `record_events`.
+            self.ensure_partitions(events.iter().map(|e| e.2.time.0));
             let stmts = self.event_statements()?;
             let mut tx = self.client.transaction()?;
             // The agent's row is locked for the transaction: two connections of one agent

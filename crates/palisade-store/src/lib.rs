@@ -16,12 +16,14 @@
 //!   covering X" looks up the indexed `target` column for each of X's supernets.
 //! - `events`: id, time, jail, filter, rule, ip, failure, username, fields (JSON object text, in
 //!   capture order), evidence (sampled, see [`EVIDENCE_SAMPLE`]). Indexed by time, (ip, time),
-//!   (jail, time).
+//!   (jail, time), (ip, id). On PostgreSQL partitioned by UTC day of `time` (`events_pYYYYMMDD`
+//!   plus a default partition), created ahead and on demand; see [`Store::maintain`].
 //! - `decisions`: id, target, jail, origin, reason, created, expires (NULL = permanent),
 //!   simulated, level, status (`active`/`expired`/`revoked`), updated (last status change).
 //!   Indexed by (status, expires), (target, created), created.
-//! - `ip_history`: ip (key), ip_key, first_seen, last_seen, failures, times_banned, and the
-//!   evidence sampling state.
+//! - `ip_history`: ip (key), ip_key, first_seen, last_seen, events, failures, times_banned, and
+//!   the evidence sampling state: all-time totals, written in the same transaction as the
+//!   events, so they stay exact when retention removes old events.
 //! - `schema_version`: one row per applied migration.
 //!
 //! Text is stored as given except NUL, which becomes U+FFFD (PostgreSQL cannot store NUL in
@@ -50,6 +52,55 @@ pub mod sqlite;
 /// database, and costs nothing beyond the history upsert each batch already does. Events that
 /// arrive for an hour earlier than the one being sampled are stored without evidence.
 pub const EVIDENCE_SAMPLE: u32 = 5;
+
+/// One UTC day, in microseconds (the PostgreSQL event partition size).
+pub const DAY_MICROS: i64 = 86_400 * Timestamp::MICROS;
+
+/// Days after today whose PostgreSQL event partitions [`Store::maintain`] creates ahead.
+pub const PARTITIONS_AHEAD: i64 = 2;
+
+/// Event rows SQLite retention deletes per transaction.
+pub const RETENTION_BATCH: usize = 10_000;
+
+/// Batches one [`Store::maintain`] call deletes at most (of events, then of timeline rows);
+/// past it the call returns with [`Maintenance::more`] set, so a large backlog (the first run
+/// after an upgrade) is worked off in calls that each end soon, and a shutdown waits for one.
+pub const RETENTION_MAX_BATCHES: usize = 50;
+
+/// Pause between two SQLite retention batches, so the daemon's writer gets the lock.
+pub const RETENTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The instant before which [`Store::maintain`] removes events: the start of the UTC day that
+/// holds `now - retention`, so both backends remove whole days (PostgreSQL drops a day's
+/// partition) and an event is kept at least `retention`, at most a day longer. `None` when
+/// `retention` is `None` or zero (keep forever).
+pub fn retention_cutoff(
+    now: Timestamp,
+    retention: Option<std::time::Duration>,
+) -> Option<Timestamp> {
+    let keep = retention.filter(|d| !d.is_zero())?;
+    let t = now.minus(keep).0;
+    Some(Timestamp(t - t.rem_euclid(DAY_MICROS)))
+}
+
+/// What one [`Store::maintain`] run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Maintenance {
+    /// Events before this instant were removed (`None`: retention is off).
+    pub cutoff: Option<Timestamp>,
+    /// Event rows deleted one by one (SQLite; on PostgreSQL, the default partition's).
+    pub rows_deleted: u64,
+    /// Per-address hourly timeline rows deleted with them.
+    pub timeline_rows_deleted: u64,
+    /// Day partitions dropped (PostgreSQL).
+    pub partitions_dropped: u64,
+    /// Day partitions created (PostgreSQL).
+    pub partitions_created: u64,
+    /// Database pages given back to the file system (SQLite incremental vacuum).
+    pub pages_freed: u64,
+    /// The call stopped at [`RETENTION_MAX_BATCHES`]: more is left to remove, call again.
+    pub more: bool,
+}
 
 /// Everything that can go wrong talking to a store.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +186,9 @@ pub struct IpHistory {
     pub failures: u64,
     /// How many bans it has received (all origins, simulated included).
     pub times_banned: u64,
+    /// Events seen (all time: kept in the rollup, so exact after retention removed old
+    /// event rows).
+    pub events: u64,
 }
 
 /// Filter for listing decisions.
@@ -189,6 +243,21 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
     /// The stored source positions: (source key, position document).
     fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Housekeeping, run by the daemon at start and hourly (see [`Maintenance`]). On
+    /// PostgreSQL it creates the event partitions of today and the next
+    /// [`PARTITIONS_AHEAD`] days. With a `retention` (`None` or zero = keep events forever)
+    /// it removes the events before [`retention_cutoff`]: PostgreSQL drops whole day
+    /// partitions, SQLite deletes in batches of [`RETENTION_BATCH`] rows, one transaction
+    /// each with a pause between them, and then gives the freed pages back to the file
+    /// system (incremental vacuum). One call does a bounded amount of work: when
+    /// [`Maintenance::more`] is set, call again. The per-address hourly timeline ([`Store::ip_activity`]'s
+    /// `hours`) loses the same hours; the totals ([`IpHistory`], per-address per-jail counts,
+    /// [`Store::event_hours`], [`Store::top_offenders`]) are never reduced, so they stay exact.
+    fn maintain(
+        &mut self,
+        now: Timestamp,
+        retention: Option<std::time::Duration>,
+    ) -> Result<Maintenance, StoreError>;
     /// Lists events.
     fn events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
     /// Inserts a decision (status active), bumps `times_banned` of the address; returns its id.

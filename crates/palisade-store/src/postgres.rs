@@ -18,7 +18,7 @@ use ::postgres::{Client, Config, NoTls, Row, Statement};
 use ipnet::IpNet;
 use palisade_core::{canonical_ip, Clock, Decision, Event, SystemClock, Timestamp};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_source_positions.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_fleet.sql")),
+    (6, include_str!("../migrations/postgres/0006_retention.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -39,6 +40,15 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Advisory lock key serialising concurrent migrations of one database ("palisade" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7061_6c69_7361_6465;
+
+/// Days before today for which an insert creates the missing event partition; older rows
+/// (and rows more than [`crate::PARTITIONS_AHEAD`] days ahead) go to the default partition,
+/// so a wild timestamp never creates a partition nothing would drop.
+const PARTITION_PAST_DAYS: i64 = 3660;
+
+/// How long dropping a partition waits for its lock on `events` before giving up until the
+/// next maintenance run (a long report query must not stall the writers behind the drop).
+const DROP_LOCK_TIMEOUT: &str = "5s";
 
 /// Rows per `UNNEST` insert statement.
 const CHUNK: usize = 5000;
@@ -81,6 +91,8 @@ pub struct PgStore {
     pub(crate) client: Client,
     config: Config,
     statements: HashMap<String, Statement>,
+    /// Days (since the epoch) whose event partition this connection knows to exist.
+    partitions: HashSet<i64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -118,6 +130,7 @@ impl PgStore {
             client,
             config,
             statements: HashMap::new(),
+            partitions: HashSet::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -158,6 +171,34 @@ impl PgStore {
         }
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
+    }
+
+    /// Creates the event partitions of the days of `times` that are within the on-demand
+    /// window and not known to exist, each in its own short transaction before the insert
+    /// (creating one inside the insert's transaction would hold the lock on `events` until
+    /// commit). A failure leaves the rows to the default partition: inserts never fail for a
+    /// missing partition.
+    pub(crate) fn ensure_partitions(&mut self, times: impl Iterator<Item = i64>) {
+        let today = SystemClock.now().0.div_euclid(crate::DAY_MICROS);
+        let window = today - PARTITION_PAST_DAYS..=today + crate::PARTITIONS_AHEAD;
+        let mut days: Vec<i64> = times
+            .map(|t| t.div_euclid(crate::DAY_MICROS))
+            .filter(|d| window.contains(d) && !self.partitions.contains(d))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        for day in days {
+            let _ = self.create_partition(day);
+        }
+    }
+
+    /// Creates the event partition of `day` unless it exists (moving that day's rows out of
+    /// the default partition); whether it was created.
+    fn create_partition(&mut self, day: i64) -> Result<bool, StoreError> {
+        let stmt = self.statement("SELECT palisade_events_partition($1)")?;
+        let created: bool = self.client.query_one(&stmt, &[&day])?.try_get(0)?;
+        self.partitions.insert(day);
+        Ok(created)
     }
 
     /// Applies pending migrations in one transaction, under an advisory lock so concurrent
@@ -263,16 +304,17 @@ const INSERT_EVENTS: &str = "
 
 const UPSERT_HISTORY: &str = "
     INSERT INTO ip_history (ip, ip_key, first_seen, last_seen, failures, times_banned,
-                            sample_hour, sample_count)
+                            sample_hour, sample_count, events)
     SELECT u.ip, u.ip_key, u.first_seen, u.last_seen, u.failures, 0,
-           u.sample_hour, u.sample_count
+           u.sample_hour, u.sample_count, u.events
     FROM UNNEST($1::TEXT[], $2::BYTEA[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[],
-                $6::BIGINT[], $7::BIGINT[])
-         AS u(ip, ip_key, first_seen, last_seen, failures, sample_hour, sample_count)
+                $6::BIGINT[], $7::BIGINT[], $8::BIGINT[])
+         AS u(ip, ip_key, first_seen, last_seen, failures, sample_hour, sample_count, events)
     ON CONFLICT (ip) DO UPDATE SET
         first_seen = LEAST(ip_history.first_seen, EXCLUDED.first_seen),
         last_seen = GREATEST(ip_history.last_seen, EXCLUDED.last_seen),
         failures = ip_history.failures + EXCLUDED.failures,
+        events = ip_history.events + EXCLUDED.events,
         sample_hour = EXCLUDED.sample_hour,
         sample_count = EXCLUDED.sample_count";
 
@@ -369,9 +411,12 @@ pub(crate) fn write_events(
     let failures = pick(&|d| d.failures);
     let hours: Vec<Option<i64>> = order.iter().map(|&i| plan.ips[i].sample.hour).collect();
     let counts = pick(&|d| d.sample.count);
+    let totals = pick(&|d| d.events);
     tx.execute(
         &upsert,
-        &[&ips, &keys, &first, &last, &failures, &hours, &counts],
+        &[
+            &ips, &keys, &first, &last, &failures, &hours, &counts, &totals,
+        ],
     )?;
     Ok(())
 }
@@ -379,6 +424,94 @@ pub(crate) fn write_events(
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn maintain(
+        &mut self,
+        now: Timestamp,
+        retention: Option<Duration>,
+    ) -> Result<crate::Maintenance, StoreError> {
+        let mut out = crate::Maintenance {
+            cutoff: crate::retention_cutoff(now, retention),
+            ..Default::default()
+        };
+        let today = now.0.div_euclid(crate::DAY_MICROS);
+        for day in today..=today + crate::PARTITIONS_AHEAD {
+            out.partitions_created += u64::from(self.create_partition(day)?);
+        }
+        let Some(cutoff) = out.cutoff else {
+            return Ok(out);
+        };
+        // Day partitions wholly before the cutoff (the cutoff is a day start), oldest first.
+        let list = self.statement(
+            "SELECT c.relname::TEXT,
+                    (to_date(substr(c.relname, 9), 'YYYYMMDD') - DATE '1970-01-01')::BIGINT
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]{8}$'
+             ORDER BY 2",
+        )?;
+        let old: Vec<(String, i64)> = self
+            .client
+            .query(&list, &[])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .filter(|(_, day): &(String, i64)| {
+                (day + 1).saturating_mul(crate::DAY_MICROS) <= cutoff.0
+            })
+            .collect();
+        for (name, day) in old {
+            // One short transaction per partition; the name comes from the catalogue and
+            // matched `events_p` + 8 digits above.
+            let mut tx = self.client.transaction()?;
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP TABLE IF EXISTS \"{name}\""
+            ))?;
+            tx.commit()?;
+            self.partitions.remove(&day);
+            out.partitions_dropped += 1;
+        }
+        // Old rows that landed in the default partition, in bounded batches.
+        let delete = self.statement(
+            "DELETE FROM events_default WHERE ctid IN
+                 (SELECT ctid FROM events_default WHERE time < $1 LIMIT $2)",
+        )?;
+        for batch in 1.. {
+            let n = self
+                .client
+                .execute(&delete, &[&cutoff.0, &(crate::RETENTION_BATCH as i64)])?;
+            out.rows_deleted += n;
+            if n < crate::RETENTION_BATCH as u64 {
+                break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
+            }
+            std::thread::sleep(crate::RETENTION_PAUSE);
+        }
+        // The per-address timeline's hours before the cutoff.
+        let timeline = self.statement(
+            "DELETE FROM ip_event_hourly WHERE ctid IN
+                 (SELECT ctid FROM ip_event_hourly WHERE hour < $1 LIMIT $2)",
+        )?;
+        let hour = cutoff.0.div_euclid(common::HOUR_MICROS);
+        for batch in 1.. {
+            let n = self
+                .client
+                .execute(&timeline, &[&hour, &(crate::RETENTION_BATCH as i64)])?;
+            out.timeline_rows_deleted += n;
+            if n < crate::RETENTION_BATCH as u64 {
+                break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
+            }
+            std::thread::sleep(crate::RETENTION_PAUSE);
+        }
+        Ok(out)
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {
@@ -391,6 +524,7 @@ impl Store for PgStore {
         if events.is_empty() {
             return Ok(());
         }
+        self.ensure_partitions(events.iter().map(|e| e.time.0));
         let stmts = self.event_statements()?;
         let mut tx = self.client.transaction()?;
         write_events(&mut tx, &stmts, jail, events, None)?;
@@ -403,6 +537,11 @@ impl Store for PgStore {
         events: &[(&str, &[Event])],
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
+        self.ensure_partitions(
+            events
+                .iter()
+                .flat_map(|(_, evs)| evs.iter().map(|e| e.time.0)),
+        );
         let stmts = self.event_statements()?;
         let put = self.statement(
             "INSERT INTO source_positions (source, position, updated) VALUES ($1, $2, $3)
@@ -565,21 +704,27 @@ impl Store for PgStore {
     fn ip_history(&mut self, ip: IpAddr) -> Result<Option<IpHistory>, StoreError> {
         let ip = canonical_ip(ip);
         let stmt = self.statement(
-            "SELECT first_seen, last_seen, failures, times_banned
+            "SELECT first_seen, last_seen, failures, times_banned, events
              FROM ip_history WHERE ip = $1",
         )?;
         let rows = self.client.query(&stmt, &[&ip.to_string()])?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let (first, last, failures, banned): (i64, i64, i64, i64) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        let (first, last, failures, banned, events): (i64, i64, i64, i64, i64) = (
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+        );
         Ok(Some(IpHistory {
             ip,
             first_seen: Timestamp(first),
             last_seen: Timestamp(last),
             failures: failures.max(0) as u64,
             times_banned: banned.max(0) as u64,
+            events: events.max(0) as u64,
         }))
     }
 
@@ -637,7 +782,7 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<IpHistory>, StoreError> {
         let stmt = self.statement(
-            "SELECT ip, first_seen, last_seen, failures, times_banned FROM ip_history
+            "SELECT ip, first_seen, last_seen, failures, times_banned, events FROM ip_history
              WHERE last_seen >= $1 ORDER BY failures DESC LIMIT $2",
         )?;
         let rows = self.client.query(&stmt, &[&since.0, &i64::from(limit)])?;
@@ -649,6 +794,7 @@ impl Store for PgStore {
                     r.try_get(2)?,
                     r.try_get(3)?,
                     r.try_get(4)?,
+                    r.try_get(5)?,
                 )
             })
             .collect()

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_source_positions.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_fleet.sql")),
+    (6, include_str!("../migrations/sqlite/0006_retention.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -47,6 +48,12 @@ const ACTIVE_BAN_COUNTS_SQLITE: &str = "SELECT target, COUNT(*) FROM decisions
      WHERE created >= ?2 AND target IN (SELECT target FROM decisions
          WHERE status = 'active' AND (expires IS NULL OR expires > ?1))
      GROUP BY target";
+
+/// Bytes a write-ahead log keeps after a checkpoint (`PRAGMA journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
+/// Free pages one `PRAGMA incremental_vacuum` step gives back (16 MiB of 4 KiB pages).
+const VACUUM_STEP: i64 = 4096;
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,14 +156,57 @@ impl SqliteStore {
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // A new database keeps free-page pointers so retention can give deleted rows' pages
+        // back to the file system (`PRAGMA incremental_vacuum`). The mode can only be chosen
+        // before the first table; older files keep theirs and reuse freed pages instead,
+        // which also stops them growing under steady load.
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         // Returns the resulting mode: `wal`, or `memory` for in-memory databases.
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // After a checkpoint, a write-ahead log that a large retention run grew is cut back.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
         Ok(SqliteStore { conn })
+    }
+
+    /// Gives free pages back to the file system when the database is in incremental
+    /// auto-vacuum mode (new databases), a step at a time; returns the pages freed. Other
+    /// databases keep their free pages for the next inserts.
+    fn release_free_pages(&mut self) -> Result<u64, StoreError> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        if mode != 2 {
+            return Ok(0);
+        }
+        let mut freed = 0u64;
+        loop {
+            let free: i64 = self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            if free == 0 {
+                break;
+            }
+            let step = free.min(VACUUM_STEP);
+            self.conn
+                .execute_batch(&format!("PRAGMA incremental_vacuum({step})"))?;
+            let left: i64 = self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            if left >= free {
+                break;
+            }
+            freed += (free - left) as u64;
+            std::thread::sleep(crate::RETENTION_PAUSE);
+        }
+        Ok(freed)
     }
 
     fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
@@ -220,12 +270,13 @@ pub(crate) fn write_events(
         }
         let mut upsert = tx.prepare_cached(
             "INSERT INTO ip_history (ip, ip_key, first_seen, last_seen, failures,
-                                         times_banned, sample_hour, sample_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
+                                         times_banned, sample_hour, sample_count, events)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)
                  ON CONFLICT (ip) DO UPDATE SET
                      first_seen = MIN(ip_history.first_seen, excluded.first_seen),
                      last_seen = MAX(ip_history.last_seen, excluded.last_seen),
                      failures = ip_history.failures + excluded.failures,
+                     events = ip_history.events + excluded.events,
                      sample_hour = excluded.sample_hour,
                      sample_count = excluded.sample_count",
         )?;
@@ -238,6 +289,7 @@ pub(crate) fn write_events(
                 ip.failures,
                 ip.sample.hour,
                 ip.sample.count,
+                ip.events,
             ])?;
         }
         // Per-address rollups (schema 3), one upsert per address and per address-hour
@@ -406,6 +458,65 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn maintain(
+        &mut self,
+        now: Timestamp,
+        retention: Option<Duration>,
+    ) -> Result<crate::Maintenance, StoreError> {
+        let mut out = crate::Maintenance {
+            cutoff: crate::retention_cutoff(now, retention),
+            ..Default::default()
+        };
+        let Some(cutoff) = out.cutoff else {
+            return Ok(out);
+        };
+        // Bounded batches, one short transaction each: the daemon's writer waits at most one
+        // batch for the lock, and the pause lets it in between.
+        for batch in 1.. {
+            let tx = self.write_tx()?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE time < ?1 LIMIT ?2)",
+                )?
+                .execute(params![cutoff.0, crate::RETENTION_BATCH as i64])?;
+            tx.commit()?;
+            out.rows_deleted += n as u64;
+            if n < crate::RETENTION_BATCH {
+                break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
+            }
+            std::thread::sleep(crate::RETENTION_PAUSE);
+        }
+        let hour = cutoff.0.div_euclid(common::HOUR_MICROS);
+        for batch in 1.. {
+            let tx = self.write_tx()?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM ip_event_hourly WHERE (ip, hour) IN
+                         (SELECT ip, hour FROM ip_event_hourly WHERE hour < ?1 LIMIT ?2)",
+                )?
+                .execute(params![hour, crate::RETENTION_BATCH as i64])?;
+            tx.commit()?;
+            out.timeline_rows_deleted += n as u64;
+            if n < crate::RETENTION_BATCH {
+                break;
+            }
+            if batch == crate::RETENTION_MAX_BATCHES {
+                out.more = true;
+                return Ok(out);
+            }
+            std::thread::sleep(crate::RETENTION_PAUSE);
+        }
+        if out.rows_deleted + out.timeline_rows_deleted > 0 {
+            out.pages_freed = self.release_free_pages()?;
+        }
+        Ok(out)
+    }
+
     fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         let mut q = self
             .conn
@@ -562,7 +673,7 @@ impl Store for SqliteStore {
         let row = self
             .conn
             .prepare_cached(
-                "SELECT first_seen, last_seen, failures, times_banned
+                "SELECT first_seen, last_seen, failures, times_banned, events
                  FROM ip_history WHERE ip = ?1",
             )?
             .query_row([ip.to_string()], |r| {
@@ -571,16 +682,20 @@ impl Store for SqliteStore {
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })
             .optional()?;
-        Ok(row.map(|(first, last, failures, banned)| IpHistory {
-            ip,
-            first_seen: Timestamp(first),
-            last_seen: Timestamp(last),
-            failures: failures.max(0) as u64,
-            times_banned: banned.max(0) as u64,
-        }))
+        Ok(
+            row.map(|(first, last, failures, banned, events)| IpHistory {
+                ip,
+                first_seen: Timestamp(first),
+                last_seen: Timestamp(last),
+                failures: failures.max(0) as u64,
+                times_banned: banned.max(0) as u64,
+                events: events.max(0) as u64,
+            }),
+        )
     }
 
     // --- server queries ---
@@ -636,8 +751,8 @@ impl Store for SqliteStore {
         let rows = self
             .conn
             .prepare_cached(
-                "SELECT ip, first_seen, last_seen, failures, times_banned FROM ip_history
-                 INDEXED BY ip_history_failures
+                "SELECT ip, first_seen, last_seen, failures, times_banned, events
+                 FROM ip_history INDEXED BY ip_history_failures
                  WHERE last_seen >= ?1 ORDER BY failures DESC LIMIT ?2",
             )?
             .query_map(params![since.0, i64::from(limit)], |r| {
@@ -647,11 +762,12 @@ impl Store for SqliteStore {
                     r.get(2)?,
                     r.get(3)?,
                     r.get(4)?,
+                    r.get(5)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(ip, a, b, c, d)| common::history_row(&ip, a, b, c, d))
+            .map(|(ip, a, b, c, d, e)| common::history_row(&ip, a, b, c, d, e))
             .collect()
     }
 

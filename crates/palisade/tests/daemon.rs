@@ -596,3 +596,50 @@ fn warm_up_ban_already_over_is_recorded_not_enforced() {
     );
     recorded_not_enforced(&env, &cfg, "203.0.113.70", &err);
 }
+
+/// `[store] retention`: the daemon's maintenance thread removes events older than the
+/// retention at start (whole UTC days) and keeps the address's totals.
+#[test]
+fn daemon_applies_store_retention_at_start() {
+    use palisade_core::{Clock, Event, SystemClock, Timestamp};
+    let env = Env::new();
+    let cfg = env.config(5, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace("[defaults]", "retention = \"2d\"\n\n[defaults]");
+    std::fs::write(&cfg, text).unwrap();
+    let url = format!("sqlite:{}", env.p("palisade.db").display());
+    let now = SystemClock.now();
+    let day = 86_400 * Timestamp::MICROS;
+    let ev = |days: i64| Event {
+        time: Timestamp(now.0 - days * day),
+        ip: "203.0.113.77".parse().unwrap(),
+        filter: std::sync::Arc::from("sshd"),
+        rule: std::sync::Arc::from("failed_password"),
+        failure: true,
+        user: None,
+        fields: Vec::new(),
+        evidence: Event::evidence_of(b"Failed password"),
+    };
+    let count = || {
+        palisade_store::open(&url)
+            .unwrap()
+            .events(&palisade_store::EventQuery::default())
+            .unwrap()
+            .len()
+    };
+    palisade_store::open(&url)
+        .unwrap()
+        .record_events("sshd", &[ev(30), ev(5), ev(0)])
+        .unwrap();
+    assert_eq!(count(), 3);
+    let child = env.start(&cfg);
+    wait_for("old events removed", 30.0, || count() == 1);
+    env.stop(child);
+    let h = palisade_store::open(&url)
+        .unwrap()
+        .ip_history("203.0.113.77".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!((h.events, h.failures), (3, 3));
+    assert!(env.log().contains("store maintenance"), "{}", env.log());
+}
