@@ -947,7 +947,7 @@ async function audit() {
       fl.total > fl.items.length
         ? h('p', { class: 'notice info' }, `Showing ${fmtNum(fl.items.length)} of ${fmtNum(fl.total)} findings; narrow the filter to see the others.`)
         : h('p', { class: 'count' }, `${fmtNum(fl.total)} open finding${fl.total === 1 ? '' : 's'}.`),
-      groups.length
+      ...(groups.length
         ? groups.map(([s, list]) =>
             h(
               'div',
@@ -967,7 +967,7 @@ async function audit() {
               ),
             ),
           )
-        : h('p', { class: 'empty' }, q.get('severity') || q.get('rule') ? 'No open finding matches the filter.' : 'No open findings.'),
+        : [h('p', { class: 'empty' }, q.get('severity') || q.get('rule') ? 'No open finding matches the filter.' : 'No open findings.')]),
     );
     clear(eventsBox).append(
       h('h2', {}, 'Recent changes'),
