@@ -564,3 +564,80 @@ fn daemon_run(cfg: &palisade_config::Config, counts: &mut Counts) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn cfg(dir: &std::path::Path, interval: &str) -> palisade_config::Config {
+        let text = format!(
+            "[store]\nurl = \"sqlite:{}/p.db\"\n\n[audit]\ninterval = \"{interval}\"\n",
+            dir.display()
+        );
+        palisade_config::Config::parse(
+            &text,
+            &dir.join("palisade.toml"),
+            palisade_filter::builtin_names(),
+        )
+        .unwrap()
+    }
+
+    fn record_run_at(c: &palisade_config::Config, ago: Duration) {
+        let url = palisade_pipeline::store_url(c).unwrap();
+        let mut s = palisade_store::audit::open(&url).unwrap();
+        let t = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap();
+        let run = palisade_store::audit::AuditRun {
+            started: t.to_string(),
+            finished: t.to_string(),
+            accounts: "123456789012".into(),
+            errors: "[]".into(),
+            ..Default::default()
+        };
+        s.record_run(&run, &[], &[]).unwrap();
+    }
+
+    fn due_in(c: &palisade_config::Config) -> Duration {
+        let secs = interval_of(c).unwrap();
+        first_due(c, secs).saturating_duration_since(Instant::now())
+    }
+
+    #[test]
+    fn first_run_comes_one_interval_after_the_last_one_the_store_remembers() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), "1h");
+        assert_eq!(interval_of(&c), Some(3600));
+        // No run yet: soon (within a tenth of the interval, at most a minute).
+        assert!(due_in(&c) <= Duration::from_secs(60), "{:?}", due_in(&c));
+        // A run 10 minutes ago (a restart): the rest of the interval, ±10 %.
+        record_run_at(&c, Duration::from_secs(600));
+        let d = due_in(&c);
+        assert!(
+            d >= Duration::from_secs(2690) && d <= Duration::from_secs(3310),
+            "{d:?}"
+        );
+        // A run longer ago than the interval: overdue, so soon.
+        record_run_at(&c, Duration::from_secs(7200));
+        // (The newest run is the one just recorded, whose start is two hours back.)
+        assert!(due_in(&c) <= Duration::from_secs(60), "{:?}", due_in(&c));
+        // Without an interval the daemon does not audit.
+        let dir2 = tempfile::tempdir().unwrap();
+        let text = format!("[store]\nurl = \"sqlite:{}/p.db\"\n", dir2.path().display());
+        let none = palisade_config::Config::parse(
+            &text,
+            &dir2.path().join("palisade.toml"),
+            palisade_filter::builtin_names(),
+        )
+        .unwrap();
+        assert_eq!(interval_of(&none), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_tenth() {
+        for _ in 0..200 {
+            let d = jittered(3600).as_secs();
+            assert!((3240..=3960).contains(&d), "{d}");
+        }
+        assert_eq!(jittered(5).as_secs(), 5);
+    }
+}
