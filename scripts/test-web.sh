@@ -2,7 +2,9 @@
 # Browser tests of the dashboard against the real `palisade run`:
 # builds the dashboard, builds the binary (embedding it), then drives Debian's headless
 # Chromium with playwright-core (web/tests/browser.test.mjs). Screenshots of every page go to
-# target/screenshots/. Needs: npm (Node >= 20.19), chromium (apt-get install -y chromium).
+# target/screenshots/. Needs: npm (Node >= 20.19), chromium (apt-get install -y chromium), and
+# moto_server (PyPI moto[server]) for the Audit page, whose data comes from a real audit run
+# against it (skipped without moto unless PALISADE_REQUIRE_MOTO is set).
 #   scripts/test-web.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -1,5 +1,5 @@
 // Palisade dashboard: a small single-page app without a framework. Pages: overview, live
-// feed, IP drill-down, decisions, allowlist, jails; a login form when there is no session.
+// feed, IP drill-down, decisions, allowlist, jails, cloud audit; a login form when there is no session.
 import './style.css';
 import { api, ApiError } from './api.js';
 import {
@@ -781,6 +781,235 @@ async function jails(refresh = false) {
   every(() => jails(true));
 }
 
+
+// ---------------------------------------------------------------------------------------
+// Cloud audit
+
+const SEVERITIES = ['critical', 'high', 'medium', 'low'];
+
+function sevBadge(s) {
+  return h('span', { class: 'badge sev-' + s }, s);
+}
+
+function kindBadge(k) {
+  return h('span', { class: 'badge ' + (k === 'new' ? 'bad' : k === 'changed' ? 'warn' : 'ok') }, k);
+}
+
+/** A JSON value as short text (never "null"). */
+function fmtValue(v) {
+  if (v === null || v === undefined) return '—';
+  if (Array.isArray(v)) return v.length ? v.map(fmtValue).join(', ') : '(none)';
+  if (typeof v === 'object') {
+    const parts = Object.entries(v)
+      .filter(([, x]) => x !== null && x !== undefined)
+      .map(([k, x]) => `${k}: ${fmtValue(x)}`);
+    return parts.length ? parts.join('; ') : '(none)';
+  }
+  return String(v);
+}
+
+function historyHref(key) {
+  return '/audit?key=' + encodeURIComponent(key);
+}
+
+/** What changed in a finding: one row per path, the old value struck out, the new one added. */
+function diffView(entries) {
+  return h(
+    'table',
+    { class: 'diff' },
+    h(
+      'tbody',
+      {},
+      entries.map((d) =>
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'row' }, d.path || '(value)'),
+          h('td', {}, 'before' in d ? h('del', {}, '− ' + fmtValue(d.before)) : ''),
+          h('td', {}, 'after' in d ? h('ins', {}, '+ ' + fmtValue(d.after)) : ''),
+        ),
+      ),
+    ),
+  );
+}
+
+function eventChange(e) {
+  if (e.kind === 'changed' && e.diff && e.diff.length) return diffView(e.diff);
+  return h('span', { class: 'data' }, fmtValue(e.data));
+}
+
+async function auditHistory(key, box) {
+  const d = await api.get('/audit/events?limit=200&key=' + encodeURIComponent(key));
+  const f = d.finding;
+  const first = d.items[d.items.length - 1];
+  const about = f || first;
+  clear(box).append(
+    h('h2', {}, 'Finding history'),
+    about
+      ? h(
+          'div',
+          { class: 'finding-head' },
+          h('p', {}, sevBadge(about.severity), ' ', h('strong', {}, about.rule), ' · ', about.subject, about.detail ? ` · ${about.detail}` : '', ` · ${about.region} · ${about.account}`),
+          f ? '' : h('p', { class: 'notice info' }, 'Resolved: this finding is no longer open.'),
+          about.explanation ? h('p', {}, about.explanation) : '',
+          about.remediation ? h('p', { class: 'remediation' }, 'Fix: ', about.remediation) : '',
+          f ? h('p', { class: 'data' }, 'Now: ', fmtValue(f.data)) : '',
+        )
+      : h('p', { class: 'empty' }, 'No history for this finding.'),
+    table(
+      [
+        { title: 'Time', cls: 'time', cell: (r) => fmtTime(r.time) },
+        { title: 'Event', cell: (r) => kindBadge(r.kind) },
+        { title: 'Severity', cell: (r) => sevBadge(r.severity) },
+        { title: 'What changed', cell: eventChange },
+      ],
+      d.items,
+      'No events.',
+    ),
+    h('p', {}, h('a', { href: '/audit' }, 'All findings')),
+  );
+}
+
+async function audit() {
+  const q = new URLSearchParams(location.search);
+  const key = q.get('key');
+  const severity = h(
+    'select',
+    { name: 'severity' },
+    ['', ...SEVERITIES].map((s) => h('option', { value: s, selected: (q.get('severity') || '') === s }, s || 'any severity')),
+  );
+  const rule = h('input', { name: 'rule', value: q.get('rule') || '', placeholder: 'rule id' });
+  const filters = h('form', { class: 'inline', id: 'audit-filters' }, severity, rule, h('button', { type: 'submit' }, 'Filter'));
+  filters.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    for (const el of [severity, rule]) if (el.value.trim()) p.set(el.name, el.value.trim());
+    navigate('/audit' + (p.toString() ? '?' + p : ''));
+  });
+  const summary = h('div', { id: 'audit-summary' }, h('p', { class: 'loading' }, 'Loading…'));
+  const historyBox = h('section', { id: 'audit-history' });
+  const findingsBox = h('section', { id: 'audit-findings' });
+  const eventsBox = h('section', { id: 'audit-events' });
+  const runsBox = h('section', { id: 'audit-runs' });
+  page('Cloud audit', summary, key ? historyBox : '', filters, findingsBox, eventsBox, runsBox);
+  const fp = new URLSearchParams();
+  for (const k of ['severity', 'rule']) if (q.get(k)) fp.set(k, q.get(k));
+  const load = async () => {
+    const [fl, ev, rl] = await Promise.all([
+      api.get('/audit/findings' + (fp.toString() ? '?' + fp : '')),
+      api.get('/audit/events?limit=50'),
+      api.get('/audit/runs?limit=10'),
+    ]);
+    const last = rl.items[0];
+    const card = (label, value, cls = '', href = null) =>
+      h(
+        href ? 'a' : 'div',
+        { class: 'card ' + cls, href, 'data-severity': href ? label.toLowerCase() : null },
+        h('div', { class: 'value' }, value),
+        h('div', { class: 'label' }, label),
+      );
+    clear(summary).append(
+      updatedAt(),
+      h(
+        'div',
+        { class: 'cards' },
+        SEVERITIES.map((s) =>
+          card(s[0].toUpperCase() + s.slice(1), fmtNum(fl.by_severity[s] || 0), (fl.by_severity[s] && (s === 'critical' || s === 'high') ? 'alert ' : '') + 'sev-card', '/audit?severity=' + s),
+        ),
+        h(
+          'div',
+          { class: 'card', id: 'audit-last-run' },
+          h('div', { class: 'value small' }, last ? fmtTime(last.started) : 'never'),
+          h(
+            'div',
+            { class: 'label' },
+            last
+              ? [
+                  'Last run · ',
+                  last.ok ? h('span', { class: 'badge ok' }, 'ok') : h('span', { class: 'badge bad' }, 'failed'),
+                  last.ok ? ` · ${last.new} new, ${last.changed} changed, ${last.resolved} resolved` : '',
+                ]
+              : 'Last run',
+          ),
+        ),
+      ),
+      !last
+        ? h('p', { class: 'notice info' }, 'No audit has run yet: set [audit] interval for palisade run, or run palisade audit run --once.')
+        : !last.ok
+          ? h('div', { class: 'notice error', role: 'alert' }, 'The last audit run failed: ', last.errors.join('; '), '. Open findings are kept as they were.')
+          : last.errors.length
+            ? h('div', { class: 'notice info' }, `${last.errors.length} check${last.errors.length === 1 ? '' : 's'} errored in the last run (their findings stay open): `, last.errors.slice(0, 3).join('; '))
+            : '',
+    );
+    const groups = SEVERITIES.map((s) => [s, fl.items.filter((f) => f.severity === s)]).filter(([, l]) => l.length);
+    clear(findingsBox).append(
+      h('h2', {}, 'Open findings'),
+      fl.total > fl.items.length
+        ? h('p', { class: 'notice info' }, `Showing ${fmtNum(fl.items.length)} of ${fmtNum(fl.total)} findings; narrow the filter to see the others.`)
+        : h('p', { class: 'count' }, `${fmtNum(fl.total)} open finding${fl.total === 1 ? '' : 's'}.`),
+      ...(groups.length
+        ? groups.map(([s, list]) =>
+            h(
+              'div',
+              { class: 'sev-group', 'data-severity': s },
+              h('h3', {}, sevBadge(s), ` ${fmtNum(list.length)}`),
+              table(
+                [
+                  { title: 'Rule', cell: (r) => h('span', { title: r.explanation || null }, r.rule) },
+                  { title: 'Resource', cell: (r) => r.subject },
+                  { title: 'Detail', cell: (r) => r.detail || '—' },
+                  { title: 'Region', cell: (r) => r.region },
+                  { title: 'Account', cell: (r) => r.account },
+                  { title: 'First seen', cls: 'time', cell: (r) => fmtTime(r.first_seen) },
+                  { title: '', cell: (r) => h('a', { href: historyHref(r.key), class: 'history' }, 'History') },
+                ],
+                list,
+              ),
+            ),
+          )
+        : [h('p', { class: 'empty' }, q.get('severity') || q.get('rule') ? 'No open finding matches the filter.' : 'No open findings.')]),
+    );
+    clear(eventsBox).append(
+      h('h2', {}, 'Recent changes'),
+      table(
+        [
+          { title: 'Time', cls: 'time', cell: (r) => fmtTime(r.time) },
+          { title: 'Event', cell: (r) => kindBadge(r.kind) },
+          { title: 'Severity', cell: (r) => sevBadge(r.severity) },
+          { title: 'Rule', cell: (r) => r.rule },
+          { title: 'Resource', cell: (r) => h('a', { href: historyHref(r.key) }, r.subject + (r.detail ? ` · ${r.detail}` : '')) },
+          { title: 'What changed', cell: eventChange },
+        ],
+        ev.items,
+        'No changes recorded yet.',
+      ),
+    );
+    clear(runsBox).append(
+      h('h2', {}, 'Runs'),
+      table(
+        [
+          { title: 'Started', cls: 'time', cell: (r) => fmtTime(r.started) },
+          { title: 'Status', cell: (r) => (r.ok ? h('span', { class: 'badge ok' }, 'ok') : h('span', { class: 'badge bad' }, 'failed')) },
+          { title: 'Accounts', cell: (r) => r.accounts.join(', ') || '—' },
+          { title: 'New', cls: 'num', cell: (r) => fmtNum(r.new) },
+          { title: 'Changed', cls: 'num', cell: (r) => fmtNum(r.changed) },
+          { title: 'Resolved', cls: 'num', cell: (r) => fmtNum(r.resolved) },
+          { title: 'Errors', cell: (r) => (r.errors.length ? h('span', { class: 'source-error' }, r.errors.join('; ')) : '—') },
+        ],
+        rl.items,
+        'No runs yet.',
+      ),
+    );
+    if (key) await auditHistory(key, historyBox);
+  };
+  try {
+    await load();
+  } catch (e) {
+    clear(summary).append(errorBox(e));
+  }
+  every(() => load().catch(() => {}));
+}
+
 // ---------------------------------------------------------------------------------------
 
 async function footer() {
@@ -877,6 +1106,7 @@ async function render() {
   if (path === '/decisions') return decisions();
   if (path === '/allowlist') return allowlist();
   if (path === '/jails') return jails();
+  if (path === '/audit') return audit();
   const m = path.match(/^\/ips?\/(.+)$/);
   if (m) return ipPage(decodeURIComponent(m[1]));
   page('Not found', h('p', {}, h('a', { href: '/' }, 'Back to the overview')));

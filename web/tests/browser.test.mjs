@@ -90,6 +90,35 @@ function failed(ip, user = 'admin') {
   return `${syslogNow()} web1 sshd[4242]: Failed password for invalid user ${user} from ${ip} port 50522 ssh2\n`;
 }
 
+// The cloud audit's data comes from a real audit run by the daemon against a moto server
+// (PyPI moto[server]), populated by the audit tests' own helper. Without moto the audit steps
+// are skipped, unless PALISADE_REQUIRE_MOTO is set, which makes a missing moto a failure.
+const MOTO_HELPER = new URL('../../crates/palisade-audit/tests/moto_helper.py', import.meta.url).pathname;
+
+async function startMoto() {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+    env: { ...process.env, MOTO_IAM_LOAD_MANAGED_POLICIES: 'true' },
+    stdio: 'ignore',
+  });
+  const started = await new Promise((resolve) => {
+    child.once('error', () => resolve(false));
+    child.once('spawn', () => resolve(true));
+  });
+  if (!started) {
+    if (process.env.PALISADE_REQUIRE_MOTO) throw new Error('PALISADE_REQUIRE_MOTO is set but moto_server cannot start');
+    console.log('skip audit steps: moto_server is not installed');
+    return null;
+  }
+  await waitFor(async () => (await fetch(url + '/moto-api/')).status < 500, 60000, 'moto_server');
+  return { url, child };
+}
+
+function motoHelper(url, ...args) {
+  return JSON.parse(execFileSync('python3', [MOTO_HELPER, url, ...args], { encoding: 'utf8' }));
+}
+
 const results = [];
 async function step(name, fn) {
   const t0 = Date.now();
@@ -112,6 +141,8 @@ async function main() {
   const base = `http://127.0.0.1:${port}`;
   const log = path.join(dir, 'auth.log');
   fs.writeFileSync(log, '');
+  const moto = await startMoto();
+  const scenario = moto ? motoHelper(moto.url, 'scenario') : null;
   const cfg = path.join(dir, 'palisade.toml');
   fs.writeFileSync(
     cfg,
@@ -149,7 +180,17 @@ files = ["${log}"]
 [server]
 listen = "127.0.0.1:${port}"
 ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmdb"'}
-`,
+${
+  moto
+    ? `
+# A short interval: the run after the test's change comes within seconds.
+[audit]
+interval = "5s"
+endpoint = "${moto.url}"
+regions = ["us-east-1"]
+`
+    : ''
+}`,
   );
   fs.writeFileSync(path.join(dir, 'pw'), PASSWORD + '\n');
   execFileSync(BIN, ['user', 'add', 'alice', '--password-file', path.join(dir, 'pw'), '--config', cfg], {
@@ -157,8 +198,12 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
   });
 
   const daemonLog = fs.openSync(path.join(dir, 'daemon.err'), 'w');
+  // Credentials for moto only, from the environment (no profile, no session token).
+  const daemonEnv = { ...process.env, TZ: 'UTC', HOME: dir, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' };
+  delete daemonEnv.AWS_SESSION_TOKEN;
+  delete daemonEnv.AWS_PROFILE;
   const daemon = spawn(BIN, ['run', '--config', cfg], {
-    env: { ...process.env, TZ: 'UTC' },
+    env: daemonEnv,
     stdio: ['ignore', 'ignore', daemonLog],
   });
   let browser;
@@ -359,6 +404,66 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
       await noMissingValues(page, 'the jails page');
     });
 
+    if (moto) {
+      await step('audit page: open findings by severity from a real run against moto, history and diff of a changed finding', async () => {
+        const apiGet = (p) => page.evaluate(async (p) => (await fetch(p)).json(), p);
+        await waitFor(async () => (await apiGet('/api/v1/audit/runs')).items.some((r) => r.ok), 60000, 'a successful audit run');
+        // One change on AWS's side: the web group's 8080 range widened.
+        motoHelper(moto.url, 'mutate', 'widen', scenario.web);
+        await waitFor(
+          async () => (await apiGet('/api/v1/audit/events?kind=changed')).items.length > 0,
+          60000,
+          'the audit to report the change',
+        );
+        await page.click('a[data-nav=audit]');
+        await page.waitForSelector('#audit-findings .sev-group', { timeout: 10000 });
+        const api = await apiGet('/api/v1/audit/findings');
+        // Cards count every open finding by severity, as the API does.
+        for (const sev of ['critical', 'high', 'medium', 'low']) {
+          const v = await page.textContent(`#audit-summary a[data-severity=${sev}] .value`);
+          assert.equal(Number(v.replace(/,/g, '')), api.by_severity[sev], sev);
+        }
+        // Groups, most severe first, with every open finding.
+        const order = await page.$$eval('#audit-findings .sev-group', (els) => els.map((e) => e.dataset.severity));
+        const rank = (s) => ['critical', 'high', 'medium', 'low'].indexOf(s);
+        assert.ok(order.length >= 2, JSON.stringify(order));
+        assert.deepEqual(order, [...order].sort((a, b) => rank(a) - rank(b)));
+        assert.equal(await page.locator('#audit-findings tbody tr').count(), api.total);
+        const web = `${scenario.web} (web)`;
+        const row = page.locator('#audit-findings tr', { hasText: 'secgroup_suspicious_ingress' }).filter({ hasText: web }).filter({ hasText: 'tcp 8080' });
+        assert.equal(await row.count(), 1);
+        // The last run: ok, and its change among the recent changes, with the diff.
+        assert.ok((await page.textContent('#audit-last-run')).includes('ok'));
+        const changed = page.locator('#audit-events tbody tr', { hasText: 'changed' });
+        await changed.first().waitFor({ timeout: 10000 });
+        assert.equal(await changed.locator('del').first().textContent(), '− 10.1.2.0/24');
+        assert.equal(await changed.locator('ins').first().textContent(), '+ 10.1.0.0/16');
+        await noMissingValues(page, 'the audit page');
+        await page.screenshot({ path: path.join(SHOTS, 'audit.png'), fullPage: true });
+        // The finding's history: the change with its diff, then the first sighting.
+        await row.locator('a.history').click();
+        await page.waitForSelector('#audit-history table', { timeout: 10000 });
+        assert.ok(new URL(page.url()).searchParams.get('key').includes('|secgroup_suspicious_ingress|'));
+        const kinds = await page.$$eval('#audit-history .table-wrap > table > tbody > tr > td:nth-child(2)', (els) => els.map((e) => e.textContent));
+        assert.deepEqual(kinds, ['changed', 'new']);
+        assert.equal(await page.textContent('#audit-history table.diff del'), '− 10.1.2.0/24');
+        assert.equal(await page.textContent('#audit-history table.diff ins'), '+ 10.1.0.0/16');
+        const head = await page.textContent('#audit-history .finding-head');
+        assert.ok(head.includes(web) && head.includes('Fix:') && head.includes('10.1.0.0/16'), head);
+        await noMissingValues(page, 'the finding history');
+        await page.screenshot({ path: path.join(SHOTS, 'audit-history.png'), fullPage: true });
+        // Filter by severity: only that group is left.
+        await page.goto(`${base}/audit`);
+        await page.waitForSelector('#audit-filters');
+        await page.selectOption('#audit-filters select[name=severity]', 'high');
+        await page.click('#audit-filters button[type=submit]');
+        await page.waitForFunction(() => location.search.includes('severity=high'));
+        await page.waitForSelector('#audit-findings .sev-group[data-severity=high]');
+        const only = await page.$$eval('#audit-findings .sev-group', (els) => els.map((e) => e.dataset.severity));
+        assert.deepEqual(only, ['high']);
+      });
+    }
+
     await step('every page loads by URL, none shows a missing value', async () => {
       for (const [url, sel] of [
         ['/', '#overview-chart'],
@@ -366,6 +471,7 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
         ['/decisions?status=all', '#decision-list table'],
         ['/allowlist', '#allow-form'],
         ['/jails', '#jail-list'],
+        ['/audit', moto ? '#audit-findings .sev-group' : '#audit-findings'],
         ['/ips/2001:db8::7', '#current-ban'],
         ['/ips/203.0.113.99', '#current-ban'],
       ]) {
@@ -404,6 +510,7 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
           ['decisions', '/decisions?status=all', '#decision-list table'],
           ['allowlist', '/allowlist', '#allow-form'],
           ['jails', '/jails', '#jail-list'],
+          ['audit', '/audit', '#audit-runs'],
           ['ip', `/ips/${ip}`, '#recent-events'],
         ]) {
           await m.goto(base + url);
@@ -485,6 +592,7 @@ ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmd
     console.log('--- daemon log ---\n' + fs.readFileSync(path.join(dir, 'daemon.err'), 'utf8').slice(-4000));
   } finally {
     if (browser) await browser.close().catch(() => {});
+    if (moto) moto.child.kill('SIGTERM');
     daemon.kill('SIGTERM');
     await new Promise((r) => {
       const t = setTimeout(() => {

@@ -41,8 +41,12 @@ pub struct AuditConfig {
     pub accounts: Vec<AccountConfig>,
     /// Elasticsearch/OpenSearch output.
     pub elasticsearch: Option<ElasticConfig>,
-    /// Daemon schedule (`6h`); read by the daemon.
+    /// Daemon schedule (`6h`): `palisade run` audits this often (±10 % jitter); also the
+    /// period of `palisade audit run` without `--once`.
     pub interval: Option<String>,
+    /// One endpoint for every AWS service instead of AWS's own (a moto or LocalStack server;
+    /// `--endpoint` replaces it). Leave unset for AWS.
+    pub endpoint: Option<String>,
 }
 
 /// `[[audit.accounts]]`.
@@ -91,6 +95,7 @@ impl Default for AuditConfig {
             accounts: vec![],
             elasticsearch: None,
             interval: None,
+            endpoint: None,
         }
     }
 }
@@ -154,6 +159,13 @@ impl AuditConfig {
         }
         if self.max_concurrency == 0 || self.max_concurrency > 64 {
             return Err("[audit] max_concurrency must be 1..=64".into());
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 2048 {
+                return Err(format!(
+                    "[audit] endpoint {e:?}: expected an http:// or https:// URL"
+                ));
+            }
         }
         if let Some(i) = &self.interval {
             parse_interval(i)

@@ -73,7 +73,8 @@ pub fn record(
     let open: Vec<AuditFinding> = next
         .findings
         .iter()
-        .map(|(k, f)| AuditFinding {
+        .map(|(k, f)| (k, f, finding_body(f)))
+        .map(|(k, f, body)| AuditFinding {
             key: k.clone(),
             account: f.finding.account.clone(),
             region: f.finding.region.clone(),
@@ -83,10 +84,96 @@ pub fn record(
             fingerprint: f.fingerprint.clone(),
             first_seen: f.first_seen.clone(),
             last_seen: f.last_seen.clone(),
-            body: serde_json::to_string(f).unwrap_or_default(),
+            body,
         })
         .collect();
     store
         .record_run(&run, &rows_events, &open)
         .map_err(store_err)
+}
+
+/// A stored open finding: the [`OpenFinding`] (what [`load`] reads back) plus the rule's
+/// explanation and remediation, for readers of the store (the API) that do not know the rules.
+fn finding_body(f: &OpenFinding) -> String {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    if let (Some(o), Some(info)) = (v.as_object_mut(), crate::rules::info(&f.finding.rule)) {
+        o.insert("explanation".into(), info.explanation.into());
+        o.insert("remediation".into(), info.remediation.into());
+    }
+    v.to_string()
+}
+
+/// Records a run that failed as a whole (no account could be read, the store could not be
+/// loaded…): a run row with no account and the error, no event, the open findings untouched.
+/// Returns the run id.
+pub fn record_failed(
+    store: &mut dyn AuditStore,
+    started: jiff::Timestamp,
+    prev: &State,
+    error: &str,
+) -> Result<i64, AuditError> {
+    let outcome = RunOutcome {
+        account_errors: vec![error.to_string()],
+        ..RunOutcome::default()
+    };
+    record(store, started, &outcome, prev, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Finding, Severity};
+
+    fn open_finding() -> OpenFinding {
+        OpenFinding {
+            finding: Finding {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+                rule: "secgroup_suspicious_ingress".into(),
+                subject: "sg-1 (web)".into(),
+                detail: "tcp 8080".into(),
+                severity: Severity::High,
+                data: serde_json::json!({"ranges": ["10.1.2.0/24"]}),
+            },
+            fingerprint: "f".into(),
+            first_seen: "2026-01-01T00:00:00Z".into(),
+            last_seen: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn stored_bodies_carry_the_explanation_and_load_back() {
+        let mut store = palisade_store::audit::open("sqlite::memory:").unwrap();
+        let mut next = State::default();
+        next.findings
+            .insert(open_finding().finding.key(), open_finding());
+        let t: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        record(store.as_mut(), t, &RunOutcome::default(), &next, &[]).unwrap();
+        let rows = store.open_findings().unwrap();
+        let body: serde_json::Value = serde_json::from_str(&rows[0].body).unwrap();
+        assert!(body["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("security group"));
+        assert!(!body["remediation"].as_str().unwrap().is_empty());
+        let back = load(store.as_mut()).unwrap();
+        assert_eq!(back.findings.values().next(), Some(&open_finding()));
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_open_findings_and_records_the_error() {
+        let mut store = palisade_store::audit::open("sqlite::memory:").unwrap();
+        let mut prev = State::default();
+        prev.findings
+            .insert(open_finding().finding.key(), open_finding());
+        let t: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        record(store.as_mut(), t, &RunOutcome::default(), &prev, &[]).unwrap();
+        record_failed(store.as_mut(), t, &prev, "sts: connection refused").unwrap();
+        let runs = store.runs(10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].accounts, "");
+        assert!(runs[0].errors.contains("connection refused"));
+        assert_eq!(store.open_findings().unwrap().len(), 1);
+        assert!(store.events(None, 10).unwrap().is_empty());
+    }
 }

@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     pub geo: GeoIp,
     pub auth: AuthState,
     pub stats: StatsCache,
+    pub audit: crate::audit::AuditDb,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -103,6 +104,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/jails", get(jails))
         .route("/meta", get(meta))
         .route("/feed", get(feed))
+        .route("/audit/findings", get(crate::audit::findings))
+        .route("/audit/events", get(crate::audit::events))
+        .route("/audit/runs", get(crate::audit::runs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let api = protected
         .route("/auth/login", post(login))

@@ -21,6 +21,7 @@
 
 mod api;
 mod assets;
+mod audit;
 pub mod auth;
 mod control;
 mod error;
@@ -233,6 +234,7 @@ pub fn spawn(
             secure,
         ),
         stats: stats::StatsCache::new(cfg.stats_ttl),
+        audit: audit::AuditDb::new(store_url.clone()),
         shutdown: stop_rx.clone(),
     });
     let app = api::router(state);

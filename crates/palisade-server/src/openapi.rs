@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api;
+use crate::{api, audit};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -36,15 +36,15 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "Palisade API",
-        description = "Events, decisions, addresses, statistics, allowlist and live feed of a \
-                       Palisade intrusion-prevention daemon.",
+        description = "Events, decisions, addresses, statistics, allowlist, live feed and cloud \
+                       audit of a Palisade intrusion-prevention daemon.",
         license(name = "Apache-2.0")
     ),
     paths(
         api::health, api::login, api::logout, api::me, api::events, api::decisions, api::ban,
         api::delete_decision, api::unban, api::ip_detail, api::stats_handler, api::allowlist,
         api::allowlist_add, api::allowlist_delete, api::jails, api::meta, api::feed,
-        api::openapi_json, api::metrics
+        api::openapi_json, api::metrics, audit::findings, audit::events, audit::runs
     ),
     modifiers(&Security),
     tags(
@@ -56,6 +56,7 @@ impl Modify for Security {
         (name = "allowlist", description = "Never-ban list kept in the database"),
         (name = "jails", description = "Jails of the running daemon"),
         (name = "feed", description = "Live feed"),
+        (name = "audit", description = "Cloud audit: open findings, their history, runs"),
         (name = "system", description = "Health, metadata, metrics")
     )
 )]

@@ -919,6 +919,9 @@ fn openapi_document_is_valid_and_complete() {
         ("/api/v1/feed", &["get"]),
         ("/api/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
+        ("/api/v1/audit/findings", &["get"]),
+        ("/api/v1/audit/events", &["get"]),
+        ("/api/v1/audit/runs", &["get"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -984,4 +987,228 @@ fn deleting_a_user_ends_their_sessions() {
     s.user_set("alice", &h, Timestamp::from_secs(2)).unwrap();
     let me = get(&e, "/api/v1/auth/me", ("Cookie", &cookie));
     assert_eq!(me.status, 401);
+}
+
+/// Audit rows as `palisade-audit` stores them (JSON bodies beside the queried columns).
+fn audit_rows(
+    rule: &str,
+    subject: &str,
+    severity: &str,
+    data: Value,
+) -> (palisade_store::audit::AuditFinding, Value) {
+    let key = format!("123456789012|us-east-1|{rule}|{subject}|tcp 8080");
+    let body = json!({
+        "account": "123456789012", "region": "us-east-1", "rule": rule, "subject": subject,
+        "detail": "tcp 8080", "severity": severity, "data": data,
+        "fingerprint": format!("fp-{data}"), "first_seen": "2026-01-01T00:00:00Z",
+        "last_seen": "2026-01-02T00:00:00Z",
+        "explanation": "A security group lets a range in.", "remediation": "Narrow it."
+    });
+    let f = palisade_store::audit::AuditFinding {
+        key,
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        rule: rule.into(),
+        subject: subject.into(),
+        severity: severity.into(),
+        fingerprint: format!("fp-{data}"),
+        first_seen: "2026-01-01T00:00:00Z".into(),
+        last_seen: "2026-01-02T00:00:00Z".into(),
+        body: body.to_string(),
+    };
+    (f, body)
+}
+
+fn audit_event(
+    kind: &str,
+    f: &palisade_store::audit::AuditFinding,
+    body: &Value,
+    before: Option<Value>,
+    time: &str,
+) -> palisade_store::audit::AuditEvent {
+    let mut b = body.clone();
+    b["event"] = kind.into();
+    b["key"] = f.key.clone().into();
+    b["time"] = time.into();
+    if let Some(x) = before {
+        b["before"] = x;
+    }
+    palisade_store::audit::AuditEvent {
+        run_id: 0,
+        time: time.into(),
+        kind: kind.into(),
+        key: f.key.clone(),
+        rule: f.rule.clone(),
+        subject: f.subject.clone(),
+        severity: f.severity.clone(),
+        fingerprint: f.fingerprint.clone(),
+        body: b.to_string(),
+    }
+}
+
+#[test]
+fn audit_findings_history_with_diff_and_runs() {
+    use palisade_store::audit::AuditRun;
+    let e = env();
+    let (a1, a1b) = audit_rows(
+        "secgroup_suspicious_ingress",
+        "sg-1 (web)",
+        "high",
+        json!({"ranges": ["10.1.2.0/24"], "ports": "8080"}),
+    );
+    let (a2, a2b) = audit_rows(
+        "secgroup_suspicious_ingress",
+        "sg-1 (web)",
+        "high",
+        json!({"ranges": ["10.1.0.0/16"], "ports": "8080"}),
+    );
+    let (b, bb) = audit_rows(
+        "ec2_securitygroup_allow_ingress_from_internet_to_all_ports",
+        "sg-2 (open)",
+        "critical",
+        json!({"ranges": ["0.0.0.0/0"]}),
+    );
+    let (c, cb) = audit_rows(
+        "elb_internet_facing",
+        "lb1",
+        "low",
+        json!({"scheme": "internet-facing"}),
+    );
+    {
+        let mut s = palisade_store::audit::open(&e.url).unwrap();
+        let run = |t: &str, accounts: &str, new: i64, changed: i64, errors: &str| AuditRun {
+            started: t.into(),
+            finished: t.into(),
+            accounts: accounts.into(),
+            new,
+            changed,
+            errors: errors.into(),
+            ..AuditRun::default()
+        };
+        let t1 = "2026-01-01T00:00:00Z";
+        let t2 = "2026-01-02T00:00:00Z";
+        s.record_run(
+            &run(t1, "123456789012", 3, 0, "[]"),
+            &[
+                audit_event("new", &a1, &a1b, None, t1),
+                audit_event("new", &b, &bb, None, t1),
+                audit_event("new", &c, &cb, None, t1),
+            ],
+            &[a1.clone(), b.clone(), c.clone()],
+        )
+        .unwrap();
+        s.record_run(
+            &run(t2, "123456789012", 0, 1, "[]"),
+            &[audit_event(
+                "changed",
+                &a2,
+                &a2b,
+                Some(a1b["data"].clone()),
+                t2,
+            )],
+            &[a2.clone(), b.clone(), c.clone()],
+        )
+        .unwrap();
+        s.record_run(
+            &run(
+                "2026-01-03T00:00:00Z",
+                "",
+                0,
+                0,
+                r#"["sts: connection refused"]"#,
+            ),
+            &[],
+            &[a2.clone(), b.clone(), c.clone()],
+        )
+        .unwrap();
+    }
+    // A read-only token reads everything; nobody else does.
+    let read = format!("Bearer {}", token(&e, "read"));
+    let auth = ("Authorization", read.as_str());
+    for p in [
+        "/api/v1/audit/findings",
+        "/api/v1/audit/events",
+        "/api/v1/audit/runs",
+    ] {
+        assert_eq!(request(e.addr, "GET", p, &[], None).status, 401, "{p}");
+        assert_eq!(get(&e, p, auth).status, 200, "{p}");
+    }
+
+    // Open findings, most severe first, counted by severity.
+    let r = get(&e, "/api/v1/audit/findings", auth).json();
+    let sev: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["severity"].as_str().unwrap())
+        .collect();
+    assert_eq!(sev, ["critical", "high", "low"]);
+    assert_eq!(r["total"], 3);
+    assert_eq!(
+        r["by_severity"],
+        json!({"critical": 1, "high": 1, "medium": 0, "low": 1})
+    );
+    let high = &r["items"][1];
+    assert_eq!(high["key"], a2.key.as_str());
+    assert_eq!(high["detail"], "tcp 8080");
+    assert_eq!(high["data"]["ranges"], json!(["10.1.0.0/16"]));
+    assert_eq!(high["explanation"], "A security group lets a range in.");
+    // Filters.
+    let r = get(&e, "/api/v1/audit/findings?severity=critical", auth).json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 1);
+    assert_eq!(r["items"][0]["subject"], "sg-2 (open)");
+    assert_eq!(r["total"], 1);
+    let r = get(&e, "/api/v1/audit/findings?rule=elb_internet_facing", auth).json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 1);
+    assert_eq!(r["items"][0]["subject"], "lb1");
+    let r = get(&e, "/api/v1/audit/findings?limit=1", auth).json();
+    assert_eq!(
+        (r["items"].as_array().unwrap().len(), r["total"].as_u64()),
+        (1, Some(3))
+    );
+    assert_eq!(
+        get(&e, "/api/v1/audit/findings?severity=urgent", auth).status,
+        400
+    );
+
+    // One finding's history, newest first, the change with its diff.
+    let key = a2
+        .key
+        .replace(' ', "%20")
+        .replace('|', "%7C")
+        .replace('(', "%28")
+        .replace(')', "%29");
+    let r = get(&e, &format!("/api/v1/audit/events?key={key}"), auth).json();
+    let items = r["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["changed", "new"]);
+    assert_eq!(items[0]["before"]["ranges"], json!(["10.1.2.0/24"]));
+    assert_eq!(
+        items[0]["diff"],
+        json!([
+            {"path": "ranges", "before": "10.1.2.0/24"},
+            {"path": "ranges", "after": "10.1.0.0/16"}
+        ])
+    );
+    assert!(items[1].get("diff").is_none() && items[1].get("before").is_none());
+    assert_eq!(r["finding"]["key"], a2.key.as_str());
+    // Every finding's events, or one kind.
+    let r = get(&e, "/api/v1/audit/events", auth).json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 4);
+    assert!(r.get("finding").is_none());
+    let r = get(&e, "/api/v1/audit/events?kind=changed", auth).json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 1);
+    assert_eq!(get(&e, "/api/v1/audit/events?kind=gone", auth).status, 400);
+
+    // Runs, newest first; the failed one says why.
+    let r = get(&e, "/api/v1/audit/runs", auth).json();
+    let runs = r["items"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["ok"], false);
+    assert_eq!(runs[0]["errors"], json!(["sts: connection refused"]));
+    assert_eq!(runs[1]["ok"], true);
+    assert_eq!(runs[1]["changed"], 1);
+    assert_eq!(runs[1]["accounts"], json!(["123456789012"]));
+    let r = get(&e, "/api/v1/audit/runs?limit=1", auth).json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 1);
 }

@@ -672,11 +672,37 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     let digest = (!once)
         .then(|| palisade_notify::digest::spawn_daily(&cfg, stop_digest.clone()))
         .flatten();
+    // The cloud audit on its own thread, when [audit] interval is set.
+    #[cfg(feature = "audit")]
+    let audit = match (!once)
+        .then(|| audit_cmd::Scheduler::spawn(&cfg))
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            #[cfg(feature = "fleet")]
+            if let Some(f) = fleet {
+                f.shutdown();
+            }
+            #[cfg(feature = "server")]
+            if let Some(s) = server {
+                s.shutdown();
+            }
+            daemon.shutdown();
+            return Err(e.context("start-up failed; nothing was started"));
+        }
+    };
+    #[cfg(feature = "audit")]
+    let audit_reload = audit.as_ref().map(|a| a.reloader());
     tracing::info!(config = %config, "palisade running");
     let stop_all = |daemon: Daemon| {
         #[cfg(feature = "fleet")]
         if let Some(f) = fleet {
             f.shutdown();
+        }
+        #[cfg(feature = "audit")]
+        if let Some(a) = audit {
+            a.stop(std::time::Duration::from_secs(5));
         }
         #[cfg(feature = "server")]
         if let Some(s) = server {
@@ -725,7 +751,33 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
                 new
             })
             .map_err(|e| format!("{e:#}"));
+        // An invalid [audit] refuses the whole reload, like any other section.
+        #[cfg(feature = "audit")]
+        let loaded = loaded.and_then(|c| {
+            audit_cmd::check_config(&c)
+                .map(|()| c)
+                .map_err(|e| format!("{e:#}"))
+        });
+        #[cfg(feature = "audit")]
+        let (accepted, reloads) = (
+            loaded.as_ref().ok().cloned(),
+            daemon
+                .stats()
+                .reloads
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         daemon.reload_with(loaded, reply);
+        #[cfg(feature = "audit")]
+        if let (Some(a), Some(c)) = (&audit_reload, accepted) {
+            if daemon
+                .stats()
+                .reloads
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > reloads
+            {
+                a.reload(&c);
+            }
+        }
     }
     tracing::info!("stopping");
     stop_all(daemon);
