@@ -36,6 +36,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== small agent build (palisade without default features: no server, notify, fail2ban, postgres)"
 cargo check -p palisade --no-default-features
 cargo clippy -p palisade --no-default-features -- -D warnings
+echo "== fleet agent build (no default features but fleet: agent/server roles without the dashboard)"
+cargo check -p palisade --no-default-features --features fleet
 
 # Everything below must really run here: a missing PostgreSQL, network namespace, fail2ban
 # corpus, GeoIP database, ../shared data or generated log is a failure, not a skip (every
