@@ -188,14 +188,18 @@ for _ in $(seq 1 300); do
 done
 [ "$ok" = 1 ] || { log "LAPI did not start"; cat "$W/log/"* >&2; exit 1; }
 
+# Each bouncer starts after its own random delay (0..update_frequency): real hosts do not
+# poll in phase, so the samples of one repetition are not copies of each other.
 for i in $(seq 2 "$HOSTS"); do
-    ip netns exec "csb$SFX-h$i" crowdsec-firewall-bouncer -c "$W/b$i/bouncer.yaml" >"$W/b$i/out" 2>&1 &
+    delay=$(awk -v s="$RANDOM$RANDOM" -v f="$FREQ_S" 'BEGIN{srand(s); printf "%.3f", rand()*f}')
+    ip netns exec "csb$SFX-h$i" bash -c 'sleep "$1"; exec crowdsec-firewall-bouncer -c "$2"' \
+        bouncer "$delay" "$W/b$i/bouncer.yaml" >"$W/b$i/out" 2>&1 &
     PIDS+=($!)
 done
 # Bouncers ready = their set exists.
 for i in $(seq 2 "$HOSTS"); do
     ok=0
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 $((300 + FREQ_S * 10))); do
         if ip netns exec "csb$SFX-h$i" nft list set ip crowdsec crowdsec-blacklists >/dev/null 2>&1; then ok=1; break; fi
         sleep 0.1
     done
