@@ -13,8 +13,11 @@
 #   idle       1,000 and --big (10,000) idle agents: server RSS per connection, idle CPU
 #   drain      100 agents at 50 events/s each; the server is killed (-9) for --outage 60 s
 #              (issue: 10 min; shortened to fit) and restarted; time until the backlog is acked
-# CrowdSec side: bench/fleet/crowdsec.sh (cscli decision through machine m1 -> nftables set of
-# 3 other hosts; and an sshd log line processed by an agent on host 1), 20 repetitions each.
+# Same-method pair, real processes in network namespaces, 20 repetitions each, 3 receiving hosts:
+#   bench/fleet/crowdsec.sh       CrowdSec: `cscli decisions add` through machine m1, and 6 sshd
+#                                 failures processed by an agent on host 1 -> other hosts' nft sets
+#   bench/fleet/palisade-netns.sh Palisade: `palisade decisions add` on agent h1, and the same 6
+#                                 sshd failures in h1's log -> other agents' nft sets
 # Results: DIR/*.json (default bench/fleet/out), a summary table on stdout. Load average and CPU
 # seconds are recorded with every figure (the machine is shared).
 # Needs root, bench/fleet/install.sh (CrowdSec), PostgreSQL server binaries for --skip-pg off.
@@ -110,6 +113,8 @@ if [ "$SKIP_CS" = 0 ]; then
     run "$here/crowdsec.sh" --reps "$REPS" --hosts 4 --mode cscli --json "$OUT/crowdsec-cscli.json"
     run "$here/crowdsec.sh" --reps "$REPS" --hosts 4 --mode log --json "$OUT/crowdsec-log.json"
 fi
+run "$here/palisade-netns.sh" --bin "$BIN" --reps "$REPS" --hosts 4 --mode cli --json "$OUT/palisade-netns-cli.json"
+run "$here/palisade-netns.sh" --bin "$BIN" --reps "$REPS" --hosts 4 --mode log --json "$OUT/palisade-netns-log.json"
 run gen propagate-sqlite "sqlite:$W/propagate-sqlite/state/palisade.db" propagate --agents "$N_PROP" --bans "$N_BANS"
 run gen ingest-sqlite "sqlite:$W/ingest-sqlite/state/palisade.db" ingest --agents "$N_ING" --events "$EV"
 if [ "$SKIP_PG" = 0 ]; then

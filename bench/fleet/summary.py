@@ -57,6 +57,27 @@ def main():
                 f"| {v['bouncer_hosts']} | {v['samples']} | {v['misses']} | {fmt(v['p50_ms'])} "
                 f"| {fmt(v['p99_ms'])} | {fmt(v['max_ms'])} |"
             )
+    pn = {m: load(d, f"palisade-netns-{m}") for m in ("cli", "log")}
+    for m, v in pn.items():
+        if v:
+            path = (
+                "`palisade decisions add` on agent h1 -> server -> other agents -> nftables set"
+                if m == "cli"
+                else "6 sshd failures in h1's log -> jail -> server -> other agents -> nftables set"
+            )
+            out.append(
+                f"| Palisade fleet (real agents in netns) | {path} | {v['receiving_hosts']} "
+                f"| {v['samples']} | {v['misses']} | {fmt(v['p50_ms'])} | {fmt(v['p99_ms'])} "
+                f"| {fmt(v['max_ms'])} |"
+            )
+    for pm, cm in (("cli", "cscli"), ("log", "log")):
+        p, c = pn.get(pm), cs.get(cm)
+        if p and c and p.get("p50_ms") and p.get("p99_ms"):
+            out.append("")
+            out.append(
+                f"Same method ({pm} vs {cm}): CrowdSec / Palisade p50 {c['p50_ms'] / p['p50_ms']:,.1f}x, "
+                f"p99 {c['p99_ms'] / p['p99_ms']:,.1f}x."
+            )
     if prop and prop.get("p99_ms"):
         for m, v in cs.items():
             if v and v.get("p99_ms"):
