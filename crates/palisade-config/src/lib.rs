@@ -10,9 +10,11 @@
 
 mod fields;
 mod files;
+mod fleet;
 mod merge;
 mod schema;
 
+pub use fleet::{valid_agent_name, FleetRole, FleetSection};
 pub use merge::MergeError;
 pub use schema::*;
 
@@ -334,6 +336,12 @@ impl Config {
                 "abuseipdb" => cfg.abuseipdb = de_section(value, &loc, &mut problems),
                 "report" => cfg.report = de_section(value, &loc, &mut problems),
                 "audit" => cfg.audit = de_section::<toml::Value>(value, &loc, &mut problems),
+                "fleet" => {
+                    cfg.fleet = de_section::<FleetSection>(value, &loc, &mut problems);
+                    for p in cfg.fleet.as_ref().map(|f| f.problems()).unwrap_or_default() {
+                        problems.push(loc.span(value, p));
+                    }
+                }
                 "server" => {
                     cfg.server = de_section::<ServerSection>(value, &loc, &mut problems);
                     if let Some(s) = &cfg.server {

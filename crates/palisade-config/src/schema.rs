@@ -24,6 +24,7 @@ pub const SECTIONS: &[&str] = &[
     "report",
     "server",
     "audit",
+    "fleet",
 ];
 
 /// A duration as written in the file (`"10m"`, `"1w"`, or seconds as an integer).
@@ -412,6 +413,8 @@ pub struct Config {
     pub server: Option<ServerSection>,
     /// `[audit]`, kept as TOML: the audit crate reads and validates it (`palisade-audit`).
     pub audit: Option<toml::Value>,
+    /// `[fleet]` (absent = a single host).
+    pub fleet: Option<crate::FleetSection>,
 }
 
 /// Responders every configuration has without declaring them.

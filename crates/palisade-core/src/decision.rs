@@ -18,8 +18,9 @@ pub enum Origin {
     Manual,
     /// Handed over by fail2ban through `palisade record`.
     Fail2ban,
-    /// Pushed by a fleet server.
-    Remote,
+    /// Pushed by a fleet server (fleet mode); `"remote"` is still read as this.
+    #[serde(alias = "remote")]
+    Fleet,
 }
 
 impl Origin {
@@ -30,7 +31,7 @@ impl Origin {
             Origin::Recidive => "recidive",
             Origin::Manual => "manual",
             Origin::Fail2ban => "fail2ban",
-            Origin::Remote => "remote",
+            Origin::Fleet => "fleet",
         }
     }
 }
@@ -49,7 +50,7 @@ impl FromStr for Origin {
             "recidive" => Origin::Recidive,
             "manual" => Origin::Manual,
             "fail2ban" => Origin::Fail2ban,
-            "remote" => Origin::Remote,
+            "fleet" | "remote" => Origin::Fleet,
             _ => return Err(format!("unknown origin {s:?}")),
         })
     }
@@ -117,5 +118,15 @@ mod tests {
         assert_eq!(d.duration(), Some(std::time::Duration::from_secs(100)));
         assert_eq!("fail2ban".parse::<Origin>().unwrap(), Origin::Fail2ban);
         assert!("x".parse::<Origin>().is_err());
+    }
+
+    #[test]
+    fn fleet_origin_reads_the_old_remote_name() {
+        assert_eq!(Origin::Fleet.as_str(), "fleet");
+        assert_eq!("fleet".parse::<Origin>().unwrap(), Origin::Fleet);
+        assert_eq!("remote".parse::<Origin>().unwrap(), Origin::Fleet);
+        let o: Origin = serde_json::from_str("\"remote\"").unwrap();
+        assert_eq!(o, Origin::Fleet);
+        assert_eq!(serde_json::to_string(&Origin::Fleet).unwrap(), "\"fleet\"");
     }
 }

@@ -5,8 +5,8 @@
 //! - [`status`]: the [`StatusReport`] that `palisade status`, `/metrics`, the HTTP API and the
 //!   dashboard all read. Fields are struct fields, never looked up by string key, so a renamed
 //!   counter fails to compile instead of silently exporting 0.
-//! - [`fleet`]: the versioned [`Envelope`] and the [`Hello`] that fleet mode will exchange
-//!   (types only for now).
+//! - [`fleet`]: fleet mode's versioned messages ([`Envelope`], agent → server
+//!   [`fleet::AgentMsg`], server → agent [`fleet::ServerMsg`]) and their bounded decoders.
 //!
 //! This crate depends on `palisade-core` only, so every process-facing crate (daemon, server,
 //! binary, later the fleet agent) can speak it without pulling in the pipeline.

@@ -62,7 +62,7 @@ fn any_decision() -> impl Strategy<Value = Decision> {
             Just(Origin::Recidive),
             Just(Origin::Manual),
             Just(Origin::Fail2ban),
-            Just(Origin::Remote),
+            Just(Origin::Fleet),
         ],
     )
         .prop_map(
@@ -151,7 +151,7 @@ proptest! {
 
     #[test]
     fn hello_round_trips(agent in hostile_text(), caps in proptest::collection::vec(hostile_text(), 0..4), v in any::<u16>()) {
-        let h = Envelope { v, msg: Hello { protocol_version: v, capabilities: caps, agent, software_version: "0.1.0".into() } };
+        let h = Envelope { v, msg: Hello { protocol_version: v, capabilities: caps, agent, software_version: "0.1.0".into(), epoch: 1, ban_cursor: 0, agent_time_us: 0 } };
         let back: Envelope<Hello> = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         prop_assert_eq!(back, h);
     }

@@ -372,7 +372,7 @@ pub struct DecisionDto {
     pub target: String,
     /// Jail (`manual` for operator bans).
     pub jail: String,
-    /// `jail`, `recidive`, `manual`, `fail2ban`, `remote`.
+    /// `jail`, `recidive`, `manual`, `fail2ban`, `fleet`.
     pub origin: String,
     /// Reason.
     pub reason: String,

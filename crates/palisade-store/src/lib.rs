@@ -37,6 +37,7 @@ use std::path::PathBuf;
 
 pub mod audit;
 mod common;
+pub mod fleet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_source_positions.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_fleet.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -77,7 +78,7 @@ fn scrub(err: StoreError, secret: Option<&[u8]>) -> StoreError {
 
 /// A Palisade store in a PostgreSQL database.
 pub struct PgStore {
-    client: Client,
+    pub(crate) client: Client,
     config: Config,
     statements: HashMap<String, Statement>,
 }
@@ -123,7 +124,7 @@ impl PgStore {
     }
 
     /// Reconnects if the server closed the connection (restart, idle timeout).
-    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn ensure_connected(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
             self.client = self
                 .config
@@ -136,7 +137,7 @@ impl PgStore {
 
     /// A prepared statement for `sql`, from the per-connection cache.
     /// The statements [`write_events`] uses.
-    fn event_statements(&mut self) -> Result<EventStatements, StoreError> {
+    pub(crate) fn event_statements(&mut self) -> Result<EventStatements, StoreError> {
         Ok((
             self.statement(
                 "SELECT ip, sample_hour, sample_count FROM ip_history WHERE ip = ANY($1)",
@@ -251,8 +252,9 @@ fn decode_decisions(rows: &[Row]) -> Result<Vec<RawDecision>, StoreError> {
 }
 
 const INSERT_EVENTS: &str = "
-    INSERT INTO events (time, jail, filter, rule, ip, failure, username, fields, evidence)
-    SELECT u.time, $1, u.filter, u.rule, u.ip, u.failure, u.username, u.fields, u.evidence
+    INSERT INTO events (time, jail, filter, rule, ip, failure, username, fields, evidence, host)
+    SELECT u.time, $1, u.filter, u.rule, u.ip, u.failure, u.username, u.fields, u.evidence,
+           $10::TEXT
     FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BOOLEAN[],
                 $7::TEXT[], $8::TEXT[], $9::TEXT[])
          WITH ORDINALITY
@@ -276,15 +278,16 @@ const UPSERT_HISTORY: &str = "
 
 /// Prepared statements of [`write_events`]: history sample lookup, event insert, history
 /// upsert.
-type EventStatements = (Statement, Statement, Statement);
+pub(crate) type EventStatements = (Statement, Statement, Statement);
 
 /// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
-/// history.
-fn write_events(
+/// history. `host` is the fleet agent the events came from (`None` = local).
+pub(crate) fn write_events(
     tx: &mut postgres::Transaction<'_>,
     stmts: &EventStatements,
     jail: &str,
     events: &[Event],
+    host: Option<&str>,
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -348,6 +351,7 @@ fn write_events(
                 &user,
                 &fields,
                 &evidence,
+                &host,
             ],
         )?;
     }
@@ -389,7 +393,7 @@ impl Store for PgStore {
         }
         let stmts = self.event_statements()?;
         let mut tx = self.client.transaction()?;
-        write_events(&mut tx, &stmts, jail, events)?;
+        write_events(&mut tx, &stmts, jail, events, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -408,7 +412,7 @@ impl Store for PgStore {
         let now = SystemClock.now().0;
         let mut tx = self.client.transaction()?;
         for (jail, evs) in events {
-            write_events(&mut tx, &stmts, jail, evs)?;
+            write_events(&mut tx, &stmts, jail, evs, None)?;
         }
         for (source, pos) in positions {
             tx.execute(&put, &[source, pos, &now])?;

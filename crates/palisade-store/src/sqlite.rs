@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_source_positions.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_fleet.sql")),
 ];
 
 /// Schema version this binary creates and understands.
@@ -74,7 +75,7 @@ impl rusqlite::ToSql for Param {
 /// A Palisade store in one SQLite database file (or in memory).
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// Makes the database file (it holds password hashes) readable by its owner only: creates it
@@ -166,8 +167,13 @@ impl SqliteStore {
 }
 
 /// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
-/// history and rollups.
-fn write_events(tx: &Transaction<'_>, jail: &str, events: &[Event]) -> Result<(), StoreError> {
+/// history and rollups. `host` is the fleet agent the events came from (`None` = local).
+pub(crate) fn write_events(
+    tx: &Transaction<'_>,
+    jail: &str,
+    events: &[Event],
+    host: Option<&str>,
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -194,8 +200,8 @@ fn write_events(tx: &Transaction<'_>, jail: &str, events: &[Event]) -> Result<()
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events
-                     (time, jail, filter, rule, ip, failure, username, fields, evidence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (time, jail, filter, rule, ip, failure, username, fields, evidence, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for row in &plan.rows {
             let e = row.event;
@@ -209,6 +215,7 @@ fn write_events(tx: &Transaction<'_>, jail: &str, events: &[Event]) -> Result<()
                 e.user.as_deref().map(clean),
                 fields_to_json(&e.fields),
                 row.keep_evidence.then(|| clean(&e.evidence)),
+                host,
             ])?;
         }
         let mut upsert = tx.prepare_cached(
@@ -370,7 +377,7 @@ impl Store for SqliteStore {
 
     fn record_events(&mut self, jail: &str, events: &[Event]) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
-        write_events(&tx, jail, events)?;
+        write_events(&tx, jail, events, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -382,7 +389,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
         for (jail, evs) in events {
-            write_events(&tx, jail, evs)?;
+            write_events(&tx, jail, evs, None)?;
         }
         {
             let mut put = tx.prepare_cached(

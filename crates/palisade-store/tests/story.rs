@@ -616,6 +616,11 @@ fn story(b: &Backend) {
         "CREATE INDEX events_ip_jail ON events (ip, jail)",
         // (Later migrations are undone too, so that 3 runs again.)
         "DROP TABLE source_positions",
+        "DROP TABLE fleet_state",
+        "DROP TABLE fleet_tokens",
+        "DROP TABLE fleet_agents",
+        "DROP TABLE fleet_decisions",
+        "ALTER TABLE events DROP COLUMN host",
         "DELETE FROM schema_version WHERE version >= 3",
     ] {
         (b.exec)(sql);

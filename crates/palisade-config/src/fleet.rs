@@ -1,0 +1,207 @@
+//! `[fleet]`: fleet mode (agents on every host, one central server). Absent section = a
+//! single host, as before. The fleet crate (`palisade-fleet`) reads this; the checks here are
+//! the ones that need no I/O.
+
+use crate::schema::Dur;
+use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+/// What this process is in a fleet.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetRole {
+    /// The central server: takes agents' events, correlates, keeps the fleet ban log.
+    Server,
+    /// A host that detects and bans locally, ships its events and applies fleet bans.
+    Agent,
+    /// A tiny host that only ships raw lines (the server runs the filters).
+    Forwarder,
+}
+
+impl FleetRole {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetRole::Server => "server",
+            FleetRole::Agent => "agent",
+            FleetRole::Forwarder => "forwarder",
+        }
+    }
+}
+
+/// `server = "wss://a:7443"` or `server = ["wss://a:7443", "wss://b:7443"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::One(s) => vec![s],
+        Raw::Many(v) => v,
+    })
+}
+
+/// `[fleet]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// `server`, `agent` or `forwarder`.
+    pub role: FleetRole,
+    /// Server: address and port of the fleet listener (TLS WebSocket), default `0.0.0.0:7443`.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Agent: the server's URL (`wss://host:7443`), or a list of them.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub server: Vec<String>,
+    /// Agent: its name in the fleet (default: the host name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Server: push the bans an agent takes locally to the other agents.
+    #[serde(default = "yes")]
+    pub share_bans: bool,
+    /// Agent: most events kept unshipped while the server is away; the oldest beyond are
+    /// dropped (never bans) and a `gap` is reported.
+    #[serde(default = "default_spool_events")]
+    pub spool_max_events: u64,
+    /// Agent: unshipped events older than this are dropped the same way.
+    #[serde(default = "default_spool_age")]
+    pub spool_max_age: Dur,
+    /// Agent: how often it reports the checksum of its fleet ban set.
+    #[serde(default = "default_checksum")]
+    pub checksum_interval: Dur,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn yes() -> bool {
+    true
+}
+fn default_spool_events() -> u64 {
+    1_000_000
+}
+fn default_spool_age() -> Dur {
+    Dur(Duration::from_secs(7 * 86_400))
+}
+fn default_checksum() -> Dur {
+    Dur(Duration::from_secs(120))
+}
+
+/// Whether `name` is a usable agent name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl FleetSection {
+    /// The problems of this section (messages start with `[fleet]`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.role {
+            FleetRole::Server => {
+                if !self.server.is_empty() {
+                    out.push("[fleet] server is the agents' key; a server has `listen`".into());
+                }
+            }
+            FleetRole::Agent | FleetRole::Forwarder => {
+                if self.server.is_empty() {
+                    out.push(format!(
+                        "[fleet] role = \"{}\" needs `server = \"wss://HOST:7443\"`",
+                        self.role.as_str()
+                    ));
+                }
+                for u in &self.server {
+                    let ok = u.strip_prefix("wss://").is_some_and(|rest| {
+                        !rest.is_empty() && !rest.contains(char::is_whitespace)
+                    });
+                    if !ok {
+                        out.push(format!(
+                            "[fleet] server {u:?}: expected a wss:// URL such as \"wss://fleet.example.org:7443\""
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(n) = &self.name {
+            if !valid_agent_name(n) {
+                out.push(format!(
+                    "[fleet] name {n:?}: 1 to 64 letters, digits, '.', '_' or '-'"
+                ));
+            }
+        }
+        if self.spool_max_events == 0 {
+            out.push("[fleet] spool_max_events must be at least 1".into());
+        }
+        if self.checksum_interval.0 < Duration::from_secs(1) {
+            out.push("[fleet] checksum_interval must be at least 1s".into());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml"), &["sshd"]).map_err(|e| {
+            e.problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn server_and_agent_sections() {
+        let c = parse("[fleet]\nrole = \"server\"\nlisten = \"127.0.0.1:7443\"\n").unwrap();
+        let f = c.fleet.unwrap();
+        assert_eq!(f.role, super::FleetRole::Server);
+        assert_eq!(f.listen.port(), 7443);
+        assert!(f.share_bans);
+        assert!(c.jails.is_empty(), "a server needs no [[jail]]");
+
+        let c = parse(
+            "[fleet]\nrole = \"agent\"\nserver = \"wss://10.0.0.1:7443\"\nname = \"web1\"\nspool_max_age = \"1d\"\nchecksum_interval = \"30s\"\n",
+        )
+        .unwrap();
+        let f = c.fleet.unwrap();
+        assert_eq!(f.server, vec!["wss://10.0.0.1:7443".to_string()]);
+        assert_eq!(f.name.as_deref(), Some("web1"));
+        assert_eq!(f.spool_max_age.0.as_secs(), 86_400);
+        assert_eq!(f.checksum_interval.0.as_secs(), 30);
+        let c = parse("[fleet]\nrole = \"agent\"\nserver = [\"wss://a:7443\", \"wss://b:7443\"]\n")
+            .unwrap();
+        assert_eq!(c.fleet.unwrap().server.len(), 2);
+    }
+
+    #[test]
+    fn bad_fleet_sections_are_explained() {
+        for (text, want) in [
+            ("[fleet]\nrole = \"agent\"\n", "needs `server"),
+            (
+                "[fleet]\nrole = \"agent\"\nserver = \"http://x:1\"\n",
+                "expected a wss:// URL",
+            ),
+            ("[fleet]\nrole = \"boss\"\n", "unknown variant `boss`"),
+            (
+                "[fleet]\nrole = \"agent\"\nserver = \"wss://x:1\"\nname = \"a b\"\n",
+                "[fleet] name",
+            ),
+            (
+                "[fleet]\nrole = \"server\"\nlistn = \"0.0.0.0:1\"\n",
+                "listn",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}

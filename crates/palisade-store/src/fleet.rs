@@ -1,0 +1,938 @@
+//! Fleet-mode persistence (schema 5), on the same database as the rest (SQLite or
+//! PostgreSQL) through the [`FleetStore`] trait, opened with [`open`].
+//!
+//! - Agent side: `fleet_state` (key/value: epoch, acked sequence, ban cursor) and reading its
+//!   own local events (`host IS NULL`) by id, the spool of the shipper; the spool cap deletes
+//!   the oldest unshipped events only (never decisions).
+//! - Server side: `fleet_tokens` (SHA-256 of enrollment secrets, uses left, expiry),
+//!   `fleet_agents` (identity with the SHA-256 of its key, revoked flag, live state for
+//!   `palisade fleet agents`, the high-water mark of its current epoch), agents' events in
+//!   `events` with `host` = the agent's name, stored with the mark in ONE transaction
+//!   ([`FleetStore::ingest`]), and the fleet ban log `fleet_decisions` (`seq` ascending).
+//!
+//! The SQL is written once in PostgreSQL's `$N` form; SQLite reads the same text with `?N`.
+
+use crate::{StoreError, StoreUrl, StoredEvent};
+use ipnet::IpNet;
+use palisade_core::{Event, Timestamp};
+
+/// One agent as the server knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FleetAgent {
+    /// Agent id (random, hex).
+    pub id: String,
+    /// Name (unique among agents not revoked).
+    pub name: String,
+    /// SHA-256 hex of its key.
+    #[serde(skip)]
+    pub key_hash: String,
+    /// Enrolled at.
+    pub created: Timestamp,
+    /// Cut off.
+    pub revoked: bool,
+    /// A connection is open (as the server last wrote it).
+    pub connected: bool,
+    /// Last message or connection.
+    pub last_seen: Option<Timestamp>,
+    /// Its Palisade version.
+    pub version: String,
+    /// Protocol version of its connection.
+    pub protocol: u16,
+    /// Its store epoch.
+    pub epoch: u64,
+    /// High-water mark of stored events (this epoch).
+    pub acked_seq: u64,
+    /// Its newest event sequence, as last reported.
+    pub head_seq: u64,
+    /// Events received and stored.
+    pub events: u64,
+    /// Events it reported dropped by its spool cap.
+    pub gaps: u64,
+    /// Its clock minus the server's, in ms (ping/pong).
+    pub clock_offset_ms: Option<i64>,
+    /// Last fleet ban log entry it reported applied.
+    pub ban_cursor: u64,
+}
+
+/// Live fields the server updates on an agent's row (`None` = leave as is).
+#[derive(Clone, Debug, Default)]
+pub struct AgentUpdate {
+    /// Connection state.
+    pub connected: Option<bool>,
+    /// Last seen.
+    pub last_seen: Option<Timestamp>,
+    /// Software version.
+    pub version: Option<String>,
+    /// Protocol version.
+    pub protocol: Option<u16>,
+    /// Newest event sequence.
+    pub head_seq: Option<u64>,
+    /// Clock offset (ms).
+    pub clock_offset_ms: Option<i64>,
+    /// Ban cursor.
+    pub ban_cursor: Option<u64>,
+}
+
+/// One entry of the fleet ban log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FleetLogEntry {
+    /// Sequence (0 before append).
+    pub seq: i64,
+    /// `ban` or `unban`.
+    pub action: String,
+    /// Target (canonical).
+    pub target: IpNet,
+    /// Jail or fleet jail.
+    pub jail: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub created: Timestamp,
+    /// End; `None` = permanent.
+    pub expires: Option<Timestamp>,
+    /// The agent whose local ban this was (`None` = the server's own).
+    pub origin: Option<String>,
+    /// Agents it applies to (`None` = all).
+    pub scope: Option<Vec<String>>,
+}
+
+impl FleetLogEntry {
+    /// Whether it applies to the agent `name`.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|n| n == name))
+    }
+}
+
+/// Why an enrollment was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollRefused {
+    /// Unknown, used up or expired token.
+    #[error("the enrollment token is unknown, used up or expired")]
+    BadToken,
+    /// The name is taken by an agent not revoked (and no `--force`).
+    #[error("an agent named {0:?} is already enrolled (re-enroll with --force to replace it)")]
+    NameTaken(String),
+}
+
+/// An agent's events as one shipped batch: (sequence, jail, event).
+pub type ShippedEvent = (u64, String, Event);
+
+/// What [`FleetStore::ingest`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events stored (those above the previous mark).
+    pub stored: u64,
+    /// The agent's high-water mark now.
+    pub mark: u64,
+}
+
+/// Fleet persistence (both sides). Synchronous, like [`crate::Store`].
+pub trait FleetStore: Send {
+    // --- agent side ---
+    /// A `fleet_state` value.
+    fn state(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a `fleet_state` value.
+    fn set_state(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Local events (`host` NULL) with id > `after`, oldest first, at most `limit`.
+    fn local_events_after(
+        &mut self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The newest local event id (0 when none).
+    fn local_head(&mut self) -> Result<i64, StoreError>;
+    /// Spool cap: among local events with id > `after`, deletes the oldest beyond
+    /// `max_events` and those older than `older_than`; returns the id range dropped.
+    fn spool_trim(
+        &mut self,
+        after: i64,
+        max_events: u64,
+        older_than: Timestamp,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
+
+    // --- server side ---
+    /// Stores an enrollment token (its SHA-256 hex).
+    fn token_add(
+        &mut self,
+        hash: &str,
+        uses: u32,
+        expires: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError>;
+    /// In one transaction: spends one use of the token and creates the agent (with
+    /// `force`, an agent of the same name is revoked first).
+    fn enroll(
+        &mut self,
+        token_hash: &str,
+        name: &str,
+        agent_id: &str,
+        key_hash: &str,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<Result<(), EnrollRefused>, StoreError>;
+    /// One agent by id.
+    fn agent(&mut self, id: &str) -> Result<Option<FleetAgent>, StoreError>;
+    /// All agents, by name then creation.
+    fn agents(&mut self) -> Result<Vec<FleetAgent>, StoreError>;
+    /// Revokes the (non-revoked) agent named `name`; whether there was one.
+    fn revoke(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// Updates live fields.
+    fn agent_update(&mut self, id: &str, u: &AgentUpdate) -> Result<(), StoreError>;
+    /// Marks every agent disconnected (server start).
+    fn disconnect_all(&mut self) -> Result<(), StoreError>;
+    /// The high-water mark of `epoch` for the agent; a new epoch starts at 0 (and is stored).
+    fn high_water(&mut self, id: &str, epoch: u64) -> Result<u64, StoreError>;
+    /// Stores a batch and the new mark in ONE transaction; events with seq <= the stored mark
+    /// are skipped (a resend after a reconnect). Events are stored with `host` = the agent's
+    /// name. An epoch other than the stored one is refused.
+    fn ingest(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        last_seq: u64,
+        events: &[ShippedEvent],
+    ) -> Result<Ingested, StoreError>;
+    /// Records a gap reported by the agent and moves the mark past it.
+    fn gap(&mut self, id: &str, epoch: u64, from: u64, to: u64) -> Result<(), StoreError>;
+    /// Events stored per host (`host` not NULL).
+    fn host_event_count(&mut self, host: &str) -> Result<u64, StoreError>;
+    /// Appends to the fleet ban log; returns the sequence.
+    fn log_append(&mut self, e: &FleetLogEntry) -> Result<i64, StoreError>;
+    /// Log entries with seq > `after`, oldest first, at most `limit`.
+    fn log_since(&mut self, after: i64, limit: u32) -> Result<Vec<FleetLogEntry>, StoreError>;
+    /// The newest sequence (0 when empty).
+    fn log_head(&mut self) -> Result<i64, StoreError>;
+    /// Fleet bans in force at `now`: per target the latest entry, when it is a ban not
+    /// expired.
+    fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError>;
+}
+
+/// Opens (and migrates) the fleet tables of the store `url` names.
+pub fn open(url: &str) -> Result<Box<dyn FleetStore>, StoreError> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(p) => Ok(Box::new(crate::sqlite::SqliteStore::open(&p)?)),
+        StoreUrl::SqliteMemory => Ok(Box::new(crate::sqlite::SqliteStore::open_in_memory()?)),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(c) => Ok(Box::new(crate::postgres::PgStore::connect(&c)?)),
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres(_) => Err(StoreError::NotCompiled("postgres")),
+    }
+}
+
+// ---- a two-backend SQL layer: values, one trait, one implementation per driver ----
+
+#[derive(Clone, Debug)]
+enum Val {
+    I(i64),
+    T(String),
+    NullI,
+    NullT,
+}
+
+impl Val {
+    fn i(&self) -> Result<i64, StoreError> {
+        match self {
+            Val::I(i) => Ok(*i),
+            other => Err(StoreError::Corrupt(format!(
+                "expected an integer, got {other:?}"
+            ))),
+        }
+    }
+    fn oi(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Val::NullI | Val::NullT => Ok(None),
+            v => v.i().map(Some),
+        }
+    }
+    fn t(&self) -> Result<String, StoreError> {
+        match self {
+            Val::T(s) => Ok(s.clone()),
+            other => Err(StoreError::Corrupt(format!("expected text, got {other:?}"))),
+        }
+    }
+    fn ot(&self) -> Result<Option<String>, StoreError> {
+        match self {
+            Val::NullI | Val::NullT => Ok(None),
+            v => v.t().map(Some),
+        }
+    }
+}
+
+fn oi(v: Option<i64>) -> Val {
+    v.map_or(Val::NullI, Val::I)
+}
+fn ot(v: Option<String>) -> Val {
+    v.map_or(Val::NullT, Val::T)
+}
+
+type Rows = Vec<Vec<Val>>;
+
+trait Sql {
+    fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64, StoreError>;
+    fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Rows, StoreError>;
+    fn one_i(&mut self, sql: &str, p: &[Val]) -> Result<i64, StoreError> {
+        self.rows(sql, p)?
+            .first()
+            .and_then(|r| r.first().cloned())
+            .map_or(Ok(0), |v| v.oi().map(|o| o.unwrap_or(0)))
+    }
+}
+
+struct Lite<'a>(&'a rusqlite::Connection);
+
+fn lite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value};
+        Ok(match self {
+            Val::I(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            Val::T(s) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(s.as_bytes())),
+            Val::NullI | Val::NullT => ToSqlOutput::Owned(Value::Null),
+        })
+    }
+}
+
+impl Sql for Lite<'_> {
+    fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64, StoreError> {
+        let mut st = self.0.prepare_cached(&lite_sql(sql))?;
+        Ok(st.execute(rusqlite::params_from_iter(p.iter()))? as u64)
+    }
+    fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Rows, StoreError> {
+        use rusqlite::types::ValueRef;
+        let mut st = self.0.prepare_cached(&lite_sql(sql))?;
+        let n = st.column_count();
+        let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(match r.get_ref(i)? {
+                    ValueRef::Null => Val::NullI,
+                    ValueRef::Integer(x) => Val::I(x),
+                    ValueRef::Real(x) => Val::I(x as i64),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Val::T(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(feature = "postgres")]
+struct Pg<'a, C: ::postgres::GenericClient>(&'a mut C);
+
+#[cfg(feature = "postgres")]
+fn pg_params(p: &[Val]) -> Vec<&(dyn ::postgres::types::ToSql + Sync)> {
+    const NI: Option<i64> = None;
+    const NT: Option<String> = None;
+    p.iter()
+        .map(|v| -> &(dyn ::postgres::types::ToSql + Sync) {
+            match v {
+                Val::I(i) => i,
+                Val::T(s) => s,
+                Val::NullI => &NI,
+                Val::NullT => &NT,
+            }
+        })
+        .collect()
+}
+
+#[cfg(feature = "postgres")]
+impl<C: ::postgres::GenericClient> Sql for Pg<'_, C> {
+    fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64, StoreError> {
+        Ok(self.0.execute(sql, &pg_params(p))?)
+    }
+    fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Rows, StoreError> {
+        use ::postgres::types::Type;
+        let rows = self.0.query(sql, &pg_params(p))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut row = Vec::with_capacity(r.len());
+            for (i, c) in r.columns().iter().enumerate() {
+                let t = c.type_();
+                row.push(if *t == Type::BOOL {
+                    oi(r.try_get::<_, Option<bool>>(i)?.map(i64::from))
+                } else if *t == Type::INT8 {
+                    oi(r.try_get::<_, Option<i64>>(i)?)
+                } else if *t == Type::INT4 {
+                    oi(r.try_get::<_, Option<i32>>(i)?.map(i64::from))
+                } else if *t == Type::NUMERIC {
+                    return Err(StoreError::Corrupt("unexpected NUMERIC column".into()));
+                } else {
+                    ot(r.try_get::<_, Option<String>>(i)?)
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+}
+
+// ---- the queries, once for both backends ----
+
+const AGENT_COLS: &str = "id, name, key_hash, created, revoked, connected, last_seen, version,
+     protocol, epoch, acked_seq, head_seq, events, gaps, clock_offset_ms, ban_cursor";
+
+fn agent_row(r: &[Val]) -> Result<FleetAgent, StoreError> {
+    Ok(FleetAgent {
+        id: r[0].t()?,
+        name: r[1].t()?,
+        key_hash: r[2].t()?,
+        created: Timestamp(r[3].i()?),
+        revoked: r[4].i()? != 0,
+        connected: r[5].i()? != 0,
+        last_seen: r[6].oi()?.map(Timestamp),
+        version: r[7].t()?,
+        protocol: r[8].i()? as u16,
+        epoch: r[9].i()? as u64,
+        acked_seq: r[10].i()? as u64,
+        head_seq: r[11].i()? as u64,
+        events: r[12].i()? as u64,
+        gaps: r[13].i()? as u64,
+        clock_offset_ms: r[14].oi()?,
+        ban_cursor: r[15].i()? as u64,
+    })
+}
+
+const LOG_COLS: &str = "seq, action, target, jail, reason, created, expires, origin, scope";
+
+fn log_row(r: &[Val]) -> Result<FleetLogEntry, StoreError> {
+    let target = r[2].t()?;
+    let scope = match r[8].ot()? {
+        Some(s) => Some(
+            serde_json::from_str::<Vec<String>>(&s)
+                .map_err(|e| StoreError::Corrupt(format!("fleet_decisions.scope: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(FleetLogEntry {
+        seq: r[0].i()?,
+        action: r[1].t()?,
+        target: target
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("fleet_decisions.target {target:?}")))?,
+        jail: r[3].t()?,
+        reason: r[4].t()?,
+        created: Timestamp(r[5].i()?),
+        expires: r[6].oi()?.map(Timestamp),
+        origin: r[7].ot()?,
+        scope,
+    })
+}
+
+fn q_state(db: &mut dyn Sql, key: &str) -> Result<Option<String>, StoreError> {
+    let rows = db.rows(
+        "SELECT value FROM fleet_state WHERE key = $1",
+        &[Val::T(key.into())],
+    )?;
+    rows.first().map(|r| r[0].t()).transpose()
+}
+
+fn q_set_state(db: &mut dyn Sql, key: &str, value: &str) -> Result<(), StoreError> {
+    db.exec(
+        "INSERT INTO fleet_state (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[Val::T(key.into()), Val::T(value.into())],
+    )?;
+    Ok(())
+}
+
+fn q_local_events(
+    db: &mut dyn Sql,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = db.rows(
+        "SELECT id, time, jail, filter, rule, ip, failure, username, fields, evidence
+         FROM events WHERE id > $1 AND host IS NULL ORDER BY id LIMIT $2",
+        &[Val::I(after), Val::I(i64::from(limit))],
+    )?;
+    rows.iter()
+        .map(|r| {
+            crate::common::RawEvent {
+                id: r[0].i()?,
+                time: r[1].i()?,
+                jail: r[2].t()?,
+                filter: r[3].t()?,
+                rule: r[4].t()?,
+                ip: r[5].t()?,
+                failure: r[6].i()? != 0,
+                user: r[7].ot()?,
+                fields: r[8].ot()?.unwrap_or_else(|| "{}".into()),
+                evidence: r[9].ot()?,
+            }
+            .decode()
+        })
+        .collect()
+}
+
+fn q_spool_trim(
+    db: &mut dyn Sql,
+    after: i64,
+    max_events: u64,
+    older_than: Timestamp,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    let n = db.one_i(
+        "SELECT COUNT(*) FROM events WHERE id > $1 AND host IS NULL",
+        &[Val::I(after)],
+    )? as u64;
+    let mut cut = 0i64;
+    if n > max_events {
+        let skip = (n - max_events - 1) as i64;
+        cut = db.one_i(
+            "SELECT id FROM events WHERE id > $1 AND host IS NULL ORDER BY id LIMIT 1 OFFSET $2",
+            &[Val::I(after), Val::I(skip)],
+        )?;
+    }
+    let old = db.one_i(
+        "SELECT COALESCE(MAX(id), 0) FROM events WHERE id > $1 AND host IS NULL AND time < $2",
+        &[Val::I(after), Val::I(older_than.0)],
+    )?;
+    cut = cut.max(old);
+    if cut <= after {
+        return Ok(None);
+    }
+    db.exec(
+        "DELETE FROM events WHERE id > $1 AND id <= $2 AND host IS NULL",
+        &[Val::I(after), Val::I(cut)],
+    )?;
+    Ok(Some((after + 1, cut)))
+}
+
+fn q_enroll(
+    db: &mut dyn Sql,
+    token_hash: &str,
+    name: &str,
+    agent_id: &str,
+    key_hash: &str,
+    now: Timestamp,
+    force: bool,
+) -> Result<Result<(), EnrollRefused>, StoreError> {
+    let spent = db.exec(
+        "UPDATE fleet_tokens SET uses_left = uses_left - 1
+         WHERE token_hash = $1 AND uses_left > 0 AND (expires IS NULL OR expires > $2)",
+        &[Val::T(token_hash.into()), Val::I(now.0)],
+    )?;
+    if spent != 1 {
+        return Ok(Err(EnrollRefused::BadToken));
+    }
+    let taken = db.one_i(
+        "SELECT COUNT(*) FROM fleet_agents WHERE name = $1 AND revoked = 0",
+        &[Val::T(name.into())],
+    )?;
+    if taken > 0 {
+        if !force {
+            return Ok(Err(EnrollRefused::NameTaken(name.into())));
+        }
+        db.exec(
+            "UPDATE fleet_agents SET revoked = 1, connected = 0 WHERE name = $1 AND revoked = 0",
+            &[Val::T(name.into())],
+        )?;
+    }
+    db.exec(
+        "INSERT INTO fleet_agents (id, name, key_hash, created) VALUES ($1, $2, $3, $4)",
+        &[
+            Val::T(agent_id.into()),
+            Val::T(name.into()),
+            Val::T(key_hash.into()),
+            Val::I(now.0),
+        ],
+    )?;
+    Ok(Ok(()))
+}
+
+fn q_agent_update(db: &mut dyn Sql, id: &str, u: &AgentUpdate) -> Result<(), StoreError> {
+    let mut sets = Vec::new();
+    let mut p = vec![Val::T(id.into())];
+    let mut add = |col: &str, v: Val, sets: &mut Vec<String>| {
+        p.push(v);
+        sets.push(format!("{col} = ${}", p.len()));
+    };
+    if let Some(c) = u.connected {
+        add("connected", Val::I(i64::from(c)), &mut sets);
+    }
+    if let Some(t) = u.last_seen {
+        add("last_seen", Val::I(t.0), &mut sets);
+    }
+    if let Some(v) = &u.version {
+        add("version", Val::T(v.clone()), &mut sets);
+    }
+    if let Some(v) = u.protocol {
+        add("protocol", Val::I(i64::from(v)), &mut sets);
+    }
+    if let Some(v) = u.head_seq {
+        add("head_seq", Val::I(v as i64), &mut sets);
+    }
+    if let Some(v) = u.clock_offset_ms {
+        add("clock_offset_ms", Val::I(v), &mut sets);
+    }
+    if let Some(v) = u.ban_cursor {
+        add("ban_cursor", Val::I(v as i64), &mut sets);
+    }
+    if sets.is_empty() {
+        return Ok(());
+    }
+    db.exec(
+        &format!("UPDATE fleet_agents SET {} WHERE id = $1", sets.join(", ")),
+        &p,
+    )?;
+    Ok(())
+}
+
+fn q_high_water(db: &mut dyn Sql, id: &str, epoch: u64) -> Result<u64, StoreError> {
+    let rows = db.rows(
+        "SELECT epoch, acked_seq FROM fleet_agents WHERE id = $1",
+        &[Val::T(id.into())],
+    )?;
+    let Some(r) = rows.first() else {
+        return Err(StoreError::Corrupt(format!("no fleet agent {id}")));
+    };
+    if r[0].i()? as u64 == epoch {
+        return Ok(r[1].i()? as u64);
+    }
+    db.exec(
+        "UPDATE fleet_agents SET epoch = $2, acked_seq = 0 WHERE id = $1",
+        &[Val::T(id.into()), Val::I(epoch as i64)],
+    )?;
+    Ok(0)
+}
+
+/// Reads the mark (checking the epoch) and the agent's name inside an ingest transaction.
+fn q_mark_for_ingest(db: &mut dyn Sql, id: &str, epoch: u64) -> Result<(u64, String), StoreError> {
+    let rows = db.rows(
+        "SELECT epoch, acked_seq, name FROM fleet_agents WHERE id = $1",
+        &[Val::T(id.into())],
+    )?;
+    let Some(r) = rows.first() else {
+        return Err(StoreError::Corrupt(format!("no fleet agent {id}")));
+    };
+    if r[0].i()? as u64 != epoch {
+        return Err(StoreError::Corrupt(format!(
+            "batch of epoch {epoch} for agent {id}, whose current epoch is {}",
+            r[0].i()?
+        )));
+    }
+    Ok((r[1].i()? as u64, r[2].t()?))
+}
+
+fn q_set_mark(db: &mut dyn Sql, id: &str, mark: u64, stored: u64) -> Result<(), StoreError> {
+    db.exec(
+        "UPDATE fleet_agents SET acked_seq = $2, events = events + $3 WHERE id = $1",
+        &[
+            Val::T(id.into()),
+            Val::I(mark as i64),
+            Val::I(stored as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+fn q_log_append(db: &mut dyn Sql, e: &FleetLogEntry) -> Result<i64, StoreError> {
+    let scope = e
+        .scope
+        .as_ref()
+        .map(|s| serde_json::to_string(s).expect("a list of names serialises"));
+    let rows = db.rows(
+        "INSERT INTO fleet_decisions (action, target, jail, reason, created, expires, origin, scope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+        &[
+            Val::T(e.action.clone()),
+            Val::T(crate::common::canonical_net(&e.target).to_string()),
+            Val::T(crate::common::clean(&e.jail).into_owned()),
+            Val::T(crate::common::clean(&e.reason).into_owned()),
+            Val::I(e.created.0),
+            oi(e.expires.map(|t| t.0)),
+            ot(e.origin.clone()),
+            ot(scope),
+        ],
+    )?;
+    rows.first()
+        .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no row".into()))?[0]
+        .i()
+}
+
+fn q_log_since(db: &mut dyn Sql, after: i64, limit: u32) -> Result<Vec<FleetLogEntry>, StoreError> {
+    db.rows(
+        &format!("SELECT {LOG_COLS} FROM fleet_decisions WHERE seq > $1 ORDER BY seq LIMIT $2"),
+        &[Val::I(after), Val::I(i64::from(limit))],
+    )?
+    .iter()
+    .map(|r| log_row(r))
+    .collect()
+}
+
+fn q_active_bans(db: &mut dyn Sql, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError> {
+    db.rows(
+        &format!(
+            "SELECT {LOG_COLS} FROM fleet_decisions d
+             WHERE seq = (SELECT MAX(seq) FROM fleet_decisions x WHERE x.target = d.target)
+               AND action = 'ban' AND (expires IS NULL OR expires > $1)
+             ORDER BY seq"
+        ),
+        &[Val::I(now.0)],
+    )?
+    .iter()
+    .map(|r| log_row(r))
+    .collect()
+}
+
+/// The trait over a [`Sql`] connection: every method but `ingest`, which needs the backend's
+/// own event writer.
+macro_rules! fleet_common {
+    ($db:expr, $tx:expr) => {
+        fn state(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+            q_state(&mut $db(self)?, key)
+        }
+        fn set_state(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+            q_set_state(&mut $db(self)?, key, value)
+        }
+        fn local_events_after(
+            &mut self,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            q_local_events(&mut $db(self)?, after, limit)
+        }
+        fn local_head(&mut self) -> Result<i64, StoreError> {
+            $db(self)?.one_i(
+                "SELECT COALESCE(MAX(id), 0) FROM events WHERE host IS NULL",
+                &[],
+            )
+        }
+        fn spool_trim(
+            &mut self,
+            after: i64,
+            max_events: u64,
+            older_than: Timestamp,
+        ) -> Result<Option<(i64, i64)>, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                q_spool_trim(db, after, max_events, older_than)
+            })
+        }
+        fn token_add(
+            &mut self,
+            hash: &str,
+            uses: u32,
+            expires: Option<Timestamp>,
+            now: Timestamp,
+        ) -> Result<i64, StoreError> {
+            let rows = $db(self)?.rows(
+                "INSERT INTO fleet_tokens (token_hash, uses_left, created, expires)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[
+                    Val::T(hash.into()),
+                    Val::I(i64::from(uses)),
+                    Val::I(now.0),
+                    oi(expires.map(|t| t.0)),
+                ],
+            )?;
+            rows.first()
+                .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no row".into()))?[0]
+                .i()
+        }
+        fn enroll(
+            &mut self,
+            token_hash: &str,
+            name: &str,
+            agent_id: &str,
+            key_hash: &str,
+            now: Timestamp,
+            force: bool,
+        ) -> Result<Result<(), EnrollRefused>, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                q_enroll(db, token_hash, name, agent_id, key_hash, now, force)
+            })
+        }
+        fn agent(&mut self, id: &str) -> Result<Option<FleetAgent>, StoreError> {
+            let rows = $db(self)?.rows(
+                &format!("SELECT {AGENT_COLS} FROM fleet_agents WHERE id = $1"),
+                &[Val::T(id.into())],
+            )?;
+            rows.first().map(|r| agent_row(r)).transpose()
+        }
+        fn agents(&mut self) -> Result<Vec<FleetAgent>, StoreError> {
+            $db(self)?
+                .rows(
+                    &format!("SELECT {AGENT_COLS} FROM fleet_agents ORDER BY name, created"),
+                    &[],
+                )?
+                .iter()
+                .map(|r| agent_row(r))
+                .collect()
+        }
+        fn revoke(&mut self, name: &str) -> Result<bool, StoreError> {
+            Ok($db(self)?.exec(
+                "UPDATE fleet_agents SET revoked = 1 WHERE name = $1 AND revoked = 0",
+                &[Val::T(name.into())],
+            )? > 0)
+        }
+        fn agent_update(&mut self, id: &str, u: &AgentUpdate) -> Result<(), StoreError> {
+            q_agent_update(&mut $db(self)?, id, u)
+        }
+        fn disconnect_all(&mut self) -> Result<(), StoreError> {
+            $db(self)?.exec("UPDATE fleet_agents SET connected = 0", &[])?;
+            Ok(())
+        }
+        fn high_water(&mut self, id: &str, epoch: u64) -> Result<u64, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| q_high_water(db, id, epoch))
+        }
+        fn gap(&mut self, id: &str, epoch: u64, from: u64, to: u64) -> Result<(), StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                let (mark, _) = q_mark_for_ingest(db, id, epoch)?;
+                let dropped = to.saturating_sub(from.max(mark + 1) - 1);
+                db.exec(
+                    "UPDATE fleet_agents SET gaps = gaps + $2, acked_seq = $3 WHERE id = $1",
+                    &[
+                        Val::T(id.into()),
+                        Val::I(dropped as i64),
+                        Val::I(mark.max(to) as i64),
+                    ],
+                )?;
+                Ok(())
+            })
+        }
+        fn host_event_count(&mut self, host: &str) -> Result<u64, StoreError> {
+            Ok($db(self)?.one_i(
+                "SELECT COUNT(*) FROM events WHERE host = $1",
+                &[Val::T(host.into())],
+            )? as u64)
+        }
+        fn log_append(&mut self, e: &FleetLogEntry) -> Result<i64, StoreError> {
+            q_log_append(&mut $db(self)?, e)
+        }
+        fn log_since(&mut self, after: i64, limit: u32) -> Result<Vec<FleetLogEntry>, StoreError> {
+            q_log_since(&mut $db(self)?, after, limit)
+        }
+        fn log_head(&mut self) -> Result<i64, StoreError> {
+            $db(self)?.one_i("SELECT COALESCE(MAX(seq), 0) FROM fleet_decisions", &[])
+        }
+        fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError> {
+            q_active_bans(&mut $db(self)?, now)
+        }
+    };
+}
+
+/// Groups a batch by jail (the event writers take one jail at a time), keeping order.
+fn by_jail(events: &[ShippedEvent]) -> Vec<(&str, Vec<Event>)> {
+    let mut out: Vec<(&str, Vec<Event>)> = Vec::new();
+    for (_, jail, e) in events {
+        match out.iter_mut().find(|(j, _)| *j == jail.as_str()) {
+            Some((_, v)) => v.push(e.clone()),
+            None => out.push((jail.as_str(), vec![e.clone()])),
+        }
+    }
+    out
+}
+
+mod lite_impl {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use rusqlite::TransactionBehavior;
+
+    fn db(s: &mut SqliteStore) -> Result<Lite<'_>, StoreError> {
+        Ok(Lite(&s.conn))
+    }
+
+    fn tx<T>(
+        s: &mut SqliteStore,
+        f: &mut dyn FnMut(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = s
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&mut Lite(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    impl FleetStore for SqliteStore {
+        fleet_common!(db, tx);
+
+        fn ingest(
+            &mut self,
+            id: &str,
+            epoch: u64,
+            last_seq: u64,
+            events: &[ShippedEvent],
+        ) -> Result<Ingested, StoreError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (mark, host) = q_mark_for_ingest(&mut Lite(&tx), id, epoch)?;
+            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
+            for (jail, evs) in by_jail(&fresh) {
+                crate::sqlite::write_events(&tx, jail, &evs, Some(&host))?;
+            }
+            let new_mark = mark.max(last_seq);
+            q_set_mark(&mut Lite(&tx), id, new_mark, fresh.len() as u64)?;
+            tx.commit()?;
+            Ok(Ingested {
+                stored: fresh.len() as u64,
+                mark: new_mark,
+            })
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod pg_impl {
+    use super::*;
+    use crate::postgres::PgStore;
+
+    fn db(s: &mut PgStore) -> Result<Pg<'_, ::postgres::Client>, StoreError> {
+        s.ensure_connected()?;
+        Ok(Pg(&mut s.client))
+    }
+
+    fn tx<T>(
+        s: &mut PgStore,
+        f: &mut dyn FnMut(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        s.ensure_connected()?;
+        let mut tx = s.client.transaction()?;
+        let out = f(&mut Pg(&mut tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    impl FleetStore for PgStore {
+        fleet_common!(db, tx);
+
+        fn ingest(
+            &mut self,
+            id: &str,
+            epoch: u64,
+            last_seq: u64,
+            events: &[ShippedEvent],
+        ) -> Result<Ingested, StoreError> {
+            let stmts = self.event_statements()?;
+            let mut tx = self.client.transaction()?;
+            // The agent's row is locked for the transaction: two connections of one agent
+            // (a reconnect racing the old one) cannot both store the same range.
+            tx.execute(
+                "SELECT 1 FROM fleet_agents WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )?;
+            let (mark, host) = q_mark_for_ingest(&mut Pg(&mut tx), id, epoch)?;
+            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
+            for (jail, evs) in by_jail(&fresh) {
+                crate::postgres::write_events(&mut tx, &stmts, jail, &evs, Some(&host))?;
+            }
+            let new_mark = mark.max(last_seq);
+            q_set_mark(&mut Pg(&mut tx), id, new_mark, fresh.len() as u64)?;
+            tx.commit()?;
+            Ok(Ingested {
+                stored: fresh.len() as u64,
+                mark: new_mark,
+            })
+        }
+    }
+}

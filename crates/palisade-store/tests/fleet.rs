@@ -1,0 +1,266 @@
+//! Fleet tables (schema 5) on both backends: tokens spend once and expire, names are unique,
+//! revocation, the agent's spool and its cap, ingest with the high-water mark (duplicates
+//! skipped, one transaction), the ban log and the active set. PostgreSQL runs under
+//! scripts/with-postgres.sh (`PALISADE_TEST_PG_URL`); without it that test is skipped unless
+//! `PALISADE_REQUIRE_PG=1`.
+
+use palisade_core::{Event, Timestamp};
+use palisade_store::fleet::{self, AgentUpdate, EnrollRefused, FleetLogEntry};
+use std::sync::Arc;
+
+fn ev(t: i64, ip: &str) -> Event {
+    Event {
+        time: Timestamp::from_secs(t),
+        ip: ip.parse().unwrap(),
+        filter: Arc::from("sshd"),
+        rule: Arc::from("failed_password"),
+        failure: true,
+        user: Some("root".into()),
+        fields: vec![(Arc::from("port"), "22".into())],
+        evidence: "Failed password for root".into(),
+    }
+}
+
+fn story(url: &str) {
+    let mut main = palisade_store::open(url).unwrap();
+    assert_eq!(main.schema_version().unwrap(), 5);
+    let mut f = fleet::open(url).unwrap();
+    let now = Timestamp::from_secs(1_000_000);
+
+    // --- agent side: state and spool ---
+    assert_eq!(f.state("epoch").unwrap(), None);
+    f.set_state("epoch", "42").unwrap();
+    f.set_state("epoch", "43").unwrap();
+    assert_eq!(f.state("epoch").unwrap().as_deref(), Some("43"));
+    let local: Vec<Event> = (0..10).map(|i| ev(1000 + i, "192.0.2.1")).collect();
+    main.record_events("sshd", &local).unwrap();
+    let head = f.local_head().unwrap();
+    let all = f.local_events_after(0, 100).unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all.last().unwrap().id, head);
+    assert_eq!(all[0].event, local[0]);
+    let after3 = f.local_events_after(all[2].id, 4).unwrap();
+    assert_eq!(after3.len(), 4);
+    assert_eq!(after3[0].id, all[3].id);
+    // Cap: keep the newest 6 of those after the 2nd; then age drops the ones before t=1008.
+    let dropped = f
+        .spool_trim(all[1].id, 6, Timestamp::from_secs(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(dropped, (all[1].id + 1, all[3].id));
+    let left: Vec<i64> = f
+        .local_events_after(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left.len(), 8, "two dropped: {left:?}");
+    assert!(
+        left.contains(&all[0].id) && left.contains(&all[1].id),
+        "acked ones stay"
+    );
+    let dropped = f
+        .spool_trim(all[3].id, 100, Timestamp::from_secs(1008))
+        .unwrap()
+        .unwrap();
+    assert_eq!(dropped, (all[3].id + 1, all[7].id));
+    assert_eq!(
+        f.spool_trim(all[7].id, 100, Timestamp::from_secs(0))
+            .unwrap(),
+        None
+    );
+
+    // --- server side: tokens and enrollment ---
+    f.token_add("h-once", 1, None, now).unwrap();
+    f.token_add("h-old", 5, Some(Timestamp::from_secs(999_999)), now)
+        .unwrap();
+    assert_eq!(
+        f.enroll("h-once", "web1", "a1", "k1", now, false).unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        f.enroll("h-once", "web2", "a2", "k2", now, false).unwrap(),
+        Err(EnrollRefused::BadToken),
+        "a one-use token works once"
+    );
+    assert_eq!(
+        f.enroll("h-old", "web2", "a2", "k2", now, false).unwrap(),
+        Err(EnrollRefused::BadToken),
+        "expired"
+    );
+    assert_eq!(
+        f.enroll("nope", "web2", "a2", "k2", now, false).unwrap(),
+        Err(EnrollRefused::BadToken)
+    );
+    f.token_add("h-many", 3, None, now).unwrap();
+    assert_eq!(
+        f.enroll("h-many", "web1", "a2", "k2", now, false).unwrap(),
+        Err(EnrollRefused::NameTaken("web1".into()))
+    );
+    assert_eq!(
+        f.enroll("h-many", "web2", "a2", "k2", now, false).unwrap(),
+        Ok(())
+    );
+    let a1 = f.agent("a1").unwrap().unwrap();
+    assert_eq!((a1.name.as_str(), a1.key_hash.as_str()), ("web1", "k1"));
+    assert!(!a1.revoked && !a1.connected);
+    f.agent_update(
+        "a1",
+        &AgentUpdate {
+            connected: Some(true),
+            last_seen: Some(now),
+            version: Some("0.1.0".into()),
+            clock_offset_ms: Some(-40_000),
+            head_seq: Some(99),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a1 = f.agent("a1").unwrap().unwrap();
+    assert!(a1.connected);
+    assert_eq!(a1.clock_offset_ms, Some(-40_000));
+    assert_eq!(a1.version, "0.1.0");
+    assert_eq!(a1.head_seq, 99);
+    f.disconnect_all().unwrap();
+    assert!(!f.agent("a1").unwrap().unwrap().connected);
+
+    // --- ingest: mark in the same transaction, duplicates skipped ---
+    assert_eq!(f.high_water("a1", 7).unwrap(), 0);
+    let batch: Vec<_> = (1..=5u64)
+        .map(|s| (s, "sshd".to_string(), ev(2000 + s as i64, "198.51.100.7")))
+        .collect();
+    let r = f.ingest("a1", 7, 5, &batch).unwrap();
+    assert_eq!((r.stored, r.mark), (5, 5));
+    // Resent after a reconnect with two new ones: only the new ones are stored.
+    let mut again = batch.clone();
+    again.push((6, "nginx".into(), ev(2006, "198.51.100.7")));
+    again.push((8, "sshd".into(), ev(2008, "198.51.100.8")));
+    let r = f.ingest("a1", 7, 9, &again).unwrap();
+    assert_eq!((r.stored, r.mark), (2, 9));
+    assert_eq!(f.host_event_count("web1").unwrap(), 7);
+    assert_eq!(f.agent("a1").unwrap().unwrap().events, 7);
+    assert_eq!(f.high_water("a1", 7).unwrap(), 9);
+    // Agent events are not the server's own local events.
+    assert_eq!(f.local_events_after(all[7].id, 100).unwrap().len(), 2);
+    // A batch of another epoch is refused, nothing stored.
+    assert!(f
+        .ingest("a1", 8, 12, &[(12, "sshd".into(), ev(1, "192.0.2.9"))])
+        .is_err());
+    assert_eq!(f.host_event_count("web1").unwrap(), 7);
+    // A gap moves the mark and counts.
+    f.gap("a1", 7, 10, 20).unwrap();
+    let a1 = f.agent("a1").unwrap().unwrap();
+    assert_eq!((a1.acked_seq, a1.gaps), (20, 11));
+    // A new epoch (the agent's store was replaced) starts over.
+    assert_eq!(f.high_water("a1", 8).unwrap(), 0);
+    let r = f
+        .ingest("a1", 8, 1, &[(1, "sshd".into(), ev(1, "192.0.2.9"))])
+        .unwrap();
+    assert_eq!((r.stored, r.mark), (1, 1));
+
+    // --- revocation and --force ---
+    assert!(f.revoke("web2").unwrap());
+    assert!(!f.revoke("web2").unwrap());
+    assert!(f.agent("a2").unwrap().unwrap().revoked);
+    f.token_add("h-force", 2, None, now).unwrap();
+    assert_eq!(
+        f.enroll("h-force", "web1", "a3", "k3", now, true).unwrap(),
+        Ok(())
+    );
+    assert!(
+        f.agent("a1").unwrap().unwrap().revoked,
+        "--force revokes the old"
+    );
+    let names: Vec<_> = f
+        .agents()
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.name, a.id, a.revoked))
+        .collect();
+    assert_eq!(names.len(), 3);
+
+    // --- the ban log ---
+    assert_eq!(f.log_head().unwrap(), 0);
+    let entry = |action: &str, target: &str, expires: Option<i64>| FleetLogEntry {
+        seq: 0,
+        action: action.into(),
+        target: target.parse().unwrap(),
+        jail: "sshd".into(),
+        reason: "r".into(),
+        created: now,
+        expires: expires.map(Timestamp::from_secs),
+        origin: Some("web1".into()),
+        scope: None,
+    };
+    let s1 = f.log_append(&entry("ban", "203.0.113.7/32", None)).unwrap();
+    let s2 = f
+        .log_append(&entry("ban", "203.0.113.9/24", Some(2_000_000)))
+        .unwrap();
+    let s3 = f
+        .log_append(&entry("ban", "198.51.100.1/32", Some(1)))
+        .unwrap();
+    let mut scoped = entry("ban", "192.0.2.50/32", None);
+    scoped.scope = Some(vec!["web2".into()]);
+    let s4 = f.log_append(&scoped).unwrap();
+    let s5 = f
+        .log_append(&entry("unban", "203.0.113.7/32", None))
+        .unwrap();
+    assert!(s1 < s2 && s2 < s3 && s3 < s4 && s4 < s5);
+    assert_eq!(f.log_head().unwrap(), s5);
+    let since = f.log_since(s2, 10).unwrap();
+    assert_eq!(
+        since.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![s3, s4, s5]
+    );
+    assert!(since[1].applies_to("web2") && !since[1].applies_to("web1"));
+    assert_eq!(since[1].scope, Some(vec!["web2".to_string()]));
+    assert_eq!(f.log_since(0, 2).unwrap().len(), 2);
+    let active: Vec<String> = f
+        .active_bans(now)
+        .unwrap()
+        .iter()
+        .map(|e| e.target.to_string())
+        .collect();
+    // 203.0.113.7 unbanned, 198.51.100.1 expired; the /24 stored canonical.
+    assert_eq!(active, vec!["203.0.113.0/24", "192.0.2.50/32"]);
+}
+
+#[test]
+fn fleet_tables_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    story(&format!("sqlite:{}", dir.path().join("p.db").display()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn fleet_tables_postgres() {
+    let admin = match std::env::var("PALISADE_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            if std::env::var("PALISADE_REQUIRE_PG").as_deref() == Ok("1") {
+                panic!("PALISADE_REQUIRE_PG=1 but PALISADE_TEST_PG_URL is not set");
+            }
+            eprintln!("SKIP PostgreSQL fleet tables: PALISADE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let name = format!("palisade_fleet_{}", std::process::id());
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let url = match admin.find("://") {
+        Some(i) => {
+            let rest = &admin[i + 3..];
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let q = rest[end..]
+                .find('?')
+                .map(|q| &rest[end + q..])
+                .unwrap_or("");
+            format!("{}{}/{name}{q}", &admin[..i + 3], &rest[..end])
+        }
+        None => format!("{admin} dbname={name}"),
+    };
+    story(&url);
+    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
