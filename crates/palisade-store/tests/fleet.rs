@@ -26,6 +26,27 @@ fn story(url: &str) {
     assert_eq!(main.schema_version().unwrap(), 5);
     let mut f = fleet::open(url).unwrap();
     let now = Timestamp::from_secs(1_000_000);
+    // Fleet decisions are stored with origin "fleet" (the CHECK constraint knows it).
+    let fd = palisade_core::Decision {
+        id: 0,
+        target: "192.0.2.200/32".parse().unwrap(),
+        jail: "sshd".into(),
+        origin: palisade_core::Origin::Fleet,
+        reason: "fleet".into(),
+        created: now,
+        expires: None,
+        simulated: false,
+        level: 0,
+    };
+    main.insert_decision(&fd).unwrap();
+    let got = main
+        .decisions(&palisade_store::DecisionQuery {
+            origin: Some(palisade_core::Origin::Fleet),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].decision.origin, palisade_core::Origin::Fleet);
 
     // --- agent side: state and spool ---
     assert_eq!(f.state("epoch").unwrap(), None);

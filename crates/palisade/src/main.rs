@@ -36,6 +36,9 @@ mod status_cmd;
 #[cfg(feature = "audit")]
 mod audit_cmd;
 
+#[cfg(feature = "fleet")]
+mod fleet_cmd;
+
 /// mimalloc: the filters' per-line work allocates many small short-lived values (group
 /// dictionaries, results) on two threads, where it is much faster than the system allocator.
 #[global_allocator]
@@ -199,6 +202,15 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: audit_cmd::AuditCmd,
+    },
+    /// Fleet mode: enrollment tokens, joining a server, agents.
+    #[cfg(feature = "fleet")]
+    Fleet {
+        /// Configuration file (store, state directory, [fleet]).
+        #[arg(long, short, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: fleet_cmd::FleetCmd,
     },
     /// Print a shell completion script (for packaging: `palisade completions bash`).
     #[command(hide = true)]
@@ -406,6 +418,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => firewall::run(&config, responder.as_deref(), cmd),
         #[cfg(feature = "audit")]
         Cmd::Audit { cmd } => audit_cmd::run_cmd(cmd),
+        #[cfg(feature = "fleet")]
+        Cmd::Fleet { config, cmd } => fleet_cmd::run_cmd(&load_config(&config)?, cmd),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut out = std::io::stdout().lock();
@@ -633,6 +647,12 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     observers.extend(
         palisade_notify::build_observers(&cfg).context("start-up failed; nothing was started")?,
     );
+    #[cfg(feature = "fleet")]
+    let fleet_prepared = {
+        let (obs, prepared) = fleet_cmd::prepare(&cfg);
+        observers.extend(obs);
+        prepared
+    };
     let opts = DaemonOptions {
         from_start,
         follow: !once,
@@ -664,6 +684,22 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     if let Some(s) = &server {
         tracing::info!(url = %s.url(), "dashboard and API listening");
     }
+    #[cfg(feature = "fleet")]
+    let fleet = match fleet_cmd::start(&cfg, &daemon, fleet_prepared) {
+        Ok(f) => f,
+        Err(e) => {
+            #[cfg(feature = "server")]
+            if let Some(s) = server {
+                s.shutdown();
+            }
+            daemon.shutdown();
+            return Err(e.context("start-up failed; nothing was started"));
+        }
+    };
+    #[cfg(not(feature = "fleet"))]
+    if cfg.fleet.is_some() {
+        tracing::warn!("[fleet] is set but this build has no fleet mode (cargo feature `fleet`); running as a single host");
+    }
     #[cfg(feature = "notify")]
     let stop_digest = Arc::new(std::sync::atomic::AtomicBool::new(false));
     #[cfg(feature = "notify")]
@@ -672,6 +708,10 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
         .flatten();
     tracing::info!(config = %config, "palisade running");
     let stop_all = |daemon: Daemon| {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = fleet {
+            f.shutdown();
+        }
         #[cfg(feature = "server")]
         if let Some(s) = server {
             s.shutdown();

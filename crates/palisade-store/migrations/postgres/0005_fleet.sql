@@ -49,3 +49,9 @@ CREATE TABLE fleet_decisions (
     scope   TEXT
 );
 CREATE INDEX fleet_decisions_target ON fleet_decisions (target);
+
+-- Decisions pushed by a fleet server have origin 'fleet' (it was 'remote').
+ALTER TABLE decisions DROP CONSTRAINT decisions_origin_check;
+UPDATE decisions SET origin = 'fleet' WHERE origin = 'remote';
+ALTER TABLE decisions ADD CONSTRAINT decisions_origin_check
+    CHECK (origin IN ('jail', 'recidive', 'manual', 'fail2ban', 'fleet'));

@@ -49,3 +49,30 @@ CREATE TABLE fleet_decisions (
     scope   TEXT
 ) STRICT;
 CREATE INDEX fleet_decisions_target ON fleet_decisions (target);
+
+-- Decisions pushed by a fleet server have origin 'fleet' (it was 'remote', never written by
+-- an earlier version). SQLite cannot alter a CHECK constraint: the table is rebuilt.
+CREATE TABLE decisions_new (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    target     TEXT    NOT NULL,
+    jail       TEXT    NOT NULL,
+    origin     TEXT    NOT NULL
+               CHECK (origin IN ('jail', 'recidive', 'manual', 'fail2ban', 'fleet')),
+    reason     TEXT    NOT NULL,
+    created    INTEGER NOT NULL,
+    expires    INTEGER,
+    simulated  INTEGER NOT NULL CHECK (simulated IN (0, 1)),
+    level      INTEGER NOT NULL CHECK (level >= 0),
+    status     TEXT    NOT NULL DEFAULT 'active'
+               CHECK (status IN ('active', 'expired', 'revoked')),
+    updated    INTEGER NOT NULL
+) STRICT;
+INSERT INTO decisions_new
+    SELECT id, target, jail, CASE origin WHEN 'remote' THEN 'fleet' ELSE origin END,
+           reason, created, expires, simulated, level, status, updated
+    FROM decisions;
+DROP TABLE decisions;
+ALTER TABLE decisions_new RENAME TO decisions;
+CREATE INDEX decisions_status_expires ON decisions (status, expires);
+CREATE INDEX decisions_target ON decisions (target, created);
+CREATE INDEX decisions_created ON decisions (created);
