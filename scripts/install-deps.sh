@@ -9,7 +9,7 @@ run_pkgs=(nftables iptables ipset iproute2 ca-certificates)
 build_pkgs=(gcc make pkg-config)
 test_pkgs=(postgresql openssh-server openssh-client fail2ban sshguard goaccess time ufw
            python3 python3-aiosmtpd sqlite3 procps psmisc chromium chromium-driver wrk
-           systemd binutils)
+           systemd binutils faketime)
 
 pkgs=("${run_pkgs[@]}" "${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

@@ -46,6 +46,8 @@ export PALISADE_REQUIRE_PG=1 PALISADE_REQUIRE_NETNS=1 PALISADE_REQUIRE_F2B=1
 export PALISADE_REQUIRE_GEOIP=1 PALISADE_REQUIRE_SHARED=1 PALISADE_REQUIRE_LOG=1
 # The cloud-audit tests fail (not skip) without the moto server.
 export PALISADE_REQUIRE_MOTO=1
+# The fleet clock-skew test runs an agent under faketime.
+export PALISADE_REQUIRE_FAKETIME=1
 # The replay agreement test runs the release binary over the 1M-line log.
 echo "== cargo build --release"
 cargo build --release -p palisade

@@ -11,10 +11,12 @@
 mod fields;
 mod files;
 mod fleet;
+mod fleet_jail;
 mod merge;
 mod schema;
 
 pub use fleet::{valid_agent_name, FleetRole, FleetSection};
+pub use fleet_jail::{FleetJailSection, FleetJailSettings, MAX_MIN_HOSTS};
 pub use merge::MergeError;
 pub use schema::*;
 
@@ -315,6 +317,20 @@ impl Config {
         for (key, value) in root.get_ref().iter() {
             let k: &str = key.get_ref();
             match k {
+                "fleet_jail" => {
+                    let DeValue::Array(items) = value.get_ref() else {
+                        problems.push(loc.span(
+                            key,
+                            "`fleet_jail` must be an array of tables: write [[fleet_jail]]",
+                        ));
+                        continue;
+                    };
+                    for item in items.iter() {
+                        if let Some(f) = de_section(item, &loc, &mut problems) {
+                            cfg.fleet_jails.push(f);
+                        }
+                    }
+                }
                 "general" => {
                     if let Some(v) = de_section(value, &loc, &mut problems) {
                         cfg.general = v;
@@ -402,6 +418,7 @@ impl Config {
             }
         }
         schema::validate(&mut cfg, &loc, known_filters, &mut problems);
+        fleet_jail::validate(&cfg, &loc, &mut problems);
         Ok((cfg, problems))
     }
 

@@ -19,6 +19,7 @@ pub const SECTIONS: &[&str] = &[
     "allowlist",
     "responder",
     "jail",
+    "fleet_jail",
     "notify",
     "abuseipdb",
     "report",
@@ -403,6 +404,8 @@ pub struct Config {
     pub responders: Vec<ResponderSection>,
     /// `[[jail]]` sections.
     pub jails: Vec<JailSection>,
+    /// `[[fleet_jail]]` sections (correlation on a fleet server).
+    pub fleet_jails: Vec<crate::FleetJailSection>,
     /// `[notify]` (absent = no notifications).
     pub notify: Option<NotifySection>,
     /// `[abuseipdb]` (absent = no reporting).

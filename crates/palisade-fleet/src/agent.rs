@@ -40,11 +40,12 @@ pub trait AgentControl: Send + Sync {
     fn lift_ban(&self, target: IpNet) -> Result<(), String>;
 }
 
-type ClientWs =
+/// The agent side of a fleet connection.
+pub type ClientWs =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// Opens a connection to `url` with the pinned `fingerprint` and the given headers.
-async fn connect(
+pub async fn connect(
     url: &str,
     fingerprint: &str,
     headers: &[(&'static str, String)],

@@ -502,6 +502,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         let mut pings: HashMap<u64, i64> = HashMap::new();
         let mut offset_us: i64 = 0;
         let mut last_rx = std::time::Instant::now();
+        // Local bans/unbans an agent may report: LOCAL_BANS_PER_WINDOW per window; beyond,
+        // they are dropped (and logged once per window), so one agent cannot flood the log.
+        let mut window = (std::time::Instant::now(), 0u32, false);
         loop {
             tokio::select! {
                 _ = cut_rx.changed() => {
@@ -591,7 +594,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                                 .map_err(|e| e.to_string())?;
                         }
                         AgentMsg::LocalBan { target, jail, reason, created_us, expires_us } => {
-                            if !shared.share_bans { continue; }
+                            if !shared.share_bans || !within_rate(&mut window, &name) { continue; }
                             let entry = FleetLogEntry {
                                 seq: 0,
                                 action: "ban".into(),
@@ -606,7 +609,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             append(&shared, &entry).map_err(|e| e.to_string())?;
                         }
                         AgentMsg::LocalUnban { target } => {
-                            if !shared.share_bans { continue; }
+                            if !shared.share_bans || !within_rate(&mut window, &name) { continue; }
                             let entry = FleetLogEntry {
                                 seq: 0,
                                 action: "unban".into(),
@@ -671,6 +674,26 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     res
 }
 
+/// Local bans and unbans one agent may report per [`LOCAL_BAN_WINDOW`].
+pub const LOCAL_BANS_PER_WINDOW: u32 = 1000;
+/// The window of [`LOCAL_BANS_PER_WINDOW`].
+pub const LOCAL_BAN_WINDOW: Duration = Duration::from_secs(10);
+
+fn within_rate(w: &mut (std::time::Instant, u32, bool), name: &str) -> bool {
+    if w.0.elapsed() >= LOCAL_BAN_WINDOW {
+        *w = (std::time::Instant::now(), 0, false);
+    }
+    w.1 += 1;
+    if w.1 <= LOCAL_BANS_PER_WINDOW {
+        return true;
+    }
+    if !w.2 {
+        w.2 = true;
+        tracing::warn!(agent = %name, "fleet: agent over {LOCAL_BANS_PER_WINDOW} local bans per {}s; the rest of this window is not shared", LOCAL_BAN_WINDOW.as_secs());
+    }
+    false
+}
+
 fn bounded(s: &str, n: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(n).collect()
 }
@@ -727,4 +750,75 @@ pub fn checksum_of<'a>(targets: impl IntoIterator<Item = &'a ipnet::IpNet>) -> S
     let text = palisade_proto::fleet::ban_set_text(targets);
     let d = sha2::Sha256::digest(text.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The correlator as the server's [`EventSink`]: a detection appends a fleet ban for every
+/// agent (scope all), lasting the fleet jail's `ban_time` from now.
+pub struct CorrelatorSink {
+    corr: palisade_detect::correlate::Correlator,
+}
+
+impl CorrelatorSink {
+    /// From the configuration's `[[fleet_jail]]` settings (`None` when there are none).
+    pub fn new(settings: &[palisade_config::FleetJailSettings]) -> Option<CorrelatorSink> {
+        if settings.is_empty() {
+            return None;
+        }
+        let specs: Vec<_> = settings
+            .iter()
+            .map(|s| {
+                let mut spec = palisade_detect::correlate::FleetJailSpec::new(
+                    s.name.clone(),
+                    s.max_retry,
+                    s.find_time,
+                    s.ban_time,
+                );
+                spec.jails = s.jails.clone();
+                spec.min_hosts = s.min_hosts;
+                spec.ipv4_prefix = s.ipv4_prefix;
+                spec.ipv6_prefix = s.ipv6_prefix;
+                spec
+            })
+            .collect();
+        Some(CorrelatorSink {
+            corr: palisade_detect::correlate::Correlator::new(&specs),
+        })
+    }
+}
+
+impl EventSink for CorrelatorSink {
+    fn observe(&mut self, host: &str, jail: &str, event: &Event) -> Vec<FleetLogEntry> {
+        let now = crate::now();
+        self.corr
+            .observe(host, jail, event.ip, event.time, event.failure)
+            .into_iter()
+            .map(|d| {
+                tracing::info!(
+                    fleet_jail = %d.fleet_jail,
+                    target = %d.target,
+                    hosts = d.hosts.len(),
+                    failures = d.failures,
+                    "fleet: distributed attack detected; banning on every agent"
+                );
+                FleetLogEntry {
+                    seq: 0,
+                    action: "ban".into(),
+                    target: d.target,
+                    jail: d.fleet_jail.clone(),
+                    reason: format!(
+                        "{} failures from {} hosts ({})",
+                        d.failures,
+                        d.hosts.len(),
+                        d.fleet_jail
+                    ),
+                    created: now,
+                    expires: d
+                        .ban_time
+                        .map(|b| Timestamp(now.0.saturating_add(b.as_micros() as i64))),
+                    origin: None,
+                    scope: None,
+                }
+            })
+            .collect()
+    }
 }

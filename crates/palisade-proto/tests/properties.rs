@@ -150,6 +150,19 @@ proptest! {
     }
 
     #[test]
+    fn fleet_decoders_never_panic(text in hostile_text(), v in 0u16..4, ty in prop_oneof![
+        Just("hello"), Just("events"), Just("gap"), Just("checksum"), Just("pong"),
+        Just("local_ban"), Just("bans"), Just("snapshot"), Just("ping"), Just("welcome"),
+    ]) {
+        let framed = format!(r#"{{"v":{v},"msg":{{"type":"{ty}","x":{}}}}}"#,
+            serde_json::to_string(&text).unwrap());
+        for s in [text.as_str(), framed.as_str()] {
+            let _ = palisade_proto::fleet::decode_agent(s);
+            let _ = palisade_proto::fleet::decode_server(s);
+        }
+    }
+
+    #[test]
     fn hello_round_trips(agent in hostile_text(), caps in proptest::collection::vec(hostile_text(), 0..4), v in any::<u16>()) {
         let h = Envelope { v, msg: Hello { protocol_version: v, capabilities: caps, agent, software_version: "0.1.0".into(), epoch: 1, ban_cursor: 0, agent_time_us: 0 } };
         let back: Envelope<Hello> = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();

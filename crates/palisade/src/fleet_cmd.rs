@@ -247,7 +247,8 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     store_url,
                     share_bans: f.share_bans,
                 },
-                None,
+                palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings())
+                    .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
             )
             .context("starting the fleet server")?;
             tracing::info!(addr = %s.local_addr(), "fleet server running");

@@ -1,0 +1,591 @@
+//! Fleet mode with real `palisade` processes over loopback (issue 16): enrollment (a token
+//! works once, an expired or used token is refused, a revoked or unknown agent is refused and
+//! a revoked agent is cut off), and event shipping that loses and duplicates nothing when the
+//! agent is killed with SIGKILL while 50,000 lines are written, and when the server is killed
+//! with a backlog waiting.
+
+#![cfg(feature = "fleet")]
+
+mod common;
+
+use common::{signal, sshd_failed, wait_for, BIN};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A `palisade run` child, killed when dropped.
+struct Proc {
+    child: Option<Child>,
+    err: PathBuf,
+}
+
+impl Proc {
+    fn start(cfg: &Path, err: PathBuf) -> Proc {
+        Proc::start_skewed(cfg, err, None)
+    }
+
+    /// With `skew` (e.g. `-120s`), the process runs under faketime: its wall clock is off.
+    fn start_skewed(cfg: &Path, err: PathBuf, skew: Option<&str>) -> Proc {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&err)
+            .unwrap();
+        let mut cmd = match skew {
+            Some(s) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", s, BIN])
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("TZ", "UTC")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Proc {
+            child: Some(child),
+            err,
+        }
+    }
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "KILL");
+            let _ = c.wait();
+        }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.err.display(), self.log());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server_cfg(dir: &Path, port: u16) -> PathBuf {
+    server_cfg_with(dir, port, "")
+}
+
+fn server_cfg_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let url = format!("sqlite:{}/palisade.db", dir.join("server").display());
+    server_cfg_store(dir, port, extra, &url)
+}
+
+fn server_cfg_store(dir: &Path, port: u16, extra: &str, store: &str) -> PathBuf {
+    let d = dir.join("server");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join("palisade.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+[store]
+url = "{store}"
+[fleet]
+role = "server"
+listen = "127.0.0.1:{port}"
+{extra}"#,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn agent_cfg(dir: &Path, name: &str, port: u16, max_retry: u32) -> PathBuf {
+    agent_cfg_with(dir, name, port, max_retry, "")
+}
+
+fn agent_cfg_with(dir: &Path, name: &str, port: u16, max_retry: u32, fleet: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("auth.log"), "").unwrap();
+    let p = d.join("palisade.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[general]
+state_dir = "{d}/state"
+socket = "{d}/palisade.sock"
+timezone = "UTC"
+[store]
+url = "sqlite:{d}/palisade.db"
+[defaults]
+max_retry = {max_retry}
+find_time = "10m"
+ban_time = "1h"
+responders = ["log"]
+[recidive]
+enabled = false
+[fleet]
+role = "agent"
+server = "wss://127.0.0.1:{port}"
+name = "{name}"
+{fleet}
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{d}/auth.log"]
+"#,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn cli(args: &[&str], cfg: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
+fn token(server: &Path, extra: &[&str]) -> String {
+    let mut a = vec!["fleet", "token", "add"];
+    a.extend_from_slice(extra);
+    let o = cli(&a, server);
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let t = out.lines().last().unwrap().trim().to_string();
+    assert!(t.starts_with("pst1."), "{out}");
+    t
+}
+
+fn join(agent: &Path, port: u16, token: &str) -> Output {
+    cli(
+        &[
+            "fleet",
+            "join",
+            &format!("wss://127.0.0.1:{port}"),
+            "--token",
+            token,
+        ],
+        agent,
+    )
+}
+
+fn agents(server: &Path) -> Vec<serde_json::Value> {
+    let o = cli(&["fleet", "agents", "--json"], server);
+    assert!(o.status.success(), "{o:?}");
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn agent<'a>(list: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    list.iter()
+        .find(|a| a["name"] == name && a["revoked"] == false)
+}
+
+fn events_of(server: &Path, name: &str) -> u64 {
+    agent(&agents(server), name).map_or(0, |a| a["events"].as_u64().unwrap())
+}
+
+#[test]
+fn enrollment_tokens_identity_and_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let scfg = server_cfg(dir.path(), port);
+    let acfg = agent_cfg(dir.path(), "web1", port, 5);
+    let bcfg = agent_cfg(dir.path(), "web2", port, 5);
+    let ccfg = agent_cfg(dir.path(), "web3", port, 5);
+
+    // A token is made whether or not the server runs.
+    let once = token(&scfg, &[]);
+    let short = token(&scfg, &["--ttl", "1s"]);
+    let twice = token(&scfg, &["--uses", "2"]);
+    let _server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let o = join(&acfg, port, &once);
+    assert!(o.status.success(), "{o:?}");
+    // The token worked once.
+    let o = join(&bcfg, port, &once);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"), "{o:?}");
+    // Expired.
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = join(&bcfg, port, &short);
+    assert!(!o.status.success(), "an expired token enrolled: {o:?}");
+    // A name already enrolled is refused without --force.
+    let o = cli(
+        &[
+            "fleet",
+            "join",
+            &format!("wss://127.0.0.1:{port}"),
+            "--token",
+            &twice,
+            "--name",
+            "web1",
+        ],
+        &bcfg,
+    );
+    assert!(!o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("409"), "{o:?}");
+    assert!(join(&bcfg, port, &twice).status.success());
+    // A token for another server (wrong fingerprint) fails the TLS pin.
+    let fake = format!("{}.{}", twice.rsplit_once('.').unwrap().0, "0".repeat(64));
+    let o = join(&ccfg, port, &fake);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fingerprint"),
+        "{o:?}"
+    );
+
+    // The agents connect; web2's key is tampered with: unknown, refused before the upgrade.
+    let ident = dir.path().join("web2/state/fleet/identity.json");
+    let mut id: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ident).unwrap()).unwrap();
+    id["key"] = "forged-key-forged-key".into();
+    std::fs::write(&ident, id.to_string()).unwrap();
+    let a = Proc::start(&acfg, dir.path().join("web1.err"));
+    let b = Proc::start(&bcfg, dir.path().join("web2.err"));
+    wait_for("web1 connected", 20.0, || {
+        agent(&agents(&scfg), "web1").is_some_and(|a| a["connected"] == true)
+    });
+    wait_for("web2 refused", 20.0, || b.log().contains("401"));
+    assert!(agent(&agents(&scfg), "web2").is_some_and(|a| a["connected"] == false));
+    // Secrets never reach the logs.
+    assert!(!b.log().contains("forged-key"));
+
+    // Revocation cuts the live connection at once and refuses the next.
+    let o = cli(&["fleet", "agents", "revoke", "web1"], &scfg);
+    assert!(o.status.success(), "{o:?}");
+    wait_for("web1 cut off", 5.0, || a.log().contains("revoked"));
+    wait_for("web1 refused after revocation", 20.0, || {
+        a.log().contains("401")
+    });
+    let list = agents(&scfg);
+    let w1 = list.iter().find(|x| x["name"] == "web1").unwrap();
+    assert_eq!(w1["revoked"], true);
+    assert_eq!(w1["connected"], false);
+    // Revoking an unknown name is an error.
+    assert!(!cli(&["fleet", "agents", "revoke", "nobody"], &scfg)
+        .status
+        .success());
+}
+
+fn writer(path: PathBuf, n: usize, chunk: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut i = 0;
+        while i < n {
+            let mut buf = String::new();
+            for _ in 0..chunk.min(n - i) {
+                let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+                buf.push_str(&sshd_failed(&ip, "root"));
+                buf.push('\n');
+                i += 1;
+            }
+            f.write_all(buf.as_bytes()).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+}
+
+fn local_events(agent_db: &Path) -> u64 {
+    let url = format!("sqlite:{}", agent_db.display());
+    let mut f = match palisade_store::fleet::open(&url) {
+        Ok(f) => f,
+        Err(_) => return 0,
+    };
+    f.local_head().unwrap_or(0) as u64
+}
+
+#[test]
+fn shipping_survives_kill9_of_agent_and_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("server/palisade.db").display());
+    ship_story(dir.path(), &url, 50_000, 5_000);
+}
+
+/// The same with the server's store on PostgreSQL (under scripts/with-postgres.sh; skipped
+/// without `PALISADE_TEST_PG_URL` unless `PALISADE_REQUIRE_PG=1`).
+#[cfg(feature = "postgres")]
+#[test]
+fn shipping_to_a_postgres_server_survives_kill9() {
+    let admin = match std::env::var("PALISADE_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("PALISADE_REQUIRE_PG").as_deref() != Ok("1"),
+                "PALISADE_REQUIRE_PG=1 but PALISADE_TEST_PG_URL is not set"
+            );
+            eprintln!("SKIP: PALISADE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let name = format!("palisade_fleet_ship_{}", std::process::id());
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "{sql}: {o:?}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    let url = format!("{base}/{name}");
+    let dir = tempfile::tempdir().unwrap();
+    ship_story(dir.path(), &url, 20_000, 2_000);
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+fn ship_story(dir: &Path, store_url: &str, lines: usize, more: usize) {
+    let port = free_port();
+    let scfg = server_cfg_store(dir, port, "", store_url);
+    let acfg = agent_cfg(dir, "web1", port, 1_000_000);
+    let t = token(&scfg, &[]);
+    let mut server = Proc::start(&scfg, dir.join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(join(&acfg, port, &t).status.success());
+    let aerr = dir.join("web1.err");
+    let mut agent_p = Proc::start(&acfg, aerr.clone());
+    wait_for("web1 connected", 20.0, || {
+        agent(&agents(&scfg), "web1").is_some_and(|a| a["connected"] == true)
+    });
+
+    // The lines are written; the agent is killed with SIGKILL meanwhile, then restarted.
+    let log = dir.join("web1/auth.log");
+    let w = writer(log.clone(), lines, 500);
+    let db = dir.join("web1/palisade.db");
+    wait_for("a third of the lines stored by the agent", 120.0, || {
+        local_events(&db) >= (lines / 3) as u64
+    });
+    agent_p.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    agent_p = Proc::start(&acfg, aerr.clone());
+    w.join().unwrap();
+    wait_for("every line at the server", 300.0, || {
+        events_of(&scfg, "web1") >= lines as u64
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let url = store_url.to_string();
+    let stored = palisade_store::fleet::open(&url)
+        .unwrap()
+        .host_event_count("web1")
+        .unwrap();
+    assert_eq!(stored, lines as u64, "lost or duplicated events");
+    assert_eq!(events_of(&scfg, "web1"), lines as u64);
+
+    // The server is killed; a backlog builds up at the agent; nothing is lost after restart.
+    server.kill9();
+    let before = local_events(&db);
+    let w = writer(log, more, 500);
+    w.join().unwrap();
+    wait_for("the backlog stored by the agent", 120.0, || {
+        local_events(&db) >= before + more as u64
+    });
+    server = Proc::start(&scfg, dir.join("server.err"));
+    wait_for("the backlog at the server", 300.0, || {
+        events_of(&scfg, "web1") >= (lines + more) as u64
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let stored = palisade_store::fleet::open(&url)
+        .unwrap()
+        .host_event_count("web1")
+        .unwrap();
+    assert_eq!(stored, (lines + more) as u64, "lost or duplicated events");
+    drop(agent_p);
+    drop(server);
+}
+
+/// An sshd failure line stamped by a host whose clock is `skew_secs` off.
+fn sshd_failed_at(ip: &str, skew_secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(skew_secs);
+    let z = t.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "{} web sshd[4242]: Failed password for invalid user admin from {ip} port 50522 ssh2",
+        z.strftime("%b %e %H:%M:%S")
+    )
+}
+
+/// Three agents, one of them with its clock 2 minutes behind (faketime; its log lines carry
+/// its own clock, as a real host's syslog would): each sees 2 failures of one address, under
+/// its own threshold of 3; the fleet jail (6 failures from 3 hosts within 1 minute) bans it on
+/// every agent. Without the clock-offset correction the skewed host's failures would fall
+/// outside the one-minute window. The skewed agent is flagged by `fleet agents`.
+#[test]
+fn slow_distributed_brute_force_is_banned_on_every_agent() {
+    if Command::new("faketime").arg("--help").output().is_err() {
+        assert!(
+            std::env::var("PALISADE_REQUIRE_FAKETIME").as_deref() != Ok("1"),
+            "PALISADE_REQUIRE_FAKETIME=1 but faketime is missing (scripts/install-deps.sh test installs it)"
+        );
+        eprintln!(
+            "SKIP: faketime is not installed (set PALISADE_REQUIRE_FAKETIME=1 to fail instead)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let scfg = server_cfg_with(
+        dir.path(),
+        port,
+        "[[fleet_jail]]\nname = \"fleet-ssh\"\njails = [\"sshd\"]\nmax_retry = 6\nfind_time = \"1m\"\nban_time = \"1h\"\nmin_hosts = 3\n",
+    );
+    let t = token(&scfg, &["--uses", "3"]);
+    let _server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let names = ["web1", "web2", "web3"];
+    let mut procs = Vec::new();
+    let mut cfgs = Vec::new();
+    let skew = |n: &str| if n == "web3" { -120 } else { 0 };
+    for n in names {
+        let c = agent_cfg(dir.path(), n, port, 3);
+        assert!(join(&c, port, &t).status.success());
+        let s = (skew(n) != 0).then_some("-120s");
+        procs.push(Proc::start_skewed(
+            &c,
+            dir.path().join(format!("{n}.err")),
+            s,
+        ));
+        cfgs.push(c);
+    }
+    wait_for("three agents connected", 30.0, || {
+        let l = agents(&scfg);
+        names
+            .iter()
+            .all(|n| agent(&l, n).is_some_and(|a| a["connected"] == true))
+    });
+    const Z: &str = "198.51.100.99";
+    let fleet_ban = |cfg: &Path| -> bool {
+        let o = cli(&["decisions", "list", "--json"], cfg);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|d| d["target"] == format!("{Z}/32") && d["origin"] == "fleet")
+    };
+    // The skewed agent's clock offset is measured (ping/pong) and flagged.
+    wait_for("web3's clock offset measured", 30.0, || {
+        agent(&agents(&scfg), "web3").is_some_and(|a| a["skewed"] == true)
+    });
+    let l = agents(&scfg);
+    let off = agent(&l, "web3").unwrap()["clock_offset_ms"]
+        .as_i64()
+        .unwrap();
+    assert!((-125_000..=-115_000).contains(&off), "offset {off} ms");
+    assert_eq!(agent(&l, "web1").unwrap()["skewed"], false);
+    for (i, n) in names.iter().enumerate() {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(format!("{n}/auth.log")))
+            .unwrap();
+        for _ in 0..2 {
+            writeln!(f, "{}", sshd_failed_at(Z, skew(n))).unwrap();
+        }
+        drop(f);
+        if i < 2 {
+            // Below the fleet threshold so far: no ban anywhere.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(cfgs.iter().all(|c| !fleet_ban(c)), "banned too early");
+        }
+    }
+    for c in &cfgs {
+        wait_for("the fleet ban on every agent", 20.0, || fleet_ban(c));
+    }
+    // No agent banned it locally: each saw 2 failures, under its own threshold of 3.
+    for c in &cfgs {
+        let o = cli(&["decisions", "list", "--json"], c);
+        let local = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|d| d["origin"] == "jail")
+            .count();
+        assert_eq!(local, 0);
+    }
+}
+
+/// The spool cap: with the server away, an agent keeps at most `spool_max_events` unshipped
+/// events, drops the oldest beyond (never bans) and reports the gap; the server counts it.
+#[test]
+fn spool_cap_drops_oldest_and_reports_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let scfg = server_cfg(dir.path(), port);
+    let acfg = agent_cfg_with(
+        dir.path(),
+        "web1",
+        port,
+        1_000_000,
+        "spool_max_events = 100",
+    );
+    let t = token(&scfg, &[]);
+    let mut server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the fleet listener", 20.0, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(join(&acfg, port, &t).status.success());
+    server.kill9();
+    let a = Proc::start(&acfg, dir.path().join("web1.err"));
+    wait_for("the agent's daemon running", 20.0, || {
+        a.log().contains("palisade running")
+    });
+    writer(dir.path().join("web1/auth.log"), 500, 100)
+        .join()
+        .unwrap();
+    let db = dir.path().join("web1/palisade.db");
+    wait_for("the agent stored the lines", 60.0, || {
+        local_events(&db) >= 500
+    });
+    wait_for("the spool cap applied", 60.0, || {
+        a.log().contains("spool cap")
+    });
+    let _server = Proc::start(&scfg, dir.path().join("server.err"));
+    wait_for("the agent reconnected and shipped", 60.0, || {
+        agent(&agents(&scfg), "web1").is_some_and(|x| x["events"] == 100 && x["gaps"] == 400)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let x = agents(&scfg);
+    let w = agent(&x, "web1").unwrap();
+    assert_eq!(
+        (w["events"].as_u64(), w["gaps"].as_u64()),
+        (Some(100), Some(400)),
+        "{w}"
+    );
+    assert_eq!(w["backlog"], 0);
+}
