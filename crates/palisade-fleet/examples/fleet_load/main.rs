@@ -718,7 +718,7 @@ async fn drain(
         "server_events_counted": stored,
         "agents_with_wrong_count": wrong,
         "exactly_once": stored == produced && wrong == 0,
-        "note": "drain = server listening again -> every agent's ack covers all it produced up to the restart (production continues meanwhile); agents reconnect with full-jitter backoff 1 s -> 60 s",
+        "note": "drain = server listening again -> every agent's ack covers all it produced up to the restart (production continues meanwhile); agents reconnect with the real agent's backoff (full jitter, cap 200 ms doubling to 30 s)",
     });
     Ok((v, server))
 }

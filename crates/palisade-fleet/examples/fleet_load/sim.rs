@@ -223,7 +223,8 @@ pub enum Cmd {
     Stop,
 }
 
-/// Reconnect backoff: full jitter over 1 s doubling to 60 s (the agents' policy).
+/// Reconnect backoff: full jitter over a cap doubling from 200 ms to 30 s, plus 100 ms (the
+/// real agent's policy in `palisade_fleet::agent`).
 #[derive(Clone, Copy)]
 pub struct Backoff {
     pub base: Duration,
@@ -233,8 +234,8 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(60),
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(30),
         }
     }
 }
@@ -368,9 +369,9 @@ impl Agent {
                             let cap = self
                                 .backoff
                                 .base
-                                .saturating_mul(1u32 << attempt.min(16))
+                                .saturating_mul(1u32 << (attempt + 1).min(8))
                                 .min(self.backoff.max);
-                            cap.mul_f64(self.rng.unit())
+                            Duration::from_millis(100) + cap.mul_f64(self.rng.unit())
                         }
                     };
                     attempt = attempt.saturating_add(1);
