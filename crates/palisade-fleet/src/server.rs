@@ -9,7 +9,7 @@
 //! clock offset, checksums are compared with the agent's expected ban set (a mismatch gets a
 //! snapshot).
 //!
-//! One task polls the store every second: new ban log entries (appended by this process,
+//! One task polls the store every 500 ms: new ban log entries (appended by this process,
 //! or by another one such as a CLI) are broadcast to the sessions, and revoked agents'
 //! sessions are cut. An append by this process wakes it at once.
 
@@ -190,12 +190,16 @@ pub fn spawn(
     })
 }
 
-/// Broadcasts new log entries and cuts revoked agents, every second or when woken.
+/// How often the server reads the ban log head (entries appended by another process, such as
+/// `palisade fleet block`, are pushed within this).
+const LOG_POLL: Duration = Duration::from_millis(500);
+
+/// Broadcasts new log entries and cuts revoked agents, every [`LOG_POLL`] or when woken.
 async fn poller(shared: Arc<Shared>, mut sent: i64) {
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(LOG_POLL) => {}
         }
         loop {
             match with_store(&shared.store, |s| s.log_since(sent, MAX_BANS as u32)) {
@@ -377,7 +381,7 @@ fn for_agent(e: &FleetLogEntry, name: &str) -> bool {
 
 /// The fleet ban set an agent should hold now: targets.
 fn expected_set(shared: &Shared, name: &str) -> Result<Vec<FleetLogEntry>, String> {
-    with_store(&shared.store, |s| s.active_bans(crate::now()))
+    with_store(&shared.store, |s| s.active_bans_for(crate::now(), name))
         .map(|v| v.into_iter().filter(|e| for_agent(e, name)).collect())
         .map_err(|e| e.to_string())
 }

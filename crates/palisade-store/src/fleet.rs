@@ -207,6 +207,15 @@ pub trait FleetStore: Send {
     /// Fleet bans in force at `now`: per target the latest entry, when it is a ban not
     /// expired.
     fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError>;
+    /// Appends several entries in ONE transaction (all or none); returns their sequences.
+    fn log_append_all(&mut self, entries: &[FleetLogEntry]) -> Result<Vec<i64>, StoreError>;
+    /// Fleet bans in force at `now` for the agent `name`: per target the latest entry whose
+    /// scope includes the agent, when it is a ban not expired.
+    fn active_bans_for(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+    ) -> Result<Vec<FleetLogEntry>, StoreError>;
 }
 
 /// Opens (and migrates) the fleet tables of the store `url` names.
@@ -684,6 +693,37 @@ fn q_active_bans(db: &mut dyn Sql, now: Timestamp) -> Result<Vec<FleetLogEntry>,
     .collect()
 }
 
+fn q_active_bans_for(
+    db: &mut dyn Sql,
+    now: Timestamp,
+    name: &str,
+) -> Result<Vec<FleetLogEntry>, StoreError> {
+    // Candidates: unscoped entries and those whose JSON scope contains the quoted name (a
+    // superset: LIKE wildcards in a name only add rows, which `applies_to` then drops).
+    let quoted = serde_json::to_string(name).expect("a string serialises");
+    let rows = db.rows(
+        &format!(
+            "SELECT {LOG_COLS} FROM fleet_decisions
+             WHERE scope IS NULL OR scope LIKE $1 ORDER BY seq"
+        ),
+        &[Val::T(format!("%{quoted}%"))],
+    )?;
+    let mut latest: std::collections::HashMap<IpNet, FleetLogEntry> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        let e = log_row(r)?;
+        if e.applies_to(name) {
+            latest.insert(e.target, e);
+        }
+    }
+    let mut out: Vec<FleetLogEntry> = latest
+        .into_values()
+        .filter(|e| e.action == "ban" && e.expires.is_none_or(|t| t > now))
+        .collect();
+    out.sort_by_key(|e| e.seq);
+    Ok(out)
+}
+
 /// The trait over a [`Sql`] connection: every method but `ingest`, which needs the backend's
 /// own event writer.
 macro_rules! fleet_common {
@@ -816,6 +856,18 @@ macro_rules! fleet_common {
         }
         fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError> {
             q_active_bans(&mut $db(self)?, now)
+        }
+        fn log_append_all(&mut self, entries: &[FleetLogEntry]) -> Result<Vec<i64>, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                entries.iter().map(|e| q_log_append(db, e)).collect()
+            })
+        }
+        fn active_bans_for(
+            &mut self,
+            now: Timestamp,
+            name: &str,
+        ) -> Result<Vec<FleetLogEntry>, StoreError> {
+            q_active_bans_for(&mut $db(self)?, now, name)
         }
     };
 }
