@@ -105,6 +105,78 @@ impl FleetLogEntry {
     }
 }
 
+/// An agent counts as connected when the server saw it within this (3 of its 5 s pings).
+pub const CONNECTED_WITHIN_US: i64 = 15_000_000;
+/// A clock offset beyond this (ms) is flagged `skewed`.
+pub const SKEW_LIMIT_MS: i64 = 30_000;
+
+/// One line of `palisade fleet agents` (and of `GET /api/v1/fleet/agents`).
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct AgentReport {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub id: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Revoked.
+    pub revoked: bool,
+    /// Last seen (RFC 3339), if ever.
+    pub last_seen: Option<String>,
+    /// Palisade version.
+    pub version: String,
+    /// Protocol version of its connection.
+    pub protocol: u16,
+    /// Events received.
+    pub events: u64,
+    /// Events it has that the server has not stored yet (as last reported).
+    pub backlog: u64,
+    /// Events it dropped (spool cap).
+    pub gaps: u64,
+    /// Its clock minus the server's (ms), if measured.
+    pub clock_offset_ms: Option<i64>,
+    /// |offset| over 30 s.
+    pub skewed: bool,
+    /// Fleet ban log cursor it applied.
+    pub ban_cursor: u64,
+}
+
+impl AgentReport {
+    /// From a stored agent at `now` (connected = the server says so and saw it recently).
+    pub fn of(a: &FleetAgent, now: Timestamp) -> AgentReport {
+        let recent = a
+            .last_seen
+            .is_some_and(|t| now.0 - t.0 <= CONNECTED_WITHIN_US);
+        AgentReport {
+            name: a.name.clone(),
+            id: a.id.clone(),
+            connected: a.connected && recent && !a.revoked,
+            revoked: a.revoked,
+            last_seen: a.last_seen.map(|t| t.to_string()),
+            version: a.version.clone(),
+            protocol: a.protocol,
+            events: a.events,
+            backlog: a.head_seq.saturating_sub(a.acked_seq),
+            gaps: a.gaps,
+            clock_offset_ms: a.clock_offset_ms,
+            skewed: a.clock_offset_ms.is_some_and(|o| o.abs() > SKEW_LIMIT_MS),
+            ban_cursor: a.ban_cursor,
+        }
+    }
+}
+
+/// Every agent (revoked ones included), by name, as reported at `now`.
+pub fn agent_reports(
+    store: &mut dyn FleetStore,
+    now: Timestamp,
+) -> Result<Vec<AgentReport>, StoreError> {
+    Ok(store
+        .agents()?
+        .iter()
+        .map(|a| AgentReport::of(a, now))
+        .collect())
+}
+
 /// Why an enrollment was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnrollRefused {
