@@ -379,16 +379,18 @@ fn for_agent(e: &FleetLogEntry, name: &str) -> bool {
     e.applies_to(name) && e.origin.as_deref() != Some(name)
 }
 
-/// The fleet ban set an agent should hold now: targets.
-fn expected_set(shared: &Shared, name: &str) -> Result<Vec<FleetLogEntry>, String> {
-    with_store(&shared.store, |s| s.active_bans_for(crate::now(), name))
-        .map(|v| v.into_iter().filter(|e| for_agent(e, name)).collect())
-        .map_err(|e| e.to_string())
+/// The fleet ban set an agent should hold now, having applied the log up to `upto`.
+fn expected_set(shared: &Shared, name: &str, upto: i64) -> Result<Vec<FleetLogEntry>, String> {
+    with_store(&shared.store, |s| {
+        s.active_bans_for(crate::now(), name, upto)
+    })
+    .map(|v| v.into_iter().filter(|e| for_agent(e, name)).collect())
+    .map_err(|e| e.to_string())
 }
 
 async fn send_snapshot(shared: &Shared, ws: &mut Ws, v: u16, name: &str) -> Result<u64, String> {
     let head = with_store(&shared.store, |s| s.log_head()).map_err(|e| e.to_string())?;
-    let set = expected_set(shared, name)?;
+    let set = expected_set(shared, name, head)?;
     let bans: Vec<BanEntry> = set.iter().map(to_wire).collect();
     let mut parts = bans.chunks(MAX_BANS).peekable();
     if parts.peek().is_none() {
@@ -629,7 +631,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                         }
                         AgentMsg::Checksum { cursor: c, count, sum } => {
                             if v < V_CHECKSUM { continue; }
-                            let set = expected_set(&shared, &name)?;
+                            // As of the cursor it reports: entries still on their way to it
+                            // (appended after) are not held against it.
+                            let set = expected_set(&shared, &name, i64::try_from(c).unwrap_or(i64::MAX))?;
                             let text = palisade_proto::fleet::ban_set_text(set.iter().map(|e| &e.target));
                             let want = crate::ident::sha256_hex(text.as_bytes());
                             let _ = with_store(&shared.store, |s| s.agent_update(&id, &AgentUpdate { ban_cursor: Some(c), last_seen: Some(crate::now()), ..Default::default() }));

@@ -281,12 +281,14 @@ pub trait FleetStore: Send {
     fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError>;
     /// Appends several entries in ONE transaction (all or none); returns their sequences.
     fn log_append_all(&mut self, entries: &[FleetLogEntry]) -> Result<Vec<i64>, StoreError>;
-    /// Fleet bans in force at `now` for the agent `name`: per target the latest entry whose
-    /// scope includes the agent, when it is a ban not expired.
+    /// Fleet bans in force at `now` for the agent `name` as of the log entry `upto`: per
+    /// target the latest entry with seq <= `upto` whose scope includes the agent, when it is a
+    /// ban not expired.
     fn active_bans_for(
         &mut self,
         now: Timestamp,
         name: &str,
+        upto: i64,
     ) -> Result<Vec<FleetLogEntry>, StoreError>;
 }
 
@@ -769,6 +771,7 @@ fn q_active_bans_for(
     db: &mut dyn Sql,
     now: Timestamp,
     name: &str,
+    upto: i64,
 ) -> Result<Vec<FleetLogEntry>, StoreError> {
     // Candidates: unscoped entries and those whose JSON scope contains the quoted name (a
     // superset: LIKE wildcards in a name only add rows, which `applies_to` then drops).
@@ -776,9 +779,9 @@ fn q_active_bans_for(
     let rows = db.rows(
         &format!(
             "SELECT {LOG_COLS} FROM fleet_decisions
-             WHERE scope IS NULL OR scope LIKE $1 ORDER BY seq"
+             WHERE seq <= $2 AND (scope IS NULL OR scope LIKE $1) ORDER BY seq"
         ),
-        &[Val::T(format!("%{quoted}%"))],
+        &[Val::T(format!("%{quoted}%")), Val::I(upto)],
     )?;
     let mut latest: std::collections::HashMap<IpNet, FleetLogEntry> =
         std::collections::HashMap::new();
@@ -938,8 +941,9 @@ macro_rules! fleet_common {
             &mut self,
             now: Timestamp,
             name: &str,
+            upto: i64,
         ) -> Result<Vec<FleetLogEntry>, StoreError> {
-            q_active_bans_for(&mut $db(self)?, now, name)
+            q_active_bans_for(&mut $db(self)?, now, name, upto)
         }
     };
 }

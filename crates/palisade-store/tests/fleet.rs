@@ -257,7 +257,7 @@ fn story(url: &str) {
     assert_eq!(seqs.len(), 2);
     assert!(seqs[0] > s5 && seqs[1] > seqs[0]);
     let targets = |f: &mut Box<dyn palisade_store::fleet::FleetStore>, n: &str| -> Vec<String> {
-        f.active_bans_for(now, n)
+        f.active_bans_for(now, n, i64::MAX)
             .unwrap()
             .iter()
             .map(|e| e.target.to_string())

@@ -699,12 +699,16 @@ fn fleet_block_reaches_only_the_scoped_agents() {
     }
     assert_eq!(fleet_targets(&cfgs[1]), vec!["192.0.2.77/32".to_string()]);
     // And it stays so across checksum rounds (the expectation excludes out-of-scope bans:
-    // web1 is not resynced away from its scoped bans, web2 is not given them). A checksum
-    // sent while a push was in flight may have mismatched before; none may from now on.
-    let mismatches = || server.log().matches("checksum mismatch").count();
-    let before = mismatches();
+    // web1 is not resynced away from its scoped bans, web2 is not given them; a checksum sent
+    // while a push is in flight is compared as of the cursor it reports): no mismatch at all.
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(mismatches(), before, "{}", server.log());
+    // (The server logs at info level, where a mismatch would show.)
+    assert!(server.log().contains("fleet: agent connected"));
+    assert!(
+        !server.log().contains("checksum mismatch"),
+        "{}",
+        server.log()
+    );
     assert_eq!(fleet_targets(&cfgs[1]), vec!["192.0.2.77/32".to_string()]);
     let mut t1 = fleet_targets(&cfgs[0]);
     t1.sort();
