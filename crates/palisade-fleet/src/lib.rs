@@ -55,7 +55,11 @@ pub const CREDIT: u32 = 4;
 pub const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// Clock offsets beyond this are flagged (`skewed`).
-pub const SKEW_LIMIT_MS: i64 = 30_000;
+pub use palisade_store::fleet::SKEW_LIMIT_MS;
+const _: () = assert!(
+    palisade_store::fleet::CONNECTED_WITHIN_US == 3 * PING_EVERY.as_micros() as i64,
+    "`fleet agents` counts an agent connected for 3 pings"
+);
 
 /// Wall-clock now.
 pub fn now() -> Timestamp {

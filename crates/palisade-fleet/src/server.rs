@@ -9,7 +9,7 @@
 //! clock offset, checksums are compared with the agent's expected ban set (a mismatch gets a
 //! snapshot).
 //!
-//! One task polls the store every second: new ban log entries (appended by this process,
+//! One task polls the store every 500 ms: new ban log entries (appended by this process,
 //! or by another one such as a CLI) are broadcast to the sessions, and revoked agents'
 //! sessions are cut. An append by this process wakes it at once.
 
@@ -190,12 +190,16 @@ pub fn spawn(
     })
 }
 
-/// Broadcasts new log entries and cuts revoked agents, every second or when woken.
+/// How often the server reads the ban log head (entries appended by another process, such as
+/// `palisade fleet block`, are pushed within this).
+const LOG_POLL: Duration = Duration::from_millis(500);
+
+/// Broadcasts new log entries and cuts revoked agents, every [`LOG_POLL`] or when woken.
 async fn poller(shared: Arc<Shared>, mut sent: i64) {
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(LOG_POLL) => {}
         }
         loop {
             match with_store(&shared.store, |s| s.log_since(sent, MAX_BANS as u32)) {
@@ -375,16 +379,18 @@ fn for_agent(e: &FleetLogEntry, name: &str) -> bool {
     e.applies_to(name) && e.origin.as_deref() != Some(name)
 }
 
-/// The fleet ban set an agent should hold now: targets.
-fn expected_set(shared: &Shared, name: &str) -> Result<Vec<FleetLogEntry>, String> {
-    with_store(&shared.store, |s| s.active_bans(crate::now()))
-        .map(|v| v.into_iter().filter(|e| for_agent(e, name)).collect())
-        .map_err(|e| e.to_string())
+/// The fleet ban set an agent should hold now, having applied the log up to `upto`.
+fn expected_set(shared: &Shared, name: &str, upto: i64) -> Result<Vec<FleetLogEntry>, String> {
+    with_store(&shared.store, |s| {
+        s.active_bans_for(crate::now(), name, upto)
+    })
+    .map(|v| v.into_iter().filter(|e| for_agent(e, name)).collect())
+    .map_err(|e| e.to_string())
 }
 
 async fn send_snapshot(shared: &Shared, ws: &mut Ws, v: u16, name: &str) -> Result<u64, String> {
     let head = with_store(&shared.store, |s| s.log_head()).map_err(|e| e.to_string())?;
-    let set = expected_set(shared, name)?;
+    let set = expected_set(shared, name, head)?;
     let bans: Vec<BanEntry> = set.iter().map(to_wire).collect();
     let mut parts = bans.chunks(MAX_BANS).peekable();
     if parts.peek().is_none() {
@@ -625,7 +631,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                         }
                         AgentMsg::Checksum { cursor: c, count, sum } => {
                             if v < V_CHECKSUM { continue; }
-                            let set = expected_set(&shared, &name)?;
+                            // As of the cursor it reports: entries still on their way to it
+                            // (appended after) are not held against it.
+                            let set = expected_set(&shared, &name, i64::try_from(c).unwrap_or(i64::MAX))?;
                             let text = palisade_proto::fleet::ban_set_text(set.iter().map(|e| &e.target));
                             let want = crate::ident::sha256_hex(text.as_bytes());
                             let _ = with_store(&shared.store, |s| s.agent_update(&id, &AgentUpdate { ban_cursor: Some(c), last_seen: Some(crate::now()), ..Default::default() }));

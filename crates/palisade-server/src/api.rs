@@ -45,6 +45,7 @@ pub(crate) struct Inner {
     pub auth: AuthState,
     pub stats: StatsCache,
     pub audit: crate::audit::AuditDb,
+    pub fleet: crate::fleet::FleetDb,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -107,6 +108,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/audit/findings", get(crate::audit::findings))
         .route("/audit/events", get(crate::audit::events))
         .route("/audit/runs", get(crate::audit::runs))
+        .route("/fleet/agents", get(crate::fleet::agents))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let api = protected
         .route("/auth/login", post(login))

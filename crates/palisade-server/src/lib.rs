@@ -25,6 +25,7 @@ mod audit;
 pub mod auth;
 mod control;
 mod error;
+mod fleet;
 pub use palisade_geo as geo;
 mod openapi;
 mod pool;
@@ -235,6 +236,7 @@ pub fn spawn(
         ),
         stats: stats::StatsCache::new(cfg.stats_ttl),
         audit: audit::AuditDb::new(store_url.clone()),
+        fleet: fleet::FleetDb::new(store_url.clone()),
         shutdown: stop_rx.clone(),
     });
     let app = api::router(state);

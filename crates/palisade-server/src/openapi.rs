@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::{api, audit};
+use crate::{api, audit, fleet};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -36,15 +36,16 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "Palisade API",
-        description = "Events, decisions, addresses, statistics, allowlist, live feed and cloud \
-                       audit of a Palisade intrusion-prevention daemon.",
+        description = "Events, decisions, addresses, statistics, allowlist, live feed, cloud \
+                       audit and fleet agents of a Palisade intrusion-prevention daemon.",
         license(name = "Apache-2.0")
     ),
     paths(
         api::health, api::login, api::logout, api::me, api::events, api::decisions, api::ban,
         api::delete_decision, api::unban, api::ip_detail, api::stats_handler, api::allowlist,
         api::allowlist_add, api::allowlist_delete, api::jails, api::meta, api::feed,
-        api::openapi_json, api::metrics, audit::findings, audit::events, audit::runs
+        api::openapi_json, api::metrics, audit::findings, audit::events, audit::runs,
+        fleet::agents
     ),
     modifiers(&Security),
     tags(
@@ -57,6 +58,7 @@ impl Modify for Security {
         (name = "jails", description = "Jails of the running daemon"),
         (name = "feed", description = "Live feed"),
         (name = "audit", description = "Cloud audit: open findings, their history, runs"),
+        (name = "fleet", description = "Fleet server: its agents"),
         (name = "system", description = "Health, metadata, metrics")
     )
 )]

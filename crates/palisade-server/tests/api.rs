@@ -922,6 +922,7 @@ fn openapi_document_is_valid_and_complete() {
         ("/api/v1/audit/findings", &["get"]),
         ("/api/v1/audit/events", &["get"]),
         ("/api/v1/audit/runs", &["get"]),
+        ("/api/v1/fleet/agents", &["get"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -1211,4 +1212,60 @@ fn audit_findings_history_with_diff_and_runs() {
     assert_eq!(runs[1]["accounts"], json!(["123456789012"]));
     let r = get(&e, "/api/v1/audit/runs?limit=1", auth).json();
     assert_eq!(r["items"].as_array().unwrap().len(), 1);
+}
+
+/// `GET /api/v1/fleet/agents`: the fleet server's agents with the fields of
+/// `palisade fleet agents --json` (the same report), for a read-only token too.
+#[test]
+fn fleet_agents_lists_the_enrolled_agents() {
+    use palisade_store::fleet::AgentUpdate;
+    let e = env();
+    let read = format!("Bearer {}", token(&e, "read"));
+    let auth = ("Authorization", read.as_str());
+    // No agents yet (not a fleet server): an empty list.
+    let r = get(&e, "/api/v1/fleet/agents", auth);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["items"], serde_json::json!([]));
+    assert_eq!(
+        request(e.addr, "GET", "/api/v1/fleet/agents", &[], None).status,
+        401
+    );
+    let mut f = palisade_store::fleet::open(&e.url).unwrap();
+    let t0 = palisade_core::Timestamp::from_secs(1_000_000);
+    f.token_add("h", 2, None, t0).unwrap();
+    for (name, id) in [("web2", "b2"), ("web1", "a1")] {
+        f.enroll("h", name, id, "k", t0, false).unwrap().unwrap();
+    }
+    f.agent_update(
+        "a1",
+        &AgentUpdate {
+            connected: Some(true),
+            last_seen: Some(t0),
+            version: Some("9.9.9".into()),
+            protocol: Some(2),
+            head_seq: Some(7),
+            clock_offset_ms: Some(-45_000),
+            ban_cursor: Some(3),
+        },
+    )
+    .unwrap();
+    f.revoke("web2").unwrap();
+    let r = get(&e, "/api/v1/fleet/agents", auth);
+    assert_eq!(r.status, 200);
+    let items = r.json()["items"].clone();
+    let now = palisade_core::Clock::now(&palisade_core::SystemClock);
+    let want = serde_json::to_value(palisade_store::fleet::agent_reports(f.as_mut(), now).unwrap())
+        .unwrap();
+    assert_eq!(items, want);
+    let a = &items[0];
+    assert_eq!(a["name"], "web1");
+    assert_eq!(a["version"], "9.9.9");
+    assert_eq!(a["backlog"], 7);
+    assert_eq!(a["skewed"], true);
+    // Last seen long ago: not connected whatever the row says.
+    assert_eq!(a["connected"], false);
+    assert_eq!(a["ban_cursor"], 3);
+    assert_eq!(items[1]["name"], "web2");
+    assert_eq!(items[1]["revoked"], true);
+    assert!(a.get("key_hash").is_none());
 }

@@ -105,6 +105,78 @@ impl FleetLogEntry {
     }
 }
 
+/// An agent counts as connected when the server saw it within this (3 of its 5 s pings).
+pub const CONNECTED_WITHIN_US: i64 = 15_000_000;
+/// A clock offset beyond this (ms) is flagged `skewed`.
+pub const SKEW_LIMIT_MS: i64 = 30_000;
+
+/// One line of `palisade fleet agents` (and of `GET /api/v1/fleet/agents`).
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct AgentReport {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub id: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Revoked.
+    pub revoked: bool,
+    /// Last seen (RFC 3339), if ever.
+    pub last_seen: Option<String>,
+    /// Palisade version.
+    pub version: String,
+    /// Protocol version of its connection.
+    pub protocol: u16,
+    /// Events received.
+    pub events: u64,
+    /// Events it has that the server has not stored yet (as last reported).
+    pub backlog: u64,
+    /// Events it dropped (spool cap).
+    pub gaps: u64,
+    /// Its clock minus the server's (ms), if measured.
+    pub clock_offset_ms: Option<i64>,
+    /// |offset| over 30 s.
+    pub skewed: bool,
+    /// Fleet ban log cursor it applied.
+    pub ban_cursor: u64,
+}
+
+impl AgentReport {
+    /// From a stored agent at `now` (connected = the server says so and saw it recently).
+    pub fn of(a: &FleetAgent, now: Timestamp) -> AgentReport {
+        let recent = a
+            .last_seen
+            .is_some_and(|t| now.0 - t.0 <= CONNECTED_WITHIN_US);
+        AgentReport {
+            name: a.name.clone(),
+            id: a.id.clone(),
+            connected: a.connected && recent && !a.revoked,
+            revoked: a.revoked,
+            last_seen: a.last_seen.map(|t| t.to_string()),
+            version: a.version.clone(),
+            protocol: a.protocol,
+            events: a.events,
+            backlog: a.head_seq.saturating_sub(a.acked_seq),
+            gaps: a.gaps,
+            clock_offset_ms: a.clock_offset_ms,
+            skewed: a.clock_offset_ms.is_some_and(|o| o.abs() > SKEW_LIMIT_MS),
+            ban_cursor: a.ban_cursor,
+        }
+    }
+}
+
+/// Every agent (revoked ones included), by name, as reported at `now`.
+pub fn agent_reports(
+    store: &mut dyn FleetStore,
+    now: Timestamp,
+) -> Result<Vec<AgentReport>, StoreError> {
+    Ok(store
+        .agents()?
+        .iter()
+        .map(|a| AgentReport::of(a, now))
+        .collect())
+}
+
 /// Why an enrollment was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnrollRefused {
@@ -207,6 +279,17 @@ pub trait FleetStore: Send {
     /// Fleet bans in force at `now`: per target the latest entry, when it is a ban not
     /// expired.
     fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError>;
+    /// Appends several entries in ONE transaction (all or none); returns their sequences.
+    fn log_append_all(&mut self, entries: &[FleetLogEntry]) -> Result<Vec<i64>, StoreError>;
+    /// Fleet bans in force at `now` for the agent `name` as of the log entry `upto`: per
+    /// target the latest entry with seq <= `upto` whose scope includes the agent, when it is a
+    /// ban not expired.
+    fn active_bans_for(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        upto: i64,
+    ) -> Result<Vec<FleetLogEntry>, StoreError>;
 }
 
 /// Opens (and migrates) the fleet tables of the store `url` names.
@@ -684,6 +767,38 @@ fn q_active_bans(db: &mut dyn Sql, now: Timestamp) -> Result<Vec<FleetLogEntry>,
     .collect()
 }
 
+fn q_active_bans_for(
+    db: &mut dyn Sql,
+    now: Timestamp,
+    name: &str,
+    upto: i64,
+) -> Result<Vec<FleetLogEntry>, StoreError> {
+    // Candidates: unscoped entries and those whose JSON scope contains the quoted name (a
+    // superset: LIKE wildcards in a name only add rows, which `applies_to` then drops).
+    let quoted = serde_json::to_string(name).expect("a string serialises");
+    let rows = db.rows(
+        &format!(
+            "SELECT {LOG_COLS} FROM fleet_decisions
+             WHERE seq <= $2 AND (scope IS NULL OR scope LIKE $1) ORDER BY seq"
+        ),
+        &[Val::T(format!("%{quoted}%")), Val::I(upto)],
+    )?;
+    let mut latest: std::collections::HashMap<IpNet, FleetLogEntry> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        let e = log_row(r)?;
+        if e.applies_to(name) {
+            latest.insert(e.target, e);
+        }
+    }
+    let mut out: Vec<FleetLogEntry> = latest
+        .into_values()
+        .filter(|e| e.action == "ban" && e.expires.is_none_or(|t| t > now))
+        .collect();
+    out.sort_by_key(|e| e.seq);
+    Ok(out)
+}
+
 /// The trait over a [`Sql`] connection: every method but `ingest`, which needs the backend's
 /// own event writer.
 macro_rules! fleet_common {
@@ -816,6 +931,19 @@ macro_rules! fleet_common {
         }
         fn active_bans(&mut self, now: Timestamp) -> Result<Vec<FleetLogEntry>, StoreError> {
             q_active_bans(&mut $db(self)?, now)
+        }
+        fn log_append_all(&mut self, entries: &[FleetLogEntry]) -> Result<Vec<i64>, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                entries.iter().map(|e| q_log_append(db, e)).collect()
+            })
+        }
+        fn active_bans_for(
+            &mut self,
+            now: Timestamp,
+            name: &str,
+            upto: i64,
+        ) -> Result<Vec<FleetLogEntry>, StoreError> {
+            q_active_bans_for(&mut $db(self)?, now, name, upto)
         }
     };
 }

@@ -23,7 +23,10 @@ fn ev(t: i64, ip: &str) -> Event {
 
 fn story(url: &str) {
     let mut main = palisade_store::open(url).unwrap();
-    assert_eq!(main.schema_version().unwrap(), 5);
+    assert!(
+        main.schema_version().unwrap() >= 5,
+        "the fleet tables came with schema 5"
+    );
     let mut f = fleet::open(url).unwrap();
     let now = Timestamp::from_secs(1_000_000);
     // Fleet decisions are stored with origin "fleet" (the CHECK constraint knows it).
@@ -244,6 +247,40 @@ fn story(url: &str) {
         .collect();
     // 203.0.113.7 unbanned, 198.51.100.1 expired; the /24 stored canonical.
     assert_eq!(active, vec!["203.0.113.0/24", "192.0.2.50/32"]);
+
+    // Scoped entries appended together; per agent, the latest entry in ITS scope counts.
+    let mut a = entry("ban", "192.0.2.60/32", None);
+    a.scope = Some(vec!["web1".into(), "web3".into()]);
+    let mut b = entry("ban", "192.0.2.50/32", None);
+    b.scope = Some(vec!["web_".into()]);
+    let seqs = f.log_append_all(&[a, b]).unwrap();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] > s5 && seqs[1] > seqs[0]);
+    let targets = |f: &mut Box<dyn palisade_store::fleet::FleetStore>, n: &str| -> Vec<String> {
+        f.active_bans_for(now, n, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.target.to_string())
+            .collect()
+    };
+    assert_eq!(
+        targets(&mut f, "web1"),
+        vec!["203.0.113.0/24", "192.0.2.60/32"]
+    );
+    // web2 keeps its own ban of 192.0.2.50 though a later entry is scoped to `web_` only
+    // (a LIKE wildcard that must not match web2).
+    assert_eq!(
+        targets(&mut f, "web2"),
+        vec!["203.0.113.0/24", "192.0.2.50/32"]
+    );
+    assert_eq!(
+        targets(&mut f, "web_"),
+        vec!["203.0.113.0/24", "192.0.2.50/32"]
+    );
+    assert_eq!(
+        targets(&mut f, "web3"),
+        vec!["203.0.113.0/24", "192.0.2.60/32"]
+    );
 }
 
 #[test]

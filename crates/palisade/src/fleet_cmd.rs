@@ -42,6 +42,22 @@ pub enum FleetCmd {
         #[command(subcommand)]
         cmd: Option<AgentsCmd>,
     },
+    /// Push a reviewed block list (one address or CIDR a line, `#` comments) as fleet bans
+    /// to the named agents (default: all). Appended to the server's fleet ban log in one
+    /// transaction; the running server pushes them within a second.
+    Block {
+        /// The reviewed list.
+        file: PathBuf,
+        /// Agents it applies to, comma-separated (default: every agent).
+        #[arg(long, value_delimiter = ',')]
+        agents: Option<Vec<String>>,
+        /// How long the bans last (`1d`, `12h`; default: until lifted).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why (shown in the agents' decisions).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +146,47 @@ pub fn run_cmd(cfg: &Config, cmd: FleetCmd) -> Result<ExitCode> {
             let mut store = fleet_store(cfg)?;
             palisade_fleet::admin::revoke(store.as_mut(), &name)?;
             println!("revoked agent {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        FleetCmd::Block {
+            file,
+            agents,
+            duration,
+            reason,
+        } => {
+            let duration = duration
+                .map(|d| {
+                    palisade_config::parse_duration(&d)
+                        .map_err(|e| anyhow::anyhow!("--duration {d:?}: {e}"))
+                })
+                .transpose()?;
+            let f = std::fs::File::open(&file).with_context(|| format!("{}", file.display()))?;
+            let mut text = String::new();
+            use std::io::Read;
+            f.take(palisade_fleet::admin::BLOCK_FILE_MAX + 1)
+                .read_to_string(&mut text)
+                .with_context(|| format!("{}", file.display()))?;
+            if text.len() as u64 > palisade_fleet::admin::BLOCK_FILE_MAX {
+                bail!(
+                    "{}: larger than {} bytes",
+                    file.display(),
+                    palisade_fleet::admin::BLOCK_FILE_MAX
+                );
+            }
+            let targets =
+                palisade_fleet::admin::parse_block_list(&text, &file.display().to_string())?;
+            let reason =
+                reason.unwrap_or_else(|| format!("reviewed block list {}", file.display()));
+            let mut store = fleet_store(cfg)?;
+            let n = palisade_fleet::admin::block(
+                store.as_mut(),
+                &targets,
+                agents.as_deref(),
+                duration,
+                &reason,
+            )?;
+            let to = agents.map_or_else(|| "all agents".to_string(), |a| a.join(", "));
+            println!("appended {n} fleet ban(s) for {to}");
             Ok(ExitCode::SUCCESS)
         }
         FleetCmd::Agents { json, cmd: None } => {
