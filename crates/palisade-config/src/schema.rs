@@ -120,7 +120,8 @@ pub struct StoreSection {
     pub password_file: Option<String>,
     /// How long events are kept (`"90d"`); older ones are removed by whole UTC days, hourly
     /// and at start. Totals per address (events, failures, bans) are kept forever. `0` keeps
-    /// events forever. At least one day and the longest jail `find_time`.
+    /// events forever. At least one day and the longest jail `find_time` (the default 90
+    /// days is raised to the longest `find_time` when that is longer).
     pub retention: Dur,
 }
 
@@ -498,11 +499,19 @@ pub(crate) fn validate(
             .jails
             .iter()
             .map(|j| j.find_time.map_or(cfg.defaults.find_time.0, |d| d.0))
+            .chain(
+                cfg.fleet_jails
+                    .iter()
+                    .map(|j| j.find_time.map_or(cfg.defaults.find_time.0, |d| d.0)),
+            )
             .chain([cfg.defaults.find_time.0])
             .max()
             .unwrap_or_default();
         let floor = longest_find_time.max(Duration::from_secs(86400));
-        if retention < floor {
+        if retention == DEFAULT_RETENTION && retention < floor {
+            // The default (not written in the file) follows the longest find_time.
+            cfg.store.retention = Dur(floor);
+        } else if retention < floor {
             problems.push(loc.nowhere(format!(
                 "[store] retention of {} s is shorter than {} s (one day, and the longest find_time, whose events a restart counts again); use 0 to keep events forever",
                 retention.as_secs(),

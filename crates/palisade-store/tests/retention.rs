@@ -495,14 +495,13 @@ mod pg {
                     4,
                     include_str!("../migrations/postgres/0004_source_positions.sql"),
                 ),
+                // Fleet mode's version 5 adds `host` before this conversion: the value survives.
+                (5, include_str!("../migrations/postgres/0005_fleet.sql")),
             ] {
                 c.batch_execute(sql).unwrap();
                 c.execute("INSERT INTO schema_version VALUES ($1, 0)", &[&v])
                     .unwrap();
             }
-            // Fleet mode's version 5 adds `host` before this conversion: the value survives.
-            c.batch_execute("ALTER TABLE events ADD COLUMN host TEXT")
-                .unwrap();
             // 300 events over 3 days and 3 addresses, as a version-4 store wrote them (the
             // triggers fill the hourly and per-address rollups).
             for i in 0..300i64 {
