@@ -1,6 +1,14 @@
 use super::*;
 use proptest::prelude::*;
 
+/// Cases per property: `default`, or `PROPTEST_CASES` when set (bench/fuzz raises it).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -360,7 +368,7 @@ fn many_hosts_on_one_target_keep_the_busiest_window_right() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
     /// Any spread of failures below every host's own threshold, from at least `min_hosts`
     /// hosts, within one window, in any arrival order, is detected exactly once.
@@ -619,7 +627,7 @@ fn addr(i: u8) -> IpAddr {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    #![proptest_config(ProptestConfig::with_cases(cases(600)))]
 
     /// The correlator's decisions equal the brute-force model's, event by event, over random
     /// multi-host, multi-prefix streams with out-of-order arrivals and two fleet jails.
