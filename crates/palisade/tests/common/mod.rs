@@ -1,6 +1,8 @@
 //! Helpers shared by the binary's integration tests (each test file uses some of them).
 #![allow(dead_code, unused_macros)]
 
+pub mod fleet;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
