@@ -783,3 +783,148 @@ async fn admin_conn(
     hub.cancel(&ids);
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg_with(dir: &Path, fleet_extra: &str, jail: &str) -> Config {
+        let text = format!(
+            "[general]\nstate_dir = \"{d}/state\"\nsocket = \"{d}/p.sock\"\n[store]\nurl = \"sqlite:{d}/p.db\"\n[fleet]\nrole = \"agent\"\nserver = \"wss://127.0.0.1:1\"\nname = \"a\"\n{fleet_extra}\n{jail}",
+            d = dir.display()
+        );
+        let p = dir.join("p.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p, &["nginx_access", "sshd"]).unwrap()
+    }
+
+    fn query(files: &[&Path]) -> AnalyzeQuery {
+        AnalyzeQuery {
+            since_us: None,
+            until_us: None,
+            threshold: 1,
+            levels: [1, 2, 3],
+            top: 0,
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            timeout_secs: 10,
+        }
+    }
+
+    #[test]
+    fn allowed_set_is_the_web_jails_files_with_rotations_oldest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        for f in [
+            "access.log",
+            "access.log.1",
+            "access.log.2.gz",
+            "access.log-20251201",
+            "access.log.bak",
+            "auth.log",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let jails = format!(
+            "[[jail]]\nname = \"web\"\nfilter = \"nginx_access\"\nfiles = [\"{d}/access.log\"]\n[[jail]]\nname = \"ssh\"\nfilter = \"sshd\"\nfiles = [\"{d}/auth.log\"]\n",
+            d = d.display()
+        );
+        let a = AgentAnalyze::from_config(&cfg_with(d, "", &jails));
+        let names: Vec<String> = a
+            .allowed()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "access.log-20251201",
+                "access.log.2.gz",
+                "access.log.1",
+                "access.log"
+            ]
+        );
+        // Narrowing: an allowed file (however spelled) is fine; another one refuses all.
+        // (A path through a directory that does not exist resolves to nothing.)
+        assert!(a.select(&query(&[&d.join("sub/../access.log.1")])).is_err());
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let ok = a.select(&query(&[&d.join("sub/../access.log.1")])).unwrap();
+        assert_eq!(ok, [d.join("access.log.1")]);
+        std::os::unix::fs::symlink(d.join("auth.log"), d.join("link.log")).unwrap();
+        for bad in [
+            d.join("auth.log"),
+            d.join("link.log"),
+            d.join("access.log.bak"),
+        ] {
+            let e = a
+                .select(&query(&[&d.join("access.log"), &bad]))
+                .unwrap_err();
+            assert!(e.contains("not one of the logs"), "{e}");
+        }
+        // `[fleet] analyze_files` replaces the jails' files.
+        let a = AgentAnalyze::from_config(&cfg_with(
+            d,
+            &format!("analyze_files = [\"{}/auth.log\"]", d.display()),
+            &jails,
+        ));
+        assert_eq!(a.allowed(), [d.join("auth.log")]);
+    }
+
+    fn part(n: usize) -> AnalyzePart {
+        AnalyzePart::Rows {
+            rows: (0..n)
+                .map(|i| AnalyzeRow {
+                    ip: std::net::IpAddr::from([192, 0, 2, i as u8]),
+                    requests: 1,
+                    suspicious: 1,
+                    rules: Vec::new(),
+                    client_errors: 0,
+                    peak_per_minute: 1,
+                    first_seen: None,
+                    last_seen: None,
+                    country: None,
+                    proposed: false,
+                    allowlisted: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn hub_routes_parts_by_id_and_agent_and_bounds_rows() {
+        let hub = Hub::default();
+        let mut a_rx = hub.register("a", 1, true);
+        let _b_rx = hub.register("b", 2, true);
+        let _old = hub.register("old", 3, false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut q = query(&[]);
+        q.top = 2;
+        assert!(hub
+            .ask("old", &q, tx.clone())
+            .await
+            .unwrap_err()
+            .contains("does not offer"));
+        assert_eq!(
+            hub.ask("nobody", &q, tx.clone()).await.unwrap_err(),
+            "not connected"
+        );
+        let id = hub.ask("a", &q, tx.clone()).await.unwrap();
+        assert!(matches!(a_rx.recv().await, Some(ServerMsg::Analyze { id: i, .. }) if i == id));
+        // Agent b cannot answer for a's request.
+        hub.deliver("b", id, part(1)).await;
+        // a's rows beyond the limit are dropped.
+        hub.deliver("a", id, part(2)).await;
+        hub.deliver("a", id, part(1)).await;
+        hub.unregister("a", 99); // another session's token: no effect
+        hub.unregister("a", 1);
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(p) = rx.recv().await {
+            got.push(p);
+        }
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], (h, AnalyzePart::Rows { rows }) if h == "a" && rows.len() == 2));
+        assert!(
+            matches!(&got[1], (h, AnalyzePart::Error { error }) if h == "a" && error.contains("disconnected"))
+        );
+    }
+}
