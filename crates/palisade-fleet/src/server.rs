@@ -457,6 +457,13 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     };
     let v = v.min(hello.protocol_version.max(1)).min(PROTOCOL_VERSION);
     let epoch = hello.epoch;
+    let token = crate::ident::random_u63();
+    // Askable for remote analysis before `fleet agents` shows it connected.
+    let capable = hello
+        .capabilities
+        .iter()
+        .any(|c| c == palisade_proto::fleet_analyze::CAPABILITY);
+    let mut analyze_rx = shared.analyze.register(&name, token, capable);
     let mark = with_store(&shared.store, |s| {
         s.agent_update(
             &id,
@@ -473,7 +480,6 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     })
     .map_err(|e| e.to_string())?;
     let (cut_tx, mut cut_rx) = watch::channel(false);
-    let token = crate::ident::random_u63();
     if let Some((_, old)) = shared
         .sessions
         .lock()
@@ -484,11 +490,6 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         let _ = old.send(true);
     }
     let mut bans_rx = shared.bans.subscribe();
-    let capable = hello
-        .capabilities
-        .iter()
-        .any(|c| c == palisade_proto::fleet_analyze::CAPABILITY);
-    let mut analyze_rx = shared.analyze.register(&name, token, capable);
     tracing::info!(agent = %name, protocol = v, acked = mark, "fleet: agent connected");
     let welcome = ServerMsg::Welcome {
         protocol_version: v,
