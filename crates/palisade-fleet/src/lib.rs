@@ -8,6 +8,9 @@
 //! - [`server`]: the listener (enrollment, authentication, ingest, ban push, revocation).
 //! - [`agent`]: enrollment (`join`) and the agent's connection (shipper, ban applier,
 //!   local-ban reporter, checksum).
+//! - [`forward`]: the forwarder (`role = "forwarder"`): ships raw lines of its jails' files
+//!   over the agent connection; [`forward_ingest`]: the server side (the server's filters and
+//!   per-forwarder detection, a mark per stream stored with the events).
 //! - [`admin`]: what `palisade fleet token add` / `agents` / `agents revoke` do, and the
 //!   agents report the HTTP API can reuse.
 //!
@@ -18,6 +21,8 @@
 
 pub mod admin;
 pub mod agent;
+pub mod forward;
+pub mod forward_ingest;
 pub mod ident;
 pub mod server;
 pub mod tls;
