@@ -408,12 +408,12 @@ pub fn decode_agent(text: &str) -> Result<(u16, AgentMsg), FleetMessageError> {
         AgentMsg::Lines { .. } if v < V_CHECKSUM => {
             return Err(FleetMessageError::NotInVersion("lines", v))
         }
-        AgentMsg::Forward { jails, .. } => {
-            if jails.len() > MAX_FORWARD_JAILS || jails.iter().any(|j| !plain_name(j, 64)) {
-                return Err(FleetMessageError::OverLimit(format!(
-                    "forward: at most {MAX_FORWARD_JAILS} jail names of 1 to 64 printable characters"
-                )));
-            }
+        AgentMsg::Forward { jails, .. }
+            if jails.len() > MAX_FORWARD_JAILS || jails.iter().any(|j| !plain_name(j, 64)) =>
+        {
+            return Err(FleetMessageError::OverLimit(format!(
+                "forward: at most {MAX_FORWARD_JAILS} jail names of 1 to 64 printable characters"
+            )));
         }
         AgentMsg::Lines {
             jail,

@@ -538,7 +538,7 @@ impl Agent {
                             let d = Duration::from_secs(after_secs.min(600));
                             return Ok(End::Retry(Some(d.mul_f64(0.5 + self.rng.unit()))));
                         }
-                        ServerMsg::Enrolled { .. } => {}
+                        ServerMsg::Enrolled { .. } | ServerMsg::LinesAck { .. } => {}
                     }
                 }
             }
