@@ -516,3 +516,124 @@ impl LineSink for Sink {
         inner.persist_covered(jail);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn start(dir: &std::path::Path, file: &std::path::Path) -> Forwarder {
+        Forwarder::start(ForwardOptions {
+            jails: vec![ForwardJail {
+                name: "sshd".into(),
+                patterns: vec![file.display().to_string()],
+            }],
+            store_url: format!("sqlite:{}", dir.join("f.db").display()),
+            from_start: true,
+            max_line: 64 * 1024,
+        })
+        .unwrap()
+    }
+
+    /// The next batch, waiting for the source to read (fails after 10 s).
+    fn batch(f: &mut Forwarder) -> (String, u64, u64, Vec<String>) {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(AgentMsg::Lines {
+                file,
+                first_seq,
+                last_seq,
+                lines,
+                ..
+            }) = f.next_batch()
+            {
+                return (file, first_seq, last_seq, lines);
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no batch");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ack(f: &mut Forwarder, file: &str, seq: u64) {
+        assert!(f.on_server(&ServerMsg::LinesAck {
+            jail: "sshd".into(),
+            file: file.into(),
+            seq,
+            credit: 4,
+        }));
+    }
+
+    fn append(p: &std::path::Path, b: &[u8]) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(b).unwrap();
+    }
+
+    /// Lines are numbered per file; only acknowledged lines let the position be saved; after
+    /// a restart, lines not acknowledged come again with the numbers they had.
+    #[test]
+    fn numbering_acks_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("auth.log");
+        std::fs::write(&log, b"a\nb\nc\n\xff\xfed\n").unwrap();
+        let mut long = vec![b'x'; MAX_FORWARD_LINE + 10];
+        long.push(b'\n');
+        append(&log, &long);
+
+        let mut f = start(dir.path(), &log);
+        // A server without the capability gets nothing.
+        assert!(f.on_welcome(2, &[]).is_empty());
+        assert!(f.next_batch().is_none());
+        let first = f.on_welcome(2, &[CAP_FORWARD.to_string()]);
+        let epoch = match &first[..] {
+            [AgentMsg::Forward { epoch, jails }] => {
+                assert_eq!(jails, &["sshd".to_string()]);
+                *epoch
+            }
+            other => panic!("{other:?}"),
+        };
+        let (file, a, b, lines) = batch(&mut f);
+        assert_eq!(file, log.display().to_string());
+        assert_eq!((a, b), (1, 5));
+        assert_eq!(&lines[..3], ["a", "b", "c"]);
+        assert_eq!(lines[3], "\u{fffd}\u{fffd}d", "invalid UTF-8 replaced");
+        assert_eq!(lines[4].len(), MAX_FORWARD_LINE, "cut");
+        // Only part acknowledged: nothing past the start is saved.
+        ack(&mut f, &file, 3);
+        drop(f);
+
+        let mut f = start(dir.path(), &log);
+        let again = f.on_welcome(2, &[CAP_FORWARD.to_string()]);
+        assert!(matches!(&again[..], [AgentMsg::Forward { epoch: e, .. }] if *e == epoch));
+        let (_, a, b, again) = batch(&mut f);
+        assert_eq!((a, b), (1, 5), "the same numbers again");
+        assert_eq!(again, lines);
+        ack(&mut f, &file, 5);
+        append(&log, b"f\ng\n");
+        let (_, a, b, more) = batch(&mut f);
+        assert_eq!(
+            ((a, b), &more[..]),
+            ((6, 7), &["f".to_string(), "g".to_string()][..])
+        );
+        // Credit: 6..=7 is in flight; CREDIT - 1 more batches may go, then none.
+        for i in 0..crate::CREDIT - 1 {
+            append(&log, format!("h{i}\n").as_bytes());
+            batch(&mut f);
+        }
+        append(&log, b"z\n");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(f.next_batch().is_none(), "over the credit");
+        ack(&mut f, &file, 7);
+        let (_, a, _, z) = batch(&mut f);
+        assert_eq!(
+            (a, &z[..]),
+            (7 + u64::from(crate::CREDIT), &["z".to_string()][..])
+        );
+        drop(f);
+
+        // 1..=7 acknowledged and saved: the restart starts at 8.
+        let mut f = start(dir.path(), &log);
+        f.on_welcome(2, &[CAP_FORWARD.to_string()]);
+        let (_, a, _, rest) = batch(&mut f);
+        assert_eq!((a, rest[0].as_str()), (8, "h0"));
+    }
+}
