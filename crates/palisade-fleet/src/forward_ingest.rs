@@ -40,6 +40,9 @@ pub struct ForwardSetup {
 /// Most distinct files one forwarder connection may send lines of.
 pub const MAX_FILES_PER_CONNECTION: usize = 4096;
 
+/// Most stored events a forwarder's detection is warmed up with.
+const WARM_UP_MAX: u32 = 100_000;
+
 /// Most forwarders whose detection state is kept (the least recently active is dropped
 /// beyond it).
 const MAX_ENGINES: usize = 10_000;
@@ -150,6 +153,7 @@ impl ForwardIngest {
         }
         let stream = stream_of(&b.jail, &b.file);
         let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bans = self.ensure_engine(store, host, share_bans);
         let mark = lock()
             .stream_mark(agent_id, &stream, b.epoch)
             .map_err(|e| e.to_string())?;
@@ -182,7 +186,7 @@ impl ForwardIngest {
         // Only what this transaction stored (another connection of the forwarder may have
         // stored part of it in between).
         events.retain(|e| e.0 > r.before);
-        let bans = self.detect(host, share_bans, &events, now);
+        bans.extend(self.detect(host, share_bans, &events, now));
         Ok(Ingested {
             ack: ServerMsg::LinesAck {
                 jail: b.jail,
@@ -193,6 +197,105 @@ impl ForwardIngest {
             fresh: events,
             bans,
         })
+    }
+
+    /// Makes sure the forwarder has its engine. A new one (the first batch since the server
+    /// started, or after eviction) is warmed up like the daemon's after a restart: the fleet
+    /// bans in force for the forwarder are restored, and its failures stored within the
+    /// longest `find_time` are counted again (not those before a ban in force of their
+    /// address, which that ban consumed). Bans this reaches (the server stopped between
+    /// storing a batch and logging its ban) are returned, unless already over.
+    fn ensure_engine(
+        &self,
+        store: &Mutex<Box<dyn FleetStore>>,
+        host: &str,
+        share_bans: bool,
+    ) -> Vec<FleetLogEntry> {
+        let now = crate::now();
+        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, used)) = engines.get_mut(host) {
+            *used = now.0;
+            return Vec::new();
+        }
+        if engines.len() >= MAX_ENGINES {
+            if let Some(oldest) = engines
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                engines.remove(&oldest);
+            }
+        }
+        let mut engine = Engine::new(self.engine_cfg.clone());
+        let find = engine
+            .config()
+            .jails
+            .iter()
+            .map(|j| j.find_time)
+            .max()
+            .unwrap_or_default();
+        let (events, active) = {
+            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+            let events = s
+                .host_events_since(host, now.minus(find), WARM_UP_MAX)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(forwarder = %host, error = %e, "fleet: forwarded lines: stored events unreadable; failure counts start afresh");
+                    Vec::new()
+                });
+            let active = s
+                .active_bans_for(now, host, i64::MAX)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(forwarder = %host, error = %e, "fleet: forwarded lines: fleet bans unreadable for the warm-up");
+                    Vec::new()
+                });
+            (events, active)
+        };
+        let mut consumed: HashMap<ipnet::IpNet, Timestamp> = HashMap::new();
+        for b in &active {
+            let t = consumed.entry(b.target.trunc()).or_insert(b.created);
+            *t = (*t).max(b.created);
+        }
+        let mut lens: Vec<u8> = consumed.keys().map(ipnet::IpNet::prefix_len).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        engine.restore(
+            active.into_iter().map(|b| palisade_core::Decision {
+                id: 0,
+                target: b.target,
+                jail: b.jail,
+                origin: palisade_core::Origin::Fleet,
+                reason: b.reason,
+                created: b.created,
+                expires: b.expires,
+                simulated: false,
+                level: 0,
+            }),
+            std::iter::empty(),
+        );
+        let warm: Vec<ShippedEvent> = events
+            .into_iter()
+            .filter(|e| {
+                !lens.iter().any(|&len| {
+                    ipnet::IpNet::new(e.event.ip, len)
+                        .ok()
+                        .and_then(|n| consumed.get(&n.trunc()))
+                        .is_some_and(|&created| e.event.time <= created)
+                })
+            })
+            .map(|e| (0, e.jail, e.event))
+            .collect();
+        let n = warm.len();
+        engines.insert(host.to_string(), (engine, now.0));
+        drop(engines);
+        let bans: Vec<FleetLogEntry> = self
+            .detect(host, share_bans, &warm, now)
+            .into_iter()
+            .filter(|b| b.expires.is_none_or(|x| x > now))
+            .collect();
+        if n > 0 {
+            tracing::info!(forwarder = %host, events = n, bans = bans.len(), "fleet: forwarded lines: detection warmed up from stored events");
+        }
+        bans
     }
 
     /// Runs the forwarder's detection over freshly stored events.

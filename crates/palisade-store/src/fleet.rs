@@ -295,6 +295,14 @@ pub trait FleetStore: Send {
     /// The mark of a forwarder's `stream` (one file of one jail) under `epoch`: the last line
     /// sequence whose events are stored; 0 for a new stream or another epoch.
     fn stream_mark(&mut self, id: &str, stream: &str, epoch: u64) -> Result<u64, StoreError>;
+    /// Events stored for `host` at or after `since`, oldest first, at most `limit` (the
+    /// newest ones when there are more).
+    fn host_events_since(
+        &mut self,
+        host: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Stores the events made of one batch of lines of a forwarder's `stream` (each event's
     /// sequence is its line's) and the stream's new mark `last_seq` in ONE transaction; events
     /// at or below the stored mark are skipped (a resend). Events are stored with `host` = the
@@ -607,6 +615,43 @@ fn q_set_state(db: &mut dyn Sql, key: &str, value: &str) -> Result<(), StoreErro
         &[Val::T(key.into()), Val::T(value.into())],
     )?;
     Ok(())
+}
+
+fn q_host_events(
+    db: &mut dyn Sql,
+    host: &str,
+    since: Timestamp,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = db.rows(
+        "SELECT id, time, jail, filter, rule, ip, failure, username, fields, evidence
+         FROM events WHERE host = $1 AND time >= $2 ORDER BY id DESC LIMIT $3",
+        &[
+            Val::T(host.into()),
+            Val::I(since.0),
+            Val::I(i64::from(limit)),
+        ],
+    )?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            crate::common::RawEvent {
+                id: r[0].i()?,
+                time: r[1].i()?,
+                jail: r[2].t()?,
+                filter: r[3].t()?,
+                rule: r[4].t()?,
+                ip: r[5].t()?,
+                failure: r[6].i()? != 0,
+                user: r[7].ot()?,
+                fields: r[8].ot()?.unwrap_or_else(|| "{}".into()),
+                evidence: r[9].ot()?,
+            }
+            .decode()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 fn q_local_events(
@@ -1028,6 +1073,14 @@ macro_rules! fleet_common {
         }
         fn stream_mark(&mut self, id: &str, stream: &str, epoch: u64) -> Result<u64, StoreError> {
             q_stream_mark(&mut $db(self)?, id, stream, epoch)
+        }
+        fn host_events_since(
+            &mut self,
+            host: &str,
+            since: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            q_host_events(&mut $db(self)?, host, since, limit)
         }
     };
 }

@@ -214,6 +214,21 @@ fn story(url: &str) {
     assert_eq!(f.agent("a1").unwrap().unwrap().events, counted + 4);
     // The agent's own epoch and mark are untouched.
     assert_eq!(f.high_water("a1", 8).unwrap(), 1);
+    // A host's recent events, oldest first; the newest when limited.
+    let recent = f
+        .host_events_since("web1", Timestamp::from_secs(3000), 10)
+        .unwrap();
+    let secs: Vec<i64> = recent.iter().map(|e| e.event.time.0 / 1_000_000).collect();
+    assert_eq!(secs, [3002, 3004, 3006, 3001]);
+    let last2 = f
+        .host_events_since("web1", Timestamp::from_secs(3000), 2)
+        .unwrap();
+    assert_eq!(last2.len(), 2);
+    assert_eq!(last2[1].event.time, Timestamp::from_secs(3001));
+    assert!(f
+        .host_events_since("nobody", Timestamp(0), 10)
+        .unwrap()
+        .is_empty());
 
     // --- revocation and --force ---
     assert!(f.revoke("web2").unwrap());

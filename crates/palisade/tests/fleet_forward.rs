@@ -374,3 +374,36 @@ fn forwarder_kill9_loses_and_duplicates_nothing() {
     drop(fwd);
     drop(server);
 }
+
+/// The server's detection for a forwarder survives a server restart: two failures before
+/// the server is killed with SIGKILL, one after, with `max_retry = 3`: banned (the new
+/// server counts the stored failures again, as a single host's daemon does after a restart).
+#[test]
+fn forwarder_detection_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let fcfg = forwarder_cfg(dir.path(), "fwd3", port, &["auth.log"]);
+    let log = dir.path().join("fwd3/auth.log");
+    let (scfg, mut server) = start_server(dir.path(), port, 3);
+    let t = token(&scfg, &[]);
+    assert!(join(&fcfg, port, &t).status.success());
+    let _fwd = start_from_start(&fcfg, dir.path().join("fwd3.err"));
+    let write = |n: usize| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        for _ in 0..n {
+            writeln!(f, "{}", sshd_failed("203.0.113.50", "root")).unwrap();
+        }
+    };
+    write(2);
+    wait_for("two failures at the server", 30.0, || {
+        events_of(&scfg, "fwd3") >= 2
+    });
+    server.kill9();
+    server = Proc::start(&scfg, dir.path().join("server.err"));
+    write(1);
+    wait_for("the ban at the forwarder", 60.0, || {
+        fleet_bans(&fcfg).contains(&("203.0.113.50/32".to_string(), "sshd".to_string()))
+    });
+    assert_eq!(events_of(&scfg, "fwd3"), 3);
+    drop(server);
+}
