@@ -106,7 +106,12 @@ fn start_from_start(cfg: &Path, err: PathBuf) -> Proc {
 }
 
 fn start_server(dir: &Path, port: u16, max_retry: u32) -> (PathBuf, Proc) {
-    let scfg = server_cfg_with(dir, port, &server_jail(max_retry));
+    let url = format!("sqlite:{}/palisade.db", dir.join("server").display());
+    start_server_store(dir, port, max_retry, &url)
+}
+
+fn start_server_store(dir: &Path, port: u16, max_retry: u32, store: &str) -> (PathBuf, Proc) {
+    let scfg = server_cfg_store(dir, port, &server_jail(max_retry), store);
     let server = Proc::start(&scfg, dir.join("server.err"));
     wait_for("the fleet listener", 20.0, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -302,21 +307,58 @@ fn writer(path: PathBuf, n: usize, tag: u8) -> std::thread::JoinHandle<()> {
 /// twice).
 #[test]
 fn forwarder_kill9_loses_and_duplicates_nothing() {
-    const N: usize = 12_000;
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}/server/palisade.db", dir.path().display());
+    kill9_story(dir.path(), &url);
+}
+
+/// The same with the server on PostgreSQL (scripts/with-postgres.sh).
+#[test]
+fn forwarder_kill9_with_a_postgres_server() {
+    let admin = match std::env::var("PALISADE_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("PALISADE_REQUIRE_PG").as_deref() != Ok("1"),
+                "PALISADE_REQUIRE_PG=1 but PALISADE_TEST_PG_URL is not set"
+            );
+            eprintln!("SKIP: PALISADE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let name = format!("palisade_fleet_fwd_{}", std::process::id());
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "{sql}: {o:?}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    let dir = tempfile::tempdir().unwrap();
+    kill9_story(dir.path(), &format!("{base}/{name}"));
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+fn kill9_story(dir: &Path, url: &str) {
+    const N: usize = 12_000;
     let port = free_port();
-    let fcfg = forwarder_cfg(dir.path(), "fwd2", port, &["auth.log", "secure.log"]);
-    let (scfg, mut server) = start_server(dir.path(), port, 1_000_000);
+    let fcfg = forwarder_cfg(dir, "fwd2", port, &["auth.log", "secure.log"]);
+    let (scfg, mut server) = start_server_store(dir, port, 1_000_000, url);
     let t = token(&scfg, &[]);
     assert!(join(&fcfg, port, &t).status.success());
-    let err = dir.path().join("fwd2.err");
+    let err = dir.join("fwd2.err");
     let mut fwd = start_from_start(&fcfg, err.clone());
     wait_for("fwd2 connected", 20.0, || {
         agent(&agents(&scfg), "fwd2").is_some_and(|a| a["connected"] == true)
     });
 
-    let w1 = writer(dir.path().join("fwd2/auth.log"), N, 1);
-    let w2 = writer(dir.path().join("fwd2/secure.log"), N, 2);
+    let w1 = writer(dir.join("fwd2/auth.log"), N, 1);
+    let w2 = writer(dir.join("fwd2/secure.log"), N, 2);
     wait_for("a quarter of the lines at the server", 120.0, || {
         events_of(&scfg, "fwd2") >= (N / 2) as u64
     });
@@ -334,8 +376,7 @@ fn forwarder_kill9_loses_and_duplicates_nothing() {
         events_of(&scfg, "fwd2") >= 2 * N as u64
     });
     std::thread::sleep(Duration::from_secs(1));
-    let url = format!("sqlite:{}/server/palisade.db", dir.path().display());
-    let mut store = palisade_store::open(&url).unwrap();
+    let mut store = palisade_store::open(url).unwrap();
     let events = store
         .events(&palisade_store::EventQuery {
             jail: Some("sshd".into()),
@@ -352,11 +393,11 @@ fn forwarder_kill9_loses_and_duplicates_nothing() {
     // are all stored once it is back, none twice.
     server.kill9();
     const M: usize = 2_000;
-    let w1 = writer(dir.path().join("fwd2/auth.log"), M, 3);
-    let w2 = writer(dir.path().join("fwd2/secure.log"), M, 4);
+    let w1 = writer(dir.join("fwd2/auth.log"), M, 3);
+    let w2 = writer(dir.join("fwd2/secure.log"), M, 4);
     w1.join().unwrap();
     w2.join().unwrap();
-    server = Proc::start(&scfg, dir.path().join("server.err"));
+    server = Proc::start(&scfg, dir.join("server.err"));
     wait_for("the lines written while the server was away", 120.0, || {
         events_of(&scfg, "fwd2") >= 2 * (N + M) as u64
     });
