@@ -148,6 +148,41 @@ impl FleetSection {
     }
 }
 
+/// A jail without a source is allowed on a fleet server: it filters forwarders' lines only.
+pub(crate) fn sourceless_jail_ok(cfg: &crate::Config, sources: u8) -> bool {
+    sources == 0 && cfg.fleet.as_ref().map(|f| f.role) == Some(FleetRole::Server)
+}
+
+/// A forwarder's jails ship file lines only.
+pub(crate) fn jail_source_problem(
+    cfg: &crate::Config,
+    j: &crate::JailSection,
+    sources: u8,
+) -> Option<String> {
+    if cfg.fleet.as_ref().map(|f| f.role) != Some(FleetRole::Forwarder) || sources != 1 {
+        return None;
+    }
+    (j.files.is_empty()).then(|| {
+        format!(
+            "jail {:?}: a forwarder ships the lines of files only (`files = [\"/var/log/auth.log\"]`); journald and stdin lines carry no position the server could resume from",
+            j.name.get_ref()
+        )
+    })
+}
+
+impl FleetSection {
+    /// Problems that need the rest of the configuration (messages start with `[fleet]`).
+    pub fn problems_with(&self, cfg: &crate::Config) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.role == FleetRole::Forwarder
+            && !cfg.jails.iter().any(|j| j.enabled && !j.files.is_empty())
+        {
+            out.push("[fleet] role = \"forwarder\" needs at least one enabled [[jail]] with `files` to forward".into());
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Config;
@@ -187,6 +222,21 @@ mod tests {
     }
 
     #[test]
+    fn forwarder_and_sourceless_server_jails() {
+        let c = parse(
+            "[fleet]\nrole = \"forwarder\"\nserver = \"wss://10.0.0.1:7443\"\n[[jail]]\nname = \"sshd\"\nfilter = \"sshd\"\nfiles = [\"/var/log/auth.log\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.fleet.unwrap().role, super::FleetRole::Forwarder);
+        // A server's jail may have no source: it filters forwarded lines only.
+        let c = parse(
+            "[fleet]\nrole = \"server\"\n[[jail]]\nname = \"sshd\"\nfilter = \"sshd\"\nmax_retry = 3\n",
+        )
+        .unwrap();
+        assert!(c.jails[0].files.is_empty());
+    }
+
+    #[test]
     fn bad_fleet_sections_are_explained() {
         for (text, want) in [
             ("[fleet]\nrole = \"agent\"\n", "needs `server"),
@@ -195,6 +245,18 @@ mod tests {
                 "expected a wss:// URL",
             ),
             ("[fleet]\nrole = \"boss\"\n", "unknown variant `boss`"),
+            (
+                "[fleet]\nrole = \"forwarder\"\nserver = \"wss://x:1\"\n",
+                "needs at least one enabled [[jail]] with `files`",
+            ),
+            (
+                "[fleet]\nrole = \"forwarder\"\nserver = \"wss://x:1\"\n[[jail]]\nname = \"s\"\nfilter = \"sshd\"\njournal = []\n",
+                "a forwarder ships the lines of files only",
+            ),
+            (
+                "[fleet]\nrole = \"agent\"\nserver = \"wss://x:1\"\n[[jail]]\nname = \"s\"\nfilter = \"sshd\"\n",
+                "give exactly one source",
+            ),
             (
                 "[fleet]\nrole = \"agent\"\nserver = \"wss://x:1\"\nname = \"a b\"\n",
                 "[fleet] name",

@@ -570,6 +570,14 @@ impl Config {
         check_server(&cfg, &loc, &mut problems);
         schema::validate(&mut cfg, &loc, known_filters, &mut problems);
         fleet_jail::validate(&cfg, &loc, &mut problems);
+        for p in cfg
+            .fleet
+            .as_ref()
+            .map(|f| f.problems_with(&cfg))
+            .unwrap_or_default()
+        {
+            problems.push(loc.nowhere(p));
+        }
         place::settle(root.get_ref(), &loc, &mut problems, parsed);
         (Some(cfg), problems)
     }

@@ -684,7 +684,9 @@ pub(crate) fn validate(
             }
         }
         let sources = (!j.files.is_empty()) as u8 + j.journal.is_some() as u8 + j.stdin as u8;
-        if sources != 1 {
+        if let Some(m) = crate::fleet::jail_source_problem(cfg, j, sources) {
+            problems.push(loc.span(&j.name, m));
+        } else if sources != 1 && !crate::fleet::sourceless_jail_ok(cfg, sources) {
             problems.push(loc.span(
                 &j.name,
                 format!("jail {name:?}: give exactly one source: `files = [\"/var/log/auth.log\"]`, `journal = [\"_SYSTEMD_UNIT=ssh.service\"]` or `stdin = true`"),

@@ -256,6 +256,8 @@ struct Agent {
     /// Spool gap not yet reported: (from, to).
     pending_gap: Option<(u64, u64)>,
     analyze: crate::remote_analyze::AgentRunner,
+    /// A forwarder's raw lines ([`crate::forward`]).
+    forward: Option<crate::forward::Forwarder>,
 }
 
 /// Starts the agent connection (own thread, own runtime). Fails at once when this host is
@@ -264,6 +266,16 @@ pub fn spawn(
     opts: AgentOptions,
     control: Arc<dyn AgentControl>,
     local: LocalBansRx,
+) -> Result<AgentHandle, FleetError> {
+    spawn_with(opts, control, local, None)
+}
+
+/// [`spawn`] for a forwarder: the connection also ships the raw lines of `forward`.
+pub fn spawn_with(
+    opts: AgentOptions,
+    control: Arc<dyn AgentControl>,
+    local: LocalBansRx,
+    forward: Option<crate::forward::Forwarder>,
 ) -> Result<AgentHandle, FleetError> {
     let ident = Identity::load(&opts.state_dir)?.ok_or_else(|| {
         FleetError::Usage(format!(
@@ -301,6 +313,7 @@ pub fn spawn(
         ban_cursor,
         acked,
         pending_gap: None,
+        forward,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -435,13 +448,12 @@ impl Agent {
     }
 
     async fn session(&mut self, mut ws: ClientWs) -> Result<(), String> {
+        let mut capabilities: Vec<String> = vec!["events".into(), "ban".into(), "checksum".into()];
+        capabilities.extend(self.forward.as_ref().map(|f| f.capability()));
+        capabilities.extend(self.analyze.capability());
         let hello = AgentMsg::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
-            capabilities: ["events", "ban", "checksum"]
-                .into_iter()
-                .map(String::from)
-                .chain(self.analyze.capability())
-                .collect(),
+            capabilities,
             agent: self.ident.name.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             epoch: self.epoch,
@@ -451,35 +463,37 @@ impl Agent {
         ws.send(Message::text(encode(PROTOCOL_VERSION, &hello)))
             .await
             .map_err(|e| e.to_string())?;
-        let (v, mut credit) = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => match decode_server(t.as_str()) {
-                Ok((
-                    _,
-                    ServerMsg::Welcome {
-                        protocol_version,
-                        acked_seq,
-                        credit,
-                        ..
-                    },
-                )) => {
-                    self.acked = acked_seq;
-                    (protocol_version, credit.max(1))
+        let (v, mut credit, server_caps) =
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => match decode_server(t.as_str()) {
+                    Ok((
+                        _,
+                        ServerMsg::Welcome {
+                            protocol_version,
+                            acked_seq,
+                            credit,
+                            capabilities,
+                            ..
+                        },
+                    )) => {
+                        self.acked = acked_seq;
+                        (protocol_version, credit.max(1), capabilities)
+                    }
+                    Ok((_, ServerMsg::RetryLater { after_secs })) => {
+                        tokio::time::sleep(Duration::from_secs(after_secs.min(300))).await;
+                        return Ok(());
+                    }
+                    Ok(_) => return Err("expected welcome".into()),
+                    Err(e) => return Err(e.to_string()),
+                },
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return Err(format!(
+                        "closed by the server: {}",
+                        f.map(|f| f.reason.to_string()).unwrap_or_default()
+                    ))
                 }
-                Ok((_, ServerMsg::RetryLater { after_secs })) => {
-                    tokio::time::sleep(Duration::from_secs(after_secs.min(300))).await;
-                    return Ok(());
-                }
-                Ok(_) => return Err("expected welcome".into()),
-                Err(e) => return Err(e.to_string()),
-            },
-            Ok(Some(Ok(Message::Close(f)))) => {
-                return Err(format!(
-                    "closed by the server: {}",
-                    f.map(|f| f.reason.to_string()).unwrap_or_default()
-                ))
-            }
-            _ => return Err("no welcome".into()),
-        };
+                _ => return Err("no welcome".into()),
+            };
         let _ = b(|| self.fleet.set_state("acked_seq", &self.acked.to_string()));
         tracing::info!(acked = self.acked, protocol = v, "fleet: connected");
         self.analyze.forget_stale();
@@ -496,6 +510,14 @@ impl Agent {
                     .map_err(|e| e.to_string())?;
             }
         }
+        if let Some(f) = &mut self.forward {
+            for m in f.on_welcome(v, &server_caps) {
+                ws.send(Message::text(encode(v, &m)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let forward_wake = self.forward.as_ref().map(|f| f.waker());
         let mut sent = self.acked;
         let mut inflight: u32 = 0;
         let mut poll = tokio::time::interval(Duration::from_millis(100));
@@ -539,7 +561,14 @@ impl Agent {
                 sent = last_seq;
                 inflight += 1;
             }
+            // A forwarder's raw lines, within their own credit.
+            while let Some(m) = self.forward.as_mut().and_then(|f| b(|| f.next_batch())) {
+                ws.send(Message::text(encode(v, &m)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             tokio::select! {
+                _ = async { match &forward_wake { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
                 _ = poll.tick() => {
                     if last_rx.elapsed() > PING_EVERY * 3 {
                         return Err("the server went silent".into());
@@ -615,6 +644,11 @@ impl Agent {
                             return Ok(());
                         }
                         ServerMsg::Analyze { id, query } => self.analyze.start(id, query),
+                        m @ ServerMsg::LinesAck { .. } => {
+                            if let Some(f) = &mut self.forward {
+                                b(|| f.on_server(&m));
+                            }
+                        }
                         ServerMsg::Welcome { .. } | ServerMsg::Enrolled { .. } => {}
                     }
                 }

@@ -10,6 +10,9 @@
 //!   local-ban reporter, checksum).
 //! - [`remote_analyze`]: `palisade analyze --agents`: the server's admin socket and
 //!   request routing, the agent's bounded, low-priority analysis of its allowed logs.
+//! - [`forward`]: the forwarder (`role = "forwarder"`): ships raw lines of its jails' files
+//!   over the agent connection; [`forward_ingest`]: the server side (the server's filters and
+//!   per-forwarder detection, a mark per stream stored with the events).
 //! - [`admin`]: what `palisade fleet token add` / `agents` / `agents revoke` do, and the
 //!   agents report the HTTP API can reuse.
 //!
@@ -20,6 +23,8 @@
 
 pub mod admin;
 pub mod agent;
+pub mod forward;
+pub mod forward_ingest;
 pub mod ident;
 pub mod remote_analyze;
 pub mod server;

@@ -82,6 +82,8 @@ struct Shared {
     sink: Option<Mutex<Box<dyn EventSink>>>,
     /// Remote analysis: sessions that can be asked, requests in flight.
     analyze: Arc<crate::remote_analyze::Hub>,
+    /// Forwarded raw lines (`forward` capability), when set up.
+    forward: Option<crate::forward_ingest::ForwardIngest>,
 }
 
 /// A running fleet server.
@@ -123,6 +125,15 @@ pub fn spawn(
     opts: ServerOptions,
     sink: Option<Box<dyn EventSink>>,
 ) -> Result<FleetServer, FleetError> {
+    spawn_with(opts, sink, None)
+}
+
+/// [`spawn`], also taking forwarders' raw lines with the filters and detection of `forward`.
+pub fn spawn_with(
+    opts: ServerOptions,
+    sink: Option<Box<dyn EventSink>>,
+    forward: Option<crate::forward_ingest::ForwardSetup>,
+) -> Result<FleetServer, FleetError> {
     let cert = tls::server_cert(&opts.state_dir)?;
     let tls_cfg = tls::server_config(&cert)?;
     let mut store = palisade_store::fleet::open(&opts.store_url)?;
@@ -151,6 +162,7 @@ pub fn spawn(
         sessions: Mutex::new(HashMap::new()),
         sink: sink.map(Mutex::new),
         analyze: Arc::default(),
+        forward: forward.map(crate::forward_ingest::ForwardIngest::new),
     });
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
@@ -496,6 +508,11 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         server_time_us: crate::now().0,
         acked_seq: mark,
         credit: CREDIT,
+        capabilities: if shared.forward.is_some() && v >= V_CHECKSUM {
+            vec![palisade_proto::fleet::CAP_FORWARD.to_string()]
+        } else {
+            Vec::new()
+        },
     };
     let res = async {
         ws.send(Message::text(encode(v, &welcome)))
@@ -533,6 +550,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         // Local bans/unbans an agent may report: LOCAL_BANS_PER_WINDOW per window; beyond,
         // they are dropped (and logged once per window), so one agent cannot flood the log.
         let mut window = (std::time::Instant::now(), 0u32, false);
+        let mut fwd = crate::forward_ingest::ForwardSession::default();
         loop {
             tokio::select! {
                 _ = cut_rx.changed() => {
@@ -682,6 +700,17 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                                 }));
                             }
                         }
+                        m @ (AgentMsg::Forward { .. } | AgentMsg::Lines { .. }) => {
+                            let r = forwarded(&shared, &mut fwd, &id, &name, offset_us, m);
+                            match r {
+                                Ok(Some(ack)) => ws.send(Message::text(encode(v, &ack))).await.map_err(|e| e.to_string())?,
+                                Ok(None) => {}
+                                Err(why) => {
+                                    close(&mut ws, &why).await;
+                                    return Err(why);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -709,6 +738,52 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     });
     tracing::info!(agent = %name, "fleet: agent disconnected");
     res
+}
+
+/// A forwarder's `forward` or `lines` (see [`crate::forward_ingest`]): the answer to send,
+/// or why the connection ends.
+fn forwarded(
+    shared: &Shared,
+    sess: &mut crate::forward_ingest::ForwardSession,
+    id: &str,
+    name: &str,
+    offset_us: i64,
+    m: AgentMsg,
+) -> Result<Option<ServerMsg>, String> {
+    let Some(f) = &shared.forward else {
+        return Err("this server takes no forwarded lines".into());
+    };
+    match m {
+        AgentMsg::Forward { epoch, jails } => f.declare(sess, epoch, jails).map(|()| None),
+        AgentMsg::Lines {
+            jail,
+            file,
+            epoch,
+            first_seq,
+            last_seq,
+            lines,
+        } => {
+            let batch = crate::forward_ingest::Batch {
+                jail,
+                file,
+                epoch,
+                first_seq,
+                last_seq,
+                lines,
+            };
+            let out = tokio::task::block_in_place(|| {
+                f.lines(&shared.store, sess, id, name, shared.share_bans, batch)
+            })?;
+            if !out.fresh.is_empty() {
+                feed_sink(shared, name, &out.fresh, out.fresh.len() as u64, offset_us);
+            }
+            for e in &out.bans {
+                append(shared, e).map_err(|e| e.to_string())?;
+            }
+            Ok(Some(out.ack))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Local bans and unbans one agent may report per [`LOCAL_BAN_WINDOW`].

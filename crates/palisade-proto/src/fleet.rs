@@ -28,6 +28,19 @@ pub const MAX_BATCH: usize = 1000;
 /// Most entries in one `bans` or `snapshot` message (a bigger snapshot is split).
 pub const MAX_BANS: usize = 2000;
 
+/// The capability (in `hello` and `welcome`) of forwarded raw lines: a forwarder sends
+/// `forward` and `lines` only to a server whose `welcome` lists it.
+pub const CAP_FORWARD: &str = "forward";
+
+/// Longest forwarded line, in bytes (a forwarder cuts longer ones).
+pub const MAX_FORWARD_LINE: usize = 16 * 1024;
+
+/// Longest file name of a forwarded stream, in bytes.
+pub const MAX_FORWARD_FILE: usize = 1024;
+
+/// Most jails a forwarder declares.
+pub const MAX_FORWARD_JAILS: usize = 64;
+
 /// Whether a peer speaking `v` is understood: the current version and the one before it (so
 /// agents and server can be upgraded one after the other).
 pub fn accepts(v: u16) -> bool {
@@ -216,6 +229,32 @@ pub enum AgentMsg {
         /// The part.
         part: crate::fleet_analyze::AnalyzePart,
     },
+    /// A forwarder's streams (v2, capability [`CAP_FORWARD`]): the jails whose raw lines it
+    /// sends, once after `welcome` and before any `lines`.
+    Forward {
+        /// The forwarder's state epoch: a new one (its state was lost) starts every stream
+        /// over.
+        epoch: u64,
+        /// Jail names (at most [`MAX_FORWARD_JAILS`]); the server runs the filters of its
+        /// own jails of these names.
+        jails: Vec<String>,
+    },
+    /// Raw lines of one file of a declared jail (v2, capability [`CAP_FORWARD`]): line
+    /// `first_seq + i` is `lines[i]`; sequences count the lines of (jail, file) from 1.
+    Lines {
+        /// Declared jail.
+        jail: String,
+        /// The file (at most [`MAX_FORWARD_FILE`] bytes).
+        file: String,
+        /// The forwarder's state epoch (as in `forward`).
+        epoch: u64,
+        /// Sequence of the first line.
+        first_seq: u64,
+        /// Sequence of the last line (the stream's mark once stored).
+        last_seq: u64,
+        /// At most [`MAX_BATCH`] lines of at most [`MAX_FORWARD_LINE`] bytes each.
+        lines: Vec<String>,
+    },
 }
 
 /// Server → agent.
@@ -232,6 +271,10 @@ pub enum ServerMsg {
         acked_seq: u64,
         /// Batches the agent may have in flight.
         credit: u32,
+        /// Optional features the server supports ([`CAP_FORWARD`]…); absent from older
+        /// servers.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        capabilities: Vec<String>,
     },
     /// Events up to `seq` are stored.
     Ack {
@@ -283,6 +326,18 @@ pub enum ServerMsg {
         id: u64,
         /// What to analyze.
         query: crate::fleet_analyze::AnalyzeQuery,
+    },
+    /// Lines of a forwarder's (jail, file) up to `seq` are filtered and their events stored
+    /// (v2, capability [`CAP_FORWARD`]).
+    LinesAck {
+        /// The jail.
+        jail: String,
+        /// The file.
+        file: String,
+        /// The stream's mark.
+        seq: u64,
+        /// `lines` batches the forwarder may now have in flight.
+        credit: u32,
     },
 }
 
@@ -367,9 +422,66 @@ pub fn decode_agent(text: &str) -> Result<(u16, AgentMsg), FleetMessageError> {
                 "analyze result over its bounds".into(),
             ))
         }
+        AgentMsg::Forward { .. } if v < V_CHECKSUM => {
+            return Err(FleetMessageError::NotInVersion("forward", v))
+        }
+        AgentMsg::Lines { .. } if v < V_CHECKSUM => {
+            return Err(FleetMessageError::NotInVersion("lines", v))
+        }
+        AgentMsg::Forward { jails, .. }
+            if jails.len() > MAX_FORWARD_JAILS || jails.iter().any(|j| !plain_name(j, 64)) =>
+        {
+            return Err(FleetMessageError::OverLimit(format!(
+                "forward: at most {MAX_FORWARD_JAILS} jail names of 1 to 64 printable characters"
+            )));
+        }
+        AgentMsg::Lines {
+            jail,
+            file,
+            first_seq,
+            last_seq,
+            lines,
+            ..
+        } => check_lines(jail, file, *first_seq, *last_seq, lines)?,
         _ => {}
     }
     Ok((v, env.msg))
+}
+
+/// A name without control characters, 1 to `max` bytes.
+fn plain_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
+fn check_lines(
+    jail: &str,
+    file: &str,
+    first_seq: u64,
+    last_seq: u64,
+    lines: &[String],
+) -> Result<(), FleetMessageError> {
+    let over = |m: String| Err(FleetMessageError::OverLimit(m));
+    if !plain_name(jail, 64) || !plain_name(file, MAX_FORWARD_FILE) {
+        return over(format!(
+            "lines: jail (64 bytes) or file name ({MAX_FORWARD_FILE} bytes) empty, too long or with control characters"
+        ));
+    }
+    if lines.is_empty() || lines.len() > MAX_BATCH {
+        return over(format!(
+            "lines: a batch holds 1 to {MAX_BATCH} lines, not {}",
+            lines.len()
+        ));
+    }
+    if first_seq == 0 || last_seq.checked_sub(first_seq) != Some(lines.len() as u64 - 1) {
+        return over("lines: first_seq..=last_seq must number the lines from 1 on".into());
+    }
+    if let Some(l) = lines.iter().find(|l| l.len() > MAX_FORWARD_LINE) {
+        return over(format!(
+            "lines: a line of {} bytes is over the {MAX_FORWARD_LINE}-byte limit",
+            l.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a server message: size, version and limits checked.
@@ -561,6 +673,67 @@ mod tests {
         assert!(s.contains(r#""type":"bans""#), "{s}");
         assert!(s.contains(r#""action":"ban""#), "{s}");
         assert_eq!(decode_server(&s).unwrap(), (2, m));
+    }
+
+    #[test]
+    fn forwarded_lines_are_bounded_numbered_and_v2_only() {
+        let lines = |first: u64, last: u64, lines: Vec<String>| AgentMsg::Lines {
+            jail: "sshd".into(),
+            file: "/var/log/auth.log".into(),
+            epoch: 3,
+            first_seq: first,
+            last_seq: last,
+            lines,
+        };
+        let ok = lines(5, 6, vec!["a".into(), "b".into()]);
+        let text = encode(PROTOCOL_VERSION, &ok);
+        assert!(text.contains(r#""type":"lines""#), "{text}");
+        assert_eq!(decode_agent(&text).unwrap(), (2, ok.clone()));
+        // Not in version 1.
+        assert_eq!(
+            decode_agent(&encode(1, &ok)).unwrap_err(),
+            FleetMessageError::NotInVersion("lines", 1)
+        );
+        for bad in [
+            lines(5, 7, vec!["a".into(), "b".into()]),
+            lines(0, 1, vec!["a".into(), "b".into()]),
+            lines(1, 0, vec![]),
+            lines(1, 1, vec!["x".repeat(MAX_FORWARD_LINE + 1)]),
+            lines(1, MAX_BATCH as u64 + 1, vec![String::new(); MAX_BATCH + 1]),
+            AgentMsg::Lines {
+                jail: "sshd".into(),
+                file: "/a\nb".into(),
+                epoch: 1,
+                first_seq: 1,
+                last_seq: 1,
+                lines: vec!["a".into()],
+            },
+            AgentMsg::Forward {
+                epoch: 1,
+                jails: vec!["j".into(); MAX_FORWARD_JAILS + 1],
+            },
+        ] {
+            assert!(
+                matches!(
+                    decode_agent(&encode(PROTOCOL_VERSION, &bad)),
+                    Err(FleetMessageError::OverLimit(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        // An old server's welcome has no capabilities; a new one's round-trips.
+        let old = r#"{"v":2,"msg":{"type":"welcome","protocol_version":2,"server_time_us":1,"acked_seq":0,"credit":4}}"#;
+        assert!(matches!(
+            decode_server(old).unwrap().1,
+            ServerMsg::Welcome { capabilities, .. } if capabilities.is_empty()
+        ));
+        let ack = ServerMsg::LinesAck {
+            jail: "sshd".into(),
+            file: "/var/log/auth.log".into(),
+            seq: 9,
+            credit: 4,
+        };
+        assert_eq!(decode_server(&encode(2, &ack)).unwrap().1, ack);
     }
 
     #[test]

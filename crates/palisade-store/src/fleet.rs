@@ -290,6 +290,95 @@ pub trait FleetStore: Send {
         name: &str,
         upto: i64,
     ) -> Result<Vec<FleetLogEntry>, StoreError>;
+
+    // --- server side: a forwarder's streams of raw lines ---
+    /// The mark of a forwarder's `stream` (one file of one jail) under `epoch`: the last line
+    /// sequence whose events are stored; 0 for a new stream or another epoch.
+    fn stream_mark(&mut self, id: &str, stream: &str, epoch: u64) -> Result<u64, StoreError>;
+    /// Events stored for `host` at or after `since`, oldest first, at most `limit` (the
+    /// newest ones when there are more).
+    fn host_events_since(
+        &mut self,
+        host: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Stores the events made of one batch of lines of a forwarder's `stream` (each event's
+    /// sequence is its line's) and the stream's new mark `last_seq` in ONE transaction; events
+    /// at or below the stored mark are skipped (a resend). Events are stored with `host` = the
+    /// agent's name and counted in its `events`. A new epoch starts the stream's mark at 0.
+    fn ingest_stream(
+        &mut self,
+        id: &str,
+        stream: &str,
+        epoch: u64,
+        last_seq: u64,
+        events: &[ShippedEvent],
+    ) -> Result<StreamIngested, StoreError>;
+}
+
+/// What [`FleetStore::ingest_stream`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamIngested {
+    /// The stream's mark before: the events with a sequence above it were stored.
+    pub before: u64,
+    /// Events stored.
+    pub stored: u64,
+    /// The stream's mark now.
+    pub mark: u64,
+}
+
+/// The `fleet_state` key of a forwarder stream's mark (value: `"EPOCH MARK"`). No agent-side
+/// key (`epoch`, `acked_seq`, `ban_cursor`, `forward/…`) starts with `fwd` and a tab.
+fn stream_key(id: &str, stream: &str) -> String {
+    format!("fwd\t{id}\t{stream}")
+}
+
+fn q_stream_mark(db: &mut dyn Sql, id: &str, stream: &str, epoch: u64) -> Result<u64, StoreError> {
+    let Some(v) = q_state(db, &stream_key(id, stream))? else {
+        return Ok(0);
+    };
+    let bad = || StoreError::Corrupt(format!("fleet_state mark of stream {stream:?}: {v:?}"));
+    let (e, m) = v.split_once(' ').ok_or_else(bad)?;
+    let (e, m): (u64, u64) = (e.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    Ok(if e == epoch { m } else { 0 })
+}
+
+/// Inside the ingest transaction: the agent's name, the stream's mark; after writing the
+/// events, [`q_stream_done`].
+fn q_stream_begin(
+    db: &mut dyn Sql,
+    id: &str,
+    stream: &str,
+    epoch: u64,
+) -> Result<(String, u64), StoreError> {
+    let rows = db.rows(
+        "SELECT name FROM fleet_agents WHERE id = $1",
+        &[Val::T(id.into())],
+    )?;
+    let Some(r) = rows.first() else {
+        return Err(StoreError::Corrupt(format!("no fleet agent {id}")));
+    };
+    let name = r[0].t()?;
+    Ok((name, q_stream_mark(db, id, stream, epoch)?))
+}
+
+fn q_stream_done(
+    db: &mut dyn Sql,
+    id: &str,
+    stream: &str,
+    epoch: u64,
+    mark: u64,
+    stored: u64,
+) -> Result<(), StoreError> {
+    q_set_state(db, &stream_key(id, stream), &format!("{epoch} {mark}"))?;
+    if stored > 0 {
+        db.exec(
+            "UPDATE fleet_agents SET events = events + $2 WHERE id = $1",
+            &[Val::T(id.into()), Val::I(stored as i64)],
+        )?;
+    }
+    Ok(())
 }
 
 /// Opens (and migrates) the fleet tables of the store `url` names.
@@ -526,6 +615,43 @@ fn q_set_state(db: &mut dyn Sql, key: &str, value: &str) -> Result<(), StoreErro
         &[Val::T(key.into()), Val::T(value.into())],
     )?;
     Ok(())
+}
+
+fn q_host_events(
+    db: &mut dyn Sql,
+    host: &str,
+    since: Timestamp,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = db.rows(
+        "SELECT id, time, jail, filter, rule, ip, failure, username, fields, evidence
+         FROM events WHERE host = $1 AND time >= $2 ORDER BY id DESC LIMIT $3",
+        &[
+            Val::T(host.into()),
+            Val::I(since.0),
+            Val::I(i64::from(limit)),
+        ],
+    )?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            crate::common::RawEvent {
+                id: r[0].i()?,
+                time: r[1].i()?,
+                jail: r[2].t()?,
+                filter: r[3].t()?,
+                rule: r[4].t()?,
+                ip: r[5].t()?,
+                failure: r[6].i()? != 0,
+                user: r[7].ot()?,
+                fields: r[8].ot()?.unwrap_or_else(|| "{}".into()),
+                evidence: r[9].ot()?,
+            }
+            .decode()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 fn q_local_events(
@@ -945,6 +1071,17 @@ macro_rules! fleet_common {
         ) -> Result<Vec<FleetLogEntry>, StoreError> {
             q_active_bans_for(&mut $db(self)?, now, name, upto)
         }
+        fn stream_mark(&mut self, id: &str, stream: &str, epoch: u64) -> Result<u64, StoreError> {
+            q_stream_mark(&mut $db(self)?, id, stream, epoch)
+        }
+        fn host_events_since(
+            &mut self,
+            host: &str,
+            since: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            q_host_events(&mut $db(self)?, host, since, limit)
+        }
     };
 }
 
@@ -1007,6 +1144,39 @@ mod lite_impl {
                 mark: new_mark,
             })
         }
+
+        fn ingest_stream(
+            &mut self,
+            id: &str,
+            stream: &str,
+            epoch: u64,
+            last_seq: u64,
+            events: &[ShippedEvent],
+        ) -> Result<StreamIngested, StoreError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (host, mark) = q_stream_begin(&mut Lite(&tx), id, stream, epoch)?;
+            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
+            for (jail, evs) in by_jail(&fresh) {
+                crate::sqlite::write_events(&tx, jail, &evs, Some(&host))?;
+            }
+            let new_mark = mark.max(last_seq);
+            q_stream_done(
+                &mut Lite(&tx),
+                id,
+                stream,
+                epoch,
+                new_mark,
+                fresh.len() as u64,
+            )?;
+            tx.commit()?;
+            Ok(StreamIngested {
+                before: mark,
+                stored: fresh.len() as u64,
+                mark: new_mark,
+            })
+        }
     }
 }
 
@@ -1061,6 +1231,45 @@ mod pg_impl {
             q_set_mark(&mut Pg(&mut tx), id, new_mark, fresh.len() as u64)?;
             tx.commit()?;
             Ok(Ingested {
+                stored: fresh.len() as u64,
+                mark: new_mark,
+            })
+        }
+
+        fn ingest_stream(
+            &mut self,
+            id: &str,
+            stream: &str,
+            epoch: u64,
+            last_seq: u64,
+            events: &[ShippedEvent],
+        ) -> Result<StreamIngested, StoreError> {
+            self.ensure_partitions(events.iter().map(|e| e.2.time.0));
+            let stmts = self.event_statements()?;
+            let mut tx = self.client.transaction()?;
+            // As in `ingest`: the agent's row is locked, so two connections of one forwarder
+            // cannot both store the same lines.
+            tx.execute(
+                "SELECT 1 FROM fleet_agents WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )?;
+            let (host, mark) = q_stream_begin(&mut Pg(&mut tx), id, stream, epoch)?;
+            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
+            for (jail, evs) in by_jail(&fresh) {
+                crate::postgres::write_events(&mut tx, &stmts, jail, &evs, Some(&host))?;
+            }
+            let new_mark = mark.max(last_seq);
+            q_stream_done(
+                &mut Pg(&mut tx),
+                id,
+                stream,
+                epoch,
+                new_mark,
+                fresh.len() as u64,
+            )?;
+            tx.commit()?;
+            Ok(StreamIngested {
+                before: mark,
                 stored: fresh.len() as u64,
                 mark: new_mark,
             })

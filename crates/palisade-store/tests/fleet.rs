@@ -182,6 +182,54 @@ fn story(url: &str) {
         .unwrap();
     assert_eq!((r.stored, r.mark), (1, 1));
 
+    // --- a forwarder's streams: a mark per stream, stored with the events in one transaction ---
+    let (base, counted) = (
+        f.host_event_count("web1").unwrap(),
+        f.agent("a1").unwrap().unwrap().events,
+    );
+    let (auth, other) = ("sshd\t/var/log/auth.log", "sshd\t/var/log/other.log");
+    assert_eq!(f.stream_mark("a1", auth, 5).unwrap(), 0);
+    let line_ev = |s: u64| (s, "sshd".to_string(), ev(3000 + s as i64, "203.0.113.5"));
+    // Lines 1..=4, of which 2 and 4 made events.
+    let r = f
+        .ingest_stream("a1", auth, 5, 4, &[line_ev(2), line_ev(4)])
+        .unwrap();
+    assert_eq!((r.before, r.stored, r.mark), (0, 2, 4));
+    // Resent with more: only what is above the mark is stored.
+    let r = f
+        .ingest_stream("a1", auth, 5, 7, &[line_ev(2), line_ev(4), line_ev(6)])
+        .unwrap();
+    assert_eq!((r.before, r.stored, r.mark), (4, 1, 7));
+    // Lines that made no event still move the mark.
+    let r = f.ingest_stream("a1", auth, 5, 9, &[]).unwrap();
+    assert_eq!((r.before, r.stored, r.mark), (7, 0, 9));
+    // Another stream has its own mark.
+    assert_eq!(f.stream_mark("a1", other, 5).unwrap(), 0);
+    let r = f.ingest_stream("a1", other, 5, 1, &[line_ev(1)]).unwrap();
+    assert_eq!((r.before, r.stored, r.mark), (0, 1, 1));
+    assert_eq!(f.stream_mark("a1", auth, 5).unwrap(), 9);
+    // A new forwarder epoch (its state was lost) starts its streams over.
+    assert_eq!(f.stream_mark("a1", auth, 6).unwrap(), 0);
+    assert_eq!(f.host_event_count("web1").unwrap(), base + 4);
+    assert_eq!(f.agent("a1").unwrap().unwrap().events, counted + 4);
+    // The agent's own epoch and mark are untouched.
+    assert_eq!(f.high_water("a1", 8).unwrap(), 1);
+    // A host's recent events, oldest first; the newest when limited.
+    let recent = f
+        .host_events_since("web1", Timestamp::from_secs(3000), 10)
+        .unwrap();
+    let secs: Vec<i64> = recent.iter().map(|e| e.event.time.0 / 1_000_000).collect();
+    assert_eq!(secs, [3002, 3004, 3006, 3001]);
+    let last2 = f
+        .host_events_since("web1", Timestamp::from_secs(3000), 2)
+        .unwrap();
+    assert_eq!(last2.len(), 2);
+    assert_eq!(last2[1].event.time, Timestamp::from_secs(3001));
+    assert!(f
+        .host_events_since("nobody", Timestamp(0), 10)
+        .unwrap()
+        .is_empty());
+
     // --- revocation and --force ---
     assert!(f.revoke("web2").unwrap());
     assert!(!f.revoke("web2").unwrap());

@@ -258,16 +258,30 @@ impl AgentControl for DaemonAgentControl {
 /// Before the daemon starts: the local-ban observer of an agent.
 pub struct Prepared {
     rx: Option<LocalBansRx>,
+    /// `run --from-start` (a forwarder reads existing content when it has no position).
+    pub from_start: bool,
 }
 
 /// Observers fleet mode adds to the daemon (an agent reports its own bans).
 pub fn prepare(cfg: &Config) -> (Option<Arc<dyn Observer>>, Prepared) {
     match cfg.fleet.as_ref().map(|f| f.role) {
-        Some(FleetRole::Agent) => {
+        Some(FleetRole::Agent | FleetRole::Forwarder) => {
             let (obs, rx) = LocalBans::new();
-            (Some(obs as Arc<dyn Observer>), Prepared { rx: Some(rx) })
+            (
+                Some(obs as Arc<dyn Observer>),
+                Prepared {
+                    rx: Some(rx),
+                    from_start: false,
+                },
+            )
         }
-        _ => (None, Prepared { rx: None }),
+        _ => (
+            None,
+            Prepared {
+                rx: None,
+                from_start: false,
+            },
+        ),
     }
 }
 
@@ -297,7 +311,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
     let store_url = palisade_pipeline::store_url(cfg)?;
     match f.role {
         FleetRole::Server => {
-            let s = palisade_fleet::server::spawn(
+            let s = palisade_fleet::server::spawn_with(
                 ServerOptions {
                     listen: f.listen,
                     state_dir: state_dir(cfg),
@@ -306,6 +320,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                 },
                 palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings())
                     .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
+                Some(crate::forward_cmd::forward_setup(cfg)?),
             )
             .context("starting the fleet server")?;
             let mut s = s;
@@ -318,11 +333,14 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
             tracing::info!(addr = %s.local_addr(), "fleet server running");
             Ok(Some(Running::Server(s)))
         }
-        FleetRole::Agent => {
+        FleetRole::Agent | FleetRole::Forwarder => {
             let Some(rx) = prepared.rx else {
                 bail!("internal: the agent's observer was not prepared");
             };
-            let a = palisade_fleet::agent::spawn(
+            let forward = (f.role == FleetRole::Forwarder)
+                .then(|| crate::forward_cmd::forwarder(cfg, prepared.from_start))
+                .transpose()?;
+            let a = palisade_fleet::agent::spawn_with(
                 AgentOptions {
                     state_dir: state_dir(cfg),
                     store_url,
@@ -335,12 +353,10 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                 },
                 Arc::new(DaemonAgentControl(daemon.control())),
                 rx,
+                forward,
             )
             .context("starting the fleet agent")?;
             Ok(Some(Running::Agent(a)))
-        }
-        FleetRole::Forwarder => {
-            bail!("[fleet] role = \"forwarder\" is not implemented in this build yet; use role = \"agent\"")
         }
     }
 }

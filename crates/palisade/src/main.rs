@@ -41,6 +41,8 @@ mod audit_cmd;
 
 #[cfg(feature = "fleet")]
 mod fleet_cmd;
+#[cfg(feature = "fleet")]
+mod forward_cmd;
 
 /// mimalloc: the filters' per-line work allocates many small short-lived values (group
 /// dictionaries, results) on two threads, where it is much faster than the system allocator.
@@ -617,10 +619,17 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
     );
     #[cfg(feature = "fleet")]
     let fleet_prepared = {
-        let (obs, prepared) = fleet_cmd::prepare(&cfg);
+        let (obs, mut prepared) = fleet_cmd::prepare(&cfg);
         observers.extend(obs);
+        prepared.from_start = from_start;
         prepared
     };
+    // A forwarder's jails are read by the forwarder; a server's jails without a source only
+    // filter forwarded lines.
+    #[cfg(feature = "fleet")]
+    let daemon_cfg = forward_cmd::daemon_config(&cfg);
+    #[cfg(not(feature = "fleet"))]
+    let daemon_cfg = cfg.clone();
     let opts = DaemonOptions {
         from_start,
         follow: !once,
@@ -639,7 +648,7 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
         "observers built; starting the daemon"
     );
     let mut daemon =
-        Daemon::start(cfg.clone(), opts).context("start-up failed; nothing was started")?;
+        Daemon::start(daemon_cfg, opts).context("start-up failed; nothing was started")?;
     #[cfg(feature = "server")]
     let server = match server_cmd::start_server(&cfg, &daemon, feed) {
         Ok(s) => s,
@@ -768,6 +777,8 @@ fn run(src: &RunConfig, from_start: bool, dry_run: bool, once: bool) -> Result<E
                 .reloads
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        #[cfg(feature = "fleet")]
+        let loaded = loaded.map(|c| forward_cmd::daemon_config(&c));
         daemon.reload_with(loaded, reply);
         #[cfg(feature = "audit")]
         if let (Some(a), Some(c)) = (&audit_reload, accepted) {

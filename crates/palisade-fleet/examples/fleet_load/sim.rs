@@ -538,8 +538,10 @@ impl Agent {
                             let d = Duration::from_secs(after_secs.min(600));
                             return Ok(End::Retry(Some(d.mul_f64(0.5 + self.rng.unit()))));
                         }
-                        // Never sent: simulated agents do not announce `analyze`.
-                        ServerMsg::Enrolled { .. } | ServerMsg::Analyze { .. } => {}
+                        // Never sent: simulated agents announce neither `analyze` nor `forward`.
+                        ServerMsg::Enrolled { .. }
+                        | ServerMsg::Analyze { .. }
+                        | ServerMsg::LinesAck { .. } => {}
                     }
                 }
             }
