@@ -236,9 +236,9 @@ pub fn spawn(
         ),
         stats: stats::StatsCache::new(cfg.stats_ttl),
         audit: audit::AuditDb::new(store_url.clone()),
-        fleet: fleet::FleetDb::new(store_url.clone()),
         shutdown: stop_rx.clone(),
     });
+    let pump_state = state.clone();
     let app = api::router(state);
     let fd_limit = serve::raise_fd_limit();
     let cap = serve::connection_cap(cfg.conn.max_connections, fd_limit);
@@ -254,6 +254,7 @@ pub fn spawn(
                         return;
                     }
                 };
+                tokio::spawn(fleet::pump(pump_state));
                 serve::run(listener, tls, app, limits, cap, stop_rx).await;
             });
             runtime.shutdown_timeout(Duration::from_secs(3));
