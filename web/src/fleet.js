@@ -276,10 +276,10 @@ export async function agentsPage(ctx, refresh = false) {
 // Overview
 
 /** The overview's fleet card (nothing when this host has no agents). */
-export async function fleetCard(range) {
+export async function fleetCard() {
   let f;
   try {
-    f = await api.get('/fleet/overview?range=' + encodeURIComponent(range));
+    f = await api.get('/fleet/overview');
   } catch {
     return '';
   }
@@ -299,6 +299,7 @@ export async function fleetCard(range) {
         h('div', { class: 'value' }, `${fmtNum(f.agents_connected)} / ${fmtNum(f.agents_total)}`),
         h('div', { class: 'label' }, 'Agents connected'),
       ),
+      card('Events/s', f.events_per_sec.toFixed(1)),
       card('Fleet bans', fmtNum(f.fleet_bans)),
       card('Backlog', fmtNum(f.backlog)),
       card('Gaps', fmtNum(f.gaps), f.gaps ? 'alert' : ''),
@@ -308,7 +309,8 @@ export async function fleetCard(range) {
       [
         { title: 'Host', cell: (r) => hostCell(r.host) },
         { title: 'Status', cell: (r) => h('span', { class: 'badge ' + (r.connected ? 'ok' : 'warn') }, r.connected ? 'connected' : 'disconnected') },
-        { title: `Events (${f.range})`, cls: 'num', cell: (r) => fmtNum(r.events) },
+        { title: 'Events', cls: 'num', cell: (r) => fmtNum(r.events) },
+        { title: 'Events/s', cls: 'num', cell: (r) => r.events_per_sec.toFixed(1) },
         { title: 'Fleet bans', cls: 'num', cell: (r) => fmtNum(r.fleet_bans) },
       ],
       f.hosts,

@@ -184,7 +184,7 @@ async function overview(refresh = false) {
   let s;
   let fleet;
   try {
-    [s, fleet] = await Promise.all([api.get('/stats?range=' + encodeURIComponent(range)), fleetCard(range)]);
+    [s, fleet] = await Promise.all([api.get('/stats?range=' + encodeURIComponent(range)), fleetCard()]);
   } catch (e) {
     if (!refresh) app.append(errorBox(e));
     return;
