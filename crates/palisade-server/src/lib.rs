@@ -239,6 +239,9 @@ pub fn spawn(
         shutdown: stop_rx.clone(),
     });
     let pump_state = state.clone();
+    // The last reference to the state is dropped outside the runtime: a PostgreSQL client
+    // may not be dropped inside it (its close blocks on a runtime of its own).
+    let keep = state.clone();
     let app = api::router(state);
     let fd_limit = serve::raise_fd_limit();
     let cap = serve::connection_cap(cfg.conn.max_connections, fd_limit);
@@ -258,6 +261,7 @@ pub fn spawn(
                 serve::run(listener, tls, app, limits, cap, stop_rx).await;
             });
             runtime.shutdown_timeout(Duration::from_secs(3));
+            drop(keep);
         })
         .map_err(ServerError::Runtime)?;
     tracing::debug!(?fd_limit, connections = cap, "http connection cap");
