@@ -572,7 +572,12 @@ files = ["${agentLog}"]
       // On the agent, the fleet ban is a decision with origin fleet.
       await waitFor(() => {
         const out = execFileSync(BIN, ['decisions', 'list', '--json', '--config', agentCfg], { encoding: 'utf8' });
-        return JSON.parse(out).some((d) => d.origin === 'fleet' && String(d.target).startsWith('198.51.100.99'));
+        // One JSON object a line.
+        return out
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => JSON.parse(l))
+          .some((d) => d.origin === 'fleet' && d.target === '198.51.100.99/32');
       }, 10000, 'the fleet ban on the agent');
       // The Decisions page marks fleet bans as such.
       await page.goto(base + '/decisions?host=web2');

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub stats: StatsCache,
     pub audit: crate::audit::AuditDb,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The live feed's position in the fleet tables.
+    pub fleet_feed: crate::fleet::FeedCursor,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -1284,6 +1286,7 @@ pub(crate) async fn feed(
     let Query(q) = q?;
     let host = crate::fleet::parse_host(q.host.as_deref())?;
     let rx = st.feed.subscribe();
+    crate::fleet::feed_start(&st).await;
     let stop = st.shutdown.clone();
     let stream = futures_util::stream::unfold(
         (rx, stop, st, host),

@@ -602,22 +602,57 @@ const PUMP_BATCH: u32 = 1_000;
 /// How often the store is read while someone watches the feed.
 const PUMP_EVERY: Duration = Duration::from_secs(1);
 
+/// Where the live feed's fleet pump reads from: (event id, ban log seq) already published;
+/// `None` while nobody listens.
+#[derive(Default)]
+pub(crate) struct FeedCursor(std::sync::Mutex<Option<(i64, i64)>>);
+
+impl FeedCursor {
+    fn get(&self) -> Option<(i64, i64)> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn set(&self, v: Option<(i64, i64)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+}
+
+/// Called by a new live feed subscriber (after subscribing, before answering): when the pump
+/// has no position yet, it starts at the store's head now, so that everything stored after
+/// the subscriber's connection is answered reaches it.
+pub(crate) async fn feed_start(st: &AppState) {
+    if st.fleet_feed.get().is_some() {
+        return;
+    }
+    let heads = st
+        .pool
+        .run(|s| {
+            let v = s.fleet_views();
+            Ok((v.events_head()?, v.as_fleet().log_head()?))
+        })
+        .await;
+    if let Ok(h) = heads {
+        let mut g = st.fleet_feed.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(h);
+        }
+    }
+}
+
 /// Publishes what fleet agents ship (stored by the fleet server, possibly another process)
-/// and new fleet ban log entries on the live feed, while it has subscribers. Starts at the
-/// store's head: the feed shows what happens from now on.
+/// and new fleet ban log entries on the live feed, while it has subscribers, from where
+/// [`feed_start`] put the first subscriber: the feed shows what happens from then on.
 pub(crate) async fn pump(st: AppState) {
     let mut stop = st.shutdown.clone();
-    let mut cursors: Option<(i64, i64)> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PUMP_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         if !st.feed.has_subscribers() {
-            cursors = None;
+            st.fleet_feed.set(None);
             continue;
         }
-        let prev = cursors;
+        let prev = st.fleet_feed.get();
         let r = st
             .pool
             .run(move |s| {
@@ -640,7 +675,7 @@ pub(crate) async fn pump(st: AppState) {
         let Ok((evs, log, next)) = r else {
             continue;
         };
-        cursors = Some(next);
+        st.fleet_feed.set(Some(next));
         for e in evs {
             let mut item = FeedItem::event(&e.stored.jail, &e.stored.event);
             if let FeedItem::Event { host, .. } = &mut item {

@@ -237,6 +237,7 @@ pub fn spawn(
         stats: stats::StatsCache::new(cfg.stats_ttl),
         audit: audit::AuditDb::new(store_url.clone()),
         shutdown: stop_rx.clone(),
+        fleet_feed: fleet::FeedCursor::default(),
     });
     let pump_state = state.clone();
     // The last reference to the state is dropped outside the runtime: a PostgreSQL client
