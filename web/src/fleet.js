@@ -4,6 +4,12 @@
 import { api } from './api.js';
 import { h, clear, fmtTime, fmtNum, ipLink, notice, table, confirmAction } from './util.js';
 
+/** An event rate, with the digits that matter. */
+function fmtRate(v) {
+  const n = Number(v || 0);
+  return n >= 10 ? n.toFixed(0) : n >= 1 ? n.toFixed(1) : n.toFixed(2);
+}
+
 /** The `host` value that means this host's own events (never an agent name). */
 export const LOCAL_HOST = '@local';
 
@@ -227,8 +233,8 @@ export async function agentsPage(ctx, refresh = false) {
       ? h(
           'div',
           { class: 'cards' },
-          card('Connected', `${fmtNum(live.filter((a) => a.connected).length)} / ${fmtNum(live.length)}`, 'accent'),
-          card('Events/s', live.reduce((s, a) => s + a.events_per_sec, 0).toFixed(1)),
+          card('Connected', `${fmtNum(live.filter((a) => a.connected).length)} / ${fmtNum(live.length)}`, live.some((a) => !a.connected) ? 'alert' : ''),
+          card('Events/s', fmtRate(live.reduce((s, a) => s + a.events_per_sec, 0))),
           card('Backlog', fmtNum(live.reduce((s, a) => s + a.backlog, 0))),
           card('Gaps', fmtNum(live.reduce((s, a) => s + a.gaps, 0)), live.some((a) => a.gaps) ? 'alert' : ''),
           card('Clock skewed', fmtNum(live.filter((a) => a.skewed).length), live.some((a) => a.skewed) ? 'alert' : ''),
@@ -244,7 +250,7 @@ export async function agentsPage(ctx, refresh = false) {
           { title: 'Status', cell: statusBadge },
           { title: 'Last seen', cls: 'time', cell: (a) => fmtTime(a.last_seen) },
           { title: 'Events', cls: 'num', cell: (a) => h('a', { href: '/events?host=' + encodeURIComponent(a.name) }, fmtNum(a.events)) },
-          { title: 'Events/s', cls: 'num', cell: (a) => a.events_per_sec.toFixed(1) },
+          { title: 'Events/s', cls: 'num', cell: (a) => fmtRate(a.events_per_sec) },
           { title: 'Backlog', cls: 'num', cell: (a) => fmtNum(a.backlog) },
           { title: 'Gaps', cls: 'num', cell: (a) => (a.gaps ? h('span', { class: 'badge warn', title: 'Events dropped by the agent’s spool cap' }, fmtNum(a.gaps)) : '0') },
           { title: 'Version', cell: (a) => `${a.version || '—'} (protocol ${a.protocol})` },
@@ -295,11 +301,11 @@ export async function fleetCard() {
       { class: 'cards' },
       h(
         'a',
-        { class: 'card accent', href: '/agents', id: 'fleet-connected' },
+        { class: 'card' + (f.agents_connected < f.agents_total ? ' alert' : ''), href: '/agents', id: 'fleet-connected' },
         h('div', { class: 'value' }, `${fmtNum(f.agents_connected)} / ${fmtNum(f.agents_total)}`),
         h('div', { class: 'label' }, 'Agents connected'),
       ),
-      card('Events/s', f.events_per_sec.toFixed(1)),
+      card('Events/s', fmtRate(f.events_per_sec)),
       card('Fleet bans', fmtNum(f.fleet_bans)),
       card('Backlog', fmtNum(f.backlog)),
       card('Gaps', fmtNum(f.gaps), f.gaps ? 'alert' : ''),
@@ -310,7 +316,7 @@ export async function fleetCard() {
         { title: 'Host', cell: (r) => hostCell(r.host) },
         { title: 'Status', cell: (r) => h('span', { class: 'badge ' + (r.connected ? 'ok' : 'warn') }, r.connected ? 'connected' : 'disconnected') },
         { title: 'Events', cls: 'num', cell: (r) => fmtNum(r.events) },
-        { title: 'Events/s', cls: 'num', cell: (r) => r.events_per_sec.toFixed(1) },
+        { title: 'Events/s', cls: 'num', cell: (r) => fmtRate(r.events_per_sec) },
         { title: 'Fleet bans', cls: 'num', cell: (r) => fmtNum(r.fleet_bans) },
       ],
       f.hosts,
