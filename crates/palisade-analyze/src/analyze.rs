@@ -165,6 +165,9 @@ pub struct Options {
     /// Threads that parse and classify lines (the calling thread reads and counts). `1`
     /// classifies on the calling thread; the result is the same either way.
     pub threads: usize,
+    /// Stop reading files at this instant ([`Analyzer::feed_file`] then fails with
+    /// `TimedOut`): bounds a remote analysis in time.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Classifying threads by default: one per CPU, at most 8.
@@ -189,6 +192,7 @@ impl Default for Options {
             record_lines: false,
             tz: jiff::tz::TimeZone::UTC,
             threads: default_threads(),
+            deadline: None,
         }
     }
 }
@@ -537,6 +541,24 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Whether `path` looks gzip-compressed (by its magic bytes, whatever its name).
+/// A reader that fails with `TimedOut` once `until` has passed.
+struct Deadline<R> {
+    inner: R,
+    until: Option<std::time::Instant>,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "analysis time limit reached",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
 fn is_gzip(path: &Path) -> std::io::Result<bool> {
     let mut f = std::fs::File::open(path)?;
     let mut m = [0u8; 2];
@@ -822,7 +844,10 @@ impl Analyzer {
         let f = std::fs::File::open(path).map_err(io)?;
         let counter = std::rc::Rc::new(std::cell::Cell::new(0));
         let counting = Counting {
-            inner: f,
+            inner: Deadline {
+                inner: f,
+                until: self.opts.deadline,
+            },
             n: counter.clone(),
         };
         let name = path.display().to_string();

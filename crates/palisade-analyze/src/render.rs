@@ -295,6 +295,9 @@ pub enum ScriptKind {
     Nft,
     /// `ipset` sets plus one iptables/ip6tables rule each.
     Ipset,
+    /// One address a line with `#` comments: the reviewed list `palisade fleet block FILE`
+    /// reads.
+    List,
 }
 
 /// Writes a reviewable script that blocks `ips`. `how` (the command line) goes into the header.
@@ -326,6 +329,16 @@ pub fn script(
         )
     };
     match kind {
+        ScriptKind::List => {
+            comment(w)?;
+            writeln!(
+                w,
+                "# Delete the lines to spare, then: palisade fleet block FILE --agents …"
+            )?;
+            for ip in ips {
+                writeln!(w, "{ip}")?;
+            }
+        }
         ScriptKind::Iptables => {
             writeln!(w, "#!/bin/sh")?;
             comment(w)?;

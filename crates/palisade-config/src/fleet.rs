@@ -71,6 +71,10 @@ pub struct FleetSection {
     /// Agent: how often it reports the checksum of its fleet ban set.
     #[serde(default = "default_checksum")]
     pub checksum_interval: Dur,
+    /// Agent: the access logs (paths or globs) `palisade analyze --agents` may have it
+    /// analyze; default: the files of its `nginx_access` / `apache_access` jails.
+    #[serde(default)]
+    pub analyze_files: Option<Vec<String>>,
 }
 
 fn default_listen() -> std::net::SocketAddr {

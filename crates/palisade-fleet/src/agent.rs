@@ -182,6 +182,8 @@ pub struct AgentOptions {
     pub spool_max_age: Duration,
     /// Checksum interval.
     pub checksum_interval: Duration,
+    /// Remote analysis of the allowed access logs (`None`: not offered).
+    pub analyze: Option<crate::remote_analyze::AgentAnalyze>,
 }
 
 /// The observer that reports the daemon's own bans to the agent connection.
@@ -253,6 +255,7 @@ struct Agent {
     acked: u64,
     /// Spool gap not yet reported: (from, to).
     pending_gap: Option<(u64, u64)>,
+    analyze: crate::remote_analyze::AgentRunner,
 }
 
 /// Starts the agent connection (own thread, own runtime). Fails at once when this host is
@@ -284,7 +287,9 @@ pub fn spawn(
     let ban_cursor = get(&mut fleet, "ban_cursor")?;
     let acked = get(&mut fleet, "acked_seq")?;
     let stop = Arc::new(AtomicBool::new(false));
+    let analyze = crate::remote_analyze::AgentRunner::new(opts.analyze.clone());
     let mut agent = Agent {
+        analyze,
         ident,
         opts,
         fleet,
@@ -432,7 +437,11 @@ impl Agent {
     async fn session(&mut self, mut ws: ClientWs) -> Result<(), String> {
         let hello = AgentMsg::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
-            capabilities: vec!["events".into(), "ban".into(), "checksum".into()],
+            capabilities: ["events", "ban", "checksum"]
+                .into_iter()
+                .map(String::from)
+                .chain(self.analyze.capability())
+                .collect(),
             agent: self.ident.name.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             epoch: self.epoch,
@@ -473,6 +482,7 @@ impl Agent {
         };
         let _ = b(|| self.fleet.set_state("acked_seq", &self.acked.to_string()));
         tracing::info!(acked = self.acked, protocol = v, "fleet: connected");
+        self.analyze.forget_stale();
         if let Some((from, to)) = self.pending_gap.take() {
             if v >= V_CHECKSUM {
                 let m = AgentMsg::Gap {
@@ -544,6 +554,9 @@ impl Agent {
                     };
                     ws.send(Message::text(encode(v, &m))).await.map_err(|e| e.to_string())?;
                 }
+                Some(m) = self.analyze.recv() => {
+                    ws.send(Message::text(encode(v, &m))).await.map_err(|e| e.to_string())?;
+                }
                 l = self.local.recv() => {
                     if let Some(m) = l {
                         ws.send(Message::text(encode(v, &m))).await.map_err(|e| e.to_string())?;
@@ -601,6 +614,7 @@ impl Agent {
                             tokio::time::sleep(Duration::from_secs(after_secs.min(300))).await;
                             return Ok(());
                         }
+                        ServerMsg::Analyze { id, query } => self.analyze.start(id, query),
                         ServerMsg::Welcome { .. } | ServerMsg::Enrolled { .. } => {}
                     }
                 }

@@ -8,6 +8,8 @@
 //! - [`server`]: the listener (enrollment, authentication, ingest, ban push, revocation).
 //! - [`agent`]: enrollment (`join`) and the agent's connection (shipper, ban applier,
 //!   local-ban reporter, checksum).
+//! - [`remote_analyze`]: `palisade analyze --agents`: the server's admin socket and
+//!   request routing, the agent's bounded, low-priority analysis of its allowed logs.
 //! - [`admin`]: what `palisade fleet token add` / `agents` / `agents revoke` do, and the
 //!   agents report the HTTP API can reuse.
 //!
@@ -19,6 +21,7 @@
 pub mod admin;
 pub mod agent;
 pub mod ident;
+pub mod remote_analyze;
 pub mod server;
 pub mod tls;
 

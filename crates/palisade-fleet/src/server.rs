@@ -57,10 +57,10 @@ pub trait EventSink: Send {
     fn observe(&mut self, host: &str, jail: &str, event: &Event) -> Vec<FleetLogEntry>;
 }
 
-type SharedStore = Arc<Mutex<Box<dyn FleetStore>>>;
+pub(crate) type SharedStore = Arc<Mutex<Box<dyn FleetStore>>>;
 
 /// Runs `f` on the store from async code (the store is synchronous).
-fn with_store<T>(
+pub(crate) fn with_store<T>(
     store: &SharedStore,
     f: impl FnOnce(&mut dyn FleetStore) -> Result<T, palisade_store::StoreError>,
 ) -> Result<T, palisade_store::StoreError> {
@@ -80,10 +80,14 @@ struct Shared {
     /// Live sessions: agent id → its cut-off signal.
     sessions: Mutex<HashMap<String, (u64, watch::Sender<bool>)>>,
     sink: Option<Mutex<Box<dyn EventSink>>>,
+    /// Remote analysis: sessions that can be asked, requests in flight.
+    analyze: Arc<crate::remote_analyze::Hub>,
 }
 
 /// A running fleet server.
 pub struct FleetServer {
+    /// Remote analysis: the admin socket once served.
+    analyze: crate::remote_analyze::AdminHook,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     addr: SocketAddr,
@@ -99,8 +103,13 @@ impl FleetServer {
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+    /// Serves `palisade analyze --agents` on the admin socket `path` (mode 0600).
+    pub fn serve_admin(&mut self, path: &std::path::Path) -> Result<(), FleetError> {
+        self.analyze.serve(path)
+    }
     /// Stops the listener and every session.
     pub fn shutdown(mut self) {
+        self.analyze.close();
         self.stop.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -141,9 +150,15 @@ pub fn spawn(
         wake: Notify::new(),
         sessions: Mutex::new(HashMap::new()),
         sink: sink.map(Mutex::new),
+        analyze: Arc::default(),
     });
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
+    let analyze = crate::remote_analyze::AdminHook::new(
+        rt.handle().clone(),
+        shared.analyze.clone(),
+        shared.store.clone(),
+    );
     let thread = std::thread::Builder::new()
         .name("fleet-server".into())
         .spawn(move || {
@@ -183,6 +198,7 @@ pub fn spawn(
         .map_err(|e| FleetError::Io(e.to_string()))?;
     tracing::info!(%addr, fingerprint = %cert.fingerprint, "fleet server listening");
     Ok(FleetServer {
+        analyze,
         stop,
         thread: Some(thread),
         addr,
@@ -441,6 +457,13 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     };
     let v = v.min(hello.protocol_version.max(1)).min(PROTOCOL_VERSION);
     let epoch = hello.epoch;
+    let token = crate::ident::random_u63();
+    // Askable for remote analysis before `fleet agents` shows it connected.
+    let capable = hello
+        .capabilities
+        .iter()
+        .any(|c| c == palisade_proto::fleet_analyze::CAPABILITY);
+    let mut analyze_rx = shared.analyze.register(&name, token, capable);
     let mark = with_store(&shared.store, |s| {
         s.agent_update(
             &id,
@@ -457,7 +480,6 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
     })
     .map_err(|e| e.to_string())?;
     let (cut_tx, mut cut_rx) = watch::channel(false);
-    let token = crate::ident::random_u63();
     if let Some((_, old)) = shared
         .sessions
         .lock()
@@ -516,6 +538,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                 _ = cut_rx.changed() => {
                     close(&mut ws, "revoked or replaced").await;
                     return Ok(());
+                }
+                Some(m) = analyze_rx.recv() => {
+                    ws.send(Message::text(encode(v, &m))).await.map_err(|e| e.to_string())?;
                 }
                 _ = ping.tick() => {
                     if last_rx.elapsed() > PING_EVERY * 3 {
@@ -642,6 +667,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                                 cursor = send_snapshot(&shared, &mut ws, v, &name).await?;
                             }
                         }
+                        AgentMsg::AnalyzeResult { id: rid, part } => {
+                            if capable { shared.analyze.deliver(&name, rid, part).await; }
+                        }
                         AgentMsg::Pong { nonce, agent_time_us, head_seq } => {
                             let recv = crate::now().0;
                             if let Some(sent) = pings.remove(&nonce) {
@@ -660,6 +688,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         }
     }
     .await;
+    shared.analyze.unregister(&name, token);
     let owned = {
         let mut sessions = shared.sessions.lock().unwrap();
         let mine = sessions.get(&id).is_some_and(|(t, _)| *t == token);

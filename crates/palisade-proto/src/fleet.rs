@@ -209,6 +209,13 @@ pub enum AgentMsg {
         #[serde(default)]
         head_seq: u64,
     },
+    /// Part of the answer to [`ServerMsg::Analyze`] `id` (capability `analyze`).
+    AnalyzeResult {
+        /// The request's id.
+        id: u64,
+        /// The part.
+        part: crate::fleet_analyze::AnalyzePart,
+    },
 }
 
 /// Server → agent.
@@ -268,6 +275,14 @@ pub enum ServerMsg {
         agent_id: String,
         /// Its secret key (only ever sent here; the server keeps its hash).
         key: String,
+    },
+    /// Analyze your own access logs (only to an agent whose `hello` has the `analyze`
+    /// capability); answered by [`AgentMsg::AnalyzeResult`] parts with the same `id`.
+    Analyze {
+        /// Request id.
+        id: u64,
+        /// What to analyze.
+        query: crate::fleet_analyze::AnalyzeQuery,
     },
 }
 
@@ -347,6 +362,11 @@ pub fn decode_agent(text: &str) -> Result<(u16, AgentMsg), FleetMessageError> {
         AgentMsg::Checksum { .. } if v < V_CHECKSUM => {
             return Err(FleetMessageError::NotInVersion("checksum", v))
         }
+        AgentMsg::AnalyzeResult { part, .. } if !crate::fleet_analyze::part_within_bounds(part) => {
+            return Err(FleetMessageError::OverLimit(
+                "analyze result over its bounds".into(),
+            ))
+        }
         _ => {}
     }
     Ok((v, env.msg))
@@ -370,6 +390,14 @@ pub fn decode_server(text: &str) -> Result<(u16, ServerMsg), FleetMessageError> 
         ServerMsg::Snapshot { bans, .. } if bans.len() > MAX_BANS => {
             return Err(FleetMessageError::OverLimit(
                 "too many snapshot entries".into(),
+            ))
+        }
+        ServerMsg::Analyze { query, .. }
+            if query.files.len() > crate::fleet_analyze::MAX_FILES
+                || query.files.iter().any(|f| f.len() > 4096) =>
+        {
+            return Err(FleetMessageError::OverLimit(
+                "analyze request names too many files".into(),
             ))
         }
         _ => {}

@@ -7,6 +7,7 @@
 //!   counter fails to compile instead of silently exporting 0.
 //! - [`fleet`]: fleet mode's versioned messages ([`Envelope`], agent → server
 //!   [`fleet::AgentMsg`], server → agent [`fleet::ServerMsg`]) and their bounded decoders.
+//! - [`fleet_analyze`]: remote access-log analysis (queries, rows, the admin socket's lines).
 //!
 //! This crate depends on `palisade-core` only, so every process-facing crate (daemon, server,
 //! binary, later the fleet agent) can speak it without pulling in the pipeline.
@@ -15,6 +16,7 @@
 
 pub mod control;
 pub mod fleet;
+pub mod fleet_analyze;
 pub mod status;
 
 pub use control::{ControlError, Reply, Request, Response};

@@ -68,14 +68,49 @@ pub fn helper_main() {
 pub fn run(argv: &[&str]) -> String {
     let out = Command::new(argv[0])
         .args(&argv[1..])
+        .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     assert!(
         out.status.success(),
-        "{argv:?}: {}",
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Addresses in the nftables set `inet palisade ban4` of namespace `ns` (empty if absent).
+pub fn nft_ban4_members(ns: &str) -> Vec<String> {
+    let out = Command::new(IP)
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "/usr/sbin/nft",
+            "-j",
+            "list",
+            "set",
+            "inet",
+            "palisade",
+            "ban4",
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut m = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            let val = e.get("elem").map_or(e, |i| &i["val"]);
+            if let Some(s) = val.as_str() {
+                m.push(s.to_string());
+            }
+        }
+    }
+    m
 }
 
 /// Runs argv inside namespace `ns`.

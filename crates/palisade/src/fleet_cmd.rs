@@ -308,6 +308,13 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
             )
             .context("starting the fleet server")?;
+            let mut s = s;
+            if let Err(e) = s.serve_admin(&palisade_proto::fleet_analyze::admin_socket_path(
+                std::path::Path::new(&cfg.general.socket),
+            )) {
+                s.shutdown();
+                return Err(anyhow::Error::new(e).context("starting the fleet server"));
+            }
             tracing::info!(addr = %s.local_addr(), "fleet server running");
             Ok(Some(Running::Server(s)))
         }
@@ -322,6 +329,9 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     spool_max_events: f.spool_max_events,
                     spool_max_age: f.spool_max_age.0,
                     checksum_interval: f.checksum_interval.0,
+                    analyze: Some(palisade_fleet::remote_analyze::AgentAnalyze::from_config(
+                        cfg,
+                    )),
                 },
                 Arc::new(DaemonAgentControl(daemon.control())),
                 rx,

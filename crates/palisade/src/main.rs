@@ -27,6 +27,8 @@ mod firewall;
 mod f2b_cmd;
 
 #[cfg(feature = "notify")]
+mod remote_analyze_cmd;
+#[cfg(feature = "notify")]
 mod report_cmd;
 
 #[cfg(feature = "server")]

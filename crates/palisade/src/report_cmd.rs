@@ -33,14 +33,36 @@ pub enum Emit {
     Nft,
     /// ipset sets plus one iptables rule per family.
     Ipset,
+    /// One address a line (`#` comments): the reviewed list `palisade fleet block` reads.
+    List,
+}
+
+impl Emit {
+    /// The renderer's kind.
+    pub fn kind(self) -> ScriptKind {
+        match self {
+            Emit::Iptables => ScriptKind::Iptables,
+            Emit::Nft => ScriptKind::Nft,
+            Emit::Ipset => ScriptKind::Ipset,
+            Emit::List => ScriptKind::List,
+        }
+    }
 }
 
 /// `palisade analyze`.
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
-    /// nginx/apache access logs (plain or gzip-compressed), `-` for standard input.
-    #[arg(required = true)]
+    /// nginx/apache access logs (plain or gzip-compressed), `-` for standard input. With
+    /// --agents: optional, narrows each agent's allowed logs to these paths.
+    #[arg(required_unless_present = "agents")]
     pub logs: Vec<String>,
+    /// Ask these fleet agents (comma-separated names) to analyze their own access logs,
+    /// through the running fleet server of --config; rows get a `host` column.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["apply", "flagged_lines", "geoip", "threads", "max_ips"])]
+    pub agents: Option<Vec<String>>,
+    /// With --agents: how long to wait for each agent (default 10m, at most 1h).
+    #[arg(long, requires = "agents")]
+    pub timeout: Option<String>,
     /// Only the last period (`10d`, `12h`), ending now.
     #[arg(long, conflicts_with_all = ["since", "until"])]
     pub last: Option<String>,
@@ -99,6 +121,39 @@ pub struct AnalyzeArgs {
     pub max_ips: usize,
 }
 
+/// Threshold and levels: the options, else the configuration's `[report]`.
+pub fn threshold_levels(
+    a: &AnalyzeArgs,
+    cfg: Option<&palisade_config::Config>,
+) -> Result<(u64, Levels)> {
+    let rep = cfg.and_then(|c| c.report.clone()).unwrap_or_default();
+    let lv = a.levels.clone().unwrap_or(rep.levels.to_vec());
+    if lv.len() != 3 || !(lv[0] <= lv[1] && lv[1] <= lv[2]) {
+        bail!("--levels: give three increasing numbers, e.g. 100,500,1000");
+    }
+    Ok((
+        a.threshold.unwrap_or(rep.threshold),
+        Levels {
+            yellow: lv[0],
+            red: lv[1],
+            critical: lv[2],
+        },
+    ))
+}
+
+/// The window of --last / --since / --until.
+pub fn window(a: &AnalyzeArgs, now: Timestamp) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+    let mut since = None;
+    if let Some(l) = &a.last {
+        let d = palisade_config::parse_duration(l).map_err(anyhow::Error::msg)?;
+        since = Some(now.minus(d));
+    }
+    if let Some(s) = &a.since {
+        since = Some(parse_when(s)?);
+    }
+    Ok((since, a.until.as_deref().map(parse_when).transpose()?))
+}
+
 fn parse_when(s: &str) -> Result<Timestamp> {
     if let Ok(t) = Timestamp::parse_rfc3339(s) {
         return Ok(t);
@@ -128,27 +183,19 @@ fn progress(total: u64) -> Option<indicatif::ProgressBar> {
 
 /// Runs `palisade analyze`.
 pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
+    if let Some(agents) = &a.agents {
+        return super::remote_analyze_cmd::run(&a, agents);
+    }
     let cfg = a.config.as_deref().map(super::load_config).transpose()?;
-    let rep = cfg
-        .as_ref()
-        .and_then(|c| c.report.clone())
-        .unwrap_or_default();
     let now = SystemClock.now();
+    let (threshold, levels) = threshold_levels(&a, cfg.as_ref())?;
     let mut opts = analyze::Options {
-        threshold: a.threshold.unwrap_or(rep.threshold),
+        threshold,
+        levels,
         max_ips: a.max_ips.max(1),
         record_lines: a.flagged_lines.is_some(),
         threads: a.threads.unwrap_or_else(analyze::default_threads).max(1),
         ..Default::default()
-    };
-    let lv = a.levels.clone().unwrap_or(rep.levels.to_vec());
-    if lv.len() != 3 || !(lv[0] <= lv[1] && lv[1] <= lv[2]) {
-        bail!("--levels: give three increasing numbers, e.g. 100,500,1000");
-    }
-    opts.levels = Levels {
-        yellow: lv[0],
-        red: lv[1],
-        critical: lv[2],
     };
     if let Some(c) = &cfg {
         let mut nets: Vec<ipnet::IpNet> = c.allowlist.parsed.clone();
@@ -156,15 +203,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         opts.allowlist = Allowlist::new(nets);
         opts.tz = palisade_pipeline::time_zone(c)?;
     }
-    if let Some(l) = &a.last {
-        let d = palisade_config::parse_duration(l).map_err(anyhow::Error::msg)?;
-        opts.since = Some(now.minus(d));
-    }
-    opts.since = match &a.since {
-        Some(s) => Some(parse_when(s)?),
-        None => opts.since,
-    };
-    opts.until = a.until.as_deref().map(parse_when).transpose()?;
+    (opts.since, opts.until) = window(&a, now)?;
     let geo = palisade_analyze::geo::for_config(cfg.as_ref(), a.geoip.as_deref())?;
 
     let sizes: Vec<u64> = a
@@ -226,11 +265,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         out.flush()?;
     }
     if let Some(kind) = a.emit {
-        let kind = match kind {
-            Emit::Iptables => ScriptKind::Iptables,
-            Emit::Nft => ScriptKind::Nft,
-            Emit::Ipset => ScriptKind::Ipset,
-        };
+        let kind = kind.kind();
         let how = std::env::args().collect::<Vec<_>>().join(" ");
         let mut out: Box<dyn Write> = match &a.emit_to {
             Some(p) => Box::new(

@@ -9,10 +9,10 @@
 mod common;
 
 use common::fleet::*;
-use common::{signal, sshd_failed, wait_for, BIN};
+use common::{sshd_failed, wait_for};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]

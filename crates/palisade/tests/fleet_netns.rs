@@ -29,6 +29,7 @@ mod common;
 mod netns_common;
 
 use common::{sshd_failed, wait_child, wait_for, BIN};
+use netns_common::run;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -44,21 +45,6 @@ fn helper() {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn run(argv: &[&str]) -> String {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Lab {
     ns: [String; 3],
@@ -238,35 +224,7 @@ files = ["{d}/auth.log"]
     }
 
     fn nft_members(&self, ns: usize) -> Vec<String> {
-        let out = Command::new(IP)
-            .args([
-                "netns",
-                "exec",
-                &self.ns[ns],
-                NFT,
-                "-j",
-                "list",
-                "set",
-                "inet",
-                "palisade",
-                "ban4",
-            ])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            return Vec::new();
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut m = Vec::new();
-        for item in v["nftables"].as_array().into_iter().flatten() {
-            for e in item["set"]["elem"].as_array().into_iter().flatten() {
-                let val = e.get("elem").map_or(e, |i| &i["val"]);
-                if let Some(s) = val.as_str() {
-                    m.push(s.to_string());
-                }
-            }
-        }
-        m
+        netns_common::nft_ban4_members(&self.ns[ns])
     }
 
     fn fail3(&self, who: &str, ip: &str) {

@@ -31,6 +31,7 @@ mod common;
 #[path = "../../palisade-respond/tests/netns_common.rs"]
 mod netns_common;
 use common::{wait_child, wait_for, BIN};
+use netns_common::{nft_ban4_members as nft_members, run};
 const IP: &str = "/usr/sbin/ip";
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH: &str = "/usr/bin/ssh";
@@ -73,22 +74,6 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 fn next() -> u32 {
     SEQ.fetch_add(1, Ordering::SeqCst)
-}
-
-/// Runs argv; panics with its standard error on failure; returns standard output.
-fn run(argv: &[&str]) -> String {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The scenario's namespaces, folder and processes; dropping it removes everything.
@@ -410,30 +395,6 @@ files = ["{d}/sshd.log"]
         assert!(o.status.success(), "{args:?}: {o:?}");
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
-}
-
-/// Addresses in the nftables set `inet palisade ban4` of `ns` (empty if absent).
-fn nft_members(ns: &str) -> Vec<String> {
-    let out = Command::new(IP)
-        .args([
-            "netns", "exec", ns, NFT, "-j", "list", "set", "inet", "palisade", "ban4",
-        ])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut m = Vec::new();
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        for e in item["set"]["elem"].as_array().into_iter().flatten() {
-            let val = e.get("elem").map_or(e, |i| &i["val"]);
-            if let Some(s) = val.as_str() {
-                m.push(s.to_string());
-            }
-        }
-    }
-    m
 }
 
 /// Members of ipset `palisade4` in `ns` (empty if absent).

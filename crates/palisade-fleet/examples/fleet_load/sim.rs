@@ -538,7 +538,8 @@ impl Agent {
                             let d = Duration::from_secs(after_secs.min(600));
                             return Ok(End::Retry(Some(d.mul_f64(0.5 + self.rng.unit()))));
                         }
-                        ServerMsg::Enrolled { .. } => {}
+                        // Never sent: simulated agents do not announce `analyze`.
+                        ServerMsg::Enrolled { .. } | ServerMsg::Analyze { .. } => {}
                     }
                 }
             }
