@@ -1,5 +1,6 @@
 // Palisade dashboard: a small single-page app without a framework. Pages: overview, live
-// feed, IP drill-down, decisions, allowlist, jails, cloud audit; a login form when there is no session.
+// feed, events, IP drill-down, decisions, allowlist, jails, fleet agents, cloud audit; a login
+// form when there is no session. Fleet views (host filters, agents) are in fleet.js.
 import './style.css';
 import { api, ApiError } from './api.js';
 import {
@@ -18,6 +19,7 @@ import {
 } from './util.js';
 import { eventsChart, bansChart, timelineChart } from './charts.js';
 import { worldMap, mapLegend } from './map.js';
+import { LOCAL_HOST, agentNames, hostSelect, hostCell, originCell, fleetDecisionTable, eventsPage, agentsPage, fleetCard } from './fleet.js';
 
 const app = document.getElementById('app');
 const top = document.getElementById('top');
@@ -104,6 +106,20 @@ function errorBox(err) {
   return h('div', { class: 'notice error', role: 'alert' }, err instanceof ApiError ? err.message : String(err));
 }
 
+// What the pages in other modules (fleet.js) use of this one.
+const ctx = {
+  app,
+  page,
+  navigate,
+  errorBox,
+  updatedAt,
+  every,
+  me: () => me,
+  leave: () => {
+    for (const f of cleanup.splice(0)) f();
+  },
+};
+
 // ---------------------------------------------------------------------------------------
 // Login
 
@@ -166,8 +182,9 @@ async function overview(refresh = false) {
   );
   if (!refresh) page('Overview', ranges, h('p', { class: 'loading' }, 'Loading…'));
   let s;
+  let fleet;
   try {
-    s = await api.get('/stats?range=' + encodeURIComponent(range));
+    [s, fleet] = await Promise.all([api.get('/stats?range=' + encodeURIComponent(range)), fleetCard()]);
   } catch (e) {
     if (!refresh) app.append(errorBox(e));
     return;
@@ -200,6 +217,7 @@ async function overview(refresh = false) {
         h('div', { class: 'label' }, worst ? `Most offending IP · ${fmtNum(worst.failures)} failures` : 'Most offending IP'),
       ),
     ),
+    fleet,
     h(
       'div',
       { class: 'cols' },
@@ -287,10 +305,23 @@ function feedRow(kind, d) {
       'tr',
       { class: 'feed-' + kind },
       h('td', {}, fmtTime(d.time)),
+      h('td', {}, hostCell(d.host)),
       h('td', {}, h('span', { class: 'badge ' + (d.failure ? 'warn' : '') }, d.failure ? 'failure' : 'event')),
       h('td', {}, d.jail),
       h('td', {}, ipLink(d.ip), d.country ? ` ${flag(d.country)}` : ''),
       h('td', {}, d.rule + (d.user ? ` (user ${d.user})` : '')),
+    );
+  }
+  if (kind === 'fleet_decision') {
+    return h(
+      'tr',
+      { class: 'feed-' + kind },
+      h('td', {}, fmtTime(new Date().toISOString())),
+      h('td', {}, d.origin ? hostCell(d.origin) : h('span', { class: 'muted' }, 'fleet server')),
+      h('td', {}, originCell('fleet'), ' ', h('span', { class: 'badge ' + (d.action === 'ban' ? 'bad' : 'ok') }, d.action)),
+      h('td', {}, d.jail),
+      h('td', {}, ipLink(d.target)),
+      h('td', {}, `${d.reason} · ${d.scope ? 'to ' + d.scope.join(', ') : 'to all agents'}`),
     );
   }
   const dec = d.decision;
@@ -298,36 +329,43 @@ function feedRow(kind, d) {
     'tr',
     { class: 'feed-' + kind },
     h('td', {}, fmtTime(kind === 'ban' ? dec.created : new Date().toISOString())),
-    h('td', {}, h('span', { class: 'badge ' + (kind === 'ban' ? 'bad' : 'ok') }, kind)),
+    h('td', {}, hostCell(null)),
+    h('td', {}, dec.origin === 'fleet' ? [originCell('fleet'), ' '] : '', h('span', { class: 'badge ' + (kind === 'ban' ? 'bad' : 'ok') }, kind)),
     h('td', {}, dec.jail),
     h('td', {}, ipLink(dec.target)),
     h('td', {}, kind === 'ban' ? dec.reason : `lifted (${d.reason})`),
   );
 }
 
-function live() {
+async function live() {
+  const host = new URLSearchParams(location.search).get('host') || '';
+  const names = await agentNames();
+  if (location.pathname !== '/live') return;
+  const hostFilter = hostSelect(names, host);
+  hostFilter.addEventListener('change', () => navigate('/live' + (hostFilter.value ? '?host=' + encodeURIComponent(hostFilter.value) : '')));
   const waiting = h(
     'tr',
     { id: 'feed-waiting' },
-    h('td', { colspan: 5, class: 'empty' }, 'Waiting for events… New log lines, bans and unbans appear here as they happen.'),
+    h('td', { colspan: 6, class: 'empty' }, 'Waiting for events… New log lines, bans and unbans appear here as they happen.'),
   );
   const body = h('tbody', { id: 'feed-rows' }, waiting);
   const state = h('span', { id: 'feed-state', class: 'badge' }, 'connecting');
   page(
     'Live feed',
     h('p', {}, 'Events and decisions as they happen. ', state),
+    h('form', { class: 'inline', id: 'feed-filters', onsubmit: (e) => e.preventDefault() }, hostFilter),
     h(
       'div',
       { class: 'table-wrap' },
       h(
         'table',
         { id: 'feed' },
-        h('thead', {}, h('tr', {}, ['Time', 'Kind', 'Jail', 'IP', 'What'].map((t) => h('th', {}, t)))),
+        h('thead', {}, h('tr', {}, ['Time', 'Host', 'Kind', 'Jail', 'IP', 'What'].map((t) => h('th', {}, t)))),
         body,
       ),
     ),
   );
-  const es = new EventSource('/api/v1/feed');
+  const es = new EventSource('/api/v1/feed' + (host ? '?host=' + encodeURIComponent(host) : ''));
   const add = (kind) => (msg) => {
     let d;
     try {
@@ -347,7 +385,7 @@ function live() {
     state.textContent = 'reconnecting';
     state.className = 'badge warn';
   });
-  for (const k of ['event', 'ban', 'unban']) es.addEventListener(k, add(k));
+  for (const k of ['event', 'ban', 'unban', 'fleet_decision']) es.addEventListener(k, add(k));
   es.addEventListener('lagged', (m) => notice(app, `Skipped ${m.data} items (too many at once).`, 'info'));
   onLeave(() => es.close());
 }
@@ -368,7 +406,8 @@ function decisionTable(rows, onUnban) {
     [
       { title: 'Target', cell: (r) => ipLink(r.target) },
       { title: 'Jail', cell: (r) => r.jail },
-      { title: 'Origin', cell: (r) => r.origin },
+      { title: 'Origin', cell: (r) => originCell(r.origin) },
+      { title: 'Host', cell: (r) => hostCell(r.host) },
       { title: 'Status', cell: (r) => h('span', { class: 'badge ' + (r.in_force ? 'bad' : '') }, r.in_force ? 'in force' : r.status) },
       { title: 'Created', cls: 'time', cell: (r) => fmtTime(r.created) },
       { title: 'Expires', cls: 'time', cell: (r) => (r.expires ? fmtTime(r.expires) : 'never') },
@@ -524,6 +563,9 @@ async function ipPage(ip, refresh = false) {
 
 async function decisions() {
   const q = new URLSearchParams(location.search);
+  const names = await agentNames();
+  if (location.pathname !== '/decisions') return;
+  const host = hostSelect(names, q.get('host'));
   const status = h(
     'select',
     { name: 'status' },
@@ -534,25 +576,40 @@ async function decisions() {
   const origin = h(
     'select',
     { name: 'origin' },
-    ['', 'jail', 'recidive', 'manual', 'fail2ban', 'remote'].map((o) =>
+    ['', 'jail', 'recidive', 'manual', 'fail2ban', 'fleet', 'remote'].map((o) =>
       h('option', { value: o, selected: (q.get('origin') || '') === o }, o || 'any origin'),
     ),
   );
-  const filters = h('form', { class: 'inline', id: 'decision-filters' }, status, ip, jail, origin, h('button', { type: 'submit' }, 'Filter'));
+  const filters = h(
+    'form',
+    { class: 'inline', id: 'decision-filters' },
+    names.length || q.get('host') ? host : '',
+    status,
+    ip,
+    jail,
+    origin,
+    h('button', { type: 'submit' }, 'Filter'),
+  );
   filters.addEventListener('submit', (e) => {
     e.preventDefault();
     const p = new URLSearchParams();
-    for (const el of [status, ip, jail, origin]) if (el.value) p.set(el.name, el.value);
+    for (const el of [host, status, ip, jail, origin]) if (el.value) p.set(el.name, el.value);
     navigate('/decisions?' + p);
   });
   const list = h('div', { id: 'decision-list' }, h('p', { class: 'loading' }, 'Loading…'));
-  page('Decisions', filters, h('section', {}, h('h2', {}, 'Ban an address'), banForm('', () => decisions())), list);
+  const fleetList = h('section', { id: 'fleet-decisions' });
+  page('Decisions', filters, h('section', {}, h('h2', {}, 'Ban an address'), banForm('', () => decisions())), list, fleetList);
   const p = new URLSearchParams();
   p.set('status', q.get('status') || 'active');
-  for (const k of ['ip', 'jail', 'origin']) if (q.get(k)) p.set(k, q.get(k));
+  for (const k of ['ip', 'jail', 'origin', 'host']) if (q.get(k)) p.set(k, q.get(k));
   p.set('limit', '500');
+  // The fleet ban log (a fleet server's bans of its agents), by host, when there are agents.
+  const fp = new URLSearchParams({ status: q.get('status') || 'active', limit: '500' });
+  if (q.get('host')) fp.set('host', q.get('host'));
+  const showFleet = (names.length || q.get('host')) && q.get('host') !== LOCAL_HOST && !q.get('ip') && !q.get('jail');
   const load = async () => {
-    const d = await api.get('/decisions?' + p);
+    const [d, f] = await Promise.all([api.get('/decisions?' + p), showFleet ? api.get('/fleet/decisions?' + fp) : null]);
+    if (f) clear(fleetList).append(h('h2', {}, 'Fleet bans'), fleetDecisionTable(f.items, 'No fleet bans match.'));
     const shown = d.items.length;
     clear(list).append(
       updatedAt(),
@@ -1104,6 +1161,8 @@ async function render() {
   if (path === '/' || path === '/index.html') return overview();
   if (path === '/live') return live();
   if (path === '/decisions') return decisions();
+  if (path === '/events') return eventsPage(ctx);
+  if (path === '/agents') return agentsPage(ctx);
   if (path === '/allowlist') return allowlist();
   if (path === '/jails') return jails();
   if (path === '/audit') return audit();

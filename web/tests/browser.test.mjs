@@ -138,6 +138,7 @@ async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-web-'));
   const port = await freePort();
+  const fleetPort = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const log = path.join(dir, 'auth.log');
   fs.writeFileSync(log, '');
@@ -177,6 +178,11 @@ name = "sshd"
 filter = "sshd"
 files = ["${log}"]
 
+# A fleet server too: the Agents page, host filters and fleet bans are driven by a real agent.
+[fleet]
+role = "server"
+listen = "127.0.0.1:${fleetPort}"
+
 [server]
 listen = "127.0.0.1:${port}"
 ${GEO ? `geoip_country = "${GEO}"` : 'geoip_country = "/nonexistent/no-geoip.mmdb"'}
@@ -207,6 +213,7 @@ regions = ["us-east-1"]
     stdio: ['ignore', 'ignore', daemonLog],
   });
   let browser;
+  let agent = null;
   let failedRun = false;
   try {
     await waitFor(async () => (await fetch(base + '/api/v1/health')).ok, 20000, 'the HTTP server');
@@ -464,6 +471,130 @@ regions = ["us-east-1"]
       });
     }
 
+    // Fleet mode: a real agent (`palisade run` with [fleet] role = "agent") enrolled with a
+    // token from this server, shipping its own log's events with its name as host.
+    const agentDir = path.join(dir, 'web2');
+    const agentLog = path.join(agentDir, 'auth.log');
+    const agentCfg = path.join(agentDir, 'palisade.toml');
+    const apiGet = (p) => page.evaluate(async (p) => (await fetch(p)).json(), p);
+    await step('fleet: an agent enrolls and ships; the Agents page lists it, the overview counts it', async () => {
+      fs.mkdirSync(agentDir, { recursive: true });
+      fs.writeFileSync(agentLog, '');
+      fs.writeFileSync(
+        agentCfg,
+        `[general]
+state_dir = "${agentDir}/state"
+socket = "${agentDir}/palisade.sock"
+[store]
+url = "sqlite:${agentDir}/palisade.db"
+[defaults]
+max_retry = 5
+find_time = "10m"
+ban_time = "1h"
+responders = ["log"]
+[recidive]
+enabled = false
+[fleet]
+role = "agent"
+server = "wss://127.0.0.1:${fleetPort}"
+name = "web2"
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["${agentLog}"]
+`,
+      );
+      const tok = execFileSync(BIN, ['fleet', 'token', 'add', '--config', cfg], { encoding: 'utf8' }).trim().split('\n').pop().trim();
+      assert.ok(tok.startsWith('pst1.'), tok);
+      execFileSync(BIN, ['fleet', 'join', `wss://127.0.0.1:${fleetPort}`, '--token', tok, '--config', agentCfg], { stdio: 'inherit' });
+      agent = spawn(BIN, ['run', '--config', agentCfg], {
+        env: { ...process.env, TZ: 'UTC' },
+        stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'agent.err'), 'w')],
+      });
+      await waitFor(async () => (await apiGet('/api/v1/fleet/agents')).items.some((a) => a.name === 'web2' && a.connected), 20000, 'the agent to connect');
+      await sleep(400); // let the agent's tailer reach the end of its log
+      fs.appendFileSync(agentLog, failed('203.0.113.80') + failed('203.0.113.81'));
+      await waitFor(async () => (await apiGet('/api/v1/events?host=web2')).items.length === 2, 20000, "the agent's events on the server");
+      await page.click('a[data-nav=agents]');
+      await page.waitForSelector('#agent-list .agent-name:text("web2")', { timeout: 10000 });
+      const row = await page.textContent('#agent-list tbody tr');
+      assert.ok(row.includes('connected') && row.includes('protocol 2'), row);
+      await noMissingValues(page, 'the agents page');
+      await page.screenshot({ path: path.join(SHOTS, 'agents.png'), fullPage: true });
+      await page.click('a[data-nav=overview]');
+      await page.waitForSelector('#fleet-connected', { timeout: 10000 });
+      assert.equal((await page.textContent('#fleet-connected .value')).trim(), '1 / 1');
+      const hosts = await page.locator('#fleet-overview tbody tr').allTextContents();
+      assert.ok(hosts.some((t) => t.includes('web2') && t.includes('2')), JSON.stringify(hosts));
+    });
+
+    await step('fleet: the host filter narrows events (page, live feed)', async () => {
+      await page.click('a[data-nav=events]');
+      await page.waitForSelector('#event-list table', { timeout: 10000 });
+      const hostsOf = () => page.$$eval('#event-list tbody .host', (els) => els.map((e) => e.dataset.host));
+      const all = await hostsOf();
+      assert.ok(all.includes('web2') && all.includes('@local'), JSON.stringify(all));
+      await page.selectOption('#host-filter', 'web2');
+      await page.click('#event-filters button[type=submit]');
+      await page.waitForFunction(() => location.search.includes('host=web2'));
+      await page.waitForSelector('#event-list table');
+      const only = await hostsOf();
+      assert.deepEqual(only, ['web2', 'web2']);
+      const ips = await page.locator('#event-list tbody a.ip').allTextContents();
+      assert.deepEqual(ips.sort(), ['203.0.113.80', '203.0.113.81']);
+      await page.screenshot({ path: path.join(SHOTS, 'events-host.png'), fullPage: true });
+      await page.selectOption('#host-filter', '@local');
+      await page.click('#event-filters button[type=submit]');
+      await page.waitForFunction(() => location.search.includes('host=%40local'));
+      await page.waitForSelector('#event-list table');
+      const local = await hostsOf();
+      assert.ok(local.length > 0 && local.every((h) => h === '@local'), JSON.stringify(local));
+      // The live feed filtered to the agent: its line shows, this host's does not.
+      await page.goto(`${base}/live?host=web2`);
+      await page.waitForFunction(() => document.querySelector('#feed-state')?.textContent === 'live', null, { timeout: 10000 });
+      fs.appendFileSync(log, failed('198.51.100.88'));
+      await sleep(300);
+      fs.appendFileSync(agentLog, failed('203.0.113.82'));
+      await page.waitForSelector('#feed-rows tr.feed-event a.ip:text("203.0.113.82")', { timeout: 10000 });
+      assert.equal(await page.locator('#feed-rows .host[data-host="@local"]').count(), 0);
+      assert.equal(await page.locator('#feed-rows a.ip:text("198.51.100.88")').count(), 0);
+      assert.equal(await page.textContent('#feed-rows tr.feed-event .host'), 'web2');
+    });
+
+    await step('fleet: a block list pushed from the Agents page reaches the agent as a fleet ban; revoke cuts the agent', async () => {
+      await page.goto(base + '/agents');
+      await page.waitForSelector('#block-form', { timeout: 10000 });
+      await page.fill('#block-form textarea[name=targets]', '198.51.100.99\n# reviewed');
+      await page.fill('#block-form input[name=agents]', 'web2');
+      await page.fill('#block-form input[name=duration]', '1d');
+      await page.click('#block-form button[type=submit]');
+      await page.waitForSelector('#fleet-bans a.ip:text("198.51.100.99")', { timeout: 10000 });
+      // On the agent, the fleet ban is a decision with origin fleet.
+      await waitFor(() => {
+        const out = execFileSync(BIN, ['decisions', 'list', '--json', '--config', agentCfg], { encoding: 'utf8' });
+        // One JSON object a line.
+        return out
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => JSON.parse(l))
+          .some((d) => d.origin === 'fleet' && d.target === '198.51.100.99/32');
+      }, 10000, 'the fleet ban on the agent');
+      // The Decisions page marks fleet bans as such.
+      await page.goto(base + '/decisions?host=web2');
+      await page.waitForSelector('#fleet-decisions .fleet-badge', { timeout: 10000 });
+      assert.ok((await page.textContent('#fleet-decisions')).includes('198.51.100.99'));
+      await noMissingValues(page, 'the decisions page by host');
+      // Revoke asks first, then the agent is refused and cut off.
+      await page.goto(base + '/agents');
+      await page.click('#agent-list button.revoke[data-agent=web2]');
+      await page.click('#confirm-ok');
+      await page.waitForSelector('#agent-list .badge:text("revoked")', { timeout: 10000 });
+      const listed = JSON.parse(execFileSync(BIN, ['fleet', 'agents', '--json', '--config', cfg], { encoding: 'utf8' }));
+      assert.ok(listed.find((a) => a.name === 'web2').revoked, JSON.stringify(listed));
+      await waitFor(async () => !(await apiGet('/api/v1/fleet/agents')).items.find((a) => a.name === 'web2').connected, 20000, 'the revoked agent to be cut');
+      assert.equal(await page.locator('#agent-list button.revoke').count(), 0);
+    });
+
     await step('every page loads by URL, none shows a missing value', async () => {
       for (const [url, sel] of [
         ['/', '#overview-chart'],
@@ -471,6 +602,8 @@ regions = ["us-east-1"]
         ['/decisions?status=all', '#decision-list table'],
         ['/allowlist', '#allow-form'],
         ['/jails', '#jail-list'],
+        ['/agents', '#agent-list'],
+        ['/events', '#event-list table'],
         ['/audit', moto ? '#audit-findings .sev-group' : '#audit-findings'],
         ['/ips/2001:db8::7', '#current-ban'],
         ['/ips/203.0.113.99', '#current-ban'],
@@ -590,9 +723,11 @@ regions = ["us-east-1"]
   } catch (e) {
     failedRun = true;
     console.log('--- daemon log ---\n' + fs.readFileSync(path.join(dir, 'daemon.err'), 'utf8').slice(-4000));
+    if (fs.existsSync(path.join(dir, 'agent.err'))) console.log('--- agent log ---\n' + fs.readFileSync(path.join(dir, 'agent.err'), 'utf8').slice(-4000));
   } finally {
     if (browser) await browser.close().catch(() => {});
     if (moto) moto.child.kill('SIGTERM');
+    if (agent) agent.kill('SIGTERM');
     daemon.kill('SIGTERM');
     await new Promise((r) => {
       const t = setTimeout(() => {

@@ -1,9 +1,12 @@
 //! Operator actions on the server's store (work whether or not the server runs) and the
-//! agents report shared by `palisade fleet agents` and, later, the HTTP API.
+//! agents report shared by `palisade fleet agents` and the HTTP API. Revoke and block are
+//! implemented once in [`palisade_store::fleet::admin`] (below both this crate and the HTTP
+//! server, which does not depend on this crate).
 
 use crate::ident::{sha256_hex, Token};
 use crate::{tls, FleetError};
 use palisade_core::Timestamp;
+use palisade_store::fleet::admin as store_admin;
 use palisade_store::fleet::FleetStore;
 use std::path::Path;
 use std::time::Duration;
@@ -34,66 +37,25 @@ pub fn agents(store: &mut dyn FleetStore) -> Result<Vec<AgentReport>, FleetError
     Ok(palisade_store::fleet::agent_reports(store, crate::now())?)
 }
 
-/// Revokes an agent; the running server cuts its connection within a second.
+/// Revokes an agent; the running server cuts its connection within a second (the one
+/// implementation, shared with the HTTP API: [`palisade_store::fleet::admin::revoke`]).
 pub fn revoke(store: &mut dyn FleetStore, name: &str) -> Result<(), FleetError> {
-    if store.revoke(name)? {
-        Ok(())
-    } else {
-        Err(FleetError::Usage(format!(
-            "no enrolled agent named {name:?} (see `palisade fleet agents`)"
-        )))
-    }
+    Ok(store_admin::revoke(store, name)?)
 }
 
-/// Longest reviewed block list file read (bytes) and most entries taken from it.
-pub const BLOCK_FILE_MAX: u64 = 16 << 20;
-/// Most entries one `fleet block` appends.
-pub const BLOCK_MAX_ENTRIES: usize = 100_000;
-
-/// Whether a network may be banned: its first and last addresses are bannable (this refuses
-/// `0.0.0.0/0`, `::/0`, broadcast, multicast and any block that reaches into them).
-pub fn net_is_bannable(n: &ipnet::IpNet) -> bool {
-    let n = palisade_core::canonical_net(*n);
-    palisade_core::is_bannable(n.network()) && palisade_core::is_bannable(n.broadcast())
-}
+pub use palisade_store::fleet::admin::{net_is_bannable, BLOCK_FILE_MAX, BLOCK_MAX_ENTRIES};
 
 /// Parses a reviewed block list: one address or CIDR a line, `#` comments and blank lines
 /// ignored. `origin` names the file in errors (`FILE:LINE: …`); the first bad line fails the
-/// whole list.
+/// whole list ([`palisade_store::fleet::admin::parse_block_list`], shared with the HTTP API).
 pub fn parse_block_list(text: &str, origin: &str) -> Result<Vec<ipnet::IpNet>, FleetError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.split('#').next().unwrap_or("").trim();
-        if l.is_empty() {
-            continue;
-        }
-        let bad = |why: &str| {
-            let shown: String = l.chars().take(80).collect();
-            FleetError::Usage(format!("{origin}:{}: {shown:?}: {why}", i + 1))
-        };
-        let net = match l.parse::<ipnet::IpNet>() {
-            Ok(n) => n,
-            Err(_) => match l.parse::<std::net::IpAddr>() {
-                Ok(ip) => palisade_core::target_of(ip),
-                Err(_) => return Err(bad("not an IP address or CIDR network")),
-            },
-        };
-        if !net_is_bannable(&net) {
-            return Err(bad(
-                "not bannable (unspecified, broadcast or multicast, or a block reaching them)",
-            ));
-        }
-        if out.len() == BLOCK_MAX_ENTRIES {
-            return Err(bad(&format!("more than {BLOCK_MAX_ENTRIES} entries")));
-        }
-        out.push(palisade_core::canonical_net(net));
-    }
-    Ok(out)
+    Ok(store_admin::parse_block_list(text, origin)?)
 }
 
 /// Appends `targets` to the fleet ban log as bans scoped to `agents` (`None` = all agents),
 /// in one transaction. Every name must be an enrolled agent not revoked (the unknown ones are
 /// listed in the error, and nothing is appended). Returns how many entries were appended.
+/// The one implementation, shared with the HTTP API: [`palisade_store::fleet::admin::block`].
 pub fn block(
     store: &mut dyn FleetStore,
     targets: &[ipnet::IpNet],
@@ -101,90 +63,21 @@ pub fn block(
     duration: Option<Duration>,
     reason: &str,
 ) -> Result<usize, FleetError> {
-    let scope = match agents {
-        None => None,
-        Some(names) => {
-            if names.is_empty() {
-                return Err(FleetError::Usage("--agents names no agent".into()));
-            }
-            let known: Vec<String> = store
-                .agents()?
-                .into_iter()
-                .filter(|a| !a.revoked)
-                .map(|a| a.name)
-                .collect();
-            let unknown: Vec<&str> = names
-                .iter()
-                .filter(|n| !known.contains(n))
-                .map(String::as_str)
-                .collect();
-            if !unknown.is_empty() {
-                return Err(FleetError::Usage(format!(
-                    "unknown or revoked agent(s): {} (see `palisade fleet agents`)",
-                    unknown.join(", ")
-                )));
-            }
-            let mut s = names.to_vec();
-            s.sort();
-            s.dedup();
-            Some(s)
-        }
-    };
-    let now = crate::now();
-    let expires = duration.map(|d| Timestamp(now.0.saturating_add(d.as_micros() as i64)));
-    let entries: Vec<palisade_store::fleet::FleetLogEntry> = targets
-        .iter()
-        .map(|t| palisade_store::fleet::FleetLogEntry {
-            seq: 0,
-            action: "ban".into(),
-            target: *t,
-            jail: "fleet-block".into(),
-            reason: reason.into(),
-            created: now,
-            expires,
-            origin: None,
-            scope: scope.clone(),
-        })
-        .collect();
-    Ok(store.log_append_all(&entries)?.len())
+    Ok(store_admin::block(
+        store,
+        targets,
+        agents,
+        duration,
+        reason,
+        crate::now(),
+    )?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn block_list_parsing() {
-        let ok = parse_block_list(
-            "# reviewed\n\n203.0.113.7\n198.51.100.0/24  # a range\n2001:db8::1\n::ffff:192.0.2.1\n",
-            "f.txt",
-        )
-        .unwrap();
-        let shown: Vec<String> = ok.iter().map(|n| n.to_string()).collect();
-        assert_eq!(
-            shown,
-            vec![
-                "203.0.113.7/32",
-                "198.51.100.0/24",
-                "2001:db8::1/128",
-                "192.0.2.1/32"
-            ]
-        );
-        let e = parse_block_list("203.0.113.7\nnonsense\n", "f.txt").unwrap_err();
-        assert!(e.to_string().starts_with("f.txt:2: "), "{e}");
-        for bad in [
-            "0.0.0.0/0",
-            "::/0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "128.0.0.0/1",
-            "ff02::1",
-        ] {
-            let e = parse_block_list(&format!("# x\n{bad}\n"), "b").unwrap_err();
-            assert!(
-                e.to_string().contains("b:2: ") && e.to_string().contains("not bannable"),
-                "{bad}: {e}"
-            );
+impl From<store_admin::AdminError> for FleetError {
+    fn from(e: store_admin::AdminError) -> Self {
+        match e {
+            store_admin::AdminError::Usage(m) => FleetError::Usage(m),
+            store_admin::AdminError::Store(e) => FleetError::Store(e),
         }
     }
 }

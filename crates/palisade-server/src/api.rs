@@ -45,8 +45,9 @@ pub(crate) struct Inner {
     pub auth: AuthState,
     pub stats: StatsCache,
     pub audit: crate::audit::AuditDb,
-    pub fleet: crate::fleet::FleetDb,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The live feed's position in the fleet tables.
+    pub fleet_feed: crate::fleet::FeedCursor,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -109,6 +110,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/audit/events", get(crate::audit::events))
         .route("/audit/runs", get(crate::audit::runs))
         .route("/fleet/agents", get(crate::fleet::agents))
+        .route("/fleet/agents/{name}/revoke", post(crate::fleet::revoke))
+        .route("/fleet/decisions", get(crate::fleet::decisions))
+        .route("/fleet/block", post(crate::fleet::block))
+        .route("/fleet/overview", get(crate::fleet::overview))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let api = protected
         .route("/auth/login", post(login))
@@ -317,12 +322,23 @@ pub struct EventDto {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The log line (kept for a sample of events only; empty otherwise).
     pub evidence: String,
+    /// The fleet agent it came from (null = this host).
+    pub host: Option<String>,
+}
+
+impl From<palisade_store::fleet::views::HostEvent> for EventDto {
+    fn from(h: palisade_store::fleet::views::HostEvent) -> Self {
+        let mut d = EventDto::from(h.stored);
+        d.host = h.host;
+        d
+    }
 }
 
 impl From<StoredEvent> for EventDto {
     fn from(s: StoredEvent) -> Self {
         let e = s.event;
         EventDto {
+            host: None,
             id: s.id,
             time: e.time.to_string(),
             jail: s.jail,
@@ -357,6 +373,8 @@ pub struct EventPage {
 pub struct EventParams {
     /// Only this address.
     pub ip: Option<String>,
+    /// Only this host: a fleet agent's name, or `@local` for this host's own events.
+    pub host: Option<String>,
     /// Only this jail.
     pub jail: Option<String>,
     /// Only at or after (RFC 3339).
@@ -395,6 +413,8 @@ pub struct DecisionDto {
     pub status: String,
     /// In force now.
     pub in_force: bool,
+    /// The host it applies to (null = this host; this table holds only this host's).
+    pub host: Option<String>,
 }
 
 fn decision_dto(s: &StoredDecision, now: Timestamp) -> DecisionDto {
@@ -415,6 +435,7 @@ fn decision_dto(s: &StoredDecision, now: Timestamp) -> DecisionDto {
         level: d.level,
         in_force: s.status == palisade_store::DecisionStatus::Active && d.active_at(now),
         status,
+        host: None,
     }
 }
 
@@ -431,6 +452,9 @@ pub struct DecisionList {
 pub struct DecisionParams {
     /// Only decisions covering this address or network.
     pub ip: Option<String>,
+    /// Only this host's: `@local` (every decision here is this host's own) or a fleet
+    /// agent's name (none here: an agent's bans are in `/api/v1/fleet/decisions?host=`).
+    pub host: Option<String>,
     /// Only this jail.
     pub jail: Option<String>,
     /// Only this origin.
@@ -747,7 +771,7 @@ fn parse_time(s: &str, what: &str) -> Result<Timestamp, ApiError> {
 }
 
 /// Parses `90`, `30s`, `10m`, `1h30m`, `2d`, `1w`.
-fn parse_duration(s: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, ApiError> {
     let bad = || ApiError::BadRequest(format!("duration {s:?}: write e.g. 30m, 1h, 2d, 1w"));
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
@@ -790,6 +814,7 @@ pub(crate) async fn events(
 ) -> Result<Json<EventPage>, ApiError> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let host = crate::fleet::parse_host(q.host.as_deref())?;
     let query = EventQuery {
         ip: q.ip.as_deref().map(parse_ip).transpose()?,
         jail: q.jail.filter(|j| !j.is_empty()),
@@ -806,11 +831,14 @@ pub(crate) async fn events(
         before_id: q.cursor,
         limit: Some(limit + 1),
     };
-    let mut rows = st.pool.run(move |s| s.events(&query)).await?;
+    let mut rows = st
+        .pool
+        .run(move |s| s.fleet_views().host_events(&query, host.as_ref()))
+        .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more {
-        rows.last().map(|e| e.id)
+        rows.last().map(|e| e.stored.id)
     } else {
         None
     };
@@ -831,6 +859,11 @@ pub(crate) async fn decisions(
 ) -> Result<Json<DecisionList>, ApiError> {
     let Query(q) = q?;
     let now = stats::now();
+    if let Some(palisade_store::fleet::views::HostFilter::Agent(_)) =
+        crate::fleet::parse_host(q.host.as_deref())?
+    {
+        return Ok(Json(DecisionList { items: Vec::new() }));
+    }
     let active = match q.status.as_deref().unwrap_or("active") {
         "active" => true,
         "all" => false,
@@ -981,11 +1014,14 @@ pub(crate) async fn ip_detail(
                 limit: Some(100),
                 ..Default::default()
             })?;
-            let e = s.events(&EventQuery {
-                ip: Some(ip),
-                limit: Some(IP_RECENT_EVENTS + 1),
-                ..Default::default()
-            })?;
+            let e = s.fleet_views().host_events(
+                &EventQuery {
+                    ip: Some(ip),
+                    limit: Some(IP_RECENT_EVENTS + 1),
+                    ..Default::default()
+                },
+                None,
+            )?;
             Ok((h, a, d, e))
         })
         .await?;
@@ -993,7 +1029,7 @@ pub(crate) async fn ip_detail(
     let more = events.len() > IP_RECENT_EVENTS as usize;
     events.truncate(IP_RECENT_EVENTS as usize);
     let recent_events_cursor = if more {
-        events.last().map(|e| e.id)
+        events.last().map(|e| e.stored.id)
     } else {
         None
     };
@@ -1010,6 +1046,7 @@ pub(crate) async fn ip_detail(
         level: d.level,
         status: d.status.clone(),
         in_force: true,
+        host: None,
     });
     Ok(Json(IpDetail {
         ip: ip.to_string(),
@@ -1225,27 +1262,46 @@ pub(crate) async fn meta(State(st): State<AppState>) -> Json<MetaDto> {
     })
 }
 
-/// Live feed: Server-Sent Events `event`, `ban`, `unban` (JSON data), and `lagged` (how
-/// many items a slow client missed).
-#[utoipa::path(get, path = "/api/v1/feed", tag = "feed",
+/// Live feed filter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedParams {
+    /// Only this host's events and decisions: a fleet agent's name, or `@local`.
+    pub host: Option<String>,
+}
+
+/// Live feed: Server-Sent Events `event` (with `host`, the fleet agent it came from, absent
+/// for this host), `ban`, `unban`, `fleet_decision` (a fleet server's ban log entry, with
+/// `origin` agent and `scope`) (JSON data), and `lagged` (how many items a slow client
+/// missed).
+#[utoipa::path(get, path = "/api/v1/feed", tag = "feed", params(FeedParams),
     responses((status = 200, content_type = "text/event-stream",
-               description = "Server-Sent Events"), (status = 401, body = ErrorBody)),
+               description = "Server-Sent Events"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
     security(("session" = []), ("token" = [])))]
 pub(crate) async fn feed(
     State(st): State<AppState>,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    q: Result<Query<FeedParams>, QueryRejection>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(q) = q?;
+    let host = crate::fleet::parse_host(q.host.as_deref())?;
     let rx = st.feed.subscribe();
+    crate::fleet::feed_start(&st).await;
     let stop = st.shutdown.clone();
     let stream = futures_util::stream::unfold(
-        (rx, stop, st),
-        |(mut rx, mut stop, st)| async move {
+        (rx, stop, st, host),
+        |(mut rx, mut stop, st, host)| async move {
             use tokio::sync::broadcast::error::RecvError;
             if *stop.borrow() {
                 return None;
             }
-            let ev = tokio::select! {
+            let ev = loop {
+                break tokio::select! {
                 r = rx.recv() => match r {
                     Ok(item) => {
+                        if host.as_ref().is_some_and(|h| !crate::fleet::feed_matches(&item, h)) {
+                            continue;
+                        }
                         let mut v = serde_json::to_value(&*item).unwrap_or_default();
                         if let crate::FeedItem::Event { ip, .. } = &*item {
                             if let Some(c) = ip.parse().ok().and_then(|ip| st.geo.country(ip)) {
@@ -1258,11 +1314,12 @@ pub(crate) async fn feed(
                     Err(RecvError::Closed) => return None,
                 },
                 _ = stop.wait_for(|s| *s) => return None,
+                };
             };
-            Some((Ok(ev), (rx, stop, st)))
+            Some((Ok(ev), (rx, stop, st, host)))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// This document.

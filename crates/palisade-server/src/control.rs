@@ -55,6 +55,9 @@ pub enum FeedItem {
         /// User name, when logged.
         #[serde(skip_serializing_if = "Option::is_none")]
         user: Option<String>,
+        /// The fleet agent it came from (absent = this host).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// A ban was decided.
     Ban {
@@ -67,6 +70,28 @@ pub enum FeedItem {
         decision: Decision,
         /// Why (`expired`, `manual`, `allowlisted`, …).
         reason: String,
+    },
+    /// A fleet ban log entry (a fleet server's ban or unban pushed to its agents).
+    FleetDecision {
+        /// Log sequence.
+        seq: i64,
+        /// `ban` or `unban`.
+        action: String,
+        /// Address or network.
+        target: String,
+        /// Jail, fleet jail or `fleet-block`.
+        jail: String,
+        /// Reason.
+        reason: String,
+        /// The agent whose local ban it was (absent = the server's own).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
+        /// The agents it applies to (absent = all).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scope: Option<Vec<String>>,
+        /// End (absent = until lifted).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires: Option<String>,
     },
 }
 
@@ -81,6 +106,7 @@ impl FeedItem {
             rule: e.rule.to_string(),
             failure: e.failure,
             user: e.user.as_deref().map(str::to_owned),
+            host: None,
         }
     }
 
@@ -90,6 +116,7 @@ impl FeedItem {
             FeedItem::Event { .. } => "event",
             FeedItem::Ban { .. } => "ban",
             FeedItem::Unban { .. } => "unban",
+            FeedItem::FleetDecision { .. } => "fleet_decision",
         }
     }
 }

@@ -236,9 +236,13 @@ pub fn spawn(
         ),
         stats: stats::StatsCache::new(cfg.stats_ttl),
         audit: audit::AuditDb::new(store_url.clone()),
-        fleet: fleet::FleetDb::new(store_url.clone()),
         shutdown: stop_rx.clone(),
+        fleet_feed: fleet::FeedCursor::default(),
     });
+    let pump_state = state.clone();
+    // The last reference to the state is dropped outside the runtime: a PostgreSQL client
+    // may not be dropped inside it (its close blocks on a runtime of its own).
+    let keep = state.clone();
     let app = api::router(state);
     let fd_limit = serve::raise_fd_limit();
     let cap = serve::connection_cap(cfg.conn.max_connections, fd_limit);
@@ -254,9 +258,11 @@ pub fn spawn(
                         return;
                     }
                 };
+                tokio::spawn(fleet::pump(pump_state));
                 serve::run(listener, tls, app, limits, cap, stop_rx).await;
             });
             runtime.shutdown_timeout(Duration::from_secs(3));
+            drop(keep);
         })
         .map_err(ServerError::Runtime)?;
     tracing::debug!(?fd_limit, connections = cap, "http connection cap");

@@ -37,7 +37,7 @@ impl Modify for Security {
     info(
         title = "Palisade API",
         description = "Events, decisions, addresses, statistics, allowlist, live feed, cloud \
-                       audit and fleet agents of a Palisade intrusion-prevention daemon.",
+                       audit and fleet (agents, fleet bans, per-host views) of a Palisade intrusion-prevention daemon.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -45,7 +45,7 @@ impl Modify for Security {
         api::delete_decision, api::unban, api::ip_detail, api::stats_handler, api::allowlist,
         api::allowlist_add, api::allowlist_delete, api::jails, api::meta, api::feed,
         api::openapi_json, api::metrics, audit::findings, audit::events, audit::runs,
-        fleet::agents
+        fleet::agents, fleet::revoke, fleet::decisions, fleet::block, fleet::overview
     ),
     modifiers(&Security),
     tags(
@@ -58,7 +58,7 @@ impl Modify for Security {
         (name = "jails", description = "Jails of the running daemon"),
         (name = "feed", description = "Live feed"),
         (name = "audit", description = "Cloud audit: open findings, their history, runs"),
-        (name = "fleet", description = "Fleet server: its agents"),
+        (name = "fleet", description = "Fleet server: its agents, the fleet ban log, block lists, the fleet overview"),
         (name = "system", description = "Health, metadata, metrics")
     )
 )]

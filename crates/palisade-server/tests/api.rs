@@ -7,105 +7,13 @@ use palisade_core::{Decision, Event, Origin, Timestamp};
 use palisade_server::{FeedHub, FeedItem, LoginLimits, ServerConfig};
 use palisade_store::Store;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::{FakeDaemon, Server as Env, PASSWORD};
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[nl + 2 + size + 2..];
-    }
-    out
-}
-
-/// One request on a fresh connection.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
+use common::{request, FakeDaemon, Resp, Server as Env, PASSWORD};
 
 fn ev(ip: &str, secs: i64, failure: bool) -> Event {
     Event {
@@ -923,6 +831,10 @@ fn openapi_document_is_valid_and_complete() {
         ("/api/v1/audit/events", &["get"]),
         ("/api/v1/audit/runs", &["get"]),
         ("/api/v1/fleet/agents", &["get"]),
+        ("/api/v1/fleet/agents/{name}/revoke", &["post"]),
+        ("/api/v1/fleet/decisions", &["get"]),
+        ("/api/v1/fleet/block", &["post"]),
+        ("/api/v1/fleet/overview", &["get"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -1252,11 +1164,18 @@ fn fleet_agents_lists_the_enrolled_agents() {
     f.revoke("web2").unwrap();
     let r = get(&e, "/api/v1/fleet/agents", auth);
     assert_eq!(r.status, 200);
-    let items = r.json()["items"].clone();
+    let mut items = r.json()["items"].clone();
     let now = palisade_core::Clock::now(&palisade_core::SystemClock);
     let want = serde_json::to_value(palisade_store::fleet::agent_reports(f.as_mut(), now).unwrap())
         .unwrap();
+    // The report's fields, plus the API's own: the event rate and the fleet bans.
+    for a in items.as_array_mut().unwrap() {
+        let a = a.as_object_mut().unwrap();
+        assert_eq!(a.remove("events_per_sec"), Some(json!(0.0)));
+        assert_eq!(a.remove("fleet_bans"), Some(json!(0)));
+    }
     assert_eq!(items, want);
+    let items = r.json()["items"].clone();
     let a = &items[0];
     assert_eq!(a["name"], "web1");
     assert_eq!(a["version"], "9.9.9");

@@ -49,7 +49,19 @@ impl Write for LogWriter {
 
 fn env_with(tweak: impl FnOnce(&mut ServerConfig)) -> Env {
     logs();
-    common::start("alice", |c, _| tweak(c), |_| {})
+    common::start(
+        "alice",
+        |c, _| tweak(c),
+        |s| {
+            // An enrolled fleet agent named as path parameters are filled in (`sshd`), so a
+            // refused revoke would show in the store's fingerprint.
+            let f = s.fleet_views().as_fleet();
+            f.token_add("t", 1, None, Timestamp::from_secs(1)).unwrap();
+            f.enroll("t", "sshd", "id1", "k", Timestamp::from_secs(1), false)
+                .unwrap()
+                .unwrap();
+        },
+    )
 }
 
 fn env() -> Env {
@@ -185,8 +197,14 @@ fn store_state(e: &Env) -> String {
         })
         .unwrap()
         .len();
+    let mut f = palisade_store::fleet::open(&e.url).unwrap();
+    let fleet = format!(
+        "fleet_log={} revoked={}",
+        f.log_head().unwrap(),
+        f.agents().unwrap().iter().filter(|a| a.revoked).count()
+    );
     format!(
-        "users={} tokens={} allow={} decisions={d} events={ev} alice={}",
+        "users={} tokens={} allow={} decisions={d} events={ev} {fleet} alice={}",
         s.user_count().unwrap(),
         s.tokens().unwrap().len(),
         s.allowlist().unwrap().len(),

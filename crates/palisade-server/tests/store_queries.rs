@@ -5,6 +5,8 @@
 use palisade_core::{Decision, Event, Origin, Timestamp};
 use palisade_store::Store;
 
+mod common;
+
 const H: i64 = 3_600;
 
 fn ev(ip: &str, secs: i64, failure: bool) -> Event {
@@ -259,20 +261,7 @@ fn server_queries_postgres() {
     let Ok(url) = std::env::var("PALISADE_TEST_PG_URL") else {
         return palisade_testkit::require_or_skip("PG", "PALISADE_TEST_PG_URL is not set");
     };
-    let url = postgres_fresh(&url);
+    let url = common::postgres_fresh(&url, "queries");
     let mut s = palisade_store::open(&url).unwrap();
     story(s.as_mut());
-}
-
-/// Points the URL at a fresh database created for this test.
-fn postgres_fresh(url: &str) -> String {
-    let (head, _db) = url.rsplit_once('/').expect("postgres://…/db");
-    let name = format!("palisade_srv_{}", std::process::id());
-    let ok = std::process::Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "could not create a test database with psql");
-    format!("{head}/{name}")
 }

@@ -13,6 +13,9 @@
 //! The SQL is written once in PostgreSQL's `$N` form; SQLite reads the same text with `?N`.
 
 use crate::{StoreError, StoreUrl, StoredEvent};
+
+pub mod admin;
+pub mod views;
 use ipnet::IpNet;
 use palisade_core::{Event, Timestamp};
 

@@ -243,6 +243,9 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
     /// The stored source positions: (source key, position document).
     fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The fleet read views on this same connection (events with their host, per-host
+    /// counts, the fleet ban log; [`fleet::views`]), for the HTTP API.
+    fn fleet_views(&mut self) -> &mut dyn fleet::views::FleetViews;
     /// Housekeeping, run by the daemon at start and hourly (see [`Maintenance`]). On
     /// PostgreSQL it creates the event partitions of today and the next
     /// [`PARTITIONS_AHEAD`] days. With a `retention` (`None` or zero = keep events forever)

@@ -560,6 +560,10 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn fleet_views(&mut self) -> &mut dyn crate::fleet::views::FleetViews {
+        self
+    }
+
     fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         let q = self.statement("SELECT source, position FROM source_positions ORDER BY source")?;
         self.client

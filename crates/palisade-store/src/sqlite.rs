@@ -517,6 +517,10 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn fleet_views(&mut self) -> &mut dyn crate::fleet::views::FleetViews {
+        self
+    }
+
     fn source_positions(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         let mut q = self
             .conn

@@ -7,7 +7,9 @@ use palisade_core::{Decision, Origin, Timestamp};
 use palisade_proto::{Counters, JailStatus, StatusReport};
 use palisade_server::{ControlApi, ControlError, FeedHub, ServerConfig};
 use palisade_store::Store;
-use std::net::SocketAddr;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,6 +145,17 @@ pub fn start(
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("p.db").display());
+    start_on(url, dir, user, tweak, seed)
+}
+
+/// [`start`] over the store `url` (SQLite or PostgreSQL).
+pub fn start_on(
+    url: String,
+    dir: tempfile::TempDir,
+    user: &str,
+    tweak: impl FnOnce(&mut ServerConfig, &Path),
+    seed: impl FnOnce(&mut dyn Store),
+) -> Server {
     {
         let mut s = palisade_store::open(&url).unwrap();
         let h = palisade_server::auth::hash_password(PASSWORD).unwrap();
@@ -164,5 +177,115 @@ pub fn start(
         daemon,
         feed,
         handle: Some(handle),
+    }
+}
+
+/// Points a PostgreSQL URL at a fresh database created for this test (`tag` tells the tests
+/// of one process apart).
+pub fn postgres_fresh(url: &str, tag: &str) -> String {
+    let (head, _db) = url.rsplit_once('/').expect("postgres://…/db");
+    let name = format!("palisade_srv_{tag}_{}", std::process::id());
+    let ok = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "could not create a test database with psql");
+    format!("{head}/{name}")
+}
+
+/// An HTTP answer.
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Header fields.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+/// One request on a fresh connection (a tiny blocking HTTP/1.1 client).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
     }
 }
