@@ -8,6 +8,8 @@
 //! - [`server`]: the listener (enrollment, authentication, ingest, ban push, revocation).
 //! - [`agent`]: enrollment (`join`) and the agent's connection (shipper, ban applier,
 //!   local-ban reporter, checksum).
+//! - [`cluster`]: several servers on one PostgreSQL (shared certificate, ban log wake-up,
+//!   the correlator election and its event tail).
 //! - [`admin`]: what `palisade fleet token add` / `agents` / `agents revoke` do, and the
 //!   agents report the HTTP API can reuse.
 //!
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod cluster;
 pub mod ident;
 pub mod server;
 pub mod tls;

@@ -304,8 +304,10 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     store_url,
                     share_bans: f.share_bans,
                 },
-                palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings())
-                    .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
+                palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings()).map(|c| {
+                    let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
+                    Box::new(c.with_allowlist(allow)) as Box<dyn palisade_fleet::server::EventSink>
+                }),
             )
             .context("starting the fleet server")?;
             tracing::info!(addr = %s.local_addr(), "fleet server running");
@@ -315,6 +317,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
             let Some(rx) = prepared.rx else {
                 bail!("internal: the agent's observer was not prepared");
             };
+            palisade_fleet::cluster::use_configured_urls(&state_dir(cfg), &f.server)?;
             let a = palisade_fleet::agent::spawn(
                 AgentOptions {
                     state_dir: state_dir(cfg),
