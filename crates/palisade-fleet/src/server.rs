@@ -131,10 +131,10 @@ pub fn spawn(
     let tls_cfg = tls::server_config(&cert)?;
     let clustered = store.is_shared();
     let mut sink = sink;
-    if clustered {
-        // Other servers' agents are connected: their rows are left alone ("connected" also
-        // needs a recent last_seen, so a dead server's agents show disconnected anyway).
-    } else {
+    // On a shared store other servers' agents are connected: their rows are left alone
+    // ("connected" also needs a recent last_seen, so a dead server's agents show
+    // disconnected anyway).
+    if !clustered {
         store.disconnect_all()?;
         if let Some(s) = sink.as_mut() {
             crate::cluster::note_bans_in_force(store.as_mut(), s.as_mut(), crate::now())?;
