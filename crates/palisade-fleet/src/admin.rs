@@ -4,7 +4,7 @@
 //! server, which does not depend on this crate).
 
 use crate::ident::{sha256_hex, Token};
-use crate::{tls, FleetError};
+use crate::FleetError;
 use palisade_core::Timestamp;
 use palisade_store::fleet::admin as store_admin;
 use palisade_store::fleet::FleetStore;
@@ -22,7 +22,8 @@ pub fn token_add(
     if uses == 0 {
         return Err(FleetError::Usage("--uses must be at least 1".into()));
     }
-    let cert = tls::server_cert(state_dir)?;
+    // On a shared store: the fleet's certificate, whichever server's host this runs on.
+    let cert = crate::cluster::server_cert(state_dir, store)?;
     let token = Token::new(&cert.fingerprint);
     let now = crate::now();
     let expires = ttl.map(|d| Timestamp(now.0.saturating_add(d.as_micros() as i64)));

@@ -13,6 +13,8 @@
 //! - [`forward`]: the forwarder (`role = "forwarder"`): ships raw lines of its jails' files
 //!   over the agent connection; [`forward_ingest`]: the server side (the server's filters and
 //!   per-forwarder detection, a mark per stream stored with the events).
+//! - [`cluster`]: several servers on one PostgreSQL (shared certificate, ban log wake-up,
+//!   the correlator election and its event tail).
 //! - [`admin`]: what `palisade fleet token add` / `agents` / `agents revoke` do, and the
 //!   agents report the HTTP API can reuse.
 //!
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod agent;
 pub mod forward;
 pub mod forward_ingest;
+pub mod cluster;
 pub mod ident;
 pub mod remote_analyze;
 pub mod server;

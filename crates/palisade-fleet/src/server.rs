@@ -55,6 +55,16 @@ pub struct ServerOptions {
 pub trait EventSink: Send {
     /// One stored event.
     fn observe(&mut self, host: &str, jail: &str, event: &Event) -> Vec<FleetLogEntry>;
+    /// A fleet ban log entry (the bans in force at start, then every append, its own
+    /// included): see [`crate::cluster::track`].
+    fn log_entry(&mut self, _entry: &FleetLogEntry) {}
+    /// Forgets everything (a server taking correlation over starts afresh).
+    fn reset(&mut self) {}
+    /// How far back in event time the sink looks (the longest fleet-jail `find_time`): the
+    /// warm-up of a server taking correlation over.
+    fn horizon(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 pub(crate) type SharedStore = Arc<Mutex<Box<dyn FleetStore>>>;
@@ -94,6 +104,8 @@ pub struct FleetServer {
     thread: Option<std::thread::JoinHandle<()>>,
     addr: SocketAddr,
     fingerprint: String,
+    /// On a shared store (PostgreSQL): the ban log listener and the correlator election.
+    _cluster: Option<crate::cluster::Cluster>,
 }
 
 impl FleetServer {
@@ -134,10 +146,22 @@ pub fn spawn_with(
     sink: Option<Box<dyn EventSink>>,
     forward: Option<crate::forward_ingest::ForwardSetup>,
 ) -> Result<FleetServer, FleetError> {
-    let cert = tls::server_cert(&opts.state_dir)?;
-    let tls_cfg = tls::server_config(&cert)?;
     let mut store = palisade_store::fleet::open(&opts.store_url)?;
-    store.disconnect_all()?;
+    let cert = crate::cluster::server_cert(&opts.state_dir, store.as_mut())?;
+    let tls_cfg = tls::server_config(&cert)?;
+    let clustered = store.is_shared();
+    let mut sink = sink;
+    // On a shared store other servers' agents are connected: their rows are left alone
+    // ("connected" also needs a recent last_seen, so a dead server's agents show
+    // disconnected anyway).
+    if !clustered {
+        store.disconnect_all()?;
+        if let Some(s) = sink.as_mut() {
+            crate::cluster::note_bans_in_force(store.as_mut(), s.as_mut(), crate::now())?;
+        }
+    }
+    // On a shared store the correlator runs in the cluster's thread (whoever holds the lock).
+    let cluster_sink = if clustered { sink.take() } else { None };
     let head = store.log_head()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -164,6 +188,16 @@ pub fn spawn_with(
         analyze: Arc::default(),
         forward: forward.map(crate::forward_ingest::ForwardIngest::new),
     });
+    let cluster = if clustered {
+        let s = shared.clone();
+        Some(crate::cluster::start(
+            &opts.store_url,
+            Arc::new(move || s.wake.notify_one()),
+            cluster_sink,
+        )?)
+    } else {
+        None
+    };
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
     let analyze = crate::remote_analyze::AdminHook::new(
@@ -215,6 +249,7 @@ pub fn spawn_with(
         thread: Some(thread),
         addr,
         fingerprint: cert.fingerprint,
+        _cluster: cluster,
     })
 }
 
@@ -233,6 +268,10 @@ async fn poller(shared: Arc<Shared>, mut sent: i64) {
             match with_store(&shared.store, |s| s.log_since(sent, MAX_BANS as u32)) {
                 Ok(v) if !v.is_empty() => {
                     sent = v.last().map_or(sent, |e| e.seq);
+                    if let Some(sink) = &shared.sink {
+                        let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                        v.iter().for_each(|e| s.log_entry(e));
+                    }
                     let _ = shared.bans.send(Arc::new(v));
                 }
                 Ok(_) => break,
@@ -868,6 +907,8 @@ pub fn checksum_of<'a>(targets: impl IntoIterator<Item = &'a ipnet::IpNet>) -> S
 /// agent (scope all), lasting the fleet jail's `ban_time` from now.
 pub struct CorrelatorSink {
     corr: palisade_detect::correlate::Correlator,
+    specs: Vec<palisade_detect::correlate::FleetJailSpec>,
+    allow: palisade_core::Allowlist,
 }
 
 impl CorrelatorSink {
@@ -894,16 +935,32 @@ impl CorrelatorSink {
             .collect();
         Some(CorrelatorSink {
             corr: palisade_detect::correlate::Correlator::new(&specs),
+            specs,
+            allow: palisade_core::Allowlist::default(),
         })
+    }
+
+    /// Addresses never banned: a detection that overlaps them is logged, not appended.
+    pub fn with_allowlist(mut self, allow: palisade_core::Allowlist) -> Self {
+        self.allow = allow;
+        self
     }
 }
 
 impl EventSink for CorrelatorSink {
     fn observe(&mut self, host: &str, jail: &str, event: &Event) -> Vec<FleetLogEntry> {
         let now = crate::now();
+        let allow = &self.allow;
         self.corr
             .observe(host, jail, event.ip, event.time, event.failure)
             .into_iter()
+            .filter(|d| {
+                let allowed = allow.overlaps(&d.target);
+                if allowed {
+                    tracing::info!(fleet_jail = %d.fleet_jail, target = %d.target, "fleet: distributed attack from an allowlisted address; not banned");
+                }
+                !allowed
+            })
             .map(|d| {
                 tracing::info!(
                     fleet_jail = %d.fleet_jail,
@@ -932,5 +989,18 @@ impl EventSink for CorrelatorSink {
                 }
             })
             .collect()
+    }
+    fn log_entry(&mut self, entry: &FleetLogEntry) {
+        crate::cluster::track(&mut self.corr, entry);
+    }
+    fn reset(&mut self) {
+        self.corr = palisade_detect::correlate::Correlator::new(&self.specs);
+    }
+    fn horizon(&self) -> Duration {
+        self.specs
+            .iter()
+            .map(|s| s.find_time)
+            .max()
+            .unwrap_or_default()
     }
 }

@@ -318,6 +318,15 @@ pub trait FleetStore: Send {
         last_seq: u64,
         events: &[ShippedEvent],
     ) -> Result<StreamIngested, StoreError>;
+    // --- several servers on one store (issue 18; see [`crate::cluster`]) ---
+    /// The `fleet_state` value of `key`, storing `value` first when there is none (atomic:
+    /// of several servers starting at once, one value wins and all of them read it).
+    fn state_init(&mut self, key: &str, value: &str) -> Result<String, StoreError>;
+    /// Whether several servers can share this store (PostgreSQL): the ban log is then tailed
+    /// with LISTEN/NOTIFY and one server holds the correlator lock.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// What [`FleetStore::ingest_stream`] did.
@@ -453,6 +462,11 @@ trait Sql {
             .and_then(|r| r.first().cloned())
             .map_or(Ok(0), |v| v.oi().map(|o| o.unwrap_or(0)))
     }
+    /// Runs first in every ban log append's transaction (PostgreSQL: serialises appends and
+    /// notifies the listeners, see [`crate::cluster`]).
+    fn before_log_append(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 struct Lite<'a>(&'a rusqlite::Connection);
@@ -524,6 +538,9 @@ fn pg_params(p: &[Val]) -> Vec<&(dyn ::postgres::types::ToSql + Sync)> {
 impl<C: ::postgres::GenericClient> Sql for Pg<'_, C> {
     fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64, StoreError> {
         Ok(self.0.execute(sql, &pg_params(p))?)
+    }
+    fn before_log_append(&mut self) -> Result<(), StoreError> {
+        crate::cluster::before_log_append(self.0)
     }
     fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Rows, StoreError> {
         use ::postgres::types::Type;
@@ -848,6 +865,7 @@ fn q_set_mark(db: &mut dyn Sql, id: &str, mark: u64, stored: u64) -> Result<(), 
 }
 
 fn q_log_append(db: &mut dyn Sql, e: &FleetLogEntry) -> Result<i64, StoreError> {
+    db.before_log_append()?;
     let scope = e
         .scope
         .as_ref()
@@ -1050,7 +1068,8 @@ macro_rules! fleet_common {
             )? as u64)
         }
         fn log_append(&mut self, e: &FleetLogEntry) -> Result<i64, StoreError> {
-            q_log_append(&mut $db(self)?, e)
+            // In a transaction: on PostgreSQL the append lock is held until the commit.
+            $tx(self, &mut |db: &mut dyn Sql| q_log_append(db, e))
         }
         fn log_since(&mut self, after: i64, limit: u32) -> Result<Vec<FleetLogEntry>, StoreError> {
             q_log_since(&mut $db(self)?, after, limit)
@@ -1084,6 +1103,23 @@ macro_rules! fleet_common {
             limit: u32,
         ) -> Result<Vec<StoredEvent>, StoreError> {
             q_host_events(&mut $db(self)?, host, since, limit)
+        }
+
+        // --- several servers on one store (issue 18) ---
+        fn state_init(&mut self, key: &str, value: &str) -> Result<String, StoreError> {
+            $tx(self, &mut |db: &mut dyn Sql| {
+                db.exec(
+                    "INSERT INTO fleet_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[Val::T(key.into()), Val::T(value.into())],
+                )?;
+                let rows = db.rows(
+                    "SELECT value FROM fleet_state WHERE key = $1",
+                    &[Val::T(key.into())],
+                )?;
+                rows.first()
+                    .ok_or_else(|| StoreError::Corrupt(format!("fleet_state {key} vanished")))?[0]
+                    .t()
+            })
         }
     };
 }
@@ -1206,6 +1242,10 @@ mod pg_impl {
 
     impl FleetStore for PgStore {
         fleet_common!(db, tx);
+
+        fn is_shared(&self) -> bool {
+            true
+        }
 
         fn ingest(
             &mut self,

@@ -38,6 +38,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub mod audit;
+pub mod cluster;
 mod common;
 pub mod fleet;
 #[cfg(feature = "postgres")]

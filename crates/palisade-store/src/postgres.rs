@@ -73,7 +73,7 @@ impl From<::postgres::Error> for StoreError {
 
 /// Removes `secret` from an error message: belt and braces, should a server or driver ever
 /// echo connection parameters back.
-fn scrub(err: StoreError, secret: Option<&[u8]>) -> StoreError {
+pub(crate) fn scrub(err: StoreError, secret: Option<&[u8]>) -> StoreError {
     match (err, secret) {
         (StoreError::Backend { backend, message }, Some(secret)) if !secret.is_empty() => {
             let secret = String::from_utf8_lossy(secret);

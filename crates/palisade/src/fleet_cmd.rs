@@ -318,8 +318,10 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     store_url,
                     share_bans: f.share_bans,
                 },
-                palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings())
-                    .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
+                palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings()).map(|c| {
+                    let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
+                    Box::new(c.with_allowlist(allow)) as Box<dyn palisade_fleet::server::EventSink>
+                }),
                 Some(crate::forward_cmd::forward_setup(cfg)?),
             )
             .context("starting the fleet server")?;
@@ -340,6 +342,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
             let forward = (f.role == FleetRole::Forwarder)
                 .then(|| crate::forward_cmd::forwarder(cfg, prepared.from_start))
                 .transpose()?;
+            palisade_fleet::cluster::use_configured_urls(&state_dir(cfg), &f.server)?;
             let a = palisade_fleet::agent::spawn_with(
                 AgentOptions {
                     state_dir: state_dir(cfg),
