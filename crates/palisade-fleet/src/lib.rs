@@ -25,9 +25,9 @@
 
 pub mod admin;
 pub mod agent;
+pub mod cluster;
 pub mod forward;
 pub mod forward_ingest;
-pub mod cluster;
 pub mod ident;
 pub mod remote_analyze;
 pub mod server;
