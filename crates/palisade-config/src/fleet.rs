@@ -71,6 +71,10 @@ pub struct FleetSection {
     /// Agent: how often it reports the checksum of its fleet ban set.
     #[serde(default = "default_checksum")]
     pub checksum_interval: Dur,
+    /// Server: connections in their TLS/WebSocket handshake at once beyond which new ones
+    /// are asked to come back later (HTTP 503 + `Retry-After`); 0 = no limit.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -84,6 +88,9 @@ fn default_spool_events() -> u64 {
 }
 fn default_spool_age() -> Dur {
     Dur(Duration::from_secs(7 * 86_400))
+}
+fn default_max_handshakes() -> usize {
+    128
 }
 fn default_checksum() -> Dur {
     Dur(Duration::from_secs(120))

@@ -290,6 +290,14 @@ pub trait FleetStore: Send {
         name: &str,
         upto: i64,
     ) -> Result<Vec<FleetLogEntry>, StoreError>;
+    /// The server's batched liveness write, in ONE transaction: `last_seen = now` for the
+    /// agents `seen`, then each of `updates`.
+    fn agents_liveness(
+        &mut self,
+        seen: &[String],
+        now: Timestamp,
+        updates: &[(String, AgentUpdate)],
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens (and migrates) the fleet tables of the store `url` names.
@@ -670,6 +678,36 @@ fn q_agent_update(db: &mut dyn Sql, id: &str, u: &AgentUpdate) -> Result<(), Sto
     Ok(())
 }
 
+// ---- the server's batched liveness write (issue 18: idle cost) ----
+
+/// Agents per `last_seen` statement (well under SQLite's bound-parameter limit).
+const LIVENESS_CHUNK: usize = 500;
+
+fn q_liveness(
+    db: &mut dyn Sql,
+    seen: &[String],
+    now: Timestamp,
+    updates: &[(String, AgentUpdate)],
+) -> Result<(), StoreError> {
+    for chunk in seen.chunks(LIVENESS_CHUNK) {
+        let mut p = Vec::with_capacity(chunk.len() + 1);
+        p.push(Val::I(now.0));
+        p.extend(chunk.iter().map(|id| Val::T(id.clone())));
+        let list: Vec<String> = (2..=p.len()).map(|i| format!("${i}")).collect();
+        db.exec(
+            &format!(
+                "UPDATE fleet_agents SET last_seen = $1 WHERE id IN ({})",
+                list.join(", ")
+            ),
+            &p,
+        )?;
+    }
+    for (id, u) in updates {
+        q_agent_update(db, id, u)?;
+    }
+    Ok(())
+}
+
 fn q_high_water(db: &mut dyn Sql, id: &str, epoch: u64) -> Result<u64, StoreError> {
     let rows = db.rows(
         "SELECT epoch, acked_seq FROM fleet_agents WHERE id = $1",
@@ -1007,6 +1045,17 @@ mod lite_impl {
                 mark: new_mark,
             })
         }
+
+        fn agents_liveness(
+            &mut self,
+            seen: &[String],
+            now: Timestamp,
+            updates: &[(String, AgentUpdate)],
+        ) -> Result<(), StoreError> {
+            tx(self, &mut |db: &mut dyn Sql| {
+                q_liveness(db, seen, now, updates)
+            })
+        }
     }
 }
 
@@ -1063,6 +1112,17 @@ mod pg_impl {
             Ok(Ingested {
                 stored: fresh.len() as u64,
                 mark: new_mark,
+            })
+        }
+
+        fn agents_liveness(
+            &mut self,
+            seen: &[String],
+            now: Timestamp,
+            updates: &[(String, AgentUpdate)],
+        ) -> Result<(), StoreError> {
+            tx(self, &mut |db: &mut dyn Sql| {
+                q_liveness(db, seen, now, updates)
             })
         }
     }

@@ -303,6 +303,8 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     state_dir: state_dir(cfg),
                     store_url,
                     share_bans: f.share_bans,
+                    max_handshakes: f.max_handshakes,
+                    ingest_connections: palisade_fleet::ingest::INGEST_CONNECTIONS,
                 },
                 palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings())
                     .map(|c| Box::new(c) as Box<dyn palisade_fleet::server::EventSink>),
@@ -322,6 +324,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     spool_max_events: f.spool_max_events,
                     spool_max_age: f.spool_max_age.0,
                     checksum_interval: f.checksum_interval.0,
+                    servers: f.server.clone(),
                 },
                 Arc::new(DaemonAgentControl(daemon.control())),
                 rx,
