@@ -59,7 +59,7 @@ impl Proc {
 }
 
 impl Drop for Proc {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
