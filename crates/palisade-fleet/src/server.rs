@@ -250,11 +250,11 @@ async fn poller(shared: Arc<Shared>, mut sent: i64) {
         if live.is_empty() {
             continue;
         }
-        match with_store(&shared.store, |s| s.agents()) {
-            Ok(agents) => {
-                for a in agents.iter().filter(|a| a.revoked && live.contains(&a.id)) {
-                    if let Some((_, tx)) = shared.sessions.lock().unwrap().remove(&a.id) {
-                        tracing::info!(agent = %a.name, "fleet: agent revoked; connection cut");
+        match with_store(&shared.store, |s| s.revoked_agent_ids()) {
+            Ok(revoked) => {
+                for id in revoked.iter().filter(|id| live.contains(id)) {
+                    if let Some((_, tx)) = shared.sessions.lock().unwrap().remove(id) {
+                        tracing::info!(agent = %id, "fleet: agent revoked; connection cut");
                         let _ = tx.send(true);
                     }
                 }

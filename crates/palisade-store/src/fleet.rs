@@ -298,6 +298,9 @@ pub trait FleetStore: Send {
         now: Timestamp,
         updates: &[(String, AgentUpdate)],
     ) -> Result<(), StoreError>;
+    /// Ids of the revoked agents (the server's poller cuts their sessions; reading every
+    /// agent's row every 500 ms instead cost ~20 % CPU at 10,000 agents).
+    fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens (and migrates) the fleet tables of the store `url` names.
@@ -708,6 +711,13 @@ fn q_liveness(
     Ok(())
 }
 
+fn q_revoked_ids(db: &mut dyn Sql) -> Result<Vec<String>, StoreError> {
+    db.rows("SELECT id FROM fleet_agents WHERE revoked = 1", &[])?
+        .iter()
+        .map(|r| r[0].t())
+        .collect()
+}
+
 fn q_high_water(db: &mut dyn Sql, id: &str, epoch: u64) -> Result<u64, StoreError> {
     let rows = db.rows(
         "SELECT epoch, acked_seq FROM fleet_agents WHERE id = $1",
@@ -1056,6 +1066,10 @@ mod lite_impl {
                 q_liveness(db, seen, now, updates)
             })
         }
+
+        fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError> {
+            q_revoked_ids(&mut db(self)?)
+        }
     }
 }
 
@@ -1124,6 +1138,10 @@ mod pg_impl {
             tx(self, &mut |db: &mut dyn Sql| {
                 q_liveness(db, seen, now, updates)
             })
+        }
+
+        fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError> {
+            q_revoked_ids(&mut db(self)?)
         }
     }
 }
