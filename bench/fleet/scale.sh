@@ -7,7 +7,7 @@
 #   ingest-sqlite   100 agents x 10,000 events, one server on SQLite
 #   ingest-pg K     100 agents x 10,000 events, K servers (1 or 2) on ONE throwaway PostgreSQL
 #                   (scripts/with-postgres.sh); PostgreSQL's own CPU seconds recorded too
-#   failover N      N agents at 5 events/s on 2 servers on one PostgreSQL, each agent listing
+#   failover N [R]    N agents at R (default 1) events/s on 2 servers on one PostgreSQL, each agent listing
 #                   both URLs; kill -9 server 1; time until every agent is connected again,
 #                   snapshots at reconnect, exactly-once
 #   agent-rss       a real agent vs a plain single-host daemon (bench/fleet/agent-rss.sh)
@@ -100,7 +100,7 @@ case "$step" in
             name=failover-$n
             read -r cfgs urls < <(pair "$name" "$PALISADE_TEST_PG_URL")
             "$GEN" --palisade "$BIN" --config "$cfgs" --url "$urls" --sources 4 \
-                --server-log "$W/$name.log" --json "$OUT/$name.json" failover --agents "$n" --rate 5 \
+                --server-log "$W/$name.log" --json "$OUT/$name.json" failover --agents "$n" --rate "${2:-1}" \
                 --max-secs 300
         fi ;;
     agent-rss)
