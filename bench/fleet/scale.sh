@@ -28,6 +28,8 @@ ulimit -Hn 65536 2>/dev/null || true
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 W=${SCALE_WORK:-$(mktemp -d /tmp/fleetscale.XXXXXX)}
 chmod 755 "$W"
+# Work files go on exit (SCALE_KEEP=1 keeps them; an exec into with-postgres.sh hands $W on).
+[ -n "${SCALE_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT
 PORT=$((21000 + RANDOM % 10000))
 
 mkconf() { # NAME STORE_URL PORT -> config path
