@@ -75,6 +75,10 @@ pub struct FleetSection {
     /// analyze; default: the files of its `nginx_access` / `apache_access` jails.
     #[serde(default)]
     pub analyze_files: Option<Vec<String>>,
+    /// Server: connections in their TLS/WebSocket handshake at once beyond which new ones
+    /// are asked to come back later (HTTP 503 + `Retry-After`); 0 = no limit.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -88,6 +92,9 @@ fn default_spool_events() -> u64 {
 }
 fn default_spool_age() -> Dur {
     Dur(Duration::from_secs(7 * 86_400))
+}
+fn default_max_handshakes() -> usize {
+    128
 }
 fn default_checksum() -> Dur {
     Dur(Duration::from_secs(120))

@@ -98,6 +98,17 @@ pub async fn connect(
     .await
     .map_err(|_| FleetError::Net(format!("{url}: upgrade timed out")))?
     .map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(r)
+            if r.status()
+                == tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            FleetError::Busy {
+                url: url.to_string(),
+                after: crate::overload::parse_retry_after(
+                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                ),
+            }
+        }
         tokio_tungstenite::tungstenite::Error::Http(r) => {
             let body = r
                 .body()
@@ -184,6 +195,9 @@ pub struct AgentOptions {
     pub checksum_interval: Duration,
     /// Remote analysis of the allowed access logs (`None`: not offered).
     pub analyze: Option<crate::remote_analyze::AgentAnalyze>,
+    /// `[fleet] server`: the server URLs, tried in turn (those of the identity, from
+    /// `fleet join`, are added after them).
+    pub servers: Vec<String>,
 }
 
 /// The observer that reports the daemon's own bans to the agent connection.
@@ -258,6 +272,23 @@ struct Agent {
     analyze: crate::remote_analyze::AgentRunner,
     /// A forwarder's raw lines ([`crate::forward`]).
     forward: Option<crate::forward::Forwarder>,
+    /// The current session got its `welcome`.
+    welcomed: bool,
+    /// The server asked to come back after this.
+    retry: Option<Duration>,
+}
+
+/// How a session ended (for the reconnect policy).
+enum Session {
+    /// Closed (by the server or on stop).
+    Closed { welcomed: bool },
+    /// The server said `retry_later`.
+    RetryLater(Duration),
+}
+
+/// A uniform draw in `[0, 1)` for the jitter.
+fn unit() -> f64 {
+    (crate::ident::random_u63() >> 10) as f64 / (1u64 << 53) as f64
 }
 
 /// Starts the agent connection (own thread, own runtime). Fails at once when this host is
@@ -314,6 +345,8 @@ pub fn spawn_with(
         acked,
         pending_gap: None,
         forward,
+        welcomed: false,
+        retry: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -337,36 +370,74 @@ fn b<T>(f: impl FnOnce() -> T) -> T {
 
 impl Agent {
     async fn run(&mut self) {
-        let mut attempt: u32 = 0;
-        let mut url_i = 0usize;
+        // Reconnect policy: crate::backoff (full jitter 1 s -> 60 s, across the URLs, a
+        // server's "come back later" honoured).
+        let mut urls = self.opts.servers.clone();
+        urls.extend(self.ident.urls.iter().cloned());
+        let mut servers = crate::backoff::Servers::new(&urls);
+        let mut backoff = crate::backoff::Backoff::default();
         while !self.stop.load(Ordering::Relaxed) {
             self.trim_spool();
-            let url = self.ident.urls[url_i % self.ident.urls.len()].clone();
+            let url = servers.current().to_string();
             let headers = [(
                 "authorization",
                 format!("Agent {}.{}", self.ident.agent_id, self.ident.key),
             )];
+            let mut wait = None;
             match connect(&url, &self.ident.fingerprint, &headers).await {
-                Ok(ws) => {
-                    attempt = 0;
-                    match self.session(ws).await {
-                        Ok(()) => tracing::info!(%url, "fleet: connection closed"),
-                        Err(e) => tracing::warn!(%url, error = %e, "fleet: connection lost"),
+                Ok(ws) => match self.session_outcome(ws).await {
+                    Ok(Session::Closed { welcomed }) => {
+                        tracing::info!(%url, "fleet: connection closed");
+                        if welcomed {
+                            backoff.reset();
+                            servers.connected();
+                        }
                     }
+                    Ok(Session::RetryLater(after)) => {
+                        tracing::warn!(%url, after_secs = after.as_secs(), "fleet: the server asked to come back later");
+                        let d = crate::backoff::retry_after(after, unit());
+                        servers.busy_until(std::time::Instant::now() + d);
+                        wait = Some(backoff.fail(unit()));
+                    }
+                    Err((welcomed, e)) => {
+                        tracing::warn!(%url, error = %e, "fleet: connection lost");
+                        if welcomed {
+                            backoff.reset();
+                            servers.connected();
+                        } else {
+                            servers.failed();
+                        }
+                    }
+                },
+                Err(FleetError::Busy { after, .. }) => {
+                    tracing::warn!(%url, after_secs = after.as_secs(), "fleet: the server is busy; it asked to come back later");
+                    let d = crate::backoff::retry_after(after, unit());
+                    servers.busy_until(std::time::Instant::now() + d);
                 }
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "fleet: cannot reach the server");
-                    url_i += 1;
+                    servers.failed();
                 }
             }
-            // Exponential backoff with full jitter, 200 ms to 30 s.
-            attempt = attempt.saturating_add(1);
-            let cap = (200u64 << attempt.min(8)).min(30_000);
-            let wait = 100 + crate::ident::random_u63() % cap;
-            let until = std::time::Instant::now() + Duration::from_millis(wait);
+            let b = wait.unwrap_or_else(|| backoff.fail(unit()));
+            let d = servers.wait(b, std::time::Instant::now());
+            let until = std::time::Instant::now() + d;
             while std::time::Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+
+    /// One session, classified for the reconnect policy.
+    async fn session_outcome(&mut self, ws: ClientWs) -> Result<Session, (bool, String)> {
+        self.welcomed = false;
+        self.retry = None;
+        let r = self.session(ws).await;
+        let welcomed = self.welcomed;
+        match (r, self.retry.take()) {
+            (_, Some(d)) => Ok(Session::RetryLater(d)),
+            (Ok(()), None) => Ok(Session::Closed { welcomed }),
+            (Err(e), None) => Err((welcomed, e)),
         }
     }
 
@@ -480,7 +551,7 @@ impl Agent {
                         (protocol_version, credit.max(1), capabilities)
                     }
                     Ok((_, ServerMsg::RetryLater { after_secs })) => {
-                        tokio::time::sleep(Duration::from_secs(after_secs.min(300))).await;
+                        self.retry = Some(Duration::from_secs(after_secs));
                         return Ok(());
                     }
                     Ok(_) => return Err("expected welcome".into()),
@@ -494,6 +565,7 @@ impl Agent {
                 }
                 _ => return Err("no welcome".into()),
             };
+        self.welcomed = true;
         let _ = b(|| self.fleet.set_state("acked_seq", &self.acked.to_string()));
         tracing::info!(acked = self.acked, protocol = v, "fleet: connected");
         self.analyze.forget_stale();
@@ -640,7 +712,7 @@ impl Agent {
                         }
                         ServerMsg::RetryLater { after_secs } => {
                             let _ = ws.close(None).await;
-                            tokio::time::sleep(Duration::from_secs(after_secs.min(300))).await;
+                            self.retry = Some(Duration::from_secs(after_secs));
                             return Ok(());
                         }
                         ServerMsg::Analyze { id, query } => self.analyze.start(id, query),

@@ -343,20 +343,3 @@ pub fn track(corr: &mut palisade_detect::correlate::Correlator, e: &FleetLogEntr
         }
     }
 }
-
-/// Agent start: the `[fleet] server` URLs of the configuration (several servers of one
-/// fleet) become the ones the agent tries, in order; without any, the URL it joined stays.
-/// Written to the identity file, so `fleet join` and a later edit of the list both hold.
-pub fn use_configured_urls(state_dir: &Path, urls: &[String]) -> Result<(), FleetError> {
-    if urls.is_empty() {
-        return Ok(());
-    }
-    let Some(mut id) = crate::ident::Identity::load(state_dir)? else {
-        return Ok(());
-    };
-    if id.urls != urls {
-        id.urls = urls.to_vec();
-        id.save(state_dir)?;
-    }
-    Ok(())
-}

@@ -25,10 +25,14 @@
 
 pub mod admin;
 pub mod agent;
+pub mod backoff;
 pub mod cluster;
 pub mod forward;
 pub mod forward_ingest;
 pub mod ident;
+pub mod ingest;
+pub mod liveness;
+pub mod overload;
 pub mod remote_analyze;
 pub mod server;
 pub mod tls;
@@ -57,6 +61,14 @@ pub enum FleetError {
     /// The server said no.
     #[error("{0}")]
     Refused(String),
+    /// The server is overloaded and asked to come back later (HTTP 503 + `Retry-After`).
+    #[error("{url}: the server is busy; come back in {} s", after.as_secs())]
+    Busy {
+        /// The server's URL.
+        url: String,
+        /// Its `Retry-After`.
+        after: Duration,
+    },
 }
 
 /// Batches an agent may have in flight (the server's credit).

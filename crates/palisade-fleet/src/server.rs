@@ -47,6 +47,24 @@ pub struct ServerOptions {
     pub store_url: String,
     /// Push agents' local bans to the others.
     pub share_bans: bool,
+    /// Connections in their handshake at once beyond which new ones get HTTP 503 +
+    /// `Retry-After` (`[fleet] max_handshakes`; 0 = no limit).
+    pub max_handshakes: usize,
+    /// Store connections for ingest (PostgreSQL; SQLite always uses one).
+    pub ingest_connections: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: PathBuf::new(),
+            store_url: String::new(),
+            share_bans: true,
+            max_handshakes: crate::overload::DEFAULT_MAX_HANDSHAKES,
+            ingest_connections: crate::ingest::INGEST_CONNECTIONS,
+        }
+    }
 }
 
 /// Something that looks at every event the server stores (the correlator): gets the agent
@@ -94,6 +112,12 @@ struct Shared {
     analyze: Arc<crate::remote_analyze::Hub>,
     /// Forwarded raw lines (`forward` capability), when set up.
     forward: Option<crate::forward_ingest::ForwardIngest>,
+    /// Agents' live state, written in batches (crate::liveness).
+    live: Arc<crate::liveness::Liveness>,
+    /// Where batches are stored (crate::ingest).
+    ingest: crate::ingest::Ingest,
+    /// Handshakes in flight; "come back later" (crate::overload).
+    admission: Arc<crate::overload::Admission>,
 }
 
 /// A running fleet server.
@@ -178,8 +202,14 @@ pub fn spawn_with(
         .local_addr()
         .map_err(|e| FleetError::Net(e.to_string()))?;
     let (bans, _) = broadcast::channel(1024);
+    let store: SharedStore = Arc::new(Mutex::new(store));
+    let ingest =
+        crate::ingest::Ingest::new(&opts.store_url, store.clone(), opts.ingest_connections)?;
     let shared = Arc::new(Shared {
-        store: Arc::new(Mutex::new(store)),
+        live: crate::liveness::Liveness::new(),
+        ingest,
+        admission: crate::overload::Admission::new(opts.max_handshakes),
+        store,
         share_bans: opts.share_bans,
         bans,
         wake: Notify::new(),
@@ -205,10 +235,11 @@ pub fn spawn_with(
         shared.analyze.clone(),
         shared.store.clone(),
     );
-    let thread = std::thread::Builder::new()
-        .name("fleet-server".into())
-        .spawn(move || {
-            rt.block_on(async move {
+    let thread =
+        std::thread::Builder::new()
+            .name("fleet-server".into())
+            .spawn(move || {
+                rt.block_on(async move {
                 let listener = match TcpListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
@@ -217,6 +248,7 @@ pub fn spawn_with(
                     }
                 };
                 tokio::spawn(poller(shared.clone(), head));
+                tokio::spawn(crate::liveness::flusher(shared.store.clone(), shared.live.clone()));
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls_cfg);
                 loop {
                     tokio::select! {
@@ -239,9 +271,9 @@ pub fn spawn_with(
                     let _ = tx.send(true);
                 }
             });
-            rt.shutdown_timeout(Duration::from_secs(2));
-        })
-        .map_err(|e| FleetError::Io(e.to_string()))?;
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(|e| FleetError::Io(e.to_string()))?;
     tracing::info!(%addr, fingerprint = %cert.fingerprint, "fleet server listening");
     Ok(FleetServer {
         analyze,
@@ -285,11 +317,11 @@ async fn poller(shared: Arc<Shared>, mut sent: i64) {
         if live.is_empty() {
             continue;
         }
-        match with_store(&shared.store, |s| s.agents()) {
-            Ok(agents) => {
-                for a in agents.iter().filter(|a| a.revoked && live.contains(&a.id)) {
-                    if let Some((_, tx)) = shared.sessions.lock().unwrap().remove(&a.id) {
-                        tracing::info!(agent = %a.name, "fleet: agent revoked; connection cut");
+        match with_store(&shared.store, |s| s.revoked_agent_ids()) {
+            Ok(revoked) => {
+                for id in revoked.iter().filter(|id| live.contains(id)) {
+                    if let Some((_, tx)) = shared.sessions.lock().unwrap().remove(id) {
+                        tracing::info!(agent = %id, "fleet: agent revoked; connection cut");
                         let _ = tx.send(true);
                     }
                 }
@@ -316,6 +348,9 @@ fn refuse(code: StatusCode, why: &str) -> ErrorResponse {
 // The error type is tungstenite's handshake callback's (an HTTP response).
 #[allow(clippy::result_large_err)]
 fn authenticate(shared: &Shared, req: &Request) -> Result<Auth, ErrorResponse> {
+    if let Some(after) = shared.admission.must_wait(shared.ingest.saturated()) {
+        return Err(crate::overload::busy_response(after));
+    }
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     let auth = header("authorization").unwrap_or("");
     let unauthorized = || refuse(StatusCode::UNAUTHORIZED, "unknown or revoked agent");
@@ -382,6 +417,7 @@ async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
 ) -> Result<(), String> {
+    let handshake = shared.admission.enter();
     let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
@@ -399,6 +435,7 @@ async fn connection(
     .await
     .map_err(|_| "WebSocket upgrade timed out".to_string())?
     .map_err(|e| format!("upgrade: {e}"))?;
+    drop(handshake);
     match who {
         Some(Auth::Enrolled { agent_id, key }) => {
             let mut ws = ws;
@@ -540,6 +577,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         // A newer connection of the same agent replaces the old one.
         let _ = old.send(true);
     }
+    shared.live.start(&id, token, hello.ban_cursor);
     let mut bans_rx = shared.bans.subscribe();
     tracing::info!(agent = %name, protocol = v, acked = mark, "fleet: agent connected");
     let welcome = ServerMsg::Welcome {
@@ -634,6 +672,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                 }
                 m = ws.next() => {
                     last_rx = std::time::Instant::now();
+                    shared.live.heard(&id);
                     let text = match m {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(_))) | None => return Ok(()),
@@ -667,7 +706,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             }
                             let batch: Vec<(u64, String, Event)> =
                                 events.into_iter().map(|w| (w.seq, bounded(&w.jail, 64), to_event(w))).collect();
-                            let r = with_store(&shared.store, |s| s.ingest(&id, epoch, last_seq, &batch))
+                            let r = tokio::task::block_in_place(|| shared.ingest.ingest(&id, epoch, last_seq, &batch))
                                 .map_err(|e| e.to_string())?;
                             if r.stored > 0 {
                                 feed_sink(&shared, &name, &batch, r.stored, offset_us);
@@ -718,7 +757,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             let set = expected_set(&shared, &name, i64::try_from(c).unwrap_or(i64::MAX))?;
                             let text = palisade_proto::fleet::ban_set_text(set.iter().map(|e| &e.target));
                             let want = crate::ident::sha256_hex(text.as_bytes());
-                            let _ = with_store(&shared.store, |s| s.agent_update(&id, &AgentUpdate { ban_cursor: Some(c), last_seen: Some(crate::now()), ..Default::default() }));
+                            shared.live.ban_cursor(&id, c);
                             if want != sum {
                                 tracing::info!(agent = %name, agent_count = count, expected = set.len(), "fleet: ban set checksum mismatch; sending a snapshot");
                                 cursor = send_snapshot(&shared, &mut ws, v, &name).await?;
@@ -731,12 +770,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             let recv = crate::now().0;
                             if let Some(sent) = pings.remove(&nonce) {
                                 offset_us = agent_time_us - (sent + recv) / 2;
-                                let _ = with_store(&shared.store, |s| s.agent_update(&id, &AgentUpdate {
-                                    last_seen: Some(crate::now()),
-                                    head_seq: Some(head_seq),
-                                    clock_offset_ms: Some(offset_us / 1000),
-                                    ..Default::default()
-                                }));
+                                shared.live.pong(&id, offset_us / 1000, head_seq);
                             }
                         }
                         m @ (AgentMsg::Forward { .. } | AgentMsg::Lines { .. }) => {
@@ -765,16 +799,10 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         }
         mine
     };
-    let _ = with_store(&shared.store, |s| {
-        s.agent_update(
-            &id,
-            &AgentUpdate {
-                connected: owned.then_some(false),
-                last_seen: Some(crate::now()),
-                ..Default::default()
-            },
-        )
-    });
+    let mut last = shared.live.end(&id, token).unwrap_or_default();
+    last.connected = owned.then_some(false);
+    last.last_seen = Some(crate::now());
+    let _ = with_store(&shared.store, |s| s.agent_update(&id, &last));
     tracing::info!(agent = %name, "fleet: agent disconnected");
     res
 }

@@ -78,6 +78,7 @@ async fn fifty_simulated_agents_ship_exactly_once_and_all_get_a_shared_ban() {
             state_dir: dir.path().to_path_buf(),
             store_url: url.clone(),
             share_bans: true,
+            ..Default::default()
         },
         None,
     )

@@ -27,6 +27,7 @@ fn previous_protocol_version_still_works() {
             state_dir: dir.path().join("state"),
             store_url: url.clone(),
             share_bans: true,
+            ..Default::default()
         },
         None,
     )

@@ -327,6 +327,17 @@ pub trait FleetStore: Send {
     fn is_shared(&self) -> bool {
         false
     }
+    /// The server's batched liveness write, in ONE transaction: `last_seen = now` for the
+    /// agents `seen`, then each of `updates`.
+    fn agents_liveness(
+        &mut self,
+        seen: &[String],
+        now: Timestamp,
+        updates: &[(String, AgentUpdate)],
+    ) -> Result<(), StoreError>;
+    /// Ids of the revoked agents (the server's poller cuts their sessions; reading every
+    /// agent's row every 500 ms instead cost ~20 % CPU at 10,000 agents).
+    fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError>;
 }
 
 /// What [`FleetStore::ingest_stream`] did.
@@ -816,6 +827,43 @@ fn q_agent_update(db: &mut dyn Sql, id: &str, u: &AgentUpdate) -> Result<(), Sto
     Ok(())
 }
 
+// ---- the server's batched liveness write (issue 18: idle cost) ----
+
+/// Agents per `last_seen` statement (well under SQLite's bound-parameter limit).
+const LIVENESS_CHUNK: usize = 500;
+
+fn q_liveness(
+    db: &mut dyn Sql,
+    seen: &[String],
+    now: Timestamp,
+    updates: &[(String, AgentUpdate)],
+) -> Result<(), StoreError> {
+    for chunk in seen.chunks(LIVENESS_CHUNK) {
+        let mut p = Vec::with_capacity(chunk.len() + 1);
+        p.push(Val::I(now.0));
+        p.extend(chunk.iter().map(|id| Val::T(id.clone())));
+        let list: Vec<String> = (2..=p.len()).map(|i| format!("${i}")).collect();
+        db.exec(
+            &format!(
+                "UPDATE fleet_agents SET last_seen = $1 WHERE id IN ({})",
+                list.join(", ")
+            ),
+            &p,
+        )?;
+    }
+    for (id, u) in updates {
+        q_agent_update(db, id, u)?;
+    }
+    Ok(())
+}
+
+fn q_revoked_ids(db: &mut dyn Sql) -> Result<Vec<String>, StoreError> {
+    db.rows("SELECT id FROM fleet_agents WHERE revoked = 1", &[])?
+        .iter()
+        .map(|r| r[0].t())
+        .collect()
+}
+
 fn q_high_water(db: &mut dyn Sql, id: &str, epoch: u64) -> Result<u64, StoreError> {
     let rows = db.rows(
         "SELECT epoch, acked_seq FROM fleet_agents WHERE id = $1",
@@ -1216,6 +1264,21 @@ mod lite_impl {
                 mark: new_mark,
             })
         }
+
+        fn agents_liveness(
+            &mut self,
+            seen: &[String],
+            now: Timestamp,
+            updates: &[(String, AgentUpdate)],
+        ) -> Result<(), StoreError> {
+            tx(self, &mut |db: &mut dyn Sql| {
+                q_liveness(db, seen, now, updates)
+            })
+        }
+
+        fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError> {
+            q_revoked_ids(&mut db(self)?)
+        }
     }
 }
 
@@ -1316,6 +1379,21 @@ mod pg_impl {
                 stored: fresh.len() as u64,
                 mark: new_mark,
             })
+        }
+
+        fn agents_liveness(
+            &mut self,
+            seen: &[String],
+            now: Timestamp,
+            updates: &[(String, AgentUpdate)],
+        ) -> Result<(), StoreError> {
+            tx(self, &mut |db: &mut dyn Sql| {
+                q_liveness(db, seen, now, updates)
+            })
+        }
+
+        fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError> {
+            q_revoked_ids(&mut db(self)?)
         }
     }
 }

@@ -317,6 +317,8 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     state_dir: state_dir(cfg),
                     store_url,
                     share_bans: f.share_bans,
+                    max_handshakes: f.max_handshakes,
+                    ingest_connections: palisade_fleet::ingest::INGEST_CONNECTIONS,
                 },
                 palisade_fleet::server::CorrelatorSink::new(&cfg.fleet_jail_settings()).map(|c| {
                     let allow = palisade_core::Allowlist::new(cfg.allowlist.parsed.iter().copied());
@@ -342,7 +344,6 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
             let forward = (f.role == FleetRole::Forwarder)
                 .then(|| crate::forward_cmd::forwarder(cfg, prepared.from_start))
                 .transpose()?;
-            palisade_fleet::cluster::use_configured_urls(&state_dir(cfg), &f.server)?;
             let a = palisade_fleet::agent::spawn_with(
                 AgentOptions {
                     state_dir: state_dir(cfg),
@@ -353,6 +354,7 @@ pub fn start(cfg: &Config, daemon: &Daemon, prepared: Prepared) -> Result<Option
                     analyze: Some(palisade_fleet::remote_analyze::AgentAnalyze::from_config(
                         cfg,
                     )),
+                    servers: f.server.clone(),
                 },
                 Arc::new(DaemonAgentControl(daemon.control())),
                 rx,

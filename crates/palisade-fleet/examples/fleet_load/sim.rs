@@ -79,24 +79,55 @@ impl Target {
 
     /// Opens one WebSocket with the given extra headers.
     pub async fn open(&self, headers: &[(&'static str, String)]) -> Result<Ws, String> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        self.open_from(headers, None).await.map_err(|e| match e {
+            OpenError::Busy(d) => format!("busy: retry after {} s", d.as_secs()),
+            OpenError::Other(e) => e,
+        })
+    }
+
+    /// Same, from the local address `source` (several 127.0.0.x spread 10,000 connections
+    /// over more ephemeral ports); tells a 503 + `Retry-After` apart.
+    pub async fn open_from(
+        &self,
+        headers: &[(&'static str, String)],
+        source: Option<IpAddr>,
+    ) -> Result<Ws, OpenError> {
+        let tcp = match source {
+            None => TcpStream::connect((self.host.as_str(), self.port)).await,
+            Some(src) => {
+                let dst: IpAddr = self
+                    .host
+                    .parse()
+                    .map_err(|_| OpenError::Other("source address needs an IP host".into()))?;
+                let sock = if src.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(|e| OpenError::Other(format!("socket: {e}")))?;
+                sock.bind(std::net::SocketAddr::new(src, 0))
+                    .map_err(|e| OpenError::Other(format!("bind {src}: {e}")))?;
+                sock.connect(std::net::SocketAddr::new(dst, self.port))
+                    .await
+            }
+        }
+        .map_err(|e| OpenError::Other(format!("connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let tls = self
             .tls
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(|e| OpenError::Other(format!("tls: {e}")))?;
         let mut req = self
             .url
             .as_str()
             .into_client_request()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| OpenError::Other(e.to_string()))?;
         for (k, v) in headers {
             req.headers_mut().insert(
                 *k,
-                HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?,
+                HeaderValue::from_str(v)
+                    .map_err(|e| OpenError::Other(format!("header {k}: {e}")))?,
             );
         }
         // The agents' own WebSocket settings (small buffers, 1 MiB messages).
@@ -106,9 +137,25 @@ impl Target {
             Some(palisade_fleet::ws_config()),
         )
         .await
-        .map_err(|e| format!("upgrade: {e}"))?;
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status().as_u16() == 503 => {
+                OpenError::Busy(palisade_fleet::overload::parse_retry_after(
+                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                ))
+            }
+            e => OpenError::Other(format!("upgrade: {e}")),
+        })?;
         Ok(ws)
     }
+}
+
+/// Why a connection was not opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// HTTP 503 with this `Retry-After`.
+    Busy(Duration),
+    /// Anything else.
+    Other(String),
 }
 
 /// An enrolled agent.
@@ -197,7 +244,11 @@ pub struct AgentStats {
     pub frozen: AtomicBool,
     pub sessions_failed: AtomicU64,
     pub retry_later: AtomicU64,
+    /// HTTP 503 refusals at the upgrade.
+    pub busy: AtomicU64,
     pub snapshots: AtomicU64,
+    /// Index (in the agent's targets) of the server of the current session.
+    pub server: AtomicU64,
     pub last_error: std::sync::Mutex<String>,
 }
 
@@ -221,23 +272,6 @@ pub struct Receipt {
 pub enum Cmd {
     LocalBan(IpNet),
     Stop,
-}
-
-/// Reconnect backoff: full jitter over a cap doubling from 200 ms to 30 s, plus 100 ms (the
-/// real agent's policy in `palisade_fleet::agent`).
-#[derive(Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(30),
-        }
-    }
 }
 
 /// xorshift: jitter and addresses without a rand dependency.
@@ -267,7 +301,12 @@ pub struct Agent {
     pub stats: Arc<AgentStats>,
     pub receipts: mpsc::UnboundedSender<Receipt>,
     pub cmds: mpsc::UnboundedReceiver<Cmd>,
-    pub backoff: Backoff,
+    /// The real agent's reconnect policy (full jitter, 1 s -> 60 s).
+    pub backoff: palisade_fleet::backoff::Backoff,
+    /// More server URLs (failover), tried in turn after `target`, as the real agent does.
+    pub more_targets: Vec<Target>,
+    /// Local address to connect from (None = the kernel's choice).
+    pub source: Option<IpAddr>,
     epoch: u64,
     acked: u64,
     ban_cursor: u64,
@@ -278,6 +317,16 @@ pub struct Agent {
 enum End {
     Stop,
     Retry(Option<Duration>),
+}
+
+/// Why a session ended without a stop.
+enum Fail {
+    /// Before the welcome (connect, TLS, refused): try the next server.
+    Connect,
+    /// HTTP 503: come back after this.
+    Busy(Duration),
+    /// A welcomed session was lost.
+    Lost,
 }
 
 impl Agent {
@@ -302,7 +351,9 @@ impl Agent {
             stats,
             receipts,
             cmds,
-            backoff: Backoff::default(),
+            backoff: palisade_fleet::backoff::Backoff::default(),
+            more_targets: Vec::new(),
+            source: None,
             epoch,
             acked: 0,
             ban_cursor: 0,
@@ -355,49 +406,68 @@ impl Agent {
         })
     }
 
-    /// Runs until `Cmd::Stop` (or the command channel closes), reconnecting with backoff.
+    /// Runs until `Cmd::Stop` (or the command channel closes), reconnecting with the real
+    /// agent's policy (palisade_fleet::backoff) across its targets.
     pub async fn run(mut self) {
-        let mut attempt: u32 = 0;
+        let mut targets = vec![self.target.clone()];
+        targets.extend(self.more_targets.iter().cloned());
+        let urls: Vec<String> = targets.iter().map(|t| t.url.clone()).collect();
+        let mut servers = palisade_fleet::backoff::Servers::new(&urls);
         loop {
-            match self.session(&mut attempt).await {
+            let cur = servers.current().to_string();
+            let ti = targets.iter().position(|t| t.url == cur).unwrap_or(0);
+            self.target = targets[ti].clone();
+            self.stats.server.store(ti as u64, Ordering::SeqCst);
+            match self.session().await {
                 Ok(End::Stop) => return,
-                Ok(End::Retry(after)) | Err(after) => {
-                    self.stats.connected.store(false, Ordering::SeqCst);
-                    let wait = match after {
-                        Some(d) => d,
-                        None => {
-                            let cap = self
-                                .backoff
-                                .base
-                                .saturating_mul(1u32 << (attempt + 1).min(8))
-                                .min(self.backoff.max);
-                            Duration::from_millis(100) + cap.mul_f64(self.rng.unit())
-                        }
-                    };
-                    attempt = attempt.saturating_add(1);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        c = self.cmds.recv() => if matches!(c, None | Some(Cmd::Stop)) { return },
+                Ok(End::Retry(after)) => {
+                    // retry_later message (a welcomed session).
+                    if let Some(d) = after {
+                        servers.busy_until(Instant::now() + d);
                     }
                 }
+                Err(Fail::Lost) if self.stats.connected.load(Ordering::SeqCst) => {
+                    self.backoff.reset()
+                }
+                Err(Fail::Lost) => servers.failed(),
+                Err(Fail::Connect) => servers.failed(),
+                Err(Fail::Busy(d)) => {
+                    self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                    let d = palisade_fleet::backoff::retry_after(d, self.rng.unit());
+                    servers.busy_until(Instant::now() + d);
+                }
+            }
+            self.stats.connected.store(false, Ordering::SeqCst);
+            let b = self.backoff.fail(self.rng.unit());
+            let wait = servers.wait(b, Instant::now());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                c = self.cmds.recv() => if matches!(c, None | Some(Cmd::Stop)) { return },
             }
         }
     }
 
-    fn fail(&self, e: String) -> Option<Duration> {
+    fn fail(&self, e: String) -> Fail {
         self.stats.sessions_failed.fetch_add(1, Ordering::Relaxed);
         *self.stats.last_error.lock().unwrap() = e;
-        None
+        Fail::Lost
     }
 
-    async fn session(&mut self, attempt: &mut u32) -> Result<End, Option<Duration>> {
+    async fn session(&mut self) -> Result<End, Fail> {
         let mut ws = match self
             .target
-            .open(&[("Authorization", self.ident.authorization())])
+            .open_from(
+                &[("Authorization", self.ident.authorization())],
+                self.source,
+            )
             .await
         {
             Ok(ws) => ws,
-            Err(e) => return Err(self.fail(e)),
+            Err(OpenError::Busy(d)) => return Err(Fail::Busy(d)),
+            Err(OpenError::Other(e)) => {
+                let _ = self.fail(e);
+                return Err(Fail::Connect);
+            }
         };
         let hello = encode(AgentMsg::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -437,7 +507,8 @@ impl Agent {
             }
             tokio::select! {
                 _ = &mut welcome_deadline, if !welcomed => {
-                    return Err(self.fail("no welcome in 60 s".into()));
+                    let _ = self.fail("no welcome in 60 s".into());
+                    return Err(Fail::Connect);
                 }
                 _ = tick.tick(), if welcomed && matches!(self.produce, Produce::Rate { .. }) => {}
                 c = self.cmds.recv() => match c {
@@ -480,7 +551,7 @@ impl Agent {
                             in_flight.clear();
                             credit = c as u64;
                             welcomed = true;
-                            *attempt = 0;
+                            self.backoff.reset();
                             self.stats.acked.store(self.acked, Ordering::SeqCst);
                             self.stats.welcomed.fetch_add(1, Ordering::SeqCst);
                             self.stats.connected.store(true, Ordering::SeqCst);
@@ -508,9 +579,11 @@ impl Agent {
                                 });
                             }
                         }
-                        ServerMsg::Snapshot { cursor, bans, .. } => {
+                        ServerMsg::Snapshot { cursor, bans, more } => {
                             let at = Instant::now();
-                            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                            if !more {
+                                self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                            }
                             self.ban_cursor = cursor;
                             for b in bans {
                                 let _ = self.receipts.send(Receipt {
@@ -535,8 +608,8 @@ impl Agent {
                         ServerMsg::RetryLater { after_secs } => {
                             self.stats.retry_later.fetch_add(1, Ordering::Relaxed);
                             let _ = ws.close(None).await;
-                            let d = Duration::from_secs(after_secs.min(600));
-                            return Ok(End::Retry(Some(d.mul_f64(0.5 + self.rng.unit()))));
+                            let d = palisade_fleet::backoff::retry_after(Duration::from_secs(after_secs), self.rng.unit());
+                            return Ok(End::Retry(Some(d)));
                         }
                         // Never sent: simulated agents announce neither `analyze` nor `forward`.
                         ServerMsg::Enrolled { .. }
