@@ -2,15 +2,15 @@
 //!
 //! Every message a session receives marks its agent "heard"; a `pong` also carries the clock
 //! offset and the agent's newest event sequence; a `checksum` its ban cursor. Instead of one
-//! store write per pong (10,000 agents pinging every 5 s = 2,000 transactions a second), one
+//! store write per pong (10,000 agents pinging every 15 s = 667 transactions a second), one
 //! task writes, every [`FLUSH_EVERY`], in ONE transaction: `last_seen` = now for every agent
 //! heard since the previous flush (one statement per 500 agents), and the fields that changed
 //! meaningfully (offset moved by ≥ [`OFFSET_STEP_MS`], a new head sequence or ban cursor).
 //! Connecting and disconnecting are still written at once by the session.
 //!
 //! Staleness bound of `palisade fleet agents`: `last_seen` lags the agent's last message by
-//! at most [`FLUSH_EVERY`] (5 s); with pings every 5 s a live agent's `last_seen` is refreshed
-//! at least every 10 s, within the report's 15 s "connected" window
+//! at most [`FLUSH_EVERY`] (5 s); with pings every 15 s a live agent's `last_seen` is refreshed
+//! at least every 20 s, within the report's 45 s "connected" window
 //! ([`palisade_store::fleet::CONNECTED_WITHIN_US`]); the offset shown is within 250 ms of the
 //! last measured one, the backlog within one flush.
 

@@ -108,8 +108,8 @@ impl FleetLogEntry {
     }
 }
 
-/// An agent counts as connected when the server saw it within this (3 of its 5 s pings).
-pub const CONNECTED_WITHIN_US: i64 = 15_000_000;
+/// An agent counts as connected when the server saw it within this (3 of its 15 s pings).
+pub const CONNECTED_WITHIN_US: i64 = 45_000_000;
 /// A clock offset beyond this (ms) is flagged `skewed`.
 pub const SKEW_LIMIT_MS: i64 = 30_000;
 
