@@ -5,11 +5,18 @@
 #
 #   idle N          N idle agents (SQLite server): server RSS per connection, idle CPU
 #   ingest-sqlite   100 agents x 10,000 events, one server on SQLite
-#   ingest-pg K     100 agents x 10,000 events, K servers (1 or 2) on ONE throwaway PostgreSQL
-#                   (scripts/with-postgres.sh); PostgreSQL's own CPU seconds recorded too
+#   ingest-pg K [R] 100 agents x 10,000 events, K servers (1 or 2) on ONE throwaway PostgreSQL
+#                   (scripts/with-postgres.sh); PostgreSQL's own CPU seconds recorded too;
+#                   R events in a row per address (default 1: every event a new address)
 #   failover N [R]    N agents at R (default 1) events/s on 2 servers on one PostgreSQL, each agent listing
 #                   both URLs; kill -9 server 1; time until every agent is connected again,
 #                   snapshots at reconnect, exactly-once
+#   propagate-pg K [N]  N agents (default 1,000) on K servers (1 or 2) on ONE PostgreSQL,
+#                   agent i on server i mod K; agent 0 shares 20 bans; receipt time at every
+#                   other agent, also apart for the agents on the other server
+#   drain [SECS]    100 agents at 50 events/s each (SQLite server); kill -9 of the server,
+#                   down SECS (default 600, issue 16's 10 minutes), restart; time until every
+#                   agent's backlog is stored, exactly-once
 #   agent-rss       a real agent vs a plain single-host daemon (bench/fleet/agent-rss.sh)
 #
 # Each step writes DIR/<step>.json (default bench/fleet/out) with the load average at its
@@ -39,7 +46,7 @@ mkconf() { # NAME STORE_URL PORT -> config path
 [general]
 state_dir = "$d/state"
 socket = "$d/palisade.sock"
-log_level = "warn"
+log_level = "${SCALE_LOG_LEVEL:-warn}"
 
 [store]
 url = "$2"
@@ -82,11 +89,23 @@ case "$step" in
         "$GEN" --palisade "$BIN" --config "$cfg" --url "wss://127.0.0.1:$PORT" \
             --server-log "$W/ingest-sqlite/server.log" --json "$OUT/ingest-sqlite.json" ingest \
             --agents 100 --events 10000 ;;
-    ingest-pg|failover)
+    ingest-pg|failover|propagate-pg)
         if [ -z "${PALISADE_TEST_PG_URL:-}" ]; then
             exec bash "$root/scripts/with-postgres.sh" env SCALE_WORK="$W" "$0" --out "$OUT" "$step" "$@"
         fi
-        if [ "$step" = ingest-pg ]; then
+        if [ "$step" = propagate-pg ]; then
+            k=${1:-2}; n=${2:-1000}
+            name=propagate-pg-$k-$n
+            if [ "$k" = 2 ]; then
+                read -r cfgs urls < <(pair "$name" "$PALISADE_TEST_PG_URL")
+            else
+                PORT=$((PORT + 1))
+                cfgs=$(mkconf "$name" "$PALISADE_TEST_PG_URL" "$PORT"); urls="wss://127.0.0.1:$PORT"
+            fi
+            "$GEN" --palisade "$BIN" --config "$cfgs" --url "$urls" --sources 4 \
+                --server-log "$W/$name.log" --json "$OUT/$name.json" propagate --agents "$n" \
+                --bans 20 --max-secs 300
+        elif [ "$step" = ingest-pg ]; then
             k=${1:-1}
             name=ingest-pg-$k
             if [ "$k" = 2 ]; then
@@ -95,16 +114,25 @@ case "$step" in
                 PORT=$((PORT + 1))
                 cfgs=$(mkconf "$name" "$PALISADE_TEST_PG_URL" "$PORT"); urls="wss://127.0.0.1:$PORT"
             fi
-            "$GEN" --palisade "$BIN" --config "$cfgs" --url "$urls" \
+            r=${2:-1}
+            [ "$r" = 1 ] || name=$name-repeat$r
+            "$GEN" --palisade "$BIN" --config "$cfgs" --url "$urls" --repeat "$r" \
                 --server-log "$W/$name.log" --json "$OUT/$name.json" ingest --agents 100 --events 10000
         else
             n=${1:-1000}
-            name=failover-$n
+            name=failover-$n-rate${2:-1}
             read -r cfgs urls < <(pair "$name" "$PALISADE_TEST_PG_URL")
             "$GEN" --palisade "$BIN" --config "$cfgs" --url "$urls" --sources 4 \
                 --server-log "$W/$name.log" --json "$OUT/$name.json" failover --agents "$n" --rate "${2:-1}" \
                 --max-secs 300
         fi ;;
+    drain)
+        secs=${1:-600}
+        PORT=$((PORT + 1))
+        cfg=$(mkconf "drain-$secs" "sqlite:$W/drain-$secs/state/palisade.db" "$PORT")
+        "$GEN" --palisade "$BIN" --config "$cfg" --url "wss://127.0.0.1:$PORT" \
+            --server-log "$W/drain-$secs/server.log" --json "$OUT/drain-$secs.json" drain \
+            --agents 100 --rate 50 --outage "$secs" --max-secs $((secs + 900)) ;;
     agent-rss)
         "$here/agent-rss.sh" --bin "$BIN" --secs "${1:-60}" --json "$OUT/agent-rss.json" ;;
     *) log "unknown step $step"; exit 2 ;;

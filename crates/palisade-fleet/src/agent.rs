@@ -607,6 +607,13 @@ impl Agent {
                 let evs = b(|| self.fleet.local_events_after(sent as i64, MAX_BATCH as u32))
                     .map_err(|e| e.to_string())?;
                 let Some(last) = evs.last() else { break };
+                // A partial batch waits while another is in flight: its events ride with the
+                // next ack's batch. Full batches pipeline (a backlog drains at full speed);
+                // a trickle costs the server one transaction per round trip, not one per
+                // 100 ms poll (1,000 agents at 5 events/s were 5,000 transactions a second).
+                if inflight > 0 && evs.len() < MAX_BATCH {
+                    break;
+                }
                 let last_seq = last.id as u64;
                 let m = AgentMsg::Events {
                     epoch: self.epoch,

@@ -283,6 +283,7 @@ fn lead(url: &str, cand: &mut Candidate, sink: &mut dyn EventSink, stop: &Atomic
             out.extend(sink.observe(&ev.host, &ev.jail, &ev.event));
             warm_events += u64::from(warming);
         }
+        let out = crate::server::drop_allowlisted(store.as_mut(), out);
         for entry in &out {
             if let Err(e) = store.log_append(entry) {
                 tracing::warn!(error = %e, "fleet: appending a correlated ban");

@@ -95,7 +95,8 @@ impl Ingest {
             .store(since.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Stores one batch ([`FleetStore::ingest`]). Blocking: call from `block_in_place`.
+    /// Stores one batch ([`FleetStore::ingest`]). Blocking: the session runs it with
+    /// `spawn_blocking` and keeps pushing bans meanwhile.
     pub fn ingest(
         &self,
         id: &str,

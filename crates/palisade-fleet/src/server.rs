@@ -520,6 +520,17 @@ async fn send_snapshot(shared: &Shared, ws: &mut Ws, v: u16, name: &str) -> Resu
     Ok(head as u64)
 }
 
+/// A batch being stored by a blocking task: what it stored, and the batch (for the sink).
+type PendingIngest = tokio::task::JoinHandle<
+    Result<
+        (
+            palisade_store::fleet::Ingested,
+            Vec<palisade_store::fleet::ShippedEvent>,
+        ),
+        String,
+    >,
+>;
+
 /// How far behind a cursor may be before the agent gets a snapshot instead of the entries.
 const SNAPSHOT_AFTER: u64 = 10_000;
 
@@ -599,6 +610,9 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         let head = with_store(&shared.store, |s| s.log_head()).map_err(|e| e.to_string())? as u64;
         let mut cursor = hello.ban_cursor;
         if cursor == 0 || cursor > head || head - cursor > SNAPSHOT_AFTER {
+            if cursor != 0 {
+                tracing::info!(agent = %name, cursor, head, "fleet: the agent's ban cursor is not in the log's reach; sending a snapshot");
+            }
             cursor = send_snapshot(&shared, &mut ws, v, &name).await?;
         } else {
             loop {
@@ -628,8 +642,24 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
         // they are dropped (and logged once per window), so one agent cannot flood the log.
         let mut window = (std::time::Instant::now(), 0u32, false);
         let mut fwd = crate::forward_ingest::ForwardSession::default();
+        // The batch being stored, off this task: bans are still pushed while it waits for
+        // its store connection (a session that stored inline could not push anything during
+        // a saturated ingest queue's seconds). The next message is read only once the batch
+        // is stored and acknowledged, so an agent's batches stay in order.
+        let mut pending: Option<PendingIngest> = None;
         loop {
             tokio::select! {
+                r = async { pending.as_mut().expect("guarded by the precondition").await }, if pending.is_some() => {
+                    pending = None;
+                    let (r, batch) = r.map_err(|e| format!("storing a batch: {e}"))??;
+                    if r.stored > 0 {
+                        feed_sink(&shared, &name, &batch, r.stored, offset_us);
+                    }
+                    ws.send(Message::text(encode(v, &ServerMsg::Ack { epoch, seq: r.mark, credit: CREDIT })))
+                        .await.map_err(|e| e.to_string())?;
+                    // Silence counts from when this session listens again.
+                    last_rx = std::time::Instant::now();
+                }
                 _ = cut_rx.changed() => {
                     close(&mut ws, "revoked or replaced").await;
                     return Ok(());
@@ -638,7 +668,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                     ws.send(Message::text(encode(v, &m))).await.map_err(|e| e.to_string())?;
                 }
                 _ = ping.tick() => {
-                    if last_rx.elapsed() > PING_EVERY * 3 {
+                    if pending.is_none() && last_rx.elapsed() > PING_EVERY * 3 {
                         return Err("the agent went silent".into());
                     }
                     let nonce = crate::ident::random_u63();
@@ -651,7 +681,8 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                 b = bans_rx.recv() => {
                     let batch = match b {
                         Ok(b) => b,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::info!(agent = %name, missed = n, "fleet: the session fell behind the ban broadcast; sending a snapshot");
                             cursor = send_snapshot(&shared, &mut ws, v, &name).await?;
                             continue;
                         }
@@ -670,7 +701,7 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             .await.map_err(|e| e.to_string())?;
                     }
                 }
-                m = ws.next() => {
+                m = ws.next(), if pending.is_none() => {
                     last_rx = std::time::Instant::now();
                     shared.live.heard(&id);
                     let text = match m {
@@ -706,13 +737,13 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                             }
                             let batch: Vec<(u64, String, Event)> =
                                 events.into_iter().map(|w| (w.seq, bounded(&w.jail, 64), to_event(w))).collect();
-                            let r = tokio::task::block_in_place(|| shared.ingest.ingest(&id, epoch, last_seq, &batch))
-                                .map_err(|e| e.to_string())?;
-                            if r.stored > 0 {
-                                feed_sink(&shared, &name, &batch, r.stored, offset_us);
-                            }
-                            ws.send(Message::text(encode(v, &ServerMsg::Ack { epoch, seq: r.mark, credit: CREDIT })))
-                                .await.map_err(|e| e.to_string())?;
+                            let (sh, aid) = (shared.clone(), id.clone());
+                            pending = Some(tokio::task::spawn_blocking(move || {
+                                sh.ingest
+                                    .ingest(&aid, epoch, last_seq, &batch)
+                                    .map(|r| (r, batch))
+                                    .map_err(|e| e.to_string())
+                            }));
                         }
                         AgentMsg::Gap { epoch: e, from_seq, to_seq, reason } => {
                             if e != epoch { continue; }
@@ -910,11 +941,45 @@ fn feed_sink(
             out.extend(s.observe(host, jail, &e));
         }
     }
+    if out.is_empty() {
+        return;
+    }
+    let out = with_store(&shared.store, |s| Ok(drop_allowlisted(s, out))).unwrap_or_default();
     for entry in out {
         if let Err(e) = append(shared, &entry) {
             tracing::warn!(error = %e, "fleet: appending a correlated ban");
         }
     }
+}
+
+/// Drops the correlated bans whose target overlaps the runtime allowlist (entries added over
+/// the API or the dashboard, kept in the store; the configuration's `[allowlist]` is checked
+/// by [`CorrelatorSink`] itself). Read only when there is a detection, so ingest does not pay
+/// for it. When the list cannot be read nothing is banned (a wrong ban is worse than a late
+/// one: the next event of the attack detects it again).
+pub(crate) fn drop_allowlisted(
+    store: &mut dyn FleetStore,
+    out: Vec<FleetLogEntry>,
+) -> Vec<FleetLogEntry> {
+    if out.is_empty() {
+        return out;
+    }
+    let nets = match store.allowlist_nets() {
+        Ok(n) => palisade_core::Allowlist::new(n),
+        Err(e) => {
+            tracing::warn!(error = %e, bans = out.len(), "fleet: the runtime allowlist could not be read; correlated bans not appended");
+            return Vec::new();
+        }
+    };
+    out.into_iter()
+        .filter(|d| {
+            let allowed = nets.overlaps(&d.target);
+            if allowed {
+                tracing::info!(fleet_jail = %d.jail, target = %d.target, "fleet: distributed attack from an address on the runtime allowlist; not banned");
+            }
+            !allowed
+        })
+        .collect()
 }
 
 /// Appends to the ban log and wakes the pusher.

@@ -338,6 +338,9 @@ pub trait FleetStore: Send {
     /// Ids of the revoked agents (the server's poller cuts their sessions; reading every
     /// agent's row every 500 ms instead cost ~20 % CPU at 10,000 agents).
     fn revoked_agent_ids(&mut self) -> Result<Vec<String>, StoreError>;
+    /// The networks of the runtime allowlist (added over the API or the dashboard): the
+    /// correlator checks a detection against them as well as the configuration's.
+    fn allowlist_nets(&mut self) -> Result<Vec<ipnet::IpNet>, StoreError>;
 }
 
 /// What [`FleetStore::ingest_stream`] did.
@@ -998,6 +1001,12 @@ fn q_active_bans_for(
 /// own event writer.
 macro_rules! fleet_common {
     ($db:expr, $tx:expr) => {
+        fn allowlist_nets(&mut self) -> Result<Vec<ipnet::IpNet>, StoreError> {
+            Ok(crate::Store::allowlist(self)?
+                .into_iter()
+                .map(|a| a.net)
+                .collect())
+        }
         fn state(&mut self, key: &str) -> Result<Option<String>, StoreError> {
             q_state(&mut $db(self)?, key)
         }

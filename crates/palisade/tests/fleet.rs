@@ -296,13 +296,27 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
             .all(|n| agent(&l, n).is_some_and(|a| a["connected"] == true))
     });
     const Z: &str = "198.51.100.99";
-    let fleet_ban = |cfg: &Path| -> bool {
+    // Y attacks the same way but is on the server's runtime allowlist (as the API or the
+    // dashboard adds it, after the server started): the correlator must not ban it.
+    const Y: &str = "198.51.100.7";
+    {
+        let url = format!("sqlite:{}/palisade.db", dir.path().join("server").display());
+        let mut st = palisade_store::open(&url).unwrap();
+        st.allowlist_add(
+            &"198.51.100.0/28".parse().unwrap(),
+            "office",
+            palisade_core::Timestamp(0),
+        )
+        .unwrap();
+    }
+    let fleet_ban_of = |cfg: &Path, ip: &str| -> bool {
         let o = cli(&["decisions", "list", "--json"], cfg);
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|d| d["target"] == format!("{Z}/32") && d["origin"] == "fleet")
+            .any(|d| d["target"] == format!("{ip}/32") && d["origin"] == "fleet")
     };
+    let fleet_ban = |cfg: &Path| fleet_ban_of(cfg, Z);
     // The skewed agent's clock offset is measured (ping/pong) and flagged.
     wait_for("web3's clock offset measured", 30.0, || {
         agent(&agents(&scfg), "web3").is_some_and(|a| a["skewed"] == true)
@@ -319,6 +333,9 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
             .open(dir.path().join(format!("{n}/auth.log")))
             .unwrap();
         for _ in 0..2 {
+            writeln!(f, "{}", sshd_failed_at(Y, skew(n))).unwrap();
+        }
+        for _ in 0..2 {
             writeln!(f, "{}", sshd_failed_at(Z, skew(n))).unwrap();
         }
         drop(f);
@@ -331,6 +348,11 @@ fn slow_distributed_brute_force_is_banned_on_every_agent() {
     for c in &cfgs {
         wait_for("the fleet ban on every agent", 20.0, || fleet_ban(c));
     }
+    // Y's lines came first in every log: its detection was decided before Z's ban.
+    assert!(
+        cfgs.iter().all(|c| !fleet_ban_of(c, Y)),
+        "an address on the runtime allowlist was banned"
+    );
     // No agent banned it locally: each saw 2 failures, under its own threshold of 3.
     for c in &cfgs {
         let o = cli(&["decisions", "list", "--json"], c);

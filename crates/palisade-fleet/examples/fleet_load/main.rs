@@ -11,6 +11,7 @@
 //!   failover   --agents 1000 --rate 5           two servers (--config A,B --url A,B); agents
 //!                                               list both; kill -9 one; time until all are back
 //! common: --json FILE --max-secs 600 --concurrency 64 --server-log FILE --seed N --sources K
+//!         --repeat R (events in a row from one address; 1 = each event from the next one)
 //! Several servers: --config A.toml,B.toml --url wss://127.0.0.1:P1,wss://127.0.0.1:P2 (same
 //! store, e.g. one PostgreSQL); agent i connects to server i mod n first (ingest, idle).
 //! ```
@@ -52,6 +53,8 @@ struct Opts {
     json: Option<PathBuf>,
     server_log: PathBuf,
     seed: u64,
+    /// Events in a row from one address.
+    repeat: u64,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -74,6 +77,7 @@ fn parse_args() -> Result<Opts, String> {
         json: None,
         server_log: PathBuf::from("/dev/null"),
         seed: 1,
+        repeat: 1,
     };
     while let Some(k) = a.next() {
         if !k.starts_with("--") {
@@ -103,6 +107,7 @@ fn parse_args() -> Result<Opts, String> {
             "--json" => o.json = Some(v.into()),
             "--server-log" => o.server_log = v.into(),
             "--seed" => o.seed = num(&v)?,
+            "--repeat" => o.repeat = num(&v)?.clamp(1, 1_000_000),
             "--sources" => o.sources = num(&v)?.clamp(1, 250) as u8,
             _ => return Err(format!("unknown option {k}")),
         }
@@ -393,6 +398,7 @@ fn spawn_agents_on(o: &Opts, targets: &[Target], ids: &[Identity], produce: Prod
             o.seed,
         );
         a.more_targets = (1..n).map(|k| targets[(i + k) % n].clone()).collect();
+        a.repeat = o.repeat;
         if o.sources > 1 {
             a.source = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
                 127,
@@ -539,7 +545,7 @@ async fn run(o: Opts) -> Result<Value, String> {
     });
     let mut server = Some(server);
     let res = match o.scenario.as_str() {
-        "propagate" => propagate(&o, &target, &ids, server.as_ref().expect("server")).await,
+        "propagate" => propagate(&o, &targets, &ids, server.as_ref().expect("server")).await,
         "ingest" => {
             let mut all = vec![server.as_ref().expect("server")];
             all.extend(others.iter());
@@ -581,9 +587,13 @@ async fn run(o: Opts) -> Result<Value, String> {
 
 type Res = Result<Value, String>;
 
-async fn propagate(o: &Opts, target: &Target, ids: &[Identity], server: &Server) -> Res {
-    let _ = server;
-    let mut fleet = spawn_agents(o, target, ids, Produce::Nothing);
+/// Agent 0 shares a local ban; every other agent's receipt is timed. With several servers
+/// agent i is on server i mod n, so the receipts of agents not on agent 0's server measure
+/// the path across servers (ban log in PostgreSQL, NOTIFY, the other server's push); they are
+/// summarised apart as well.
+async fn propagate(o: &Opts, targets: &[Target], ids: &[Identity], server: &Server) -> Res {
+    let n_servers = targets.len().max(1);
+    let mut fleet = spawn_agents_on(o, targets, ids, Produce::Nothing);
     let conn = fleet.wait_connected(ids.len(), o.max_secs).await?;
     log(format!(
         "{} agents connected in {:.1} s",
@@ -595,6 +605,7 @@ async fn propagate(o: &Opts, target: &Target, ids: &[Identity], server: &Server)
     while fleet.receipts.try_recv().is_ok() {}
     let mut rng = sim::Rng::new(o.seed ^ 0xba);
     let mut samples: Vec<f64> = Vec::new();
+    let mut cross: Vec<f64> = Vec::new();
     let mut missing = 0usize;
     let mut dup = 0usize;
     let per_ban_timeout = Duration::from_secs(10);
@@ -624,9 +635,15 @@ async fn propagate(o: &Opts, target: &Target, ids: &[Identity], server: &Server)
             got[r.agent] = Some(r.at);
             n += 1;
         }
-        for g in got.iter().skip(1) {
+        for (i, g) in got.iter().enumerate().skip(1) {
             match g {
-                Some(at) => samples.push(at.duration_since(t0).as_secs_f64() * 1000.0),
+                Some(at) => {
+                    let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
+                    samples.push(ms);
+                    if i % n_servers != 0 {
+                        cross.push(ms);
+                    }
+                }
                 None => missing += 1,
             }
         }
@@ -637,6 +654,9 @@ async fn propagate(o: &Opts, target: &Target, ids: &[Identity], server: &Server)
     let rss = server.rss_kib();
     fleet.stop().await;
     let mut v = summary(&mut samples);
+    if n_servers > 1 {
+        v["across_servers"] = summary(&mut cross);
+    }
     v["bans"] = json!(o.bans);
     v["receivers_per_ban"] = json!(others);
     v["missing"] = json!(missing);
@@ -695,6 +715,7 @@ async fn ingest(o: &Opts, targets: &[Target], ids: &[Identity], servers: &[&Serv
     let v = json!({
         "events_total": total,
         "events_per_agent": o.events,
+        "events_in_a_row_per_address": o.repeat,
         "secs": secs,
         "events_per_sec": total as f64 / secs,
         "server_cpu_secs": cpu,
@@ -924,10 +945,16 @@ async fn failover(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut fleet = fleet;
     while fleet.receipts.try_recv().is_ok() {}
+    // Agent i's server index k counts from its own first URL (server i mod n).
+    let n = targets.len().max(1);
     let on_first = fleet
         .stats
         .iter()
-        .filter(|s| s.server.load(Ordering::SeqCst) == 0 && s.connected.load(Ordering::SeqCst))
+        .enumerate()
+        .filter(|(i, s)| {
+            (*i + s.server.load(Ordering::SeqCst) as usize).is_multiple_of(n)
+                && s.connected.load(Ordering::SeqCst)
+        })
         .count();
     let snaps0: u64 = fleet
         .stats
@@ -940,6 +967,35 @@ async fn failover(
         .map(|s| s.welcomed.load(Ordering::SeqCst))
         .sum();
     let acked_before = fleet.acked_total();
+    let cursor_zero = fleet
+        .stats
+        .iter()
+        .filter(|s| s.ban_cursor.load(Ordering::SeqCst) == 0)
+        .count();
+    if cursor_zero > 0 {
+        let which: Vec<String> = fleet
+            .stats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ban_cursor.load(Ordering::SeqCst) == 0)
+            .take(20)
+            .map(|(i, s)| {
+                format!(
+                    "{i}@{}{}",
+                    (i + s.server.load(Ordering::SeqCst) as usize) % n,
+                    if s.connected.load(Ordering::SeqCst) {
+                        ""
+                    } else {
+                        "(down)"
+                    }
+                )
+            })
+            .collect();
+        log(format!(
+            "{cursor_zero} agents have not received the block entries (cursor 0) before the kill: {}",
+            which.join(" ")
+        ));
+    }
     log(format!(
         "{on_first} agents on server 1; kill -9 pid {} ({acked_before} events acked)",
         first.pid
@@ -1025,6 +1081,7 @@ async fn failover(
     Ok(json!({
         "rate_per_agent": o.rate,
         "agents_on_killed_server": on_first,
+        "agents_with_cursor_0_before_kill": cursor_zero,
         "all_back_secs": back,
         "reconnects": reconnects,
         "snapshots_at_reconnect": snaps,

@@ -247,6 +247,8 @@ pub struct AgentStats {
     /// HTTP 503 refusals at the upgrade.
     pub busy: AtomicU64,
     pub snapshots: AtomicU64,
+    /// The agent's ban cursor (the last log entry it has).
+    pub ban_cursor: AtomicU64,
     /// Index (in the agent's targets) of the server of the current session.
     pub server: AtomicU64,
     pub last_error: std::sync::Mutex<String>,
@@ -307,6 +309,9 @@ pub struct Agent {
     pub more_targets: Vec<Target>,
     /// Local address to connect from (None = the kernel's choice).
     pub source: Option<IpAddr>,
+    /// Events in a row from one address (1 = every event from the next address: the
+    /// worst case for the per-address rollups).
+    pub repeat: u64,
     epoch: u64,
     acked: u64,
     ban_cursor: u64,
@@ -354,6 +359,7 @@ impl Agent {
             backoff: palisade_fleet::backoff::Backoff::default(),
             more_targets: Vec::new(),
             source: None,
+            repeat: 1,
             epoch,
             acked: 0,
             ban_cursor: 0,
@@ -375,11 +381,12 @@ impl Agent {
     }
 
     fn event(&self, seq: u64) -> WireEvent {
-        // Addresses from 100.64.0.0/10, one per (agent, seq % 4096): the server sees repeat
-        // offenders as it would in real traffic.
+        // Addresses from 100.64.0.0/10, one per (agent, (seq / repeat) % 4096): the server
+        // sees repeat offenders as it would in real traffic; `repeat` events in a row come
+        // from one address (a brute force's burst).
         let k = (self.idx as u32)
             .wrapping_mul(4096)
-            .wrapping_add((seq % 4096) as u32);
+            .wrapping_add(((seq / self.repeat.max(1)) % 4096) as u32);
         let ip = IpAddr::V4(Ipv4Addr::from(0x6440_0000u32 | (k & 0x003f_ffff)));
         WireEvent {
             seq,
@@ -493,7 +500,11 @@ impl Agent {
         loop {
             if welcomed {
                 let produced = self.produced();
-                while (in_flight.len() as u64) < credit && sent_to < produced {
+                // As the real agent: a partial batch waits while another is in flight.
+                while (in_flight.len() as u64) < credit
+                    && sent_to < produced
+                    && (in_flight.is_empty() || produced - sent_to >= MAX_BATCH)
+                {
                     let last = produced.min(sent_to + MAX_BATCH);
                     if let Err(e) = ws.feed(self.batch(sent_to + 1, last)).await {
                         return Err(self.fail(format!("send: {e}")));
@@ -570,6 +581,7 @@ impl Agent {
                             let at = Instant::now();
                             for b in entries {
                                 self.ban_cursor = self.ban_cursor.max(b.seq);
+                                self.stats.ban_cursor.store(self.ban_cursor, Ordering::SeqCst);
                                 let _ = self.receipts.send(Receipt {
                                     agent: self.idx,
                                     target: b.target,
@@ -585,6 +597,7 @@ impl Agent {
                                 self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
                             }
                             self.ban_cursor = cursor;
+                            self.stats.ban_cursor.store(cursor, Ordering::SeqCst);
                             for b in bans {
                                 let _ = self.receipts.send(Receipt {
                                     agent: self.idx,
