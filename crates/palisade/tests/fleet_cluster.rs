@@ -360,15 +360,26 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
     });
     const Z: &str = "203.0.113.99";
     const W: &str = "198.51.100.201";
-    // Two hosts, two failures each (the allowlisted one first in every file).
+    // R is on the runtime allowlist (kept in PostgreSQL, as the API adds it), not in any
+    // configuration.
+    const R: &str = "198.51.100.77";
+    palisade_store::open(&db.url)
+        .unwrap()
+        .allowlist_add(
+            &format!("{R}/32").parse().unwrap(),
+            "partner",
+            palisade_core::Timestamp(0),
+        )
+        .unwrap();
+    // Two hosts, two failures each (the allowlisted ones first in every file).
     for n in &names[..2] {
         append(
             &dir.path().join(format!("{n}/auth.log")),
-            &[failed(W), failed(W), failed(Z), failed(Z)],
+            &[failed(R), failed(R), failed(W), failed(W), failed(Z), failed(Z)],
         );
     }
     wait_for("the first failures stored", 30.0, || {
-        db.host_events("web1") >= 4 && db.host_events("web2") >= 4
+        db.host_events("web1") >= 6 && db.host_events("web2") >= 6
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -383,7 +394,7 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
     wait_for("the agents back", 60.0, || connected(&second.cfg, &names));
     append(
         &dir.path().join("web3/auth.log"),
-        &[failed(W), failed(W), failed(Z), failed(Z)],
+        &[failed(R), failed(R), failed(W), failed(W), failed(Z), failed(Z)],
     );
     for c in &cfgs {
         wait_for("the fleet ban on every agent", 30.0, || {
@@ -394,6 +405,11 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
     // it would be banned by now.
     assert!(
         second.log().contains("allowlisted address; not banned"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains("on the runtime allowlist; not banned"),
         "{}",
         second.log()
     );
