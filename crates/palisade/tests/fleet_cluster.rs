@@ -375,7 +375,14 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
     for n in &names[..2] {
         append(
             &dir.path().join(format!("{n}/auth.log")),
-            &[failed(R), failed(R), failed(W), failed(W), failed(Z), failed(Z)],
+            &[
+                failed(R),
+                failed(R),
+                failed(W),
+                failed(W),
+                failed(Z),
+                failed(Z),
+            ],
         );
     }
     wait_for("the first failures stored", 30.0, || {
@@ -394,7 +401,14 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
     wait_for("the agents back", 60.0, || connected(&second.cfg, &names));
     append(
         &dir.path().join("web3/auth.log"),
-        &[failed(R), failed(R), failed(W), failed(W), failed(Z), failed(Z)],
+        &[
+            failed(R),
+            failed(R),
+            failed(W),
+            failed(W),
+            failed(Z),
+            failed(Z),
+        ],
     );
     for c in &cfgs {
         wait_for("the fleet ban on every agent", 30.0, || {
@@ -409,7 +423,9 @@ fn correlation_moves_to_the_other_server_when_the_correlator_is_killed() {
         second.log()
     );
     assert!(
-        second.log().contains("on the runtime allowlist; not banned"),
+        second
+            .log()
+            .contains("on the runtime allowlist; not banned"),
         "{}",
         second.log()
     );
