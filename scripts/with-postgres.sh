@@ -15,12 +15,17 @@
 #   PALISADE_REQUIRE_PG=1   (so PostgreSQL tests fail instead of skipping)
 # and the script exits with the command's status. The cluster is stopped and its directory
 # removed on every exit path (success, failure, Ctrl-C).
+#
+# Tests run the cluster without durability (fsync, synchronous_commit and full_page_writes
+# off: nothing in a throwaway cluster must survive a power cut, and the suite is faster).
+# Benchmarks set PALISADE_PG_DURABLE=1: the server's own defaults (fsync, synchronous commit,
+# full-page writes on), what a production cluster runs, so figures are not flattered.
 set -euo pipefail
 
 log() { printf 'with-postgres: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-[ $# -gt 0 ] || { sed -n '2,19s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,24s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 bindir() {
     local d
@@ -82,12 +87,18 @@ rm -f "$TMP/pwfile"
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Pick a random free port; retry with another if the server still loses a race for it.
+if [ "${PALISADE_PG_DURABLE:-0}" = 1 ]; then
+    DURABILITY=""
+    log "durable cluster (fsync, synchronous_commit, full_page_writes: server defaults)"
+else
+    DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
 PORT=
 for _ in 1 2 3 4 5 6 7 8; do
     candidate=$((20000 + RANDOM % 40000))
     port_free "$candidate" || continue
     if "${RUN_AS[@]}" "$BIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w -t 60 -s \
-        -o "-c listen_addresses=127.0.0.1 -p $candidate -k $TMP -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $candidate -k $TMP $DURABILITY" \
         start >/dev/null 2>&1; then
         PORT=$candidate
         STARTED=1

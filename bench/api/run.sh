@@ -16,6 +16,9 @@
 # numbers with it. Results are appended to bench/api/RESULTS.md.
 # Needs: wrk (apt-get install -y wrk), curl, python3; node + chromium for the paint timing.
 set -euo pipefail
+# PostgreSQL clusters from scripts/with-postgres.sh run with production durability (fsync,
+# synchronous commit, full-page writes) here, not the test suite's fast settings.
+export PALISADE_PG_DURABLE=${PALISADE_PG_DURABLE:-1}
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 what="${1:-all}"

@@ -22,6 +22,9 @@
 # seconds are recorded with every figure (the machine is shared).
 # Needs root, bench/fleet/install.sh (CrowdSec), PostgreSQL server binaries for --skip-pg off.
 set -euo pipefail
+# PostgreSQL clusters from scripts/with-postgres.sh run with production durability (fsync,
+# synchronous commit, full-page writes) here, not the test suite's fast settings.
+export PALISADE_PG_DURABLE=${PALISADE_PG_DURABLE:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 QUICK=0

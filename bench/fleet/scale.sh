@@ -23,6 +23,9 @@
 # start and end. Needs the release build: cargo build --release -p palisade &&
 # cargo build --release -p palisade-fleet --example fleet_load.
 set -euo pipefail
+# PostgreSQL clusters from scripts/with-postgres.sh run with production durability (fsync,
+# synchronous commit, full-page writes) here, not the test suite's fast settings.
+export PALISADE_PG_DURABLE=${PALISADE_PG_DURABLE:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 BIN=$root/target/release/palisade

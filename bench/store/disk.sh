@@ -10,6 +10,9 @@
 # prints the machine load, to be recorded next to the numbers in bench/store/RESULTS.md.
 # (Sizes do not depend on the build profile, so the debug test build is reused.)
 set -euo pipefail
+# PostgreSQL clusters from scripts/with-postgres.sh run with production durability (fsync,
+# synchronous commit, full-page writes) here, not the test suite's fast settings.
+export PALISADE_PG_DURABLE=${PALISADE_PG_DURABLE:-1}
 cd "$(dirname "$0")/../.."
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 bash scripts/with-postgres.sh cargo test -p palisade-store --test perf \

@@ -739,10 +739,8 @@ async fn session(shared: Arc<Shared>, mut ws: Ws, id: String, name: String) -> R
                                 events.into_iter().map(|w| (w.seq, bounded(&w.jail, 64), to_event(w))).collect();
                             let (sh, aid) = (shared.clone(), id.clone());
                             pending = Some(tokio::task::spawn_blocking(move || {
-                                sh.ingest
-                                    .ingest(&aid, epoch, last_seq, &batch)
-                                    .map(|r| (r, batch))
-                                    .map_err(|e| e.to_string())
+                                let (r, batch) = sh.ingest.ingest(&aid, epoch, last_seq, batch);
+                                r.map(|r| (r, batch)).map_err(|e| e.to_string())
                             }));
                         }
                         AgentMsg::Gap { epoch: e, from_seq, to_seq, reason } => {

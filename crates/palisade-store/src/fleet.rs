@@ -194,6 +194,19 @@ pub enum EnrollRefused {
 /// An agent's events as one shipped batch: (sequence, jail, event).
 pub type ShippedEvent = (u64, String, Event);
 
+/// One agent's batch in [`FleetStore::ingest_many`].
+#[derive(Clone, Copy, Debug)]
+pub struct IngestJob<'a> {
+    /// The agent's id.
+    pub id: &'a str,
+    /// The agent's epoch.
+    pub epoch: u64,
+    /// The batch's last sequence (the new mark).
+    pub last_seq: u64,
+    /// The batch.
+    pub events: &'a [ShippedEvent],
+}
+
 /// What [`FleetStore::ingest`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ingested {
@@ -269,6 +282,16 @@ pub trait FleetStore: Send {
         last_seq: u64,
         events: &[ShippedEvent],
     ) -> Result<Ingested, StoreError>;
+    /// Stores several agents' batches, each as [`FleetStore::ingest`] would, in order (a
+    /// second batch of one agent sees the first one's mark); the server's group commit: on a
+    /// store that overrides it (PostgreSQL) in ONE transaction, all or none, so many small
+    /// batches share one commit. By default one transaction per batch, stopping at the first
+    /// error (the batches before it are stored).
+    fn ingest_many(&mut self, jobs: &[IngestJob<'_>]) -> Result<Vec<Ingested>, StoreError> {
+        jobs.iter()
+            .map(|j| self.ingest(j.id, j.epoch, j.last_seq, j.events))
+            .collect()
+    }
     /// Records a gap reported by the agent and moves the mark past it.
     fn gap(&mut self, id: &str, epoch: u64, from: u64, to: u64) -> Result<(), StoreError>;
     /// Events stored per host (`host` not NULL).
@@ -1295,6 +1318,7 @@ mod lite_impl {
 mod pg_impl {
     use super::*;
     use crate::postgres::PgStore;
+    use std::collections::HashMap;
 
     fn db(s: &mut PgStore) -> Result<Pg<'_, ::postgres::Client>, StoreError> {
         s.ensure_connected()?;
@@ -1340,7 +1364,13 @@ mod pg_impl {
             let (mark, host) = q_mark_for_ingest(&mut Pg(&mut tx), id, epoch)?;
             let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
             for (jail, evs) in by_jail(&fresh) {
-                crate::postgres::write_events(&mut tx, &stmts, jail, &evs, Some(&host))?;
+                crate::postgres::write_events(
+                    &mut tx,
+                    &stmts,
+                    jail,
+                    &evs,
+                    crate::postgres::Hosts::All(Some(&host)),
+                )?;
             }
             let new_mark = mark.max(last_seq);
             q_set_mark(&mut Pg(&mut tx), id, new_mark, fresh.len() as u64)?;
@@ -1349,6 +1379,96 @@ mod pg_impl {
                 stored: fresh.len() as u64,
                 mark: new_mark,
             })
+        }
+
+        fn ingest_many(&mut self, jobs: &[IngestJob<'_>]) -> Result<Vec<Ingested>, StoreError> {
+            if jobs.len() == 1 {
+                let j = &jobs[0];
+                return Ok(vec![self.ingest(j.id, j.epoch, j.last_seq, j.events)?]);
+            }
+            self.ensure_partitions(
+                jobs.iter()
+                    .flat_map(|j| j.events.iter().map(|e| e.2.time.0)),
+            );
+            let stmts = self.event_statements()?;
+            let mut tx = self.client.transaction()?;
+            // Every agent's row locked at once, in id order (two groups never wait on each
+            // other in a cycle), with its epoch, mark and name: one round trip for the group.
+            let mut ids: Vec<&str> = jobs.iter().map(|j| j.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let rows = tx.query(
+                "SELECT id, epoch, acked_seq, name FROM fleet_agents
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )?;
+            // Per agent: epoch, current mark, name, events stored by this group.
+            let mut agents: HashMap<String, (i64, u64, String, u64)> = HashMap::new();
+            for r in &rows {
+                let acked: i64 = r.try_get(2)?;
+                agents.insert(
+                    r.try_get(0)?,
+                    (r.try_get(1)?, acked as u64, r.try_get(3)?, 0),
+                );
+            }
+            let mut out = Vec::with_capacity(jobs.len());
+            // Per jail (in name order, so concurrent groups lock address rows alike): the
+            // fresh events and the agent each came from.
+            let mut jails: std::collections::BTreeMap<&str, (Vec<Event>, Vec<&str>)> =
+                Default::default();
+            for j in jobs {
+                let Some(a) = agents.get_mut(j.id) else {
+                    return Err(StoreError::Corrupt(format!("no fleet agent {}", j.id)));
+                };
+                if a.0 as u64 != j.epoch {
+                    return Err(StoreError::Corrupt(format!(
+                        "batch of epoch {} for agent {}, whose current epoch is {}",
+                        j.epoch, j.id, a.0
+                    )));
+                }
+                let mark = a.1;
+                let mut stored = 0u64;
+                for (seq, jail, e) in j.events {
+                    if *seq > mark {
+                        let (evs, hosts) = jails.entry(jail.as_str()).or_default();
+                        evs.push(e.clone());
+                        hosts.push(j.id);
+                        stored += 1;
+                    }
+                }
+                a.1 = mark.max(j.last_seq);
+                a.3 += stored;
+                out.push(Ingested { stored, mark: a.1 });
+            }
+            for (jail, (evs, ids)) in &jails {
+                let hosts: Vec<&str> = ids
+                    .iter()
+                    .map(|id| agents.get(*id).map_or("", |a| a.2.as_str()))
+                    .collect();
+                crate::postgres::write_events(
+                    &mut tx,
+                    &stmts,
+                    jail,
+                    evs,
+                    crate::postgres::Hosts::Each(&hosts),
+                )?;
+            }
+            let (mut mid, mut mmark, mut mn) = (Vec::new(), Vec::new(), Vec::new());
+            for id in &ids {
+                if let Some(a) = agents.get(*id) {
+                    mid.push(*id);
+                    mmark.push(a.1 as i64);
+                    mn.push(a.3 as i64);
+                }
+            }
+            tx.execute(
+                "UPDATE fleet_agents SET acked_seq = u.mark, events = fleet_agents.events + u.n
+                 FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS u(id, mark, n)
+                 WHERE fleet_agents.id = u.id",
+                &[&mid, &mmark, &mn],
+            )?;
+            tx.commit()?;
+            Ok(out)
         }
 
         fn ingest_stream(
@@ -1371,7 +1491,13 @@ mod pg_impl {
             let (host, mark) = q_stream_begin(&mut Pg(&mut tx), id, stream, epoch)?;
             let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
             for (jail, evs) in by_jail(&fresh) {
-                crate::postgres::write_events(&mut tx, &stmts, jail, &evs, Some(&host))?;
+                crate::postgres::write_events(
+                    &mut tx,
+                    &stmts,
+                    jail,
+                    &evs,
+                    crate::postgres::Hosts::All(Some(&host)),
+                )?;
             }
             let new_mark = mark.max(last_seq);
             q_stream_done(

@@ -155,7 +155,10 @@ impl PgStore {
             self.statement(
                 "SELECT ip, sample_hour, sample_count FROM ip_history WHERE ip = ANY($1)",
             )?,
-            self.statement(INSERT_EVENTS)?,
+            (
+                self.statement(INSERT_EVENTS)?,
+                self.statement(INSERT_EVENTS_HOSTS)?,
+            ),
             self.statement(UPSERT_HISTORY)?,
         ))
     }
@@ -292,6 +295,7 @@ fn decode_decisions(rows: &[Row]) -> Result<Vec<RawDecision>, StoreError> {
     rows.iter().map(raw_decision).collect()
 }
 
+/// The event insert, one host for the batch (`$10`).
 const INSERT_EVENTS: &str = "
     INSERT INTO events (time, jail, filter, rule, ip, failure, username, fields, evidence, host)
     SELECT u.time, $1, u.filter, u.rule, u.ip, u.failure, u.username, u.fields, u.evidence,
@@ -300,6 +304,17 @@ const INSERT_EVENTS: &str = "
                 $7::TEXT[], $8::TEXT[], $9::TEXT[])
          WITH ORDINALITY
          AS u(time, filter, rule, ip, failure, username, fields, evidence, ord)
+    ORDER BY u.ord";
+
+/// The event insert, one host per row (`$10`, batches of several agents).
+const INSERT_EVENTS_HOSTS: &str = "
+    INSERT INTO events (time, jail, filter, rule, ip, failure, username, fields, evidence, host)
+    SELECT u.time, $1, u.filter, u.rule, u.ip, u.failure, u.username, u.fields, u.evidence,
+           u.host
+    FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BOOLEAN[],
+                $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[])
+         WITH ORDINALITY
+         AS u(time, filter, rule, ip, failure, username, fields, evidence, host, ord)
     ORDER BY u.ord";
 
 const UPSERT_HISTORY: &str = "
@@ -318,18 +333,36 @@ const UPSERT_HISTORY: &str = "
         sample_hour = EXCLUDED.sample_hour,
         sample_count = EXCLUDED.sample_count";
 
-/// Prepared statements of [`write_events`]: history sample lookup, event insert, history
-/// upsert.
-pub(crate) type EventStatements = (Statement, Statement, Statement);
+/// Prepared statements of [`write_events`]: history sample lookup, event insert (one host,
+/// a host per row), history upsert.
+pub(crate) type EventStatements = (Statement, (Statement, Statement), Statement);
+
+/// The fleet host of each event [`write_events`] writes.
+#[derive(Clone, Copy)]
+pub(crate) enum Hosts<'a> {
+    /// The same for every event (`None` = local).
+    All(Option<&'a str>),
+    /// One per event, in the events' order (batches of several agents in one transaction).
+    Each(&'a [&'a str]),
+}
+
+impl<'a> Hosts<'a> {
+    fn get(self, i: usize) -> Option<&'a str> {
+        match self {
+            Hosts::All(h) => h,
+            Hosts::Each(v) => v.get(i).copied(),
+        }
+    }
+}
 
 /// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
-/// history. `host` is the fleet agent the events came from (`None` = local).
+/// history. `hosts` are the fleet agents the events came from.
 pub(crate) fn write_events(
     tx: &mut postgres::Transaction<'_>,
     stmts: &EventStatements,
     jail: &str,
     events: &[Event],
-    host: Option<&str>,
+    hosts: Hosts<'_>,
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -356,8 +389,9 @@ pub(crate) fn write_events(
     }
     plan.sample();
 
-    for rows in plan.rows.chunks(CHUNK) {
+    for (c, rows) in plan.rows.chunks(CHUNK).enumerate() {
         let n = rows.len();
+
         let mut time = Vec::with_capacity(n);
         let mut filter = Vec::with_capacity(n);
         let mut rule = Vec::with_capacity(n);
@@ -381,8 +415,20 @@ pub(crate) fn write_events(
         let rule: Vec<&str> = rule.iter().map(|c| c.as_ref()).collect();
         let user: Vec<Option<&str>> = user.iter().map(|c| c.as_deref()).collect();
         let evidence: Vec<Option<&str>> = evidence.iter().map(|c| c.as_deref()).collect();
+        let one;
+        let each: Vec<Option<&str>>;
+        let (insert, host): (&Statement, &(dyn postgres::types::ToSql + Sync)) = match hosts {
+            Hosts::All(h) => {
+                one = h;
+                (&insert.0, &one)
+            }
+            Hosts::Each(_) => {
+                each = (0..n).map(|k| hosts.get(c * CHUNK + k)).collect();
+                (&insert.1, &each)
+            }
+        };
         tx.execute(
-            &insert,
+            insert,
             &[
                 &jail.as_ref(),
                 &time,
@@ -393,7 +439,7 @@ pub(crate) fn write_events(
                 &user,
                 &fields,
                 &evidence,
-                &host,
+                host,
             ],
         )?;
     }
@@ -527,7 +573,7 @@ impl Store for PgStore {
         self.ensure_partitions(events.iter().map(|e| e.time.0));
         let stmts = self.event_statements()?;
         let mut tx = self.client.transaction()?;
-        write_events(&mut tx, &stmts, jail, events, None)?;
+        write_events(&mut tx, &stmts, jail, events, Hosts::All(None))?;
         tx.commit()?;
         Ok(())
     }
@@ -551,7 +597,7 @@ impl Store for PgStore {
         let now = SystemClock.now().0;
         let mut tx = self.client.transaction()?;
         for (jail, evs) in events {
-            write_events(&mut tx, &stmts, jail, evs, None)?;
+            write_events(&mut tx, &stmts, jail, evs, Hosts::All(None))?;
         }
         for (source, pos) in positions {
             tx.execute(&put, &[source, pos, &now])?;

@@ -182,6 +182,66 @@ fn story(url: &str) {
         .unwrap();
     assert_eq!((r.stored, r.mark), (1, 1));
 
+    // --- group commit: several agents' batches in one call, in order ---
+    assert_eq!(f.high_water("a2", 3).unwrap(), 0);
+    let (w1, w2) = (
+        f.host_event_count("web1").unwrap(),
+        f.host_event_count("web2").unwrap(),
+    );
+    let a2_events = f.agent("a2").unwrap().unwrap().events;
+    let shipped = |s: u64, jail: &str, ip: &str| (s, jail.to_string(), ev(2500 + s as i64, ip));
+    let b1 = vec![
+        shipped(2, "sshd", "198.51.100.20"),
+        shipped(3, "sshd", "198.51.100.20"),
+    ];
+    let b2: Vec<_> = (1..=4u64)
+        .map(|s| {
+            shipped(
+                s,
+                if s % 2 == 0 { "nginx" } else { "sshd" },
+                "198.51.100.21",
+            )
+        })
+        .collect();
+    // a1's second batch in the same group resends 3 and adds 4: only 4 is new.
+    let b1b = vec![
+        shipped(3, "sshd", "198.51.100.20"),
+        shipped(4, "nginx", "198.51.100.20"),
+    ];
+    let job = |id, epoch, last_seq, events| fleet::IngestJob {
+        id,
+        epoch,
+        last_seq,
+        events,
+    };
+    let r = f
+        .ingest_many(&[
+            job("a1", 8, 3, &b1),
+            job("a2", 3, 4, &b2),
+            job("a1", 8, 4, &b1b),
+        ])
+        .unwrap();
+    let got: Vec<_> = r.iter().map(|r| (r.stored, r.mark)).collect();
+    assert_eq!(got, vec![(2, 3), (4, 4), (1, 4)]);
+    // Each event is stored under its own agent's name.
+    assert_eq!(f.host_event_count("web1").unwrap(), w1 + 3);
+    assert_eq!(f.host_event_count("web2").unwrap(), w2 + 4);
+    assert_eq!(f.agent("a2").unwrap().unwrap().events, a2_events + 4);
+    assert_eq!(f.high_water("a1", 8).unwrap(), 4);
+    assert_eq!(f.high_water("a2", 3).unwrap(), 4);
+    // A group with a batch of a stale epoch fails; on a store with one transaction per group
+    // (PostgreSQL) nothing of it is stored.
+    let late = vec![shipped(5, "sshd", "198.51.100.22")];
+    let stale = vec![shipped(9, "sshd", "198.51.100.23")];
+    assert!(f
+        .ingest_many(&[job("a2", 3, 5, &late), job("a1", 7, 9, &stale)])
+        .is_err());
+    if f.is_shared() {
+        assert_eq!(f.high_water("a2", 3).unwrap(), 4, "all or none");
+        assert_eq!(f.host_event_count("web2").unwrap(), w2 + 4);
+    }
+    assert_eq!(f.high_water("a1", 8).unwrap(), 4);
+
     // --- a forwarder's streams: a mark per stream, stored with the events in one transaction ---
     let (base, counted) = (
         f.host_event_count("web1").unwrap(),
@@ -212,8 +272,8 @@ fn story(url: &str) {
     assert_eq!(f.stream_mark("a1", auth, 6).unwrap(), 0);
     assert_eq!(f.host_event_count("web1").unwrap(), base + 4);
     assert_eq!(f.agent("a1").unwrap().unwrap().events, counted + 4);
-    // The agent's own epoch and mark are untouched.
-    assert_eq!(f.high_water("a1", 8).unwrap(), 1);
+    // The agent's own epoch and mark are untouched (4 since the group commit above).
+    assert_eq!(f.high_water("a1", 8).unwrap(), 4);
     // A host's recent events, oldest first; the newest when limited.
     let recent = f
         .host_events_since("web1", Timestamp::from_secs(3000), 10)
