@@ -1204,16 +1204,19 @@ macro_rules! fleet_common {
     };
 }
 
-/// Groups a batch by jail (the event writers take one jail at a time), keeping order.
-fn by_jail(events: &[ShippedEvent]) -> Vec<(&str, Vec<Event>)> {
+/// A batch's events above `mark` grouped by jail (the event writers take one jail at a time),
+/// keeping order; and how many there are.
+fn fresh_by_jail(events: &[ShippedEvent], mark: u64) -> (Vec<(&str, Vec<Event>)>, u64) {
     let mut out: Vec<(&str, Vec<Event>)> = Vec::new();
-    for (_, jail, e) in events {
+    let mut n = 0;
+    for (_, jail, e) in events.iter().filter(|e| e.0 > mark) {
+        n += 1;
         match out.iter_mut().find(|(j, _)| *j == jail.as_str()) {
             Some((_, v)) => v.push(e.clone()),
             None => out.push((jail.as_str(), vec![e.clone()])),
         }
     }
-    out
+    (out, n)
 }
 
 mod lite_impl {
@@ -1223,6 +1226,20 @@ mod lite_impl {
 
     fn db(s: &mut SqliteStore) -> Result<Lite<'_>, StoreError> {
         Ok(Lite(&s.conn))
+    }
+
+    /// Writes a batch's events above `mark` as `host`'s; returns how many.
+    fn write_fresh(
+        tx: &rusqlite::Transaction<'_>,
+        events: &[ShippedEvent],
+        mark: u64,
+        host: &str,
+    ) -> Result<u64, StoreError> {
+        let (by_jail, n) = fresh_by_jail(events, mark);
+        for (jail, evs) in by_jail {
+            crate::sqlite::write_events(tx, jail, &evs, Some(host))?;
+        }
+        Ok(n)
     }
 
     fn tx<T>(
@@ -1251,15 +1268,12 @@ mod lite_impl {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (mark, host) = q_mark_for_ingest(&mut Lite(&tx), id, epoch)?;
-            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
-            for (jail, evs) in by_jail(&fresh) {
-                crate::sqlite::write_events(&tx, jail, &evs, Some(&host))?;
-            }
+            let stored = write_fresh(&tx, events, mark, &host)?;
             let new_mark = mark.max(last_seq);
-            q_set_mark(&mut Lite(&tx), id, new_mark, fresh.len() as u64)?;
+            q_set_mark(&mut Lite(&tx), id, new_mark, stored)?;
             tx.commit()?;
             Ok(Ingested {
-                stored: fresh.len() as u64,
+                stored,
                 mark: new_mark,
             })
         }
@@ -1276,23 +1290,13 @@ mod lite_impl {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (host, mark) = q_stream_begin(&mut Lite(&tx), id, stream, epoch)?;
-            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
-            for (jail, evs) in by_jail(&fresh) {
-                crate::sqlite::write_events(&tx, jail, &evs, Some(&host))?;
-            }
+            let stored = write_fresh(&tx, events, mark, &host)?;
             let new_mark = mark.max(last_seq);
-            q_stream_done(
-                &mut Lite(&tx),
-                id,
-                stream,
-                epoch,
-                new_mark,
-                fresh.len() as u64,
-            )?;
+            q_stream_done(&mut Lite(&tx), id, stream, epoch, new_mark, stored)?;
             tx.commit()?;
             Ok(StreamIngested {
                 before: mark,
-                stored: fresh.len() as u64,
+                stored,
                 mark: new_mark,
             })
         }
@@ -1323,6 +1327,27 @@ mod pg_impl {
     fn db(s: &mut PgStore) -> Result<Pg<'_, ::postgres::Client>, StoreError> {
         s.ensure_connected()?;
         Ok(Pg(&mut s.client))
+    }
+
+    /// Writes a batch's events above `mark` as `host`'s; returns how many.
+    fn write_fresh(
+        tx: &mut ::postgres::Transaction<'_>,
+        stmts: &crate::postgres::EventStatements,
+        events: &[ShippedEvent],
+        mark: u64,
+        host: &str,
+    ) -> Result<u64, StoreError> {
+        let (by_jail, n) = fresh_by_jail(events, mark);
+        for (jail, evs) in by_jail {
+            crate::postgres::write_events(
+                tx,
+                stmts,
+                jail,
+                &evs,
+                crate::postgres::Hosts::All(Some(host)),
+            )?;
+        }
+        Ok(n)
     }
 
     fn tx<T>(
@@ -1362,21 +1387,12 @@ mod pg_impl {
                 &[&id],
             )?;
             let (mark, host) = q_mark_for_ingest(&mut Pg(&mut tx), id, epoch)?;
-            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
-            for (jail, evs) in by_jail(&fresh) {
-                crate::postgres::write_events(
-                    &mut tx,
-                    &stmts,
-                    jail,
-                    &evs,
-                    crate::postgres::Hosts::All(Some(&host)),
-                )?;
-            }
+            let stored = write_fresh(&mut tx, &stmts, events, mark, &host)?;
             let new_mark = mark.max(last_seq);
-            q_set_mark(&mut Pg(&mut tx), id, new_mark, fresh.len() as u64)?;
+            q_set_mark(&mut Pg(&mut tx), id, new_mark, stored)?;
             tx.commit()?;
             Ok(Ingested {
-                stored: fresh.len() as u64,
+                stored,
                 mark: new_mark,
             })
         }
@@ -1440,8 +1456,8 @@ mod pg_impl {
                 a.3 += stored;
                 out.push(Ingested { stored, mark: a.1 });
             }
-            for (jail, (evs, ids)) in &jails {
-                let hosts: Vec<&str> = ids
+            for (jail, (evs, from)) in &jails {
+                let hosts: Vec<&str> = from
                     .iter()
                     .map(|id| agents.get(*id).map_or("", |a| a.2.as_str()))
                     .collect();
@@ -1489,29 +1505,13 @@ mod pg_impl {
                 &[&id],
             )?;
             let (host, mark) = q_stream_begin(&mut Pg(&mut tx), id, stream, epoch)?;
-            let fresh: Vec<ShippedEvent> = events.iter().filter(|e| e.0 > mark).cloned().collect();
-            for (jail, evs) in by_jail(&fresh) {
-                crate::postgres::write_events(
-                    &mut tx,
-                    &stmts,
-                    jail,
-                    &evs,
-                    crate::postgres::Hosts::All(Some(&host)),
-                )?;
-            }
+            let stored = write_fresh(&mut tx, &stmts, events, mark, &host)?;
             let new_mark = mark.max(last_seq);
-            q_stream_done(
-                &mut Pg(&mut tx),
-                id,
-                stream,
-                epoch,
-                new_mark,
-                fresh.len() as u64,
-            )?;
+            q_stream_done(&mut Pg(&mut tx), id, stream, epoch, new_mark, stored)?;
             tx.commit()?;
             Ok(StreamIngested {
                 before: mark,
-                stored: fresh.len() as u64,
+                stored,
                 mark: new_mark,
             })
         }

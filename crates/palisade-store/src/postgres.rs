@@ -346,15 +346,6 @@ pub(crate) enum Hosts<'a> {
     Each(&'a [&'a str]),
 }
 
-impl<'a> Hosts<'a> {
-    fn get(self, i: usize) -> Option<&'a str> {
-        match self {
-            Hosts::All(h) => h,
-            Hosts::Each(v) => v.get(i).copied(),
-        }
-    }
-}
-
 /// Writes a batch of one jail's events inside `tx`: event rows (evidence sampled), address
 /// history. `hosts` are the fleet agents the events came from.
 pub(crate) fn write_events(
@@ -366,6 +357,16 @@ pub(crate) fn write_events(
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
+    }
+    if let Hosts::Each(v) = hosts {
+        // An event without its host would be stored as this server's own.
+        if v.len() != events.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} hosts for {} events",
+                v.len(),
+                events.len()
+            )));
+        }
     }
     let (select, insert, upsert) = (stmts.0.clone(), stmts.1.clone(), stmts.2.clone());
     let mut plan = BatchPlan::new(events);
@@ -391,7 +392,6 @@ pub(crate) fn write_events(
 
     for (c, rows) in plan.rows.chunks(CHUNK).enumerate() {
         let n = rows.len();
-
         let mut time = Vec::with_capacity(n);
         let mut filter = Vec::with_capacity(n);
         let mut rule = Vec::with_capacity(n);
@@ -422,8 +422,11 @@ pub(crate) fn write_events(
                 one = h;
                 (&insert.0, &one)
             }
-            Hosts::Each(_) => {
-                each = (0..n).map(|k| hosts.get(c * CHUNK + k)).collect();
+            Hosts::Each(v) => {
+                each = v[c * CHUNK..c * CHUNK + n]
+                    .iter()
+                    .map(|h| Some(*h))
+                    .collect();
                 (&insert.1, &each)
             }
         };
